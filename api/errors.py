@@ -1,0 +1,100 @@
+"""Domain errors and the single place that maps them (and framework errors) to HTTP answers.
+
+Every error body is ``{"status": <int>, "error": <reason phrase>, "message": <why>, "path": <path>}``;
+the iOS client never reads error bodies, people and logs do.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.resources import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An expected failure with the status it is answered with and a reason for the caller."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ApiError):
+    """Missing or malformed input (400)."""
+
+    status = 400
+
+
+class Forbidden(ApiError):
+    """Bad or expired token, or acting on someone else's data (403: the client's refresh trigger)."""
+
+    status = 403
+
+
+class NotFound(ApiError):
+    """The addressed thing does not exist (404)."""
+
+    status = 404
+
+
+class Conflict(ApiError):
+    """The request collides with existing state, e.g. a taken nickname (409)."""
+
+    status = 409
+
+
+class PayloadTooLarge(ApiError):
+    """An upload over the configured limits (413)."""
+
+    status = 413
+
+
+def error_response(
+    status: int, message: str, path: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The JSON error body every failure uses."""
+    return JSONResponse(
+        {"status": status, "error": HTTPStatus(status).phrase, "message": message, "path": path},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _validation_reason(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "form"))
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain errors, validation errors and anything unexpected to JSON answers."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, _validation_reason(exc), request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(
+            exc.status_code, str(exc.detail), request.url.path, getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(ServiceUnavailable)
+    async def _unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
+        return error_response(503, str(exc), request.url.path, {"Retry-After": "1"})

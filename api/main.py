@@ -1,0 +1,47 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; ``uvicorn api.main:app --factory`` runs it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.metrics import MetricsMiddleware
+from api.resources import close_resources, open_resources
+from api.routes import auth, dm, feed, health
+from config import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API; clients are opened in the lifespan, once per process."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = await open_resources(settings)
+        app.state.resources = resources
+        try:
+            yield
+        finally:
+            await close_resources(resources)
+
+    app = FastAPI(
+        title="SoSoHappy backend",
+        version="0.1.0",
+        summary="Happiness diary API, wire-compatible with the SoSoHappy iOS client",
+        lifespan=lifespan,
+    )
+    app.add_middleware(MetricsMiddleware)
+    install_error_handlers(app)
+    for module in (health, auth, feed, dm):
+        app.include_router(module.router)
+    return app
+
+
+def app() -> FastAPI:
+    """Factory for ``uvicorn api.main:app --factory`` (settings from the environment)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app()

@@ -1,0 +1,133 @@
+"""Per-process clients of the API: one DB engine, one Mongo client, one Temporal client, one Kafka producer.
+
+They are created in the FastAPI lifespan (never at import time) and reached through ``api.deps``.
+Temporal and Kafka connect in the background and keep retrying, so a replica starts (and serves what it
+can) while one of them is down; ``/readyz`` says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from pymongo import MongoClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+from temporalio.client import Client
+
+from config import Settings
+from storage.db import create_db_engine, session_factory
+from storage.messages import MessageStore
+from temporal.client import connect as connect_temporal
+
+log = logging.getLogger(__name__)
+
+
+class ServiceUnavailable(Exception):
+    """A backing service this request needs is not reachable right now (answered with 503)."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"{service} is unavailable")
+        self.service = service
+
+
+@dataclass
+class Resources:
+    """The long-lived clients of one API process."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker
+    mongo: MongoClient
+    messages: MessageStore
+    _temporal: Client | None = None
+    _producer: AIOKafkaProducer | None = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    #: Callbacks run at shutdown, newest first (consumers, caches added by feature modules).
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def temporal(self) -> Client:
+        """The Temporal client, or ``ServiceUnavailable`` while it is not connected."""
+        if self._temporal is None:
+            raise ServiceUnavailable("temporal")
+        return self._temporal
+
+    @property
+    def producer(self) -> AIOKafkaProducer | None:
+        """The Kafka producer once connected; ``None`` while the broker is unreachable."""
+        return self._producer
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run ``closer`` when the process shuts down."""
+        self._closers.append(closer)
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Run a background task owned by this process; it is cancelled at shutdown."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.append(task)
+        return task
+
+
+async def _retry_forever(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+    delay = 0.2
+    while True:
+        try:
+            await attempt()
+            log.info("%s connected", what)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure means "retry later"
+            log.warning("%s not reachable (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def open_resources(settings: Settings) -> Resources:
+    """Create the process's clients; Temporal and Kafka keep connecting in the background."""
+    engine = create_db_engine(settings.sqlalchemy_url)
+    mongo: MongoClient = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=2000, tz_aware=False)
+    messages = MessageStore(mongo, settings.mongo_database)
+    res = Resources(
+        settings=settings, engine=engine, sessions=session_factory(engine), mongo=mongo, messages=messages
+    )
+
+    async def temporal_attempt() -> None:
+        res._temporal = await connect_temporal(settings)
+
+    async def kafka_attempt() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, acks=1)
+        try:
+            await producer.start()
+        except Exception:
+            await producer.stop()
+            raise
+        res._producer = producer
+
+    res.spawn(_retry_forever("temporal", temporal_attempt), "connect-temporal")
+    res.spawn(_retry_forever("kafka", kafka_attempt), "connect-kafka")
+    # Give both a moment so a healthy stack is ready as soon as the API answers.
+    await asyncio.wait(res._tasks, timeout=3)
+    return res
+
+
+async def close_resources(res: Resources) -> None:
+    """Stop background work and close every client."""
+    for closer in reversed(res._closers):
+        try:
+            await closer()
+        except Exception:  # shutdown goes on
+            log.exception("error while closing")
+    for task in res._tasks:
+        task.cancel()
+    await asyncio.gather(*res._tasks, return_exceptions=True)
+    if res._producer is not None:
+        await res._producer.stop()
+    res.mongo.close()
+    res.engine.dispose()

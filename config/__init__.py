@@ -1,0 +1,5 @@
+"""Configuration shared by every process."""
+
+from config.settings import Settings
+
+__all__ = ["Settings"]

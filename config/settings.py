@@ -1,0 +1,96 @@
+"""The one settings class of the backend (env prefix ``SOSOHAPPY_``).
+
+Every process (API, workers, dev stack, tests) builds one ``Settings`` at start-up and hands it down;
+nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The JWT secret used when none is configured; accepted only when ``env == "local"``.
+DEFAULT_JWT_SECRET = "sosohappy-local-development-secret-change-me-0123456789abcdef"
+
+
+class Settings(BaseSettings):
+    """Configuration of every SoSoHappy process; each field maps to ``SOSOHAPPY_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SOSOHAPPY_", env_file=None, extra="ignore")
+
+    env: Literal["local", "test", "staging", "production"] = "local"
+    data_dir: Path = Path(".data")
+
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8888
+
+    # Relational store: SQLite file in data_dir unless a MySQL URL is given.
+    database_url: str | None = None
+
+    # MongoDB (messages)
+    mongo_url: str = "mongodb://127.0.0.1:27017"
+    mongo_database: str = "dm"
+
+    # Kafka (token and DM broadcasts between API replicas)
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_token_topic: str = "sosohappy.token-revocations"
+    kafka_dm_topic: str = "sosohappy.direct-messages"
+    kafka_fetch_max_wait_ms: int = 20
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue_prefix: str = "sosohappy"
+
+    # Tokens
+    jwt_secret: str = DEFAULT_JWT_SECRET
+    access_token_ttl_seconds: int = 36_000
+    refresh_token_ttl_seconds: int = 14 * 24 * 3600
+    authorize_code_ttl_seconds: int = 600
+
+    # FCM (firebase-admin). Empty credentials file = offline credential for the local emulator.
+    fcm_project_id: str = "sosohappy-local"
+    fcm_endpoint: str | None = Field(
+        default=None, description="Base URL replacing https://fcm.googleapis.com (emulator)."
+    )
+    fcm_credentials_file: Path | None = None
+    push_deadline_seconds: int = 24 * 3600
+
+    # Sign in with Apple
+    apple_base_url: str = "https://appleid.apple.com"
+    apple_client_id: str = "com.sosohappy.SoSoHappy"
+    apple_team_id: str = "LOCALTEAM1"
+    apple_key_id: str = "LOCALKEY01"
+    apple_private_key: str | None = Field(
+        default=None, description="Base64 PKCS#8 DER of the ES256 key (.p8 body); generated in local dev."
+    )
+    apple_redirect_uri: str = "https://sosohappy.dev/auth-service/login/oauth2/code/apple"
+
+    # Limits
+    max_request_bytes: int = 50 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.env in ("staging", "production") and self.jwt_secret == DEFAULT_JWT_SECRET:
+            raise ValueError(
+                "SOSOHAPPY_JWT_SECRET must be set outside local development (the default secret is public)"
+            )
+        if len(self.jwt_secret.encode()) < 32:
+            raise ValueError("SOSOHAPPY_JWT_SECRET must be at least 32 bytes")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The relational database URL: ``database_url`` or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'sosohappy.db').resolve()}"
+
+    @property
+    def is_local(self) -> bool:
+        """True in local development and tests, where emulators and default secrets are allowed."""
+        return self.env in ("local", "test")

@@ -1,0 +1,70 @@
+"""Engine creation, migrations and database reachability checks for the relational store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """One engine per process: MySQL (pymysql, utf8mb4) or SQLite (WAL, foreign keys on)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=False
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    query = dict(parsed.query)
+    query.setdefault("charset", "utf8mb4")
+    return create_engine(
+        parsed.set(query=query),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=3600,
+        pool_pre_ping=True,
+        # No ROLLBACK round trip when a read-only checkout returns to the pool.
+        pool_reset_on_return=None,
+        isolation_level="READ COMMITTED",
+    )
+
+
+def session_factory(engine: Engine) -> sessionmaker:
+    """A ``sessionmaker`` bound to ``engine`` that keeps loaded objects usable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def check_database(engine: Engine) -> None:
+    """Raise if the database cannot answer ``SELECT 1``."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config pointing at ``storage/migrations`` for ``url``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the newest revision (idempotent)."""
+    command.upgrade(alembic_config(url), "head")

@@ -1,0 +1,177 @@
+"""SQLAlchemy models for users, logins, devices, blocks and feeds (MySQL in production, SQLite locally).
+
+Users are keyed by a stable ``users.id``; every other table refers to that id, never to a nickname, so a
+nickname change touches one row here (plus the Mongo messages, which keep nicknames on the wire format).
+Each model has a matching revision under ``storage/migrations``; ``tests/storage/test_migrations.py``
+fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT autoincrement on MySQL, INTEGER PRIMARY KEY (rowid alias) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Up to 4 GiB in MySQL (images, profile pictures); plain BLOB in SQLite.
+Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql")
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
+# Nicknames compare exactly (case- and accent-sensitive), as the original's lookups did.
+NicknameText = String(40).with_variant(mysql.VARCHAR(40, collation="utf8mb4_bin"), "mysql")
+
+
+class Base(DeclarativeBase):
+    """Declarative base with deterministic constraint names (stable across MySQL and SQLite)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    """An account: one per ``<email>+<provider>``; the nickname is NULL until the profile is set."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_email: Mapped[str] = mapped_column(String(320), unique=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[str] = mapped_column(String(255))
+    nickname: Mapped[str | None] = mapped_column(NicknameText, unique=True)
+    introduction: Mapped[str] = mapped_column(String(255), default="")
+    profile_image: Mapped[bytes | None] = mapped_column(Blob, deferred=True)
+    profile_image_type: Mapped[str | None] = mapped_column(String(40))
+    apple_refresh_token: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AuthorizeCode(Base):
+    """A single-use PKCE authorize code, shared by every API replica, valid until ``expires_at``."""
+
+    __tablename__ = "authorize_codes"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    code_challenge: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class LoginSession(Base):
+    """One login (device) of a user: the refresh-token family that rotates on every re-issue."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    refresh_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class DeviceRegistration(Base):
+    """An FCM registration token of one of a user's devices; a token belongs to one user at a time."""
+
+    __tablename__ = "device_registrations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(36))
+    token: Mapped[str] = mapped_column(String(512), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Block(Base):
+    """``blocker`` hides ``blocked`` from their own listings (one-directional)."""
+
+    __tablename__ = "blocks"
+
+    blocker_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    blocked_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Feed(Base):
+    """A user's diary entry for one KST day; ``date`` keeps the client's 16-digit value."""
+
+    __tablename__ = "feeds"
+    __table_args__ = (
+        UniqueConstraint("user_id", "day"),
+        Index("ix_feeds_user_id_date", "user_id", "date"),
+        Index("ix_feeds_is_public_date", "is_public", "date"),
+        Index("ix_feeds_day_is_public_date", "day", "is_public", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    day: Mapped[int] = mapped_column(Integer)  # yyyyMMdd = date // 10**8
+    date: Mapped[int] = mapped_column(BigInteger)
+    weather: Mapped[str] = mapped_column(String(32))
+    happiness: Mapped[int] = mapped_column(SmallInteger)
+    text: Mapped[str | None] = mapped_column(LongText)
+    is_public: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class FeedCategory(Base):
+    """A category of a feed, in the order the client sent it."""
+
+    __tablename__ = "feed_categories"
+
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    category: Mapped[str] = mapped_column(String(32))
+
+
+class FeedImage(Base):
+    """An image of a feed; its id is the public image id of ``/feed-service/image/{id}``."""
+
+    __tablename__ = "feed_images"
+    __table_args__ = (Index("ix_feed_images_feed_id_position", "feed_id", "position"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(SmallInteger)
+    content_type: Mapped[str] = mapped_column(String(40))
+    byte_size: Mapped[int] = mapped_column(Integer)
+    etag: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(Blob, deferred=True)
+
+
+class FeedLike(Base):
+    """``user_id`` likes ``feed_id``; the primary key makes a double tap idempotent."""
+
+    __tablename__ = "feed_likes"
+
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime)

@@ -1,0 +1,28 @@
+"""Workflow IDs derived from business keys, so a repeated trigger can never start a second copy."""
+
+from __future__ import annotations
+
+
+def sign_in_workflow_id(authorize_code: str) -> str:
+    """One sign-in per single-use authorize code."""
+    return f"sign-in:{authorize_code}"
+
+
+def resign_workflow_id(user_id: int) -> str:
+    """At most one resign per account."""
+    return f"resign:{user_id}"
+
+
+def nickname_change_workflow_id(user_id: int) -> str:
+    """One nickname-change workflow per user: two changes for one user never interleave."""
+    return f"nickname-change:{user_id}"
+
+
+def like_push_workflow_id(feed_id: int, liker_user_id: int) -> str:
+    """The like notice for ``liker`` on ``feed`` is sent at most once."""
+    return f"push:like:{feed_id}:{liker_user_id}"
+
+
+def dm_push_workflow_id(message_id: str) -> str:
+    """The push for one stored direct message is sent at most once."""
+    return f"push:dm:{message_id}"

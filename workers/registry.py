@@ -1,0 +1,26 @@
+"""Which workflows and activities each task queue's worker runs.
+
+Add a domain by listing its workflow classes and its activity methods here; ``workers.main`` and the
+tests both build their workers from this one table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from activities.deps import ActivityDeps
+from temporal import task_queues
+
+WORKFLOWS: dict[str, list[type]] = {
+    task_queues.ACCOUNTS: [],
+    task_queues.PUSH: [],
+}
+
+
+def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
+    """The bound activity methods per task queue, constructed over ``deps``."""
+    return {
+        task_queues.ACCOUNTS: [],
+        task_queues.PUSH: [],
+    }
