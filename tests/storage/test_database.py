@@ -1,0 +1,101 @@
+"""The relational store round-trips on both engines we support: MySQL (production) and SQLite (embedded)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from storage.db import check_database, create_db_engine, migrate, session_factory
+from storage.models import Feed, FeedCategory, User
+
+
+@pytest.fixture(params=["mysql", "sqlite"])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    url = request.getfixturevalue(f"{request.param}_url")
+    engine = create_db_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def _user(email: str, nickname: str | None) -> User:
+    now = datetime(2024, 1, 20, 8, 0, 0)
+    return User(
+        account_email=email,
+        provider="kakao",
+        provider_id="1",
+        nickname=nickname,
+        introduction="",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def test_round_trip_with_unicode_and_children(engine: Engine) -> None:
+    check_database(engine)
+    sessions = session_factory(engine)
+    nickname = "소소🩷" + engine.dialect.name[:3]
+    with sessions.begin() as s:
+        user = _user(f"rt-{engine.dialect.name}@example.com+kakao", nickname)
+        s.add(user)
+        s.flush()
+        feed = Feed(
+            user_id=user.id,
+            day=20240120,
+            date=2024012017042712,
+            weather="sunny",
+            happiness=5,
+            text="행복한 하루 🩷",
+            is_public=True,
+            created_at=user.created_at,
+            updated_at=user.created_at,
+        )
+        s.add(feed)
+        s.flush()
+        s.add_all(
+            [FeedCategory(feed_id=feed.id, position=i, category=c) for i, c in enumerate(["coffee", "love"])]
+        )
+    with sessions() as s:
+        got = s.scalars(select(Feed).join(User).where(User.nickname == nickname)).one()
+        assert (got.date, got.text, got.is_public) == (2024012017042712, "행복한 하루 🩷", True)
+        cats = s.scalars(
+            select(FeedCategory.category).where(FeedCategory.feed_id == got.id).order_by("position")
+        )
+        assert list(cats) == ["coffee", "love"]
+
+
+def test_one_feed_per_user_per_day_is_enforced(engine: Engine) -> None:
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        user = _user(f"day-{engine.dialect.name}@example.com+google", None)
+        s.add(user)
+        s.flush()
+        user_id, now = user.id, user.created_at
+    row = {
+        "weather": "cloudy",
+        "happiness": 3,
+        "text": None,
+        "is_public": False,
+        "created_at": now,
+        "updated_at": now,
+    }
+    with sessions.begin() as s:
+        s.add(Feed(user_id=user_id, day=20240121, date=2024012109000000, **row))
+    with pytest.raises(IntegrityError), sessions.begin() as s:
+        s.add(Feed(user_id=user_id, day=20240121, date=2024012123595999, **row))
+
+
+def test_nickname_uniqueness_is_case_sensitive_on_mysql(mysql_url: str) -> None:
+    sessions = session_factory(create_db_engine(mysql_url))
+    with sessions.begin() as s:
+        s.add_all([_user("case1@example.com+kakao", "Happy"), _user("case2@example.com+kakao", "happy")])
+    with pytest.raises(IntegrityError), sessions.begin() as s:
+        s.add(_user("case3@example.com+kakao", "Happy"))
+
+
+def test_migrate_is_idempotent(sqlite_url: str) -> None:
+    migrate(sqlite_url)
+    migrate(sqlite_url)
