@@ -28,7 +28,7 @@ async def test_produce_consume_with_a_consumer_group(kafka_bootstrap: str) -> No
     )
     await consumer.start()
     try:
-        got = []
+        got: list[tuple[bytes | None, bytes | None]] = []
         while len(got) < 3:
             msg = await asyncio.wait_for(consumer.getone(), timeout=10)
             got.append((msg.key, msg.value))
