@@ -1,0 +1,171 @@
+"""A local FCM HTTP v1 emulator (dev tool): records sends and fails on demand, like the real service.
+
+``python -m emulators.fcm --port 9099``. firebase-admin is pointed at it by ``SOSOHAPPY_FCM_ENDPOINT``.
+Control endpoints under ``/emulator/`` list what was received and inject failures per token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+#: FCM error code -> (HTTP status, canonical gRPC status) exactly as the real service answers.
+ERRORS: dict[str, tuple[int, str]] = {
+    "UNREGISTERED": (404, "NOT_FOUND"),
+    "INVALID_ARGUMENT": (400, "INVALID_ARGUMENT"),
+    "SENDER_ID_MISMATCH": (403, "PERMISSION_DENIED"),
+    "QUOTA_EXCEEDED": (429, "RESOURCE_EXHAUSTED"),
+    "UNAVAILABLE": (503, "UNAVAILABLE"),
+    "INTERNAL": (500, "INTERNAL"),
+}
+MESSAGES = {
+    "UNREGISTERED": "Requested entity was not found.",
+    "INVALID_ARGUMENT": "The registration token is not a valid FCM registration token",
+    "SENDER_ID_MISMATCH": "SenderId mismatch",
+    "QUOTA_EXCEEDED": "Quota exceeded.",
+    "UNAVAILABLE": "The service is currently unavailable.",
+    "INTERNAL": "Internal error encountered.",
+}
+
+
+class FailureRule(BaseModel):
+    """Fail sends to ``token`` with ``error`` for the next ``times`` calls (``None``: always)."""
+
+    token: str
+    error: str
+    times: int | None = None
+    retry_after: int | None = None
+
+
+@dataclass
+class FcmState:
+    """Everything the emulator remembers; guarded by one lock."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    failures: dict[str, FailureRule] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_failure(self, token: str) -> FailureRule | None:
+        """The failure to answer for ``token`` now, consuming one of its remaining ``times``."""
+        rule = self.failures.get(token)
+        if rule is None:
+            return None
+        if rule.times is not None:
+            rule.times -= 1
+            if rule.times <= 0:
+                del self.failures[token]
+        return rule
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _error_body(code: str) -> tuple[int, dict[str, Any]]:
+    status, canonical = ERRORS[code]
+    return status, {
+        "error": {
+            "code": status,
+            "message": MESSAGES[code],
+            "status": canonical,
+            "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}],
+        }
+    }
+
+
+def create_app() -> FastAPI:
+    """The emulator's ASGI app with fresh state."""
+    app = FastAPI(title="FCM emulator", docs_url=None, redoc_url=None)
+    state = FcmState()
+    app.state.fcm = state
+
+    @app.post("/v1/projects/{project_id}/messages:send")
+    async def send(project_id: str, request: Request) -> JSONResponse:
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            return JSONResponse({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, status_code=401)
+        try:
+            body = await request.json()
+            message = body["message"]
+            token = message.get("token") or message["fid"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            status, err = _error_body("INVALID_ARGUMENT")
+            return JSONResponse(err, status_code=status)
+        with state.lock:
+            rule = state.take_failure(token)
+            state.attempts.append(
+                {"token": token, "outcome": rule.error if rule else "accepted", "at": _now()}
+            )
+            if rule is None:
+                name = f"projects/{project_id}/messages/{uuid.uuid4().hex}"
+                if not body.get("validate_only"):
+                    state.messages.append(
+                        {
+                            "id": name,
+                            "project": project_id,
+                            "token": token,
+                            "message": message,
+                            "received_at": _now(),
+                        }
+                    )
+                return JSONResponse({"name": name})
+        status, err = _error_body(rule.error)
+        headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else None
+        return JSONResponse(err, status_code=status, headers=headers)
+
+    @app.get("/emulator/messages")
+    def messages(token: str | None = None) -> dict[str, Any]:
+        with state.lock:
+            return {"messages": [m for m in state.messages if token is None or m["token"] == token]}
+
+    @app.get("/emulator/attempts")
+    def attempts(token: str | None = None) -> dict[str, Any]:
+        with state.lock:
+            return {"attempts": [a for a in state.attempts if token is None or a["token"] == token]}
+
+    @app.post("/emulator/failures")
+    def add_failure(rule: FailureRule) -> JSONResponse:
+        if rule.error not in ERRORS:
+            return JSONResponse(
+                {"detail": f"unknown error {rule.error}; one of {sorted(ERRORS)}"}, status_code=400
+            )
+        with state.lock:
+            state.failures[rule.token] = rule
+        return JSONResponse({"ok": True})
+
+    @app.delete("/emulator/failures")
+    def clear_failures() -> dict[str, bool]:
+        with state.lock:
+            state.failures.clear()
+        return {"ok": True}
+
+    @app.delete("/emulator/messages")
+    def clear_messages() -> dict[str, bool]:
+        with state.lock:
+            state.messages.clear()
+            state.attempts.clear()
+        return {"ok": True}
+
+    return app
+
+
+def main() -> None:
+    """Run the emulator until interrupted."""
+    parser = argparse.ArgumentParser(description="FCM HTTP v1 emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9099)
+    args = parser.parse_args()
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""AppleClient against the Apple emulator: code exchange, revocation, error classes, client secrets."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from activities.apple import AppleClient, AppleRejected, AppleUnavailable, generate_apple_private_key
+from config import Settings
+from emulators.control import AppleEmulator
+
+
+@pytest.fixture
+def apple(settings: Settings) -> AppleClient:
+    return AppleClient(settings, httpx.Client(timeout=10))
+
+
+def test_exchange_code_returns_the_registered_identity(
+    apple: AppleClient, apple_emulator: AppleEmulator
+) -> None:
+    apple_emulator.register_code("code-1", sub="001234.abc.0815", email="abc@privaterelay.appleid.com")
+    tokens = apple.exchange_code("code-1")
+    assert (tokens.sub, tokens.email) == ("001234.abc.0815", "abc@privaterelay.appleid.com")
+    assert tokens.refresh_token
+    with pytest.raises(AppleRejected):  # single use
+        apple.exchange_code("code-1")
+
+
+def test_unknown_code_is_rejected(apple: AppleClient, apple_emulator: AppleEmulator) -> None:
+    with pytest.raises(AppleRejected):
+        apple.exchange_code("never-issued")
+
+
+def test_server_errors_are_transient(apple: AppleClient, apple_emulator: AppleEmulator) -> None:
+    apple_emulator.register_code("code-2", sub="s2")
+    apple_emulator.fail("token", 503, times=1)
+    with pytest.raises(AppleUnavailable):
+        apple.exchange_code("code-2")
+    assert apple.exchange_code("code-2").sub == "s2"
+
+
+def test_network_errors_are_transient(settings: Settings) -> None:
+    client = AppleClient(settings.model_copy(update={"apple_base_url": "http://127.0.0.1:1"}), httpx.Client())
+    with pytest.raises(AppleUnavailable):
+        client.revoke("anything")
+
+
+def test_revoke_is_recorded(apple: AppleClient, apple_emulator: AppleEmulator) -> None:
+    apple.revoke("r.token-1")
+    assert [r["token"] for r in apple_emulator.revocations()] == ["r.token-1"]
+    apple_emulator.fail("revoke", 400)
+    with pytest.raises(AppleRejected):
+        apple.revoke("r.token-2")
+
+
+def test_a_secret_signed_with_another_key_is_refused(
+    settings: Settings, apple_emulator: AppleEmulator
+) -> None:
+    apple_emulator.register_code("code-3", sub="s3")
+    forged = AppleClient(
+        settings.model_copy(update={"apple_private_key": generate_apple_private_key()}), httpx.Client()
+    )
+    with pytest.raises(AppleRejected, match="400"):
+        forged.exchange_code("code-3")
