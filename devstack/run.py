@@ -1,0 +1,280 @@
+"""``make run``: the whole backend on this machine, on real servers, supervised until Ctrl-C.
+
+Starts, in order: Temporal dev server (+ Web UI), Kafka-protocol broker, MongoDB-wire server, the relational
+database (SQLite file in the data folder, or ``SOSOHAPPY_DATABASE_URL``), migrations, the FCM and Apple
+emulators, the worker and the API. Any failure names the server and exits non-zero; Ctrl-C or SIGTERM
+stops every child. State lives under the data folder (``SOSOHAPPY_DATA_DIR``, default ``.data``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import httpx
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from activities.apple import apple_public_key_pem, generate_apple_private_key
+from config import Settings
+from devstack.processes import ManagedProcess, StartError, broker_argv, ensure_port_free, mongo_argv
+from storage.db import check_database, create_db_engine, migrate
+from temporal.devserver import start_dev_args
+
+
+class StackPorts(BaseSettings):
+    """Ports of the local servers (``SOSOHAPPY_<NAME>_PORT``); the API port comes from ``Settings``."""
+
+    model_config = SettingsConfigDict(env_prefix="SOSOHAPPY_", extra="ignore")
+
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    kafka_port: int = 9092
+    mongo_port: int = 27017
+    fcm_emulator_port: int = 9099
+    apple_emulator_port: int = 9098
+
+
+class Stopped(Exception):
+    """Raised inside the supervisor when SIGINT or SIGTERM arrives."""
+
+
+def say(text: str) -> None:
+    """Print one progress line at once."""
+    print(text, flush=True)
+
+
+@dataclass
+class Stack:
+    """The children started so far, stopped in reverse order."""
+
+    data_dir: Path
+    children: list[ManagedProcess]
+
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        *,
+        setting: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+        what: str = "",
+    ) -> ManagedProcess:
+        """Check the port is free, start ``argv`` and wait until it listens."""
+        say(f"→ starting {name} on 127.0.0.1:{port}{what}")
+        ensure_port_free(name, port, setting)
+        t0 = time.monotonic()
+        proc = ManagedProcess(name, argv, self.data_dir / "logs" / f"{name.split()[0].lower()}.log", env=env)
+        self.children.append(proc.start())
+        proc.wait_for_port(port, timeout=timeout)
+        say(f"  ✓ {name} ready in {time.monotonic() - t0:.1f}s")
+        return proc
+
+    def stop(self) -> None:
+        """Stop every child, newest first."""
+        for proc in reversed(self.children):
+            if proc.alive():
+                say(f"  stopping {proc.name}")
+            proc.stop()
+
+
+def _apple_key(data_dir: Path) -> tuple[str, Path]:
+    """The local Apple signing key (created once, reused) and the public-key file for the emulator."""
+    key_file, pub_file = data_dir / "apple-key.b64", data_dir / "apple-key.pub.pem"
+    if not key_file.exists():
+        key_file.write_text(generate_apple_private_key())
+        key_file.chmod(0o600)
+    key = key_file.read_text().strip()
+    pub_file.write_bytes(apple_public_key_pem(key))
+    return key, pub_file
+
+
+def _prepare_database(settings: Settings) -> None:
+    """Check the configured database answers (fail fast, naming the setting), then migrate it."""
+    url = settings.sqlalchemy_url
+    shown = make_url(url).render_as_string(hide_password=True)
+    configured = settings.database_url is not None
+    say(
+        f"→ database {shown}"
+        + ("" if configured else " (embedded SQLite; set SOSOHAPPY_DATABASE_URL for MySQL)")
+    )
+    try:
+        if configured and make_url(url).get_backend_name() == "mysql":
+            url_with_timeout = (
+                make_url(url)
+                .update_query_dict({"connect_timeout": "5"})
+                .render_as_string(hide_password=False)
+            )
+            engine = create_db_engine(url_with_timeout)
+        else:
+            engine = create_db_engine(url)
+        check_database(engine)
+        engine.dispose()
+    except Exception as exc:
+        setting = "SOSOHAPPY_DATABASE_URL" if configured else "SOSOHAPPY_DATA_DIR"
+        raise StartError(
+            f"database {shown} (from {setting}) is unreachable: {type(exc).__name__}: {exc}"
+        ) from exc
+    t0 = time.monotonic()
+    migrate(url)
+    say(f"  ✓ migrations applied in {time.monotonic() - t0:.1f}s")
+
+
+def _wait_ready(api: ManagedProcess, url: str, timeout: float = 60) -> None:
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    api.wait_until(ready, timeout, "/readyz answered 200")
+
+
+def run() -> int:
+    """Start and supervise the stack; returns the exit code."""
+    settings = Settings()
+    ports = StackPorts()
+    data_dir = settings.data_dir.resolve()
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    stack = Stack(data_dir, [])
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        raise Stopped(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    say(f"SoSoHappy local stack (data in {data_dir})")
+    try:
+        _prepare_database(settings)
+        (data_dir / "temporal").mkdir(exist_ok=True)
+        ensure_port_free("Temporal Web UI", ports.temporal_ui_port, "SOSOHAPPY_TEMPORAL_UI_PORT")
+        stack.start(
+            "Temporal dev server",
+            start_dev_args(
+                port=ports.temporal_port,
+                ui_port=ports.temporal_ui_port,
+                db_file=data_dir / "temporal" / "temporal.db",
+            ),
+            ports.temporal_port,
+            setting="SOSOHAPPY_TEMPORAL_PORT",
+            timeout=90,
+            what=f" (Web UI {ports.temporal_ui_port})",
+        )
+        stack.start(
+            "Kafka broker (Tansu)",
+            broker_argv(ports.kafka_port),
+            ports.kafka_port,
+            setting="SOSOHAPPY_KAFKA_PORT",
+        )
+        stack.start(
+            "MongoDB-wire server (SecantusDB)",
+            mongo_argv(ports.mongo_port, data_dir / "mongo"),
+            ports.mongo_port,
+            setting="SOSOHAPPY_MONGO_PORT",
+        )
+        apple_key, apple_pub = _apple_key(data_dir)
+        py = sys.executable
+        stack.start(
+            "FCM emulator",
+            [py, "-m", "emulators.fcm", "--port", str(ports.fcm_emulator_port)],
+            ports.fcm_emulator_port,
+            setting="SOSOHAPPY_FCM_EMULATOR_PORT",
+        )
+        stack.start(
+            "Apple emulator",
+            [
+                py,
+                "-m",
+                "emulators.apple",
+                "--port",
+                str(ports.apple_emulator_port),
+                "--client-public-key-file",
+                str(apple_pub),
+            ],
+            ports.apple_emulator_port,
+            setting="SOSOHAPPY_APPLE_EMULATOR_PORT",
+        )
+        env = {
+            "SOSOHAPPY_DATA_DIR": str(data_dir),
+            "SOSOHAPPY_DATABASE_URL": settings.sqlalchemy_url,
+            "SOSOHAPPY_TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal_port}",
+            "SOSOHAPPY_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports.kafka_port}",
+            "SOSOHAPPY_MONGO_URL": f"mongodb://127.0.0.1:{ports.mongo_port}",
+            "SOSOHAPPY_FCM_ENDPOINT": f"http://127.0.0.1:{ports.fcm_emulator_port}",
+            "SOSOHAPPY_APPLE_BASE_URL": f"http://127.0.0.1:{ports.apple_emulator_port}",
+            "SOSOHAPPY_APPLE_PRIVATE_KEY": apple_key,
+        }
+        say("→ starting Temporal worker")
+        worker = ManagedProcess(
+            "worker", [py, "-m", "workers.main"], data_dir / "logs" / "worker.log", env=env
+        )
+        stack.children.append(worker.start())
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        api = stack.start(
+            "API (uvicorn)",
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "api.main:app",
+                "--factory",
+                "--host",
+                settings.api_host,
+                "--port",
+                str(settings.api_port),
+                "--ws",
+                "websockets-sansio",
+                "--ws-per-message-deflate",
+                "false",
+                "--no-access-log",
+            ],
+            settings.api_port,
+            setting="SOSOHAPPY_API_PORT",
+            env=env,
+        )
+        _wait_ready(api, api_url)
+        say("")
+        say("SoSoHappy is up:")
+        say(f"  API               {api_url}")
+        say(f"  OpenAPI docs      {api_url}/docs")
+        say(f"  readiness         {api_url}/readyz    metrics {api_url}/metrics")
+        say(f"  Temporal Web UI   http://127.0.0.1:{ports.temporal_ui_port}")
+        say(f"  temporal CLI      .venv/bin/temporal workflow list --address 127.0.0.1:{ports.temporal_port}")
+        say(f"  FCM emulator      http://127.0.0.1:{ports.fcm_emulator_port}/emulator/messages")
+        say(f"  Apple emulator    http://127.0.0.1:{ports.apple_emulator_port}")
+        say(f"  logs              {data_dir / 'logs'}")
+        say("Press Ctrl-C to stop.")
+        while True:
+            for proc in stack.children:
+                if not proc.alive():
+                    raise StartError(f"{proc.name} exited unexpectedly; last log lines:\n{proc.log_tail()}")
+            time.sleep(0.5)
+    except Stopped as sig:
+        say(f"\n{sig}: stopping…")
+        return_code = 0
+    except StartError as exc:
+        say(f"\n✗ {exc}")
+        return_code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+        say("stopped.")
+    return return_code
+
+
+def main() -> None:
+    """Entry point of ``python -m devstack.run``."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""``make run`` (``python -m devstack.run``) as a user runs it: comes up ready, stops cleanly, fails clearly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.processes import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _stack_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    names = [
+        "TEMPORAL_PORT",
+        "TEMPORAL_UI_PORT",
+        "KAFKA_PORT",
+        "MONGO_PORT",
+        "FCM_EMULATOR_PORT",
+        "APPLE_EMULATOR_PORT",
+        "API_PORT",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOSOHAPPY_")}
+    env.update({f"SOSOHAPPY_{n}": str(free_port()) for n in names})
+    env["SOSOHAPPY_DATA_DIR"] = str(data_dir)
+    env.update(extra)
+    return env
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def run_stack(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(env: dict[str, str]) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "devstack.run"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env = _stack_env(tmp_path / "data")
+    proc = run_stack(env)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "Press Ctrl-C" in line:
+            break
+    output = "".join(lines)
+    assert "Press Ctrl-C" in output, output
+    api = f"http://127.0.0.1:{env['SOSOHAPPY_API_PORT']}"
+    assert f"Temporal Web UI   http://127.0.0.1:{env['SOSOHAPPY_TEMPORAL_UI_PORT']}" in output
+    assert httpx.get(f"{api}/readyz", timeout=10).status_code == 200
+    assert httpx.get(f"{api}/", timeout=10).text == "sosohappy don't operate a website.\n"
+    assert httpx.get(f"http://127.0.0.1:{env['SOSOHAPPY_TEMPORAL_UI_PORT']}/", timeout=10).status_code == 200
+
+    children = _descendants(proc.pid)
+    assert len(children) >= 7, children  # temporal, kafka, mongo, 2 emulators, worker, api
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, rest
+    assert "stopped." in rest
+    assert [pid for pid in children if _alive(pid)] == []
+    assert (tmp_path / "data" / "temporal" / "temporal.db").exists()  # state kept for the next start
+
+
+def test_unreachable_database_fails_fast_naming_the_setting(run_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env = _stack_env(tmp_path / "data", SOSOHAPPY_DATABASE_URL="mysql+pymysql://root@127.0.0.1:1/nowhere")
+    started = time.monotonic()
+    out, _ = run_stack(env).communicate(timeout=60)
+    assert time.monotonic() - started < 30
+    assert "SOSOHAPPY_DATABASE_URL" in out and "unreachable" in out, out
+    assert "Press Ctrl-C" not in out
+
+
+def test_a_taken_port_is_named_and_nothing_is_left_running(run_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env = _stack_env(tmp_path / "data")
+    taken = int(env["SOSOHAPPY_KAFKA_PORT"])
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", taken))
+        blocker.listen()
+        proc = run_stack(env)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert f"Kafka broker (Tansu): port 127.0.0.1:{taken} is already in use" in out, out
+    assert "SOSOHAPPY_KAFKA_PORT" in out
+    assert "stopping Temporal dev server" in out
