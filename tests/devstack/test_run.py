@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,7 @@ import pytest
 from devstack.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+StackRunner = Callable[[dict[str, str]], subprocess.Popen[str]]
 
 
 def _stack_env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -62,7 +63,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def run_stack(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+def run_stack(tmp_path: Path) -> Iterator[StackRunner]:
     procs: list[subprocess.Popen[str]] = []
 
     def start(env: dict[str, str]) -> subprocess.Popen[str]:
@@ -85,7 +86,7 @@ def run_stack(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
 
 
 @pytest.mark.slow
-def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunner, tmp_path: Path) -> None:
     env = _stack_env(tmp_path / "data")
     proc = run_stack(env)
     lines: list[str] = []
@@ -116,7 +117,7 @@ def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack, tmp_path: 
     assert (tmp_path / "data" / "temporal" / "temporal.db").exists()  # state kept for the next start
 
 
-def test_unreachable_database_fails_fast_naming_the_setting(run_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_database_fails_fast_naming_the_setting(run_stack: StackRunner, tmp_path: Path) -> None:
     env = _stack_env(tmp_path / "data", SOSOHAPPY_DATABASE_URL="mysql+pymysql://root@127.0.0.1:1/nowhere")
     started = time.monotonic()
     out, _ = run_stack(env).communicate(timeout=60)
@@ -125,7 +126,7 @@ def test_unreachable_database_fails_fast_naming_the_setting(run_stack, tmp_path:
     assert "Press Ctrl-C" not in out
 
 
-def test_a_taken_port_is_named_and_nothing_is_left_running(run_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_taken_port_is_named_and_nothing_is_left_running(run_stack: StackRunner, tmp_path: Path) -> None:
     env = _stack_env(tmp_path / "data")
     taken = int(env["SOSOHAPPY_KAFKA_PORT"])
     with socket.socket() as blocker:
