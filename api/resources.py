@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 from temporalio.client import Client
 
+from accounts.tokens import TokenIssuer
 from config import Settings
 from storage.db import create_db_engine, session_factory
 from storage.messages import MessageStore
@@ -44,6 +45,7 @@ class Resources:
     sessions: sessionmaker
     mongo: MongoClient
     messages: MessageStore
+    tokens: TokenIssuer
     _temporal: Client | None = None
     _producer: AIOKafkaProducer | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -95,7 +97,12 @@ async def open_resources(settings: Settings) -> Resources:
     mongo: MongoClient = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=2000, tz_aware=False)
     messages = MessageStore(mongo, settings.mongo_database)
     res = Resources(
-        settings=settings, engine=engine, sessions=session_factory(engine), mongo=mongo, messages=messages
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        mongo=mongo,
+        messages=messages,
+        tokens=TokenIssuer(settings),
     )
 
     async def temporal_attempt() -> None:

@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The JWT secret used when none is configured; accepted only when ``env == "local"``.
-DEFAULT_JWT_SECRET = "sosohappy-local-development-secret-change-me-0123456789abcdef"
+DEFAULT_JWT_SECRET = "sosohappy-local-development-only-secret-never-use-in-production-0123456789abcdef"
 
 
 class Settings(BaseSettings):

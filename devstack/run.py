@@ -229,6 +229,9 @@ def run() -> int:
                 settings.api_host,
                 "--port",
                 str(settings.api_port),
+                # h11 writes header names as given; the iOS client looks up `Authorization` case-sensitively.
+                "--http",
+                "h11",
                 "--ws",
                 "websockets-sansio",
                 "--ws-per-message-deflate",

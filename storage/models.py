@@ -76,6 +76,9 @@ class AuthorizeCode(Base):
     code: Mapped[str] = mapped_column(String(64), primary_key=True)
     code_challenge: Mapped[str] = mapped_column(String(256))
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    # Set when a sign-in consumed the code; the sign-in workflow ID is unique per code, so a retried
+    # consume step of that same workflow finds its own mark and succeeds again (idempotent).
+    consumed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class LoginSession(Base):
@@ -85,7 +88,8 @@ class LoginSession(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    refresh_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The refresh token carries (session id, generation); only the current generation is accepted and
+    # each re-issue increments it, so a replayed older token is detected as reuse.
     generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime)

@@ -9,18 +9,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from activities.accounts import AccountActivities
 from activities.deps import ActivityDeps
 from temporal import task_queues
+from workflows.sign_in import SignInWorkflow
 
 WORKFLOWS: dict[str, list[type]] = {
-    task_queues.ACCOUNTS: [],
+    task_queues.ACCOUNTS: [SignInWorkflow],
     task_queues.PUSH: [],
 }
 
 
 def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
     """The bound activity methods per task queue, constructed over ``deps``."""
+    accounts = AccountActivities(deps)
     return {
-        task_queues.ACCOUNTS: [],
+        task_queues.ACCOUNTS: [
+            accounts.consume_authorize_code,
+            accounts.exchange_apple_code,
+            accounts.open_login,
+        ],
         task_queues.PUSH: [],
     }

@@ -1,7 +1,252 @@
-"""Routes under ``/auth-service``."""
+"""Routes under ``/auth-service``: sign-in (a workflow), token re-issue, sign-out, profile and blocks.
+
+Sign-in and re-issue answer with the token headers spelled exactly as the iOS client looks them up
+(``Authorization``, ``authorization-refresh``, ``email``); see ``token_headers``.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import base64
+import logging
+from typing import Any
 
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import IntegrityError
+from temporalio.client import WorkflowFailureError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from accounts.nicknames import InvalidNickname, normalize_nickname, visible_nickname
+from accounts.tokens import BEARER, REFRESH, InvalidToken, strip_bearer
+from api.deps import ResourcesDep, SessionDep, TemporalDep
+from api.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
+from api.params import ParamsDep
+from api.resources import Resources, ServiceUnavailable
+from api.security import CurrentUser
+from storage import devices, logins, users
+from temporal import search_attributes as sa
+from temporal.accounts import PROVIDERS, SignInInput, SignInResult
+from temporal.ids import sign_in_workflow_id
+from temporal.task_queues import ACCOUNTS
+from workflows.sign_in import SignInWorkflow
+
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/auth-service", tags=["auth"])
+
+MAX_INTRODUCTION = 255
+MAX_PROFILE_IMAGE_BYTES = 5 * 1024 * 1024
+IMAGE_SIGNATURES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
+
+
+def token_headers(
+    response: Response, access: str, refresh: str, account_email: str | None = None
+) -> Response:
+    """Add the token headers with the exact spelling the client's case-sensitive lookup needs.
+
+    Starlette lower-cases names set through ``response.headers``; raw header tuples go to the wire as
+    given, so ``Authorization`` and ``email`` keep their case.
+    """
+    response.raw_headers.append((b"Authorization", f"{BEARER}{access}".encode()))
+    response.raw_headers.append((b"authorization-refresh", f"{BEARER}{refresh}".encode()))
+    if account_email is not None:
+        response.raw_headers.append((b"email", account_email.encode()))
+    return response
+
+
+def _issue(
+    res: Resources, account_email: str, user_id: int, session_id: str, generation: int
+) -> tuple[str, str]:
+    return res.tokens.pair(account_email, user_id, session_id, generation)
+
+
+@router.post("/getAuthorizeCode")
+def get_authorize_code(params: ParamsDep, session: SessionDep, res: ResourcesDep) -> dict[str, str]:
+    """Start of the PKCE-like sign-in: store the challenge under a new single-use code."""
+    challenge = params.required_text("codeChallenge", max_length=256)
+    code = logins.create_authorize_code(session, challenge, res.settings.authorize_code_ttl_seconds)
+    session.commit()
+    return {"authorizeCode": code}
+
+
+@router.post("/signIn")
+async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -> Response:
+    """Run ``SignInWorkflow`` for this authorize code and answer with tokens in headers."""
+    provider = params.required_text("provider", max_length=16)
+    if provider not in PROVIDERS:
+        raise Forbidden(f"unknown provider {provider!r}")
+    email = params.required_text("email", max_length=300)
+    if "@" not in email or email.startswith("@") or email.endswith("@"):
+        raise BadRequest("email must be an e-mail address")
+    req = SignInInput(
+        email=email,
+        provider=provider,  # type: ignore[arg-type]
+        provider_id=params.required_text("providerId", max_length=255),
+        code_verifier=params.required_text("codeVerifier", max_length=256),
+        authorize_code=params.required_text("authorizeCode", max_length=64),
+        authorization_code=params.text("authorizationCode", required=False, max_length=8192) or "",
+        device_token=params.required_text("deviceToken", max_length=4096),
+        refresh_ttl_seconds=res.settings.refresh_token_ttl_seconds,
+    )
+    if provider == "apple" and not req.authorization_code:
+        raise BadRequest("authorizationCode is required for Apple sign-in")
+    try:
+        result: SignInResult = await temporal.execute_workflow(
+            SignInWorkflow.run,
+            req,
+            id=sign_in_workflow_id(req.authorize_code),
+            task_queue=ACCOUNTS,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, "sign-in")]),
+        )
+    except WorkflowAlreadyStartedError:
+        raise Forbidden("this authorize code was already used") from None
+    except WorkflowFailureError as exc:
+        log.error("sign-in workflow failed: %s", exc.cause)
+        raise ServiceUnavailable("sign-in") from exc
+    if result.status == "forbidden":
+        raise Forbidden(result.reason)
+    if result.status == "unavailable":
+        raise ServiceUnavailable("apple")
+    access, refresh = _issue(res, result.account_email, result.user_id, result.session_id, 0)
+    response = JSONResponse({"nickname": visible_nickname(result.nickname)})
+    return token_headers(response, access, refresh, result.account_email)
+
+
+@router.api_route("/reIssueToken", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def reissue_token(request: Request, session: SessionDep, res: ResourcesDep) -> Response:
+    """Rotate the refresh token: only the current one is accepted; a replayed older one revokes the login."""
+    try:
+        claims = res.tokens.verify(strip_bearer(request.headers.get("authorization-refresh")), REFRESH)
+    except InvalidToken as exc:
+        raise Forbidden(f"invalid refresh token: {exc}") from None
+    if request.headers.get("email", "") != claims.account_email:
+        raise Forbidden("the Email header does not match the refresh token")
+    outcome = logins.rotate_session(
+        session, claims.session_id, claims.generation, res.settings.refresh_token_ttl_seconds
+    )
+    session.commit()
+    if outcome is logins.Rotation.REUSED:
+        log.warning("refresh token reuse: login %s revoked", claims.session_id)
+        raise Forbidden("this refresh token was already used; the login is revoked")
+    if outcome is not logins.Rotation.ROTATED:
+        raise Forbidden("this login was signed out, revoked or expired")
+    access, refresh = _issue(
+        res, claims.account_email, claims.user_id, claims.session_id, claims.generation + 1
+    )
+    return token_headers(Response(status_code=200), access, refresh)
+
+
+@router.post("/signOut")
+def sign_out(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    """Revoke this login and forget its device token."""
+    logins.revoke_session(session, user.session_id)
+    devices.remove_session_devices(session, user.session_id)
+    session.commit()
+    return {"email": user.account_email, "success": True}
+
+
+@router.get("/checkDuplicateNickname")
+def check_duplicate_nickname(params: ParamsDep, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    """Whether another user has this nickname (never revealing whose)."""
+    nickname = params.required_text("nickname", max_length=100).strip()
+    owner = users.by_nickname(session, nickname)
+    return {"email": None, "isPresent": owner is not None and owner.id != user.id}
+
+
+def _image_type(data: bytes) -> str | None:
+    for signature, mime in IMAGE_SIGNATURES.items():
+        if data.startswith(signature):
+            return mime
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+        return "image/heic"
+    return None
+
+
+@router.post("/setProfile")
+async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
+    """Set the caller's nickname, introduction and profile picture (the caller only)."""
+    email = params.required_text("email", max_length=320)
+    if email != user.account_email:
+        raise Forbidden("email must be the caller's own account")
+    try:
+        nickname = normalize_nickname(params.text("nickname"))
+    except InvalidNickname as exc:
+        raise BadRequest(str(exc)) from None
+    introduction = params.text("introduction", required=False)
+    if introduction is not None and len(introduction) > MAX_INTRODUCTION:
+        raise BadRequest(f"introduction must be at most {MAX_INTRODUCTION} characters")
+    image: bytes | None = None
+    image_type: str | None = None
+    for upload in params.files("profileImg")[:1]:
+        image = await upload.read(MAX_PROFILE_IMAGE_BYTES + 1)
+        if len(image) > MAX_PROFILE_IMAGE_BYTES:
+            raise PayloadTooLarge(f"profileImg must be at most {MAX_PROFILE_IMAGE_BYTES} bytes")
+        image_type = _image_type(image)
+        if image_type is None:
+            raise BadRequest("profileImg must be a JPEG, PNG or HEIC image")
+    with res.sessions.begin() as session:
+        owner = users.by_nickname(session, nickname)
+        if owner is not None and owner.id != user.id:
+            raise Conflict(f"nickname {nickname!r} is taken")
+        row = users.by_id(session, user.id)
+        if row is None:
+            raise Forbidden("the account no longer exists")
+        row.nickname = nickname
+        if introduction is not None:
+            row.introduction = introduction.rstrip()
+        if image is not None:
+            row.profile_image, row.profile_image_type = image, image_type
+        try:
+            session.flush()
+        except IntegrityError:  # a concurrent claim of the same nickname
+            raise Conflict(f"nickname {nickname!r} is taken") from None
+    return {"email": user.account_email, "success": True}
+
+
+@router.post("/findProfileImg")
+def find_profile_img(params: ParamsDep, _user: CurrentUser, session: SessionDep) -> dict[str, str]:
+    """A user's profile picture as base64 (``""`` when none or unknown user)."""
+    nickname = params.required_text("nickname", max_length=100)
+    owner = users.by_nickname(session, nickname)
+    if owner is None:
+        return {"nickname": "", "profileImg": ""}
+    image = owner.profile_image or b""
+    return {"nickname": nickname, "profileImg": base64.b64encode(image).decode()}
+
+
+@router.post("/findIntroduction")
+def find_introduction(params: ParamsDep, _user: CurrentUser, session: SessionDep) -> dict[str, str]:
+    """A user's introduction (``""`` when none or unknown user)."""
+    owner = users.by_nickname(session, params.required_text("nickname", max_length=100))
+    return {"introduction": owner.introduction if owner is not None else ""}
+
+
+def _block_pair(params: ParamsDep, user: CurrentUser, session: SessionDep) -> int | None:
+    src = params.required_text("srcNickname", max_length=100)
+    if src != user.nickname:
+        raise Forbidden("srcNickname must be the caller's own nickname")
+    target = users.by_nickname(session, params.required_text("dstNickname", max_length=100))
+    return None if target is None or target.id == user.id else target.id
+
+
+@router.post("/block")
+def block(params: ParamsDep, user: CurrentUser, session: SessionDep) -> dict[str, bool]:
+    """Hide ``dstNickname``'s feeds from the caller (``success: false`` for an unknown user or oneself)."""
+    target = _block_pair(params, user, session)
+    if target is None:
+        return {"success": False}
+    users.block(session, user.id, target)
+    session.commit()
+    return {"success": True}
+
+
+@router.post("/unblock")
+def unblock(params: ParamsDep, user: CurrentUser, session: SessionDep) -> dict[str, bool]:
+    """Undo a block (``success: false`` for an unknown user)."""
+    target = _block_pair(params, user, session)
+    if target is None:
+        return {"success": False}
+    users.unblock(session, user.id, target)
+    session.commit()
+    return {"success": True}

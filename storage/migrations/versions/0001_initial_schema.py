@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("code", sa.String(length=64), nullable=False),
         sa.Column("code_challenge", sa.String(length=256), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("consumed_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("code", name=op.f("pk_authorize_codes")),
     )
     with op.batch_alter_table("authorize_codes", schema=None) as batch_op:
@@ -114,7 +115,6 @@ def upgrade() -> None:
         "login_sessions",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("refresh_token_hash", sa.String(length=64), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
@@ -123,7 +123,6 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_login_sessions_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_login_sessions")),
-        sa.UniqueConstraint("refresh_token_hash", name=op.f("uq_login_sessions_refresh_token_hash")),
     )
     with op.batch_alter_table("login_sessions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_login_sessions_user_id"), ["user_id"], unique=False)

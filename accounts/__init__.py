@@ -1,0 +1,1 @@
+"""Account rules shared by the API and the activities: tokens, PKCE, nicknames."""

@@ -1,0 +1,65 @@
+"""Who is calling: the access token, checked against the ``Email`` header and the login's revocation state.
+
+An invalid, expired, mismatched or revoked token is a 403, the status that triggers the iOS client's
+token re-issue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, WebSocket
+from starlette.datastructures import Headers
+
+from accounts.tokens import ACCESS, InvalidToken, TokenClaims, strip_bearer
+from api.deps import ResourcesDep
+from api.errors import Forbidden
+from api.resources import Resources
+from storage import logins, users
+
+
+@dataclass(frozen=True)
+class AuthenticatedUser:
+    """The caller, as established from the access token."""
+
+    id: int
+    account_email: str
+    nickname: str | None
+    session_id: str
+
+
+def verify_access(res: Resources, headers: Headers) -> TokenClaims:
+    """The access token's claims if the token is valid and its e-mail equals the ``Email`` header."""
+    try:
+        claims = res.tokens.verify(strip_bearer(headers.get("authorization")), ACCESS)
+    except InvalidToken as exc:
+        raise Forbidden(f"invalid access token: {exc}") from None
+    if headers.get("email", "") != claims.account_email:
+        raise Forbidden("the Email header does not match the access token")
+    return claims
+
+
+def load_user(res: Resources, claims: TokenClaims) -> AuthenticatedUser:
+    """The user of a verified token, if the login is still active and the account still exists."""
+    with res.sessions() as session:
+        if not logins.session_is_active(session, claims.session_id):
+            raise Forbidden("this login was signed out or revoked")
+        user = users.by_id(session, claims.user_id)
+        if user is None or user.account_email != claims.account_email:
+            raise Forbidden("the account no longer exists")
+        return AuthenticatedUser(user.id, user.account_email, user.nickname, claims.session_id)
+
+
+def current_user(request: Request, res: ResourcesDep) -> AuthenticatedUser:
+    """FastAPI dependency: the authenticated caller of an HTTP request."""
+    return load_user(res, verify_access(res, request.headers))
+
+
+async def authenticate_websocket(websocket: WebSocket) -> AuthenticatedUser:
+    """The caller of a WebSocket upgrade, authenticated with the same headers as REST."""
+    res: Resources = websocket.app.state.resources
+    return load_user(res, verify_access(res, websocket.headers))
+
+
+CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]

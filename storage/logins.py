@@ -1,0 +1,124 @@
+"""Authorize codes (single-use, expiring, shared by every replica) and login sessions (refresh families)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from storage.models import AuthorizeCode, LoginSession
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, as stored in the DATETIME columns."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def create_authorize_code(session: Session, challenge: str, ttl_seconds: int) -> str:
+    """Store ``challenge`` under a new random code valid for ``ttl_seconds``; expired codes are purged."""
+    now = utcnow()
+    # Expired codes are purged here; an hour of grace keeps consumed ones for idempotent retries.
+    session.execute(delete(AuthorizeCode).where(AuthorizeCode.expires_at < now - timedelta(hours=1)))
+    code = str(uuid.uuid4())
+    session.add(
+        AuthorizeCode(code=code, code_challenge=challenge, expires_at=now + timedelta(seconds=ttl_seconds))
+    )
+    return code
+
+
+def consume_authorize_code(session: Session, code: str) -> str | None:
+    """Mark ``code`` consumed and return its challenge; ``None`` if unknown or expired.
+
+    Consuming an already consumed code returns its challenge again: callers guarantee one consumer per
+    code (the sign-in workflow ID is derived from the code and never reused).
+    """
+    row = session.get(AuthorizeCode, code, with_for_update=True)
+    now = utcnow()
+    if row is None or (row.consumed_at is None and row.expires_at < now):
+        return None
+    if row.consumed_at is None:
+        row.consumed_at = now
+        session.flush()
+    return row.code_challenge
+
+
+class Rotation(Enum):
+    """The outcome of presenting a refresh token."""
+
+    ROTATED = "rotated"
+    REUSED = "reused"  # an older generation: the login is revoked
+    INVALID = "invalid"  # unknown, revoked or expired login
+
+
+def open_session(
+    session: Session, user_id: int, ttl_seconds: int, session_id: str | None = None
+) -> LoginSession:
+    """A new login of ``user_id`` at generation 0 (idempotent for a given ``session_id``)."""
+    session_id = session_id or str(uuid.uuid4())
+    existing = session.get(LoginSession, session_id)
+    if existing is not None:
+        return existing
+    now = utcnow()
+    row = LoginSession(
+        id=session_id,
+        user_id=user_id,
+        generation=0,
+        created_at=now,
+        expires_at=now + timedelta(seconds=ttl_seconds),
+        revoked_at=None,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def rotate_session(session: Session, session_id: str, generation: int, ttl_seconds: int) -> Rotation:
+    """Advance the login to ``generation + 1`` if ``generation`` is current; revoke it on reuse."""
+    now = utcnow()
+    result = session.execute(
+        update(LoginSession)
+        .where(
+            LoginSession.id == session_id,
+            LoginSession.generation == generation,
+            LoginSession.revoked_at.is_(None),
+            LoginSession.expires_at > now,
+        )
+        .values(generation=generation + 1, expires_at=now + timedelta(seconds=ttl_seconds))
+    )
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        return Rotation.ROTATED
+    row = session.get(LoginSession, session_id)
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return Rotation.INVALID
+    revoke_session(session, session_id)
+    return Rotation.REUSED
+
+
+def revoke_session(session: Session, session_id: str) -> None:
+    """Mark one login revoked (sign-out, refresh-token reuse)."""
+    session.execute(
+        update(LoginSession)
+        .where(LoginSession.id == session_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+def revoke_user_sessions(session: Session, user_id: int) -> list[str]:
+    """Revoke every login of ``user_id`` (resign); returns their ids."""
+    ids = list(
+        session.scalars(
+            select(LoginSession.id).where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+        )
+    )
+    if ids:
+        session.execute(update(LoginSession).where(LoginSession.id.in_(ids)).values(revoked_at=utcnow()))
+    return ids
+
+
+def session_is_active(session: Session, session_id: str) -> bool:
+    """True while the login exists, is not revoked and has not expired."""
+    row = session.get(LoginSession, session_id)
+    return row is not None and row.revoked_at is None and row.expires_at > utcnow()

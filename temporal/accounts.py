@@ -1,0 +1,80 @@
+"""Inputs and results of the account workflows and activities (pydantic, so fields can grow with defaults)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+PROVIDERS = ("apple", "google", "kakao")
+
+
+class SignInInput(BaseModel):
+    """What the client sent to ``/auth-service/signIn`` (already syntax-checked by the API)."""
+
+    email: str
+    provider: Literal["apple", "google", "kakao"]
+    provider_id: str
+    code_verifier: str
+    authorize_code: str
+    authorization_code: str = ""
+    device_token: str = ""
+    refresh_ttl_seconds: int = 14 * 24 * 3600
+
+    @property
+    def account_email(self) -> str:
+        """The account id ``<email>+<provider>`` the client keys everything on."""
+        return f"{self.email}+{self.provider}"
+
+
+class SignInResult(BaseModel):
+    """A business outcome: ``ok`` with the login, or ``forbidden``/``unavailable`` with a reason."""
+
+    status: Literal["ok", "forbidden", "unavailable"]
+    reason: str = ""
+    user_id: int = 0
+    account_email: str = ""
+    nickname: str | None = None
+    session_id: str = ""
+
+
+class ConsumeCodeInput(BaseModel):
+    """Consume an authorize code and check the verifier against its challenge."""
+
+    authorize_code: str
+    code_verifier: str
+
+
+class AppleExchangeInput(BaseModel):
+    """The base64 Apple authorization code the client sent."""
+
+    authorization_code_b64: str
+
+
+class AppleIdentity(BaseModel):
+    """Who Apple says signed in, and the refresh token to revoke at resign."""
+
+    sub: str
+    email: str
+    refresh_token: str
+
+
+class OpenLoginInput(BaseModel):
+    """Upsert the account, open a login session and register the device, in one transaction."""
+
+    account_email: str
+    provider: str
+    provider_id: str
+    apple_refresh_token: str | None = None
+    device_token: str = ""
+    session_id: str
+    refresh_ttl_seconds: int
+
+
+class OpenLoginResult(BaseModel):
+    """The account and login that sign-in produced."""
+
+    user_id: int
+    nickname: str | None
+    session_id: str
+    device_registered: bool

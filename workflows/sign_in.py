@@ -1,0 +1,98 @@
+"""``SignInWorkflow``: authorize code -> (Apple exchange) -> account upsert, login and device registration.
+
+Short database steps run as local activities (sign-in is latency-sensitive); the Apple exchange is a
+regular activity so its retries are visible in the history. Tokens are minted by the API from the result,
+so no secret ever enters the workflow history.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.accounts import AccountActivities
+    from temporal import search_attributes as sa
+    from temporal.accounts import (
+        AppleExchangeInput,
+        ConsumeCodeInput,
+        OpenLoginInput,
+        SignInInput,
+        SignInResult,
+    )
+
+DB_TIMEOUT = timedelta(seconds=10)
+DB_RETRY = RetryPolicy(maximum_attempts=5)
+APPLE_PERMANENT = ["AppleRejected", "InvalidAuthorizationCode"]
+APPLE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=300),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=4,
+    non_retryable_error_types=APPLE_PERMANENT,
+)
+
+
+@workflow.defn
+class SignInWorkflow:
+    """One sign-in per authorize code (workflow ID ``sign-in:<code>``)."""
+
+    @workflow.run
+    async def run(self, req: SignInInput) -> SignInResult:
+        """Return ``ok`` with the login, or why the sign-in is refused."""
+        valid = await workflow.execute_local_activity_method(
+            AccountActivities.consume_authorize_code,
+            ConsumeCodeInput(authorize_code=req.authorize_code, code_verifier=req.code_verifier),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        if not valid:
+            return SignInResult(
+                status="forbidden", reason="authorize code unknown, expired or verifier mismatch"
+            )
+
+        apple_refresh_token: str | None = None
+        if req.provider == "apple":
+            try:
+                identity = await workflow.execute_activity_method(
+                    AccountActivities.exchange_apple_code,
+                    AppleExchangeInput(authorization_code_b64=req.authorization_code),
+                    start_to_close_timeout=timedelta(seconds=10),
+                    retry_policy=APPLE_RETRY,
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if isinstance(cause, ApplicationError) and cause.type in APPLE_PERMANENT:
+                    return SignInResult(
+                        status="forbidden", reason=f"Apple refused the sign-in: {cause.message}"
+                    )
+                return SignInResult(status="unavailable", reason="Apple could not be reached; try again")
+            if identity.sub != req.provider_id:
+                return SignInResult(status="forbidden", reason="Apple identity does not match providerId")
+            apple_refresh_token = identity.refresh_token
+
+        login = await workflow.execute_local_activity_method(
+            AccountActivities.open_login,
+            OpenLoginInput(
+                account_email=req.account_email,
+                provider=req.provider,
+                provider_id=req.provider_id,
+                apple_refresh_token=apple_refresh_token,
+                device_token=req.device_token,
+                session_id=str(workflow.uuid4()),
+                refresh_ttl_seconds=req.refresh_ttl_seconds,
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        workflow.upsert_search_attributes([sa.USER_ID.value_set(str(login.user_id))])
+        return SignInResult(
+            status="ok",
+            user_id=login.user_id,
+            account_email=req.account_email,
+            nickname=login.nickname,
+            session_id=login.session_id,
+        )
