@@ -7,10 +7,13 @@ import threading
 import firebase_admin
 import google.oauth2.credentials
 from firebase_admin import credentials, messaging
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from config import Settings
 
 _lock = threading.Lock()
+FCM_BASE_URL = "https://fcm.googleapis.com"
 
 
 class OfflineCredential(credentials.Base):
@@ -35,9 +38,13 @@ def firebase_app(settings: Settings, name: str = "sosohappy") -> firebase_admin.
             cred: credentials.Base = credentials.Certificate(str(settings.fcm_credentials_file))
         else:
             cred = OfflineCredential()
-        app = firebase_admin.initialize_app(cred, {"projectId": settings.fcm_project_id}, name=name)
+        app = firebase_admin.initialize_app(
+            cred, {"projectId": settings.fcm_project_id, "httpTimeout": 30}, name=name
+        )
+        endpoint = (settings.fcm_endpoint or FCM_BASE_URL).rstrip("/")
         if settings.fcm_endpoint:
-            _point_messaging_at(app, settings.fcm_endpoint.rstrip("/"), settings.fcm_project_id)
+            _point_messaging_at(app, endpoint, settings.fcm_project_id)
+        _leave_retries_to_temporal(app, endpoint)
         return app
 
 
@@ -46,3 +53,24 @@ def _point_messaging_at(app: firebase_admin.App, endpoint: str, project_id: str)
     # attribute, so we replace only that and everything else (payload encoding, error mapping) stays real.
     service = messaging._get_messaging_service(app)
     service._fcm_url = f"{endpoint}/v1/projects/{project_id}/messages:send"
+
+
+def _leave_retries_to_temporal(app: firebase_admin.App, endpoint: str) -> None:
+    # By default firebase-admin retries 500/503 four times and sleeps for any Retry-After inside the
+    # call (an hour-long Retry-After would block an activity thread for an hour). Push delivery retries
+    # in Temporal instead, where every attempt and its back-off are visible in the history; only one
+    # reconnect on a dropped connection stays here.
+    retry = Retry(
+        total=None,
+        connect=1,
+        read=0,
+        status=0,
+        other=0,
+        respect_retry_after_header=False,
+        raise_on_status=False,
+        allowed_methods=None,
+    )
+    service = messaging._get_messaging_service(app)
+    service._client.session.mount(
+        endpoint, HTTPAdapter(pool_connections=100, pool_maxsize=100, max_retries=retry)
+    )

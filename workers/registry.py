@@ -11,23 +11,31 @@ from typing import Any
 
 from activities.accounts import AccountActivities
 from activities.deps import ActivityDeps
+from activities.push import PushActivities
 from temporal import task_queues
+from workflows.push import PushDeliveryWorkflow
 from workflows.sign_in import SignInWorkflow
 
 WORKFLOWS: dict[str, list[type]] = {
     task_queues.ACCOUNTS: [SignInWorkflow],
-    task_queues.PUSH: [],
+    task_queues.PUSH: [PushDeliveryWorkflow],
 }
 
 
 def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
     """The bound activity methods per task queue, constructed over ``deps``."""
     accounts = AccountActivities(deps)
+    push = PushActivities(deps)
     return {
         task_queues.ACCOUNTS: [
             accounts.consume_authorize_code,
             accounts.exchange_apple_code,
             accounts.open_login,
         ],
-        task_queues.PUSH: [],
+        task_queues.PUSH: [
+            push.device_tokens,
+            push.send_to_device,
+            push.remove_device_token,
+            push.record_push_failure,
+        ],
     }

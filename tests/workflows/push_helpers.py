@@ -1,0 +1,25 @@
+"""Users with registered devices, made directly in the test database, for push tests."""
+
+from __future__ import annotations
+
+import uuid
+
+from activities.deps import ActivityDeps
+from storage import devices, users
+
+
+def user_with_devices(deps: ActivityDeps, count: int) -> tuple[int, list[str]]:
+    """A new user with ``count`` registered device tokens."""
+    tag = uuid.uuid4().hex[:10]
+    tokens = [f"tok-{tag}-{i}" for i in range(count)]
+    with deps.sessions.begin() as session:
+        user = users.upsert_account(session, f"{tag}@example.com+kakao", "kakao", tag, None)
+        for token in tokens:
+            devices.register_device(session, user.id, token, None)
+        return user.id, tokens
+
+
+def tokens_of(deps: ActivityDeps, user_id: int) -> list[str]:
+    """The tokens still registered for ``user_id``."""
+    with deps.sessions() as session:
+        return devices.tokens_for(session, user_id)

@@ -1,0 +1,119 @@
+"""PushDeliveryWorkflow on the real dev server and worker, delivering to the FCM emulator."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from activities.deps import ActivityDeps
+from api.push import request_push
+from emulators.control import FcmEmulator
+from temporal.push import PushOutcome, PushRequest, dm_push, like_push
+from tests.workflows.push_helpers import tokens_of, user_with_devices
+from workflows.push import PushDeliveryWorkflow
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+async def _deliver(client: Client, req: PushRequest) -> PushOutcome:
+    await request_push(client, req)
+    return await client.get_workflow_handle_for(PushDeliveryWorkflow.run, req.workflow_id).result()
+
+
+async def _activity_attempts(client: Client, workflow_id: str) -> list[tuple[int, str]]:
+    """(attempt, last failure) of each started activity, as the history records them."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    started = [
+        e.activity_task_started_event_attributes
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ]
+    return [(a.attempt, a.last_failure.message) for a in started]
+
+
+async def test_like_push_reaches_every_device_with_the_original_payload(
+    temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, tokens = user_with_devices(activity_deps, 2)
+    req = like_push(random.randrange(10**9), 7, "mina", owner, "소소해피", 2024012017042712)
+    outcome = await _deliver(temporal_client, req)
+    assert sorted(outcome.sent) == sorted(tokens)
+    for token in tokens:
+        [msg] = fcm_emulator.messages(token)
+        assert msg["message"]["notification"] == {
+            "title": "소소해피",
+            "body": "mina님이 소소해피님의 행복을 응원합니다🩷",
+        }
+        assert msg["message"]["data"] == {"date": "2024012017042712"}
+    desc = await temporal_client.get_workflow_handle(req.workflow_id).describe()
+    attrs = {p.key.name: p.value for p in desc.typed_search_attributes if p.key.name.startswith("Soso")}
+    assert attrs == {"SosoUserId": str(owner), "SosoKind": "push-like", "SosoOutcome": "sent"}
+
+
+async def test_transient_failures_are_retried_until_sent(
+    temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [token] = user_with_devices(activity_deps, 1)
+    # Without Retry-After firebase-admin does not retry a 429 itself, so each failure is a Temporal retry.
+    fcm_emulator.fail(token, "QUOTA_EXCEEDED", times=2)
+    req = dm_push(f"m-{random.randrange(10**9)}", "mina", owner, "안녕!", '{"sender":"mina"}')
+    outcome = await _deliver(temporal_client, req)
+    assert outcome.sent == [token]
+    assert [a["outcome"] for a in fcm_emulator.attempts(token)] == [
+        "QUOTA_EXCEEDED",
+        "QUOTA_EXCEEDED",
+        "accepted",
+    ]
+    [(attempt, last_failure)] = await _activity_attempts(temporal_client, req.workflow_id)
+    assert attempt == 3 and "QUOTA_EXCEEDED" in last_failure
+    [msg] = fcm_emulator.messages(token)
+    assert msg["message"]["notification"] == {"title": "mina", "body": "안녕!"}
+    assert msg["message"]["data"] == {"messageDto": '{"sender":"mina"}'}
+
+
+async def test_unregistered_token_is_removed_without_retry_and_others_still_served(
+    temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [dead, alive] = user_with_devices(activity_deps, 2)
+    fcm_emulator.fail(dead, "UNREGISTERED")
+    req = like_push(random.randrange(10**9), 8, "jin", owner, "mina", 2024012017042712)
+    outcome = await _deliver(temporal_client, req)
+    assert (outcome.sent, outcome.removed) == ([alive], [dead])
+    assert [a["outcome"] for a in fcm_emulator.attempts(dead)] == ["UNREGISTERED"]
+    assert tokens_of(activity_deps, owner) == [alive]
+    assert len(fcm_emulator.messages(alive)) == 1
+
+
+async def test_only_dead_tokens_complete_with_token_removed(
+    temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [dead] = user_with_devices(activity_deps, 1)
+    fcm_emulator.fail(dead, "INVALID_ARGUMENT")
+    req = like_push(random.randrange(10**9), 9, "jin", owner, "mina", 2024012017042712)
+    outcome = await _deliver(temporal_client, req)
+    assert outcome.removed == [dead] and outcome.label == "token-removed"
+    assert tokens_of(activity_deps, owner) == []
+
+
+async def test_a_repeated_trigger_sends_once(
+    temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [token] = user_with_devices(activity_deps, 1)
+    req = like_push(random.randrange(10**9), 10, "jin", owner, "mina", 2024012017042712)
+    await request_push(temporal_client, req)
+    await _deliver(temporal_client, req)
+    await request_push(temporal_client, req)
+    assert len(fcm_emulator.messages(token)) == 1
+
+
+async def test_no_device_completes_quietly(temporal_client: Client, activity_deps: ActivityDeps) -> None:
+    owner, _ = user_with_devices(activity_deps, 0)
+    outcome = await _deliver(temporal_client, like_push(random.randrange(10**9), 11, "a", owner, "b", 1))
+    assert outcome.label == "no-device"
+
+
+async def test_request_push_never_raises_without_temporal(activity_deps: ActivityDeps) -> None:
+    await request_push(None, like_push(1, 2, "a", 3, "b", 4))

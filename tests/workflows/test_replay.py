@@ -1,0 +1,41 @@
+"""Recorded histories of every workflow replay without non-determinism against the current code.
+
+The JSON files under ``histories/`` were recorded from real runs on the dev server (successes, retries,
+token removal, an Apple outage); a change to a workflow that breaks them needs ``workflow.patched()``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workers.registry import WORKFLOWS
+
+HISTORIES = sorted(Path(__file__).with_name("histories").glob("*.json"))
+
+
+def test_every_workflow_has_a_recorded_history() -> None:
+    recorded = {
+        json.loads(p.read_text())["events"][0]["workflowExecutionStartedEventAttributes"]["workflowType"][
+            "name"
+        ]
+        for p in HISTORIES
+    }
+    registered = {wf.__name__ for workflows in WORKFLOWS.values() for wf in workflows}
+    assert registered <= recorded, f"no recorded history for {registered - recorded}"
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(
+        workflows=[wf for workflows in WORKFLOWS.values() for wf in workflows],
+        data_converter=pydantic_data_converter,
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
