@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 
 import firebase_admin
 import google.oauth2.credentials
@@ -13,6 +14,9 @@ from urllib3.util.retry import Retry
 from config import Settings
 
 _lock = threading.Lock()
+# FCM registration tokens (what the iOS client sends) are addressed with `token`; `fid` is for
+# Firebase installation ids, so the deprecation does not apply to this backend.
+warnings.filterwarnings("ignore", "Message.token is deprecated", DeprecationWarning)
 FCM_BASE_URL = "https://fcm.googleapis.com"
 
 

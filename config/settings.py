@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_task_queue_prefix: str = "sosohappy"
+    #: The worker process serves /metrics (Prometheus) and /healthz on this port; 0 disables it.
+    worker_metrics_port: int = 9464
 
     # Tokens
     jwt_secret: str = DEFAULT_JWT_SECRET

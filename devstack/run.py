@@ -38,6 +38,7 @@ class StackPorts(BaseSettings):
     mongo_port: int = 27017
     fcm_emulator_port: int = 9099
     apple_emulator_port: int = 9098
+    worker_metrics_port: int = 9464
 
 
 class Stopped(Exception):
@@ -210,8 +211,10 @@ def run() -> int:
             "SOSOHAPPY_FCM_ENDPOINT": f"http://127.0.0.1:{ports.fcm_emulator_port}",
             "SOSOHAPPY_APPLE_BASE_URL": f"http://127.0.0.1:{ports.apple_emulator_port}",
             "SOSOHAPPY_APPLE_PRIVATE_KEY": apple_key,
+            "SOSOHAPPY_WORKER_METRICS_PORT": str(ports.worker_metrics_port),
         }
-        say("→ starting Temporal worker")
+        ensure_port_free("worker metrics", ports.worker_metrics_port, "SOSOHAPPY_WORKER_METRICS_PORT")
+        say(f"→ starting Temporal worker (metrics on :{ports.worker_metrics_port})")
         worker = ManagedProcess(
             "worker", [py, "-m", "workers.main"], data_dir / "logs" / "worker.log", env=env
         )
@@ -250,6 +253,7 @@ def run() -> int:
         say(f"  readiness         {api_url}/readyz    metrics {api_url}/metrics")
         say(f"  Temporal Web UI   http://127.0.0.1:{ports.temporal_ui_port}")
         say(f"  temporal CLI      .venv/bin/temporal workflow list --address 127.0.0.1:{ports.temporal_port}")
+        say(f"  worker metrics    http://127.0.0.1:{ports.worker_metrics_port}/metrics")
         say(f"  FCM emulator      http://127.0.0.1:{ports.fcm_emulator_port}/emulator/messages")
         say(f"  Apple emulator    http://127.0.0.1:{ports.apple_emulator_port}")
         say(f"  logs              {data_dir / 'logs'}")

@@ -7,6 +7,7 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
+from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -41,6 +42,12 @@ def build_workers(client: Client, deps: ActivityDeps, executor: ThreadPoolExecut
 
 async def run(settings: Settings) -> None:
     """Connect, run every worker until SIGINT/SIGTERM, then drain and close."""
+    if settings.worker_metrics_port:
+        # Push, activity and SDK counters of this process, scraped by Prometheus.
+        start_http_server(
+            settings.worker_metrics_port, addr="0.0.0.0" if not settings.is_local else "127.0.0.1"
+        )
+        log.info("worker metrics on :%d/metrics", settings.worker_metrics_port)
     client = await connect(settings)
     deps = ActivityDeps.open(settings)
     stop = asyncio.Event()

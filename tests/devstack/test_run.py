@@ -29,6 +29,7 @@ def _stack_env(data_dir: Path, **extra: str) -> dict[str, str]:
         "FCM_EMULATOR_PORT",
         "APPLE_EMULATOR_PORT",
         "API_PORT",
+        "WORKER_METRICS_PORT",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOSOHAPPY_")}
     env.update({f"SOSOHAPPY_{n}": str(free_port()) for n in names})
@@ -106,6 +107,8 @@ def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunne
     assert httpx.get(f"{api}/readyz", timeout=10).status_code == 200
     assert httpx.get(f"{api}/", timeout=10).text == "sosohappy don't operate a website.\n"
     assert httpx.get(f"http://127.0.0.1:{env['SOSOHAPPY_TEMPORAL_UI_PORT']}/", timeout=10).status_code == 200
+    worker_metrics = httpx.get(f"http://127.0.0.1:{env['SOSOHAPPY_WORKER_METRICS_PORT']}/metrics", timeout=10)
+    assert "sosohappy_push_sent_total" in worker_metrics.text
 
     children = _descendants(proc.pid)
     assert len(children) >= 7, children  # temporal, kafka, mongo, 2 emulators, worker, api
