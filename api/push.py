@@ -47,13 +47,3 @@ async def request_push(client: Client | None, request: PushRequest) -> None:
     except Exception:
         PUSH_REQUESTS.labels(request.kind, "error").inc()
         log.exception("push %s could not be started", request.workflow_id)
-
-
-async def cancel_pending_pushes(client: Client, user_id: int) -> int:
-    """Cancel the running pushes to ``user_id`` (used when the account resigns); returns how many."""
-    query = f'SosoUserId="{user_id}" AND ExecutionStatus="Running" AND SosoKind STARTS_WITH "push-"'
-    cancelled = 0
-    async for execution in client.list_workflows(query):
-        await client.get_workflow_handle(execution.id, run_id=execution.run_id).cancel()
-        cancelled += 1
-    return cancelled

@@ -75,3 +75,8 @@ class MessageStore:
             .limit(limit)
         )
         return [_from_doc(d) for d in cursor][::-1]
+
+    def delete_participant(self, nickname: str) -> int:
+        """Delete every message ``nickname`` sent or received; returns how many."""
+        result = self._messages.delete_many({"$or": [{"sender": nickname}, {"receiver": nickname}]})
+        return int(result.deleted_count)

@@ -78,3 +78,23 @@ class OpenLoginResult(BaseModel):
     nickname: str | None
     session_id: str
     device_registered: bool
+
+
+class ResignInput(BaseModel):
+    """Everything the resign steps need, captured when the user asked to leave."""
+
+    user_id: int
+    account_email: str
+    nickname: str | None = None
+    provider: str
+    apple_refresh_token: str | None = None
+
+
+class ResignResult(BaseModel):
+    """What was removed, and whether Apple accepted the token revocation."""
+
+    feeds_deleted: int = 0
+    messages_deleted: int = 0
+    devices_removed: int = 0
+    pushes_cancelled: int = 0
+    apple: str = "not-apple"  # not-apple | revoked | refused

@@ -12,12 +12,14 @@ from typing import Any
 from activities.accounts import AccountActivities
 from activities.deps import ActivityDeps
 from activities.push import PushActivities
+from activities.resign import ResignActivities
 from temporal import task_queues
 from workflows.push import PushDeliveryWorkflow
+from workflows.resign import ResignWorkflow
 from workflows.sign_in import SignInWorkflow
 
 WORKFLOWS: dict[str, list[type]] = {
-    task_queues.ACCOUNTS: [SignInWorkflow],
+    task_queues.ACCOUNTS: [SignInWorkflow, ResignWorkflow],
     task_queues.PUSH: [PushDeliveryWorkflow],
 }
 
@@ -26,11 +28,20 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
     """The bound activity methods per task queue, constructed over ``deps``."""
     accounts = AccountActivities(deps)
     push = PushActivities(deps)
+    resign = ResignActivities(deps)
     return {
         task_queues.ACCOUNTS: [
             accounts.consume_authorize_code,
             accounts.exchange_apple_code,
             accounts.open_login,
+            resign.revoke_logins,
+            resign.revoke_apple,
+            resign.delete_feeds,
+            resign.delete_likes_and_blocks,
+            resign.delete_messages,
+            resign.remove_devices,
+            resign.cancel_pushes,
+            resign.delete_account,
         ],
         task_queues.PUSH: [
             push.device_tokens,

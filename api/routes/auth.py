@@ -26,9 +26,10 @@ from api.resources import Resources, ServiceUnavailable
 from api.security import CurrentUser
 from storage import devices, logins, users
 from temporal import search_attributes as sa
-from temporal.accounts import PROVIDERS, SignInInput, SignInResult
-from temporal.ids import sign_in_workflow_id
+from temporal.accounts import PROVIDERS, ResignInput, SignInInput, SignInResult
+from temporal.ids import resign_workflow_id, sign_in_workflow_id
 from temporal.task_queues import ACCOUNTS
+from workflows.resign import ResignWorkflow
 from workflows.sign_in import SignInWorkflow
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,45 @@ def sign_out(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
     devices.remove_session_devices(session, user.session_id)
     session.commit()
     return {"email": user.account_email, "success": True}
+
+
+@router.post("/resign")
+async def resign(
+    params: ParamsDep, user: CurrentUser, res: ResourcesDep, temporal: TemporalDep
+) -> dict[str, Any]:
+    """Revoke every login at once, then run ``ResignWorkflow`` to remove the user's data everywhere."""
+    email = params.text("email", required=False, max_length=320) or user.account_email
+    if email != user.account_email:
+        raise Forbidden("email must be the caller's own account")
+    with res.sessions.begin() as session:
+        row = users.by_id(session, user.id)
+        if row is None:
+            raise Forbidden("the account no longer exists")
+        req = ResignInput(
+            user_id=row.id,
+            account_email=row.account_email,
+            nickname=row.nickname,
+            provider=row.provider,
+            apple_refresh_token=row.apple_refresh_token,
+        )
+        logins.revoke_user_sessions(session, user.id)
+    try:
+        await temporal.start_workflow(
+            ResignWorkflow.run,
+            req,
+            id=resign_workflow_id(user.id),
+            task_queue=ACCOUNTS,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.USER_ID, str(user.id)),
+                    SearchAttributePair(sa.KIND, "resign"),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # already resigning: the running workflow finishes the job
+    return {"email": email, "success": True}
 
 
 @router.get("/checkDuplicateNickname")

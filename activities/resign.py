@@ -1,0 +1,90 @@
+"""Resign steps: each removes one kind of trace of a user and is safe to run again (idempotent)."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import delete, or_, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.apple import AppleClient, AppleRejected, AppleUnavailable
+from activities.deps import ActivityDeps
+from storage import devices, logins
+from storage.models import Block, Feed, FeedLike, User
+
+FEED_BATCH = 500
+
+
+class ResignActivities:
+    """Activities of ``ResignWorkflow`` over the worker's MySQL, MongoDB and Apple client."""
+
+    def __init__(self, deps: ActivityDeps) -> None:
+        self._deps = deps
+        self._http = httpx.Client(timeout=10)
+
+    @activity.defn(name="resign_revoke_logins")
+    def revoke_logins(self, user_id: int) -> int:
+        """Revoke every login of the user; returns how many were still active."""
+        with self._deps.sessions.begin() as session:
+            return len(logins.revoke_user_sessions(session, user_id))
+
+    @activity.defn(name="resign_revoke_apple")
+    def revoke_apple(self, refresh_token: str) -> str:
+        """Revoke the Apple refresh token: ``revoked``, or ``refused`` when Apple says no (permanent)."""
+        try:
+            AppleClient(self._deps.settings, self._http).revoke(refresh_token)
+        except AppleRejected:
+            return "refused"
+        except AppleUnavailable as exc:
+            raise ApplicationError(str(exc), type="AppleUnavailable") from exc
+        return "revoked"
+
+    @activity.defn(name="resign_delete_feeds")
+    def delete_feeds(self, user_id: int) -> int:
+        """Delete the user's feeds with their categories, images and likes, in batches."""
+        deleted = 0
+        while True:
+            with self._deps.sessions.begin() as session:
+                ids = list(session.scalars(select(Feed.id).where(Feed.user_id == user_id).limit(FEED_BATCH)))
+                if not ids:
+                    return deleted
+                session.execute(delete(Feed).where(Feed.id.in_(ids)))
+            deleted += len(ids)
+            activity.heartbeat(deleted)
+
+    @activity.defn(name="resign_delete_likes_and_blocks")
+    def delete_likes_and_blocks(self, user_id: int) -> None:
+        """Delete the likes the user gave and blocks in both directions."""
+        with self._deps.sessions.begin() as session:
+            session.execute(delete(FeedLike).where(FeedLike.user_id == user_id))
+            session.execute(
+                delete(Block).where(or_(Block.blocker_id == user_id, Block.blocked_id == user_id))
+            )
+
+    @activity.defn(name="resign_delete_messages")
+    def delete_messages(self, nickname: str) -> int:
+        """Delete every direct message the user sent or received."""
+        return self._deps.messages.delete_participant(nickname)
+
+    @activity.defn(name="resign_remove_devices")
+    def remove_devices(self, user_id: int) -> int:
+        """Forget the user's device tokens."""
+        with self._deps.sessions.begin() as session:
+            return devices.remove_user_devices(session, user_id)
+
+    @activity.defn(name="resign_cancel_pushes")
+    async def cancel_pushes(self, user_id: int) -> int:
+        """Cancel the pushes still running for the user (found by their search attributes)."""
+        client = activity.client()
+        query = f'SosoUserId="{user_id}" AND ExecutionStatus="Running" AND SosoKind STARTS_WITH "push-"'
+        cancelled = 0
+        async for execution in client.list_workflows(query):
+            await client.get_workflow_handle(execution.id, run_id=execution.run_id).cancel()
+            cancelled += 1
+        return cancelled
+
+    @activity.defn(name="resign_delete_account")
+    def delete_account(self, user_id: int) -> None:
+        """Finally delete the account row (its logins go with it)."""
+        with self._deps.sessions.begin() as session:
+            session.execute(delete(User).where(User.id == user_id))

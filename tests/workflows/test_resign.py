@@ -1,0 +1,183 @@
+"""Resign through the API and ResignWorkflow: afterwards no trace of the user in MySQL, Mongo or devices."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+
+import httpx
+import pytest
+from sqlalchemy import func, or_, select
+from temporalio.client import Client
+
+from activities.deps import ActivityDeps
+from emulators.control import AppleEmulator
+from storage.models import (
+    Block,
+    DeviceRegistration,
+    Feed,
+    FeedCategory,
+    FeedImage,
+    FeedLike,
+    LoginSession,
+    User,
+)
+from temporal.accounts import ResignResult
+from tests.fixtures.ios_client import IOSClient
+from workflows.resign import ResignWorkflow
+
+pytestmark = pytest.mark.usefixtures("worker")
+NOW = datetime(2024, 1, 20)
+
+
+def _member(http: httpx.Client, email: str | None = None, **sign_in: str) -> tuple[IOSClient, str]:
+    app = IOSClient(http)
+    assert app.sign_in(email or f"r{uuid.uuid4().hex[:10]}@gmail.com", **sign_in).status_code == 200
+    nick = "r" + uuid.uuid4().hex[:7]
+    resp = app.post_multipart("/auth-service/setProfile", [("email", app.email), ("nickname", nick)])
+    assert resp.status_code == 200, resp.text
+    return app, nick
+
+
+def _user_id(deps: ActivityDeps, nickname: str) -> int:
+    with deps.sessions() as s:
+        return s.scalars(select(User.id).where(User.nickname == nickname)).one()
+
+
+def _feed(deps: ActivityDeps, user_id: int, day: int) -> int:
+    with deps.sessions.begin() as s:
+        feed = Feed(
+            user_id=user_id,
+            day=day,
+            date=day * 10**8,
+            weather="sunny",
+            happiness=4,
+            text="t",
+            is_public=True,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        s.add(feed)
+        s.flush()
+        s.add(FeedCategory(feed_id=feed.id, position=0, category="coffee"))
+        s.add(
+            FeedImage(
+                feed_id=feed.id, position=0, content_type="image/png", byte_size=3, etag="e", data=b"png"
+            )
+        )
+        return feed.id
+
+
+async def _resign(app: IOSClient, temporal_client: Client, user_id: int) -> ResignResult:
+    resp = app.post_multipart("/auth-service/resign", [("email", app.email)])
+    assert resp.json() == {"email": app.email, "success": True}
+    return await temporal_client.get_workflow_handle_for(ResignWorkflow.run, f"resign:{user_id}").result()
+
+
+async def test_resign_removes_every_trace(
+    http: httpx.Client, activity_deps: ActivityDeps, temporal_client: Client
+) -> None:
+    app, nick = _member(http)
+    _friend, friend_nick = _member(http)
+    uid, fid = _user_id(activity_deps, nick), _user_id(activity_deps, friend_nick)
+    own_feed, friends_feed = _feed(activity_deps, uid, 20240120), _feed(activity_deps, fid, 20240121)
+    with activity_deps.sessions.begin() as s:
+        s.add_all(
+            [
+                FeedLike(feed_id=friends_feed, user_id=uid, created_at=NOW),
+                FeedLike(feed_id=own_feed, user_id=fid, created_at=NOW),
+                Block(blocker_id=uid, blocked_id=fid, created_at=NOW),
+                Block(blocker_id=fid, blocked_id=uid, created_at=NOW),
+            ]
+        )
+    store = activity_deps.messages
+    store.insert(nick, friend_nick, 2024012010000000, "hi")
+    store.insert(friend_nick, nick, 2024012010000001, "hello")
+    store.insert(friend_nick, "someone", 2024012010000002, "unrelated")
+
+    result = await _resign(app, temporal_client, uid)
+
+    assert (result.feeds_deleted, result.messages_deleted, result.devices_removed) == (1, 2, 1)
+    with activity_deps.sessions() as s:
+        assert s.get(User, uid) is None
+        assert s.scalar(select(func.count()).select_from(Feed).where(Feed.user_id == uid)) == 0
+        assert (
+            s.scalar(select(func.count()).select_from(FeedCategory).where(FeedCategory.feed_id == own_feed))
+            == 0
+        )
+        assert s.scalar(select(func.count()).select_from(FeedImage).where(FeedImage.feed_id == own_feed)) == 0
+        assert s.scalar(select(func.count()).select_from(FeedLike).where(FeedLike.user_id == uid)) == 0
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(Block)
+                .where(or_(Block.blocker_id == uid, Block.blocked_id == uid))
+            )
+            == 0
+        )
+        assert (
+            s.scalar(
+                select(func.count()).select_from(DeviceRegistration).where(DeviceRegistration.user_id == uid)
+            )
+            == 0
+        )
+        assert (
+            s.scalar(select(func.count()).select_from(LoginSession).where(LoginSession.user_id == uid)) == 0
+        )
+        assert s.get(User, fid) is not None  # the friend and their feed stay
+        assert s.get(Feed, friends_feed) is not None
+    coll = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
+    assert coll.count_documents({"$or": [{"sender": nick}, {"receiver": nick}]}) == 0
+    assert coll.count_documents({"sender": friend_nick, "receiver": "someone"}) == 1
+    # The tokens are dead at once, and a second resign call cannot start a second workflow.
+    assert app.get_query("/auth-service/checkDuplicateNickname", {"nickname": "x"}).status_code == 403
+    desc = await temporal_client.get_workflow_handle(f"resign:{uid}").describe()
+    attrs = {p.key.name: p.value for p in desc.typed_search_attributes if p.key.name.startswith("Soso")}
+    assert attrs == {"SosoUserId": str(uid), "SosoKind": "resign", "SosoOutcome": "deleted"}
+
+
+async def test_apple_user_resign_revokes_the_apple_token(
+    http: httpx.Client, activity_deps: ActivityDeps, temporal_client: Client, apple_emulator: AppleEmulator
+) -> None:
+    code = f"resign-{uuid.uuid4().hex[:6]}"
+    apple_emulator.register_code(code, sub="s-resign", email="r@icloud.com")
+    app, nick = _member(
+        http,
+        "r@icloud.com",
+        provider="apple",
+        provider_id="s-resign",
+        authorization_code=base64.b64encode(code.encode()).decode(),
+    )
+    uid = _user_id(activity_deps, nick)
+    with activity_deps.sessions() as s:
+        apple_token = s.get(User, uid).apple_refresh_token  # type: ignore[union-attr]
+    result = await _resign(app, temporal_client, uid)
+    assert result.apple == "revoked"
+    assert [r["token"] for r in apple_emulator.revocations()] == [apple_token]
+
+
+async def test_an_apple_refusal_is_recorded_and_the_account_still_goes(
+    http: httpx.Client, activity_deps: ActivityDeps, temporal_client: Client, apple_emulator: AppleEmulator
+) -> None:
+    code = f"resign-{uuid.uuid4().hex[:6]}"
+    apple_emulator.register_code(code, sub="s-refused", email="q@icloud.com")
+    app, nick = _member(
+        http,
+        "q@icloud.com",
+        provider="apple",
+        provider_id="s-refused",
+        authorization_code=base64.b64encode(code.encode()).decode(),
+    )
+    uid = _user_id(activity_deps, nick)
+    apple_emulator.fail("revoke", 400)
+    result = await _resign(app, temporal_client, uid)
+    assert result.apple == "refused"
+    with activity_deps.sessions() as s:
+        assert s.get(User, uid) is None
+
+
+def test_resigning_someone_else_is_403(http: httpx.Client) -> None:
+    victim, _ = _member(http)
+    attacker, _ = _member(http)
+    assert attacker.post_multipart("/auth-service/resign", [("email", victim.email)]).status_code == 403

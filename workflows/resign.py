@@ -1,0 +1,58 @@
+"""``ResignWorkflow``: remove every trace of a user, step by step, each step idempotent and retried.
+
+Logins are revoked first (the API already did so synchronously; repeating is harmless), then the Apple
+token is revoked for Apple users (a permanent refusal is recorded, not fatal), then feeds, likes, blocks,
+messages, devices and pending pushes, and finally the account row.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.resign import ResignActivities
+    from temporal import search_attributes as sa
+    from temporal.accounts import ResignInput, ResignResult
+
+STEP_TIMEOUT = timedelta(minutes=5)
+STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+
+
+async def _step(activity: Any, arg: Any, *, heartbeat: timedelta | None = None) -> Any:
+    """Run one resign step with the common timeout and unlimited, backed-off retries."""
+    return await workflow.execute_activity_method(
+        activity,
+        arg,
+        start_to_close_timeout=STEP_TIMEOUT,
+        retry_policy=STEP_RETRY,
+        heartbeat_timeout=heartbeat,
+    )
+
+
+@workflow.defn
+class ResignWorkflow:
+    """One resign per account (workflow ID ``resign:<user id>``)."""
+
+    @workflow.run
+    async def run(self, req: ResignInput) -> ResignResult:
+        """Delete the user's data everywhere and return what was removed."""
+        result = ResignResult()
+        await _step(ResignActivities.revoke_logins, req.user_id)
+        if req.provider == "apple" and req.apple_refresh_token and req.apple_refresh_token != "-":
+            result.apple = await _step(ResignActivities.revoke_apple, req.apple_refresh_token)
+        result.feeds_deleted = await _step(
+            ResignActivities.delete_feeds, req.user_id, heartbeat=timedelta(minutes=1)
+        )
+        await _step(ResignActivities.delete_likes_and_blocks, req.user_id)
+        if req.nickname:
+            result.messages_deleted = await _step(ResignActivities.delete_messages, req.nickname)
+        result.devices_removed = await _step(ResignActivities.remove_devices, req.user_id)
+        result.pushes_cancelled = await _step(ResignActivities.cancel_pushes, req.user_id)
+        await _step(ResignActivities.delete_account, req.user_id)
+        outcome = "apple-refused" if result.apple == "refused" else "deleted"
+        workflow.upsert_search_attributes([sa.OUTCOME.value_set(outcome)])
+        return result
