@@ -151,7 +151,7 @@ async def test_apple_user_resign_revokes_the_apple_token(
     )
     uid = _user_id(activity_deps, nick)
     with activity_deps.sessions() as s:
-        apple_token = s.get(User, uid).apple_refresh_token  # type: ignore[union-attr]
+        apple_token = s.get(User, uid).apple_refresh_token
     result = await _resign(app, temporal_client, uid)
     assert result.apple == "revoked"
     assert [r["token"] for r in apple_emulator.revocations()] == [apple_token]
