@@ -36,7 +36,6 @@ from temporal.client import connect
 from temporal.devserver import start_dev_args
 from temporal.push import like_push
 from workers.main import build_workers
-from workflows.push import PushDeliveryWorkflow
 
 CONCURRENCY = 32
 
@@ -139,9 +138,7 @@ async def run(n: int) -> None:
             async def push(i: int) -> object:
                 req = like_push(10_000 + i, 1, "bench", user_ids[i], "owner", 2024012017042712)
                 await request_push(client, req)
-                return await client.get_workflow_handle_for(
-                    PushDeliveryWorkflow.run, req.workflow_id
-                ).result()
+                return await client.get_workflow_handle(req.workflow_id).result()
 
             push_s = await bounded(n, push)
             delivered = len(emulator.messages())

@@ -80,3 +80,16 @@ class MessageStore:
         """Delete every message ``nickname`` sent or received; returns how many."""
         result = self._messages.delete_many({"$or": [{"sender": nickname}, {"receiver": nickname}]})
         return int(result.deleted_count)
+
+    def rename_participant(self, old: str, new: str) -> int:
+        """Rewrite ``old`` to ``new`` in senders, receivers and room ids (idempotent); returns rooms touched."""
+        if old == new:
+            return 0
+        self._messages.update_many({"sender": old}, {"$set": {"sender": new}})
+        self._messages.update_many({"receiver": old}, {"$set": {"receiver": new}})
+        others = set(self._messages.distinct("receiver", {"sender": new}))
+        others |= set(self._messages.distinct("sender", {"receiver": new}))
+        for other in others:
+            pair = {"$or": [{"sender": new, "receiver": other}, {"sender": other, "receiver": new}]}
+            self._messages.update_many(pair, {"$set": {"messageRoomId": room_id(new, other)}})
+        return len(others)

@@ -98,3 +98,11 @@ class ResignResult(BaseModel):
     devices_removed: int = 0
     pushes_cancelled: int = 0
     apple: str = "not-apple"  # not-apple | revoked | refused
+
+
+class NicknameChange(BaseModel):
+    """One rename of a user, already applied to the users row, to bring every other store up to date."""
+
+    user_id: int
+    old: str
+    new: str

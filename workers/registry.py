@@ -11,15 +11,17 @@ from typing import Any
 
 from activities.accounts import AccountActivities
 from activities.deps import ActivityDeps
+from activities.nickname import NicknameActivities
 from activities.push import PushActivities
 from activities.resign import ResignActivities
 from temporal import task_queues
+from workflows.nickname import NicknameChangeWorkflow
 from workflows.push import PushDeliveryWorkflow
 from workflows.resign import ResignWorkflow
 from workflows.sign_in import SignInWorkflow
 
 WORKFLOWS: dict[str, list[type]] = {
-    task_queues.ACCOUNTS: [SignInWorkflow, ResignWorkflow],
+    task_queues.ACCOUNTS: [SignInWorkflow, ResignWorkflow, NicknameChangeWorkflow],
     task_queues.PUSH: [PushDeliveryWorkflow],
 }
 
@@ -29,6 +31,7 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
     accounts = AccountActivities(deps)
     push = PushActivities(deps)
     resign = ResignActivities(deps)
+    nickname = NicknameActivities(deps)
     return {
         task_queues.ACCOUNTS: [
             accounts.consume_authorize_code,
@@ -42,6 +45,7 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
             resign.remove_devices,
             resign.cancel_pushes,
             resign.delete_account,
+            nickname.rename_in_messages,
         ],
         task_queues.PUSH: [
             push.device_tokens,

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -26,9 +26,10 @@ from api.resources import Resources, ServiceUnavailable
 from api.security import CurrentUser
 from storage import devices, logins, users
 from temporal import search_attributes as sa
-from temporal.accounts import PROVIDERS, ResignInput, SignInInput, SignInResult
-from temporal.ids import resign_workflow_id, sign_in_workflow_id
+from temporal.accounts import PROVIDERS, NicknameChange, ResignInput, SignInInput, SignInResult
+from temporal.ids import nickname_change_workflow_id, resign_workflow_id, sign_in_workflow_id
 from temporal.task_queues import ACCOUNTS
+from workflows.nickname import NicknameChangeWorkflow
 from workflows.resign import ResignWorkflow
 from workflows.sign_in import SignInWorkflow
 
@@ -204,7 +205,9 @@ def _image_type(data: bytes) -> str | None:
 
 
 @router.post("/setProfile")
-async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
+async def set_profile(
+    params: ParamsDep, user: CurrentUser, res: ResourcesDep, temporal: TemporalDep
+) -> dict[str, Any]:
     """Set the caller's nickname, introduction and profile picture (the caller only)."""
     email = params.required_text("email", max_length=320)
     if email != user.account_email:
@@ -232,6 +235,7 @@ async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
         row = users.by_id(session, user.id)
         if row is None:
             raise Forbidden("the account no longer exists")
+        old_nickname = row.nickname
         row.nickname = nickname
         if introduction is not None:
             row.introduction = introduction.rstrip()
@@ -241,7 +245,26 @@ async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
             session.flush()
         except IntegrityError:  # a concurrent claim of the same nickname
             raise Conflict(f"nickname {nickname!r} is taken") from None
+    if old_nickname and old_nickname != nickname:
+        await _propagate_rename(temporal, NicknameChange(user_id=user.id, old=old_nickname, new=nickname))
     return {"email": user.account_email, "success": True}
+
+
+async def _propagate_rename(temporal: Client, change: NicknameChange) -> None:
+    """Queue the rename on the user's ``NicknameChangeWorkflow`` (started if none is running)."""
+    await temporal.start_workflow(
+        NicknameChangeWorkflow.run,
+        id=nickname_change_workflow_id(change.user_id),
+        task_queue=ACCOUNTS,
+        start_signal="rename",
+        start_signal_args=[change],
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.USER_ID, str(change.user_id)),
+                SearchAttributePair(sa.KIND, "nickname-change"),
+            ]
+        ),
+    )
 
 
 @router.post("/findProfileImg")
