@@ -13,12 +13,13 @@ from temporalio.client import Client
 from activities.deps import ActivityDeps
 from storage.messages import room_id
 from storage.models import User
+from tests.fixtures.ios_client import IOSClient
 from tests.workflows.test_resign import _member, _user_id
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def _rename(app, new: str) -> None:  # type: ignore[no-untyped-def]
+def _rename(app: IOSClient, new: str) -> None:
     resp = app.post_multipart("/auth-service/setProfile", [("email", app.email), ("nickname", new)])
     assert resp.status_code == 200, resp.text
 
