@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware
 from api.resources import close_resources, open_resources
+from api.revocations import follow_revocations
 from api.routes import auth, dm, feed, health
 from config import Settings
 
@@ -22,6 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = await open_resources(settings)
+        resources.spawn(follow_revocations(resources), "follow-revocations")
         app.state.resources = resources
         try:
             yield

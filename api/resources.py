@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 from temporalio.client import Client
 
+from accounts.revocations import RevocationView
 from accounts.tokens import TokenIssuer
 from config import Settings
 from storage.db import create_db_engine, session_factory
@@ -46,6 +47,7 @@ class Resources:
     mongo: MongoClient
     messages: MessageStore
     tokens: TokenIssuer
+    revocations: RevocationView
     _temporal: Client | None = None
     _producer: AIOKafkaProducer | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -103,6 +105,9 @@ async def open_resources(settings: Settings) -> Resources:
         mongo=mongo,
         messages=messages,
         tokens=TokenIssuer(settings),
+        revocations=RevocationView(
+            max(settings.access_token_ttl_seconds, settings.refresh_token_ttl_seconds)
+        ),
     )
 
     async def temporal_attempt() -> None:

@@ -25,7 +25,6 @@ class AuthenticatedUser:
 
     id: int
     account_email: str
-    nickname: str | None
     session_id: str
 
 
@@ -41,14 +40,23 @@ def verify_access(res: Resources, headers: Headers) -> TokenClaims:
 
 
 def load_user(res: Resources, claims: TokenClaims) -> AuthenticatedUser:
-    """The user of a verified token, if the login is still active and the account still exists."""
-    with res.sessions() as session:
-        if not logins.session_is_active(session, claims.session_id):
-            raise Forbidden("this login was signed out or revoked")
-        user = users.by_id(session, claims.user_id)
-        if user is None or user.account_email != claims.account_email:
-            raise Forbidden("the account no longer exists")
-        return AuthenticatedUser(user.id, user.account_email, user.nickname, claims.session_id)
+    """The user of a verified token, unless its login or account was revoked.
+
+    The replica's Kafka-fed revocation view answers without touching the database; while it is not
+    caught up (start-up, broker lost) the database is asked.
+    """
+    revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
+    if revoked is None:
+        with res.sessions() as session:
+            user = users.by_id(session, claims.user_id)
+            revoked = (
+                not logins.session_is_active(session, claims.session_id)
+                or user is None
+                or user.account_email != claims.account_email
+            )
+    if revoked:
+        raise Forbidden("this login was signed out or revoked")
+    return AuthenticatedUser(claims.user_id, claims.account_email, claims.session_id)
 
 
 def current_user(request: Request, res: ResourcesDep) -> AuthenticatedUser:

@@ -23,6 +23,7 @@ from api.deps import ResourcesDep, SessionDep, TemporalDep
 from api.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
 from api.params import ParamsDep
 from api.resources import Resources, ServiceUnavailable
+from api.revocations import publish_revocation
 from api.security import CurrentUser
 from storage import devices, logins, users
 from temporal import search_attributes as sa
@@ -116,7 +117,7 @@ async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -
 
 
 @router.api_route("/reIssueToken", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-def reissue_token(request: Request, session: SessionDep, res: ResourcesDep) -> Response:
+async def reissue_token(request: Request, session: SessionDep, res: ResourcesDep) -> Response:
     """Rotate the refresh token: only the current one is accepted; a replayed older one revokes the login."""
     try:
         claims = res.tokens.verify(strip_bearer(request.headers.get("authorization-refresh")), REFRESH)
@@ -130,6 +131,7 @@ def reissue_token(request: Request, session: SessionDep, res: ResourcesDep) -> R
     session.commit()
     if outcome is logins.Rotation.REUSED:
         log.warning("refresh token reuse: login %s revoked", claims.session_id)
+        await publish_revocation(res, "session", claims.session_id, claims.user_id)
         raise Forbidden("this refresh token was already used; the login is revoked")
     if outcome is not logins.Rotation.ROTATED:
         raise Forbidden("this login was signed out, revoked or expired")
@@ -140,11 +142,12 @@ def reissue_token(request: Request, session: SessionDep, res: ResourcesDep) -> R
 
 
 @router.post("/signOut")
-def sign_out(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+async def sign_out(user: CurrentUser, session: SessionDep, res: ResourcesDep) -> dict[str, Any]:
     """Revoke this login and forget its device token."""
     logins.revoke_session(session, user.session_id)
     devices.remove_session_devices(session, user.session_id)
     session.commit()
+    await publish_revocation(res, "session", user.session_id, user.id)
     return {"email": user.account_email, "success": True}
 
 
@@ -168,6 +171,7 @@ async def resign(
             apple_refresh_token=row.apple_refresh_token,
         )
         logins.revoke_user_sessions(session, user.id)
+    await publish_revocation(res, "user", user.id, user.id)
     try:
         await temporal.start_workflow(
             ResignWorkflow.run,
@@ -287,7 +291,8 @@ def find_introduction(params: ParamsDep, _user: CurrentUser, session: SessionDep
 
 def _block_pair(params: ParamsDep, user: CurrentUser, session: SessionDep) -> int | None:
     src = params.required_text("srcNickname", max_length=100)
-    if src != user.nickname:
+    me = users.by_id(session, user.id)
+    if me is None or src != me.nickname:
         raise Forbidden("srcNickname must be the caller's own nickname")
     target = users.by_nickname(session, params.required_text("dstNickname", max_length=100))
     return None if target is None or target.id == user.id else target.id

@@ -1,0 +1,87 @@
+"""Kafka-fed revocation view: replicas authenticate without the database and learn revocations within 1 s."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
+
+from accounts.tokens import ACCESS
+from api.main import create_app
+from api.resources import Resources
+from api.security import load_user
+from config import Settings
+from tests.fixtures.asgi import serve_in_thread
+from tests.fixtures.ios_client import IOSClient
+
+
+def _wait(predicate: Any, timeout: float = 15) -> float:
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError("condition not reached")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def second_replica(settings: Settings, api_url: str) -> Iterator[tuple[FastAPI, str]]:
+    app = create_app(settings)
+    with serve_in_thread(app, http="h11") as url:
+        yield app, url
+
+
+def _resources(app: FastAPI) -> Resources:
+    return app.state.resources
+
+
+def test_revocations_reach_the_other_replica_within_a_second(
+    http: httpx.Client, second_replica: tuple[FastAPI, str]
+) -> None:
+    app, url = second_replica
+    res = _resources(app)
+    _wait(lambda: res.revocations.ready)
+    phone = IOSClient(http)
+    assert phone.sign_in(f"v{uuid.uuid4().hex[:10]}@gmail.com").status_code == 200
+    other = IOSClient(httpx.Client(base_url=url), access=phone.access, email=phone.email)
+    assert other.get_query("/auth-service/checkDuplicateNickname", {"nickname": "x"}).status_code == 200
+
+    claims = res.tokens.verify(phone.access.removeprefix("Bearer "), ACCESS)
+    assert phone.post_multipart("/auth-service/signOut", []).status_code == 200
+    elapsed = _wait(lambda: res.revocations.is_revoked(claims.session_id, claims.user_id) is True, timeout=5)
+    assert elapsed < 1.0, elapsed
+    assert other.get_query("/auth-service/checkDuplicateNickname", {"nickname": "x"}).status_code == 403
+
+
+def test_a_caught_up_replica_authenticates_without_the_database(
+    http: httpx.Client, second_replica: tuple[FastAPI, str]
+) -> None:
+    app, _ = second_replica
+    res = _resources(app)
+    _wait(lambda: res.revocations.ready)
+    phone = IOSClient(http)
+    assert phone.sign_in(f"w{uuid.uuid4().hex[:10]}@gmail.com").status_code == 200
+    claims = res.tokens.verify(phone.access.removeprefix("Bearer "), ACCESS)
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(res.engine, "before_cursor_execute", count)
+    try:
+        user = load_user(res, claims)
+        queries_with_view = len(statements)
+        res.revocations.ready = False  # e.g. the broker was lost: the database is asked instead
+        load_user(res, claims)
+    finally:
+        res.revocations.ready = True
+        event.remove(res.engine, "before_cursor_execute", count)
+    assert user.id == claims.user_id
+    assert queries_with_view == 0
+    assert any("login_sessions" in s for s in statements) and any("users" in s for s in statements)
