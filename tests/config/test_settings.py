@@ -1,0 +1,30 @@
+"""The settings refuse unsafe secrets outside local development."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from config import Settings
+
+
+def test_production_refuses_the_default_jwt_secret() -> None:
+    with pytest.raises(ValidationError, match="SOSOHAPPY_JWT_SECRET must be set"):
+        Settings(env="production")
+
+
+def test_production_accepts_a_configured_secret() -> None:
+    assert Settings(env="production", jwt_secret="x" * 64).jwt_secret == "x" * 64
+
+
+def test_short_secrets_are_refused() -> None:
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        Settings(jwt_secret="short")
+
+
+def test_environment_variables_use_the_sosohappy_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOSOHAPPY_API_PORT", "9999")
+    monkeypatch.setenv("SOSOHAPPY_DATABASE_URL", "mysql+pymysql://u@db:3306/sosohappy")
+    settings = Settings()
+    assert settings.api_port == 9999
+    assert settings.sqlalchemy_url == "mysql+pymysql://u@db:3306/sosohappy"
