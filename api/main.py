@@ -23,7 +23,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = await open_resources(settings)
-        resources.spawn(follow_revocations(resources), "follow-revocations")
+        if settings.revocation_view_enabled:
+            resources.spawn(follow_revocations(resources), "follow-revocations")
         app.state.resources = resources
         try:
             yield

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     kafka_token_topic: str = "sosohappy.token-revocations"
     kafka_dm_topic: str = "sosohappy.direct-messages"
     kafka_fetch_max_wait_ms: int = 20
+    #: Authenticate from the JWT plus the Kafka-fed revocation view; off = ask the database every request.
+    revocation_view_enabled: bool = True
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
