@@ -64,8 +64,8 @@ async def follow_revocations(res: Resources) -> None:
             request_timeout_ms=5000,
         )
         try:
-            await consumer.start()
-            partitions = await _partitions(consumer, topic)
+            await asyncio.wait_for(consumer.start(), timeout=10)
+            partitions = await asyncio.wait_for(_partitions(consumer, topic), timeout=10)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             targets = await consumer.end_offsets(partitions)
@@ -92,11 +92,15 @@ async def follow_revocations(res: Resources) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("revocation feed lost (%s); authenticating against the database meanwhile", exc)
+            log.warning("revocation feed lost (%r); authenticating against the database meanwhile", exc)
         finally:
             view.ready = False
             VIEW_READY.set(0)
-            await consumer.stop()
+            # Not wait_for: it would wait for a cancelled stop() that ignores cancellation while the
+            # broker is unreachable; the task finishes (or is dropped) in the background.
+            stopping = asyncio.ensure_future(consumer.stop())
+            await asyncio.wait({stopping}, timeout=5)
+            stopping.add_done_callback(lambda t: t.cancelled() or t.exception())
         await asyncio.sleep(1)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from api.main import create_app
 from api.resources import Resources
 from api.security import load_user
 from config import Settings
+from devstack.processes import ManagedProcess, broker_argv, free_port
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient
 
@@ -85,3 +87,36 @@ def test_a_caught_up_replica_authenticates_without_the_database(
     assert user.id == claims.user_id
     assert queries_with_view == 0
     assert any("login_sessions" in s for s in statements) and any("users" in s for s in statements)
+
+
+def test_losing_the_broker_falls_back_to_the_database_and_recovers(
+    http: httpx.Client, settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    broker = ManagedProcess("kafka", broker_argv(port), tmp_path / "kafka.log").start().wait_for_port(port)
+    app = create_app(settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}"}))
+    try:
+        with serve_in_thread(app, http="h11") as url:
+            res = _resources(app)
+            _wait(lambda: res.revocations.ready)
+            phone = IOSClient(http)
+            assert phone.sign_in(f"b{uuid.uuid4().hex[:10]}@gmail.com").status_code == 200
+            replica = IOSClient(httpx.Client(base_url=url), access=phone.access, email=phone.email)
+
+            broker.stop()
+            _wait(lambda: not res.revocations.ready, timeout=30)
+            assert (
+                replica.get_query("/auth-service/checkDuplicateNickname", {"nickname": "x"}).status_code
+                == 200
+            )
+            # Signed out elsewhere while this replica cannot hear Kafka: the database still says no.
+            assert phone.post_multipart("/auth-service/signOut", []).status_code == 200
+            assert (
+                replica.get_query("/auth-service/checkDuplicateNickname", {"nickname": "x"}).status_code
+                == 403
+            )
+
+            broker.start().wait_for_port(port)
+            _wait(lambda: res.revocations.ready, timeout=30)
+    finally:
+        broker.stop()
