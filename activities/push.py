@@ -51,20 +51,22 @@ class FailureRecord(BaseModel):
     workflow_id: str
 
 
+#: firebase-admin error classes, most specific first: (class, FCM reason, permanent).
+FCM_ERRORS: tuple[tuple[type[Exception], str, bool], ...] = (
+    (messaging.UnregisteredError, "UNREGISTERED", True),
+    (messaging.SenderIdMismatchError, "SENDER_ID_MISMATCH", True),
+    (exceptions.InvalidArgumentError, "INVALID_ARGUMENT", True),
+    (messaging.QuotaExceededError, "QUOTA_EXCEEDED", False),
+    (exceptions.UnavailableError, "UNAVAILABLE", False),
+    (exceptions.InternalError, "INTERNAL", False),
+)
+
+
 def _reason(exc: Exception) -> tuple[str, bool]:
-    """``(reason, permanent)`` of a firebase-admin error."""
-    if isinstance(exc, messaging.UnregisteredError):
-        return "UNREGISTERED", True
-    if isinstance(exc, messaging.SenderIdMismatchError):
-        return "SENDER_ID_MISMATCH", True
-    if isinstance(exc, exceptions.InvalidArgumentError):
-        return "INVALID_ARGUMENT", True
-    if isinstance(exc, messaging.QuotaExceededError):
-        return "QUOTA_EXCEEDED", False
-    if isinstance(exc, exceptions.UnavailableError):
-        return "UNAVAILABLE", False
-    if isinstance(exc, exceptions.InternalError):
-        return "INTERNAL", False
+    """``(reason, permanent)`` of a firebase-admin or transport error."""
+    for cls, reason, permanent in FCM_ERRORS:
+        if isinstance(exc, cls):
+            return reason, permanent
     if isinstance(exc, exceptions.FirebaseError):
         return str(exc.code or "UNKNOWN").upper(), False
     return "NETWORK", False

@@ -25,6 +25,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from emulators.failures import FailureBook
+
 ISSUER = "https://appleid.apple.com"
 KEY_ID = "emulator-rs256"
 
@@ -52,17 +54,8 @@ class AppleState:
     codes: dict[str, CodeGrant] = field(default_factory=dict)
     refresh_tokens: dict[str, str] = field(default_factory=dict)
     revocations: list[dict[str, Any]] = field(default_factory=list)
-    failures: dict[str, FailureRule] = field(default_factory=dict)
+    failures: FailureBook[FailureRule] = field(default_factory=FailureBook)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def take_failure(self, endpoint: str) -> FailureRule | None:
-        """The failure to answer on ``endpoint`` now, consuming one of its ``times``."""
-        rule = self.failures.get(endpoint)
-        if rule is not None and rule.times is not None:
-            rule.times -= 1
-            if rule.times <= 0:
-                del self.failures[endpoint]
-        return rule
 
 
 def _b64url_uint(value: int) -> str:
@@ -107,7 +100,7 @@ def create_app(client_public_key_pem: bytes | None = None) -> FastAPI:
 
     def failure_response(endpoint: str) -> JSONResponse | None:
         with state.lock:
-            rule = state.take_failure(endpoint)
+            rule = state.failures.take(endpoint)
         if rule is None:
             return None
         error = "invalid_grant" if rule.status < 500 else "server_error"
@@ -214,7 +207,7 @@ def create_app(client_public_key_pem: bytes | None = None) -> FastAPI:
         if rule.endpoint not in ("token", "revoke"):
             return JSONResponse({"detail": "endpoint must be token or revoke"}, status_code=400)
         with state.lock:
-            state.failures[rule.endpoint] = rule
+            state.failures.add(rule.endpoint, rule)
         return JSONResponse({"ok": True})
 
     @app.delete("/emulator/failures")

@@ -18,6 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from emulators.failures import FailureBook
+
 #: FCM error code -> (HTTP status, canonical gRPC status) exactly as the real service answers.
 ERRORS: dict[str, tuple[int, str]] = {
     "UNREGISTERED": (404, "NOT_FOUND"),
@@ -52,19 +54,8 @@ class FcmState:
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
-    failures: dict[str, FailureRule] = field(default_factory=dict)
+    failures: FailureBook[FailureRule] = field(default_factory=FailureBook)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def take_failure(self, token: str) -> FailureRule | None:
-        """The failure to answer for ``token`` now, consuming one of its remaining ``times``."""
-        rule = self.failures.get(token)
-        if rule is None:
-            return None
-        if rule.times is not None:
-            rule.times -= 1
-            if rule.times <= 0:
-                del self.failures[token]
-        return rule
 
 
 def _now() -> str:
@@ -101,7 +92,7 @@ def create_app() -> FastAPI:
             status, err = _error_body("INVALID_ARGUMENT")
             return JSONResponse(err, status_code=status)
         with state.lock:
-            rule = state.take_failure(token)
+            rule = state.failures.take(token)
             state.attempts.append(
                 {"token": token, "outcome": rule.error if rule else "accepted", "at": _now()}
             )
@@ -139,7 +130,7 @@ def create_app() -> FastAPI:
                 {"detail": f"unknown error {rule.error}; one of {sorted(ERRORS)}"}, status_code=400
             )
         with state.lock:
-            state.failures[rule.token] = rule
+            state.failures.add(rule.token, rule)
         return JSONResponse({"ok": True})
 
     @app.delete("/emulator/failures")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -289,32 +291,29 @@ def find_introduction(params: ParamsDep, _user: CurrentUser, session: SessionDep
     return {"introduction": owner.introduction if owner is not None else ""}
 
 
-def _block_pair(params: ParamsDep, user: CurrentUser, session: SessionDep) -> int | None:
+def _change_block(
+    params: ParamsDep, user: CurrentUser, session: SessionDep, change: Callable[[Session, int, int], None]
+) -> dict[str, bool]:
+    """Apply ``change`` (block or unblock) from the caller to ``dstNickname``; the caller must be ``srcNickname``."""
     src = params.required_text("srcNickname", max_length=100)
     me = users.by_id(session, user.id)
     if me is None or src != me.nickname:
         raise Forbidden("srcNickname must be the caller's own nickname")
     target = users.by_nickname(session, params.required_text("dstNickname", max_length=100))
-    return None if target is None or target.id == user.id else target.id
+    if target is None or target.id == user.id:
+        return {"success": False}
+    change(session, user.id, target.id)
+    session.commit()
+    return {"success": True}
 
 
 @router.post("/block")
 def block(params: ParamsDep, user: CurrentUser, session: SessionDep) -> dict[str, bool]:
     """Hide ``dstNickname``'s feeds from the caller (``success: false`` for an unknown user or oneself)."""
-    target = _block_pair(params, user, session)
-    if target is None:
-        return {"success": False}
-    users.block(session, user.id, target)
-    session.commit()
-    return {"success": True}
+    return _change_block(params, user, session, users.block)
 
 
 @router.post("/unblock")
 def unblock(params: ParamsDep, user: CurrentUser, session: SessionDep) -> dict[str, bool]:
     """Undo a block (``success: false`` for an unknown user)."""
-    target = _block_pair(params, user, session)
-    if target is None:
-        return {"success": False}
-    users.unblock(session, user.id, target)
-    session.commit()
-    return {"success": True}
+    return _change_block(params, user, session, users.unblock)
