@@ -13,14 +13,13 @@ from api.push import request_push
 from emulators.control import FcmEmulator
 from temporal.push import PushOutcome, PushRequest, dm_push, like_push
 from tests.workflows.push_helpers import tokens_of, user_with_devices
-from workflows.push import PushDeliveryWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
 async def _deliver(client: Client, req: PushRequest) -> PushOutcome:
     await request_push(client, req)
-    return await client.get_workflow_handle_for(PushDeliveryWorkflow.run, req.workflow_id).result()
+    return await client.get_workflow_handle(req.workflow_id, result_type=PushOutcome).result()
 
 
 async def _activity_attempts(client: Client, workflow_id: str) -> list[tuple[int, str]]:

@@ -25,7 +25,6 @@ from storage.models import (
 )
 from temporal.accounts import ResignResult
 from tests.fixtures.ios_client import IOSClient
-from workflows.resign import ResignWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
 NOW = datetime(2024, 1, 20)
@@ -72,7 +71,7 @@ def _feed(deps: ActivityDeps, user_id: int, day: int) -> int:
 async def _resign(app: IOSClient, temporal_client: Client, user_id: int) -> ResignResult:
     resp = app.post_multipart("/auth-service/resign", [("email", app.email)])
     assert resp.json() == {"email": app.email, "success": True}
-    return await temporal_client.get_workflow_handle_for(ResignWorkflow.run, f"resign:{user_id}").result()
+    return await temporal_client.get_workflow_handle(f"resign:{user_id}", result_type=ResignResult).result()
 
 
 async def test_resign_removes_every_trace(
