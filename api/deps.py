@@ -14,8 +14,8 @@ from config import Settings
 from storage.messages import MessageStore
 
 
-def get_resources(request: Request) -> Resources:
-    """The process's clients, created in the lifespan."""
+async def get_resources(request: Request) -> Resources:
+    """The process's clients, created in the lifespan (async: no threadpool hop for a lookup)."""
     return request.app.state.resources
 
 

@@ -12,6 +12,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.resources import ServiceUnavailable
@@ -93,6 +94,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(
             exc.status_code, str(exc.detail), request.url.path, getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # Lost connections, lock timeouts, deadlocks: nothing was committed; the client may retry.
+        log.warning("database error on %s: %s", request.url.path, exc.orig)
+        return error_response(
+            503, "the database is unavailable, try again", request.url.path, {"Retry-After": "1"}
         )
 
     @app.exception_handler(ServiceUnavailable)

@@ -9,6 +9,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api.resources import Resources
 from temporal import search_attributes as sa
 from temporal.push import PushRequest
 from temporal.task_queues import PUSH
@@ -47,3 +48,8 @@ async def request_push(client: Client | None, request: PushRequest) -> None:
     except Exception:
         PUSH_REQUESTS.labels(request.kind, "error").inc()
         log.exception("push %s could not be started", request.workflow_id)
+
+
+def push_in_background(res: Resources, request: PushRequest) -> None:
+    """Start the push without making the request wait for Temporal; failures are logged and counted."""
+    res.spawn(request_push(res.temporal_if_connected, request), f"start-{request.workflow_id}")

@@ -50,7 +50,7 @@ class Resources:
     revocations: RevocationView
     _temporal: Client | None = None
     _producer: AIOKafkaProducer | None = None
-    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     #: Callbacks run at shutdown, newest first (consumers, caches added by feature modules).
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -59,6 +59,11 @@ class Resources:
         """The Temporal client, or ``ServiceUnavailable`` while it is not connected."""
         if self._temporal is None:
             raise ServiceUnavailable("temporal")
+        return self._temporal
+
+    @property
+    def temporal_if_connected(self) -> Client | None:
+        """The Temporal client, or ``None`` while it is not connected (for fire-and-forget starts)."""
         return self._temporal
 
     @property
@@ -71,10 +76,12 @@ class Resources:
         self._closers.append(closer)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
-        """Run a background task owned by this process; it is cancelled at shutdown."""
+        """Run a background task owned by this process; it is cancelled at shutdown if still running
+        and forgotten once done."""
         task = asyncio.ensure_future(coro)
         task.set_name(name)
-        self._tasks.append(task)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return task
 
 
@@ -125,7 +132,7 @@ async def open_resources(settings: Settings) -> Resources:
     res.spawn(_retry_forever("temporal", temporal_attempt), "connect-temporal")
     res.spawn(_retry_forever("kafka", kafka_attempt), "connect-kafka")
     # Give both a moment so a healthy stack is ready as soon as the API answers.
-    await asyncio.wait(res._tasks, timeout=3)
+    await asyncio.wait(list(res._tasks), timeout=3)
     return res
 
 
@@ -136,9 +143,10 @@ async def close_resources(res: Resources) -> None:
             await closer()
         except Exception:  # shutdown goes on
             log.exception("error while closing")
-    for task in res._tasks:
+    tasks = list(res._tasks)
+    for task in tasks:
         task.cancel()
-    await asyncio.gather(*res._tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
     if res._producer is not None:
         await res._producer.stop()
     res.mongo.close()

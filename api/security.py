@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, WebSocket
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
 from accounts.tokens import ACCESS, InvalidToken, TokenClaims, strip_bearer
@@ -47,21 +48,34 @@ def load_user(res: Resources, claims: TokenClaims) -> AuthenticatedUser:
     """
     revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
     if revoked is None:
-        with res.sessions() as session:
-            user = users.by_id(session, claims.user_id)
-            revoked = (
-                not logins.session_is_active(session, claims.session_id)
-                or user is None
-                or user.account_email != claims.account_email
-            )
+        revoked = _revoked_in_database(res, claims)
+    return _admit(claims, revoked)
+
+
+def _revoked_in_database(res: Resources, claims: TokenClaims) -> bool:
+    with res.sessions() as session:
+        user = users.by_id(session, claims.user_id)
+        return (
+            not logins.session_is_active(session, claims.session_id)
+            or user is None
+            or user.account_email != claims.account_email
+        )
+
+
+def _admit(claims: TokenClaims, revoked: bool) -> AuthenticatedUser:
     if revoked:
         raise Forbidden("this login was signed out or revoked")
     return AuthenticatedUser(claims.user_id, claims.account_email, claims.session_id)
 
 
-def current_user(request: Request, res: ResourcesDep) -> AuthenticatedUser:
-    """FastAPI dependency: the authenticated caller of an HTTP request."""
-    return load_user(res, verify_access(res, request.headers))
+async def current_user(request: Request, res: ResourcesDep) -> AuthenticatedUser:
+    """FastAPI dependency: the authenticated caller of an HTTP request (on the event loop when the
+    revocation view can answer, in the threadpool when the database must)."""
+    claims = verify_access(res, request.headers)
+    revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
+    if revoked is None:
+        revoked = await run_in_threadpool(_revoked_in_database, res, claims)
+    return _admit(claims, revoked)
 
 
 async def authenticate_websocket(websocket: WebSocket) -> AuthenticatedUser:

@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     apple_redirect_uri: str = "https://sosohappy.dev/auth-service/login/oauth2/code/apple"
 
     # Limits
-    max_request_bytes: int = 50 * 1024 * 1024
+    #: Two full-resolution PNGs (up to 25 MB each, ``feeds.entries``) plus the text fields.
+    max_request_bytes: int = 64 * 1024 * 1024
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

@@ -39,6 +39,8 @@ NAMING = {
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 # Up to 4 GiB in MySQL (images, profile pictures); plain BLOB in SQLite.
 Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql")
+# Image chunks (1 MiB each) fit a MEDIUMBLOB.
+ChunkBlob = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql")
 LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
 # Nicknames compare exactly (case- and accent-sensitive), as the original's lookups did.
 NicknameText = String(40).with_variant(mysql.VARCHAR(40, collation="utf8mb4_bin"), "mysql")
@@ -155,18 +157,34 @@ class FeedCategory(Base):
 
 
 class FeedImage(Base):
-    """An image of a feed; its id is the public image id of ``/feed-service/image/{id}``."""
+    """An image of a feed; its id is the public image id of ``/feed-service/image/{id}``.
+
+    Ids are random (not sequential) because the image URL needs no token: they must not be guessable.
+    The bytes live in ``feed_image_chunks`` so listings never touch them and no single row exceeds a
+    server's packet limit (MariaDB's default is 16 MiB; the client uploads PNGs of up to ~25 MB).
+    """
 
     __tablename__ = "feed_images"
     __table_args__ = (Index("ix_feed_images_feed_id_position", "feed_id", "position"),)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(SmallInteger)
     content_type: Mapped[str] = mapped_column(String(40))
     byte_size: Mapped[int] = mapped_column(Integer)
     etag: Mapped[str] = mapped_column(String(64))
-    data: Mapped[bytes] = mapped_column(Blob, deferred=True)
+
+
+class FeedImageChunk(Base):
+    """Bytes ``seq * CHUNK`` onwards of an image (``storage.feeds.IMAGE_CHUNK_BYTES`` per row)."""
+
+    __tablename__ = "feed_image_chunks"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("feed_images.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    seq: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(ChunkBlob)
 
 
 class FeedLike(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,16 @@ def by_account(session: Session, account_email: str) -> User | None:
 def by_nickname(session: Session, nickname: str) -> User | None:
     """The user with exactly this nickname."""
     return session.scalars(select(User).where(User.nickname == nickname)).one_or_none()
+
+
+def nickname_of(conn: Session | Connection, user_id: int) -> str | None:
+    """The nickname of ``user_id`` (``None`` before the profile is set, or for an unknown id)."""
+    return conn.scalar(select(User.nickname).where(User.id == user_id))
+
+
+def id_of(conn: Session | Connection, nickname: str) -> int | None:
+    """The id of the user with exactly this nickname."""
+    return conn.scalar(select(User.id).where(User.nickname == nickname))
 
 
 def ids_by_nicknames(session: Session, names: Iterable[str]) -> dict[str, int]:
@@ -81,9 +91,10 @@ def blocked_ids(session: Session, blocker_id: int) -> set[int]:
     return set(session.scalars(select(Block.blocked_id).where(Block.blocker_id == blocker_id)))
 
 
-def is_blocked(session: Session, blocker_id: int, blocked_id: int) -> bool:
+def is_blocked(conn: Session | Connection, blocker_id: int, blocked_id: int) -> bool:
     """True when ``blocker_id`` has blocked ``blocked_id``."""
-    return session.get(Block, (blocker_id, blocked_id)) is not None
+    query = select(Block.blocker_id).where(Block.blocker_id == blocker_id, Block.blocked_id == blocked_id)
+    return conn.execute(query).first() is not None
 
 
 def block(session: Session, blocker_id: int, blocked_id: int) -> None:

@@ -23,6 +23,7 @@ from accounts.nicknames import InvalidNickname, normalize_nickname, visible_nick
 from accounts.tokens import BEARER, REFRESH, InvalidToken, strip_bearer
 from api.deps import ResourcesDep, SessionDep, TemporalDep
 from api.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
+from api.images import sniff_image_type
 from api.params import ParamsDep
 from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocation
@@ -41,7 +42,6 @@ router = APIRouter(prefix="/auth-service", tags=["auth"])
 
 MAX_INTRODUCTION = 255
 MAX_PROFILE_IMAGE_BYTES = 5 * 1024 * 1024
-IMAGE_SIGNATURES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 
 
 def token_headers(
@@ -201,15 +201,6 @@ def check_duplicate_nickname(params: ParamsDep, user: CurrentUser, session: Sess
     return {"email": None, "isPresent": owner is not None and owner.id != user.id}
 
 
-def _image_type(data: bytes) -> str | None:
-    for signature, mime in IMAGE_SIGNATURES.items():
-        if data.startswith(signature):
-            return mime
-    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
-        return "image/heic"
-    return None
-
-
 @router.post("/setProfile")
 async def set_profile(
     params: ParamsDep, user: CurrentUser, res: ResourcesDep, temporal: TemporalDep
@@ -231,7 +222,7 @@ async def set_profile(
         image = await upload.read(MAX_PROFILE_IMAGE_BYTES + 1)
         if len(image) > MAX_PROFILE_IMAGE_BYTES:
             raise PayloadTooLarge(f"profileImg must be at most {MAX_PROFILE_IMAGE_BYTES} bytes")
-        image_type = _image_type(image)
+        image_type = sniff_image_type(image)
         if image_type is None:
             raise BadRequest("profileImg must be a JPEG, PNG or HEIC image")
     with res.sessions.begin() as session:

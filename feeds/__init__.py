@@ -1,0 +1,1 @@
+"""Feed rules shared by the API and activities: KST dates, entry fields, happiness analysis."""
