@@ -3,8 +3,9 @@
 Every listing is one range or key query on an index (``(user_id, date)`` for a user's month,
 ``(is_public, date)`` / ``(day, is_public, date)`` for the public feed) paged in the database; the
 child rows of a page (categories, image ids, likes) come in one ``UNION ALL`` round trip keyed by feed
-id, never through a join that multiplies them. Functions take a SQLAlchemy ``Connection``; writers
-open their own transaction.
+id, never through a join that multiplies them. Functions take a SQLAlchemy ``Connection``; writers run
+in the caller's transaction (``engine.begin()``), so the caller's identity checks and the write commit
+together.
 """
 
 from __future__ import annotations
@@ -223,23 +224,12 @@ def day_feed(conn: Connection, author_id: int, date: int, *, lock: bool = False)
 
 
 def save_entry(conn: Connection, entry: NewEntry) -> tuple[int, bool]:
-    """Create or replace the user's entry of that day: ``(feed id, created)``.
+    """Create or replace the user's entry of that day, in the caller's transaction: ``(feed id, created)``.
 
-    Categories and images are replaced; likes stay. Concurrent saves of one day serialise on the feed
-    row; when two create at once, the unique ``(user_id, day)`` key lets one win and the other retries
-    as an update, so exactly one entry remains.
+    Categories and images are replaced; likes stay. Saves of one day serialise on the feed row; when two
+    create it at once, the unique ``(user_id, day)`` key lets one insert win and the other (rolled back
+    to a savepoint) replaces it, so exactly one entry remains.
     """
-    for attempt in range(3):
-        try:
-            with conn.begin():
-                return _save_once(conn, entry)
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _save_once(conn: Connection, entry: NewEntry) -> tuple[int, bool]:
     now = utcnow()
     values = {
         "date": entry.date,
@@ -250,17 +240,26 @@ def _save_once(conn: Connection, entry: NewEntry) -> tuple[int, bool]:
         "updated_at": now,
     }
     existing = day_feed(conn, entry.user_id, entry.date, lock=True)
+    if existing is None:
+        try:
+            with conn.begin_nested():
+                result = conn.execute(
+                    insert(Feed).values(
+                        user_id=entry.user_id, day=day_of(entry.date), created_at=now, **values
+                    )
+                )
+        except IntegrityError:
+            existing = day_feed(conn, entry.user_id, entry.date, lock=True)
+            if existing is None:
+                raise
+        else:
+            assert result.inserted_primary_key is not None
+            feed_id = int(result.inserted_primary_key[0])
     if existing is not None:
         feed_id = existing.id
         conn.execute(update(Feed).where(Feed.id == feed_id).values(**values))
         conn.execute(delete(FeedCategory).where(FeedCategory.feed_id == feed_id))
         conn.execute(delete(FeedImage).where(FeedImage.feed_id == feed_id))
-    else:
-        result = conn.execute(
-            insert(Feed).values(user_id=entry.user_id, day=day_of(entry.date), created_at=now, **values)
-        )
-        assert result.inserted_primary_key is not None
-        feed_id = int(result.inserted_primary_key[0])
     if entry.categories:
         conn.execute(
             insert(FeedCategory),
@@ -290,34 +289,31 @@ def _store_image(conn: Connection, feed_id: int, position: int, image: NewImage)
 
 def delete_entry(conn: Connection, author_id: int, date: int) -> bool:
     """Delete the author's feed of that day with its categories, images and likes; False if none."""
-    with conn.begin():
-        result = conn.execute(delete(Feed).where(Feed.user_id == author_id, Feed.day == day_of(date)))
+    result = conn.execute(delete(Feed).where(Feed.user_id == author_id, Feed.day == day_of(date)))
     return result.rowcount > 0
 
 
 def set_public(conn: Connection, author_id: int, date: int, is_public: bool | None) -> bool | None:
     """Set (or, with ``None``, toggle) the visibility of the author's feed of that day; the new value,
     or ``None`` when there is no such feed."""
-    with conn.begin():
-        feed = day_feed(conn, author_id, date, lock=True)
-        if feed is None:
-            return None
-        new = (not feed.is_public) if is_public is None else is_public
-        conn.execute(update(Feed).where(Feed.id == feed.id).values(is_public=new, updated_at=utcnow()))
+    feed = day_feed(conn, author_id, date, lock=True)
+    if feed is None:
+        return None
+    new = (not feed.is_public) if is_public is None else is_public
+    conn.execute(update(Feed).where(Feed.id == feed.id).values(is_public=new, updated_at=utcnow()))
     return new
 
 
 def toggle_like(conn: Connection, feed_id: int, user_id: int) -> bool:
     """Like the feed, or remove the like if there is one; the new state. Toggles of one feed serialise
     on its row, so a double tap ends as two opposite answers and never as two rows."""
-    with conn.begin():
-        conn.execute(select(Feed.id).where(Feed.id == feed_id).with_for_update())
-        removed = conn.execute(
-            delete(FeedLike).where(FeedLike.feed_id == feed_id, FeedLike.user_id == user_id)
-        ).rowcount
-        if removed:
-            return False
-        conn.execute(insert(FeedLike).values(feed_id=feed_id, user_id=user_id, created_at=utcnow()))
+    conn.execute(select(Feed.id).where(Feed.id == feed_id).with_for_update())
+    removed = conn.execute(
+        delete(FeedLike).where(FeedLike.feed_id == feed_id, FeedLike.user_id == user_id)
+    ).rowcount
+    if removed:
+        return False
+    conn.execute(insert(FeedLike).values(feed_id=feed_id, user_id=user_id, created_at=utcnow()))
     return True
 
 

@@ -162,7 +162,7 @@ async def save_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> 
     images = await _images(params)
 
     def save() -> None:
-        with res.engine.connect() as conn:
+        with res.engine.begin() as conn:
             _require_self(conn, user, nickname, "nickname")
             entry = NewEntry(
                 user.id, date, weather, happiness_value, text, bool(is_public), categories, images
@@ -180,7 +180,7 @@ def update_public_status(params: ParamsDep, user: CurrentUser, res: ResourcesDep
     nickname = _nickname(params, "nickname")
     date = _date(params)
     wanted = params.boolean("isPublic", required=False)
-    with res.engine.connect() as conn:
+    with res.engine.begin() as conn:
         _require_self(conn, user, nickname, "nickname")
         new = feeds.set_public(conn, user.id, date, wanted)
     if new is None:
@@ -193,7 +193,7 @@ def delete_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict
     """Delete the caller's entry of that day with its images, categories and likes."""
     nickname = _nickname(params, "nickname")
     date = _date(params)
-    with res.engine.connect() as conn:
+    with res.engine.begin() as conn:
         _require_self(conn, user, nickname, "nickname")
         if not feeds.delete_entry(conn, user.id, date):
             raise NotFound(f"no entry of yours on {day_of(date)}")
@@ -209,7 +209,7 @@ async def update_like(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
     date = _date(params)
 
     def toggle() -> tuple[bool, int, int]:
-        with res.engine.connect() as conn:
+        with res.engine.begin() as conn:
             _require_self(conn, user, src, "srcNickname")
             author_id = users.id_of(conn, author_nickname)
             feed = feeds.day_feed(conn, author_id, date) if author_id is not None else None

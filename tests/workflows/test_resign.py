@@ -13,12 +13,15 @@ from temporalio.client import Client
 
 from activities.deps import ActivityDeps
 from emulators.control import AppleEmulator
+from storage import feeds
+from storage.feeds import NewEntry, NewImage
 from storage.models import (
     Block,
     DeviceRegistration,
     Feed,
     FeedCategory,
     FeedImage,
+    FeedImageChunk,
     FeedLike,
     LoginSession,
     User,
@@ -28,6 +31,7 @@ from tests.fixtures.ios_client import IOSClient
 
 pytestmark = pytest.mark.usefixtures("worker")
 NOW = datetime(2024, 1, 20)
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
 def _member(http: httpx.Client, email: str | None = None, **sign_in: str) -> tuple[IOSClient, str]:
@@ -45,27 +49,11 @@ def _user_id(deps: ActivityDeps, nickname: str) -> int:
 
 
 def _feed(deps: ActivityDeps, user_id: int, day: int) -> int:
-    with deps.sessions.begin() as s:
-        feed = Feed(
-            user_id=user_id,
-            day=day,
-            date=day * 10**8,
-            weather="sunny",
-            happiness=4,
-            text="t",
-            is_public=True,
-            created_at=NOW,
-            updated_at=NOW,
-        )
-        s.add(feed)
-        s.flush()
-        s.add(FeedCategory(feed_id=feed.id, position=0, category="coffee"))
-        s.add(
-            FeedImage(
-                feed_id=feed.id, position=0, content_type="image/png", byte_size=3, etag="e", data=b"png"
-            )
-        )
-        return feed.id
+    entry = NewEntry(user_id, day * 10**8, "sunny", 4, "t", True, ["coffee"], [NewImage("image/png", PNG)])
+    with deps.engine.connect() as conn:
+        feed_id, created = feeds.save_entry(conn, entry)
+    assert created
+    return feed_id
 
 
 async def _resign(app: IOSClient, temporal_client: Client, user_id: int) -> ResignResult:
@@ -81,6 +69,9 @@ async def test_resign_removes_every_trace(
     _friend, friend_nick = _member(http)
     uid, fid = _user_id(activity_deps, nick), _user_id(activity_deps, friend_nick)
     own_feed, friends_feed = _feed(activity_deps, uid, 20240120), _feed(activity_deps, fid, 20240121)
+    with activity_deps.sessions() as s:
+        own_images = list(s.scalars(select(FeedImage.id).where(FeedImage.feed_id == own_feed)))
+    assert len(own_images) == 1
     with activity_deps.sessions.begin() as s:
         s.add_all(
             [
@@ -106,6 +97,14 @@ async def test_resign_removes_every_trace(
             == 0
         )
         assert s.scalar(select(func.count()).select_from(FeedImage).where(FeedImage.feed_id == own_feed)) == 0
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(FeedImageChunk)
+                .where(FeedImageChunk.image_id.in_(own_images))
+            )
+            == 0
+        )
         assert s.scalar(select(func.count()).select_from(FeedLike).where(FeedLike.user_id == uid)) == 0
         assert (
             s.scalar(

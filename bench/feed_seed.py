@@ -1,0 +1,224 @@
+"""Bulk seeding of users, logins, feeds and their child rows for ``bench.feed``, straight in SQL.
+
+Users, logins and blocks are small multi-row ``INSERT``s from Python; feeds, categories, images, image
+chunks and likes are ``INSERT … SELECT`` statements the server evaluates itself, in chunks of users, with
+values drawn from ``CRC32`` of the row's ids (the same data on every run). Feed ids are explicit
+(``(user_id - 1) * days + day_index + 1``), so every child row derives from its feed id alone.
+Unique and foreign-key checks are off in the loading session: the generated data is consistent by
+construction (one feed per user and day, distinct categories, likers other than the author).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import pymysql
+from sqlalchemy.engine import make_url
+
+from feeds.entries import CATEGORIES, WEATHERS
+
+TABLES = (
+    "users",
+    "login_sessions",
+    "blocks",
+    "feeds",
+    "feed_categories",
+    "feed_images",
+    "feed_image_chunks",
+    "feed_likes",
+)
+FIRST_DAY = date(2025, 1, 1)
+PUBLIC_PERCENT = 80
+IMAGE_PERCENT = 20  # of feeds have images; a quarter of those have two
+MAX_LIKES = 4  # 0..4 likes per public feed, from other users
+CHUNK_USERS = 250  # users per INSERT … SELECT round (365 days: ~91k feeds)
+PHRASES = ("좋은 하루", "coffee with friends", "산책하고 낮잠", "long day at work", "맛있는 저녁", "rainy mood")
+# The feed id sits in the low 25 bits of an image id (with the image position), above it 26 hashed bits.
+MAX_FEEDS = 1 << 24
+
+
+def _sql_list(values: Sequence[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def _png_sql(id_expr: str) -> str:
+    """Small PNG-looking bytes unique to an image id: signature, IHDR header, the id, padding."""
+    return (
+        f"CONCAT(UNHEX('89504E470D0A1A0A0000000D49484452'), UNHEX(LPAD(HEX({id_expr}), 16, '0')), "
+        "REPEAT(UNHEX('00'), 40))"
+    )
+
+
+def nickname(user_id: int) -> str:
+    """The nickname of seeded user ``user_id``."""
+    return f"u{user_id:06d}"
+
+
+def account(user_id: int) -> str:
+    """The account e-mail (``<email>+<provider>``) of seeded user ``user_id``."""
+    return f"{nickname(user_id)}@bench.dev+kakao"
+
+
+def session_id(user_id: int) -> str:
+    """The login session id of seeded user ``user_id`` (deterministic)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-feed-{user_id}"))
+
+
+def days_of(count: int) -> list[int]:
+    """``count`` consecutive days from 2025-01-01 as ``yyyyMMdd``."""
+    return [int((FIRST_DAY + timedelta(days=i)).strftime("%Y%m%d")) for i in range(count)]
+
+
+def connect(db_url: str) -> pymysql.Connection:
+    """A pymysql connection to the database of ``db_url`` (utf8mb4, autocommit off)."""
+    url = make_url(db_url)
+    return pymysql.connect(
+        host=url.host,
+        port=url.port or 3306,
+        user=url.username or "root",
+        password=url.password or "",
+        database=url.database,
+        charset="utf8mb4",
+        autocommit=False,
+    )
+
+
+def table_rows(db_url: str) -> dict[str, int]:
+    """Exact row counts of the seeded tables."""
+    conn = connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            counts = {}
+            for table in TABLES:
+                cur.execute(f"SELECT COUNT(*) FROM {table}")
+                counts[table] = int(cur.fetchone()[0])
+            return counts
+    finally:
+        conn.close()
+
+
+class Seeder:
+    """Adds users ``first..last`` with a feed for each of ``days`` days, reporting progress via ``say``."""
+
+    def __init__(self, db_url: str, days: int, say: Callable[[str], None]) -> None:
+        self.db_url = db_url
+        self.days = days
+        self.day_values = days_of(days)
+        self.say = say
+
+    def add_users(self, first: int, last: int) -> None:
+        """Seed users ``first..last`` (1-based ids) and everything they own; likers are drawn from all
+        users ``1..last``."""
+        if last * self.days >= MAX_FEEDS:
+            raise ValueError(f"at most {MAX_FEEDS} feeds (image ids embed the feed id)")
+        conn = connect(self.db_url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION unique_checks = 0, foreign_key_checks = 0")
+                self._helpers(cur)
+                self._users(cur, first, last)
+                conn.commit()
+                self._feeds(conn, cur, first, last)
+                cur.execute("DROP TABLE bench_days, bench_seq")
+            conn.commit()
+        finally:
+            conn.close()
+
+    def _helpers(self, cur: Any) -> None:
+        cur.execute("DROP TABLE IF EXISTS bench_days, bench_seq")
+        cur.execute("CREATE TABLE bench_days (idx INT PRIMARY KEY, day INT NOT NULL)")
+        cur.executemany("INSERT INTO bench_days VALUES (%s, %s)", list(enumerate(self.day_values)))
+        cur.execute("CREATE TABLE bench_seq (n INT PRIMARY KEY)")
+        cur.executemany("INSERT INTO bench_seq VALUES (%s)", [(n,) for n in range(MAX_LIKES)])
+
+    def _users(self, cur: Any, first: int, last: int) -> None:
+        t0 = time.perf_counter()
+        ids = range(first, last + 1)
+        cur.executemany(
+            "INSERT INTO users (id, account_email, provider, provider_id, nickname, introduction, "
+            "created_at, updated_at) VALUES (%s, %s, 'kakao', %s, %s, '', NOW(), NOW())",
+            [(i, account(i), str(9_000_000 + i), nickname(i)) for i in ids],
+        )
+        cur.executemany(
+            "INSERT INTO login_sessions (id, user_id, generation, created_at, expires_at, revoked_at) "
+            "VALUES (%s, %s, 0, NOW(), NOW() + INTERVAL 30 DAY, NULL)",
+            [(session_id(i), i) for i in ids],
+        )
+        # Every 10th user blocks two others (so the blocked-author filter has something to remove).
+        blocks = [(i, 1 + (i + k * 37) % last) for i in ids if i % 10 == 0 for k in (1, 2)]
+        cur.executemany(
+            "INSERT IGNORE INTO blocks (blocker_id, blocked_id, created_at) VALUES (%s, %s, NOW())",
+            [b for b in blocks if b[0] != b[1]],
+        )
+        self.say(
+            f"  users {first}..{last}: {len(ids):,} users, {len(ids):,} logins, {len(blocks):,} blocks "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
+
+    def _feeds(self, conn: pymysql.Connection, cur: Any, first: int, last: int) -> None:
+        total_users, done, rows = last - first + 1, 0, 0
+        t0 = time.perf_counter()
+        for lo in range(first, last + 1, CHUNK_USERS):
+            hi = min(last, lo + CHUNK_USERS - 1)
+            counts = self._chunk(cur, lo, hi, last)
+            conn.commit()
+            done += hi - lo + 1
+            rows += sum(counts)
+            elapsed = time.perf_counter() - t0
+            self.say(
+                f"  feeds of users {lo}..{hi} ({done:,}/{total_users:,} users): +{counts[0]:,} feeds, "
+                f"+{counts[1]:,} categories, +{counts[2]:,} images (+chunks), +{counts[3]:,} likes; "
+                f"{rows:,} rows in {elapsed:.0f} s ({rows / elapsed:,.0f} rows/s)"
+            )
+
+    def _chunk(self, cur: Any, lo: int, hi: int, all_users: int) -> tuple[int, int, int, int]:
+        days = self.days
+        f_lo, f_hi = (lo - 1) * days + 1, hi * days
+        time_of_day = (
+            "MOD(h, 24) * 1000000 + MOD(h DIV 24, 60) * 10000 + MOD(h DIV 1440, 60) * 100"
+            " + MOD(h DIV 86400, 100)"
+        )
+        feeds = cur.execute(
+            "INSERT INTO feeds (id, user_id, day, date, weather, happiness, text, is_public, created_at, "
+            "updated_at) "
+            f"SELECT (uid - 1) * {days} + idx + 1, uid, day, day * 100000000 + {time_of_day}, "
+            f"ELT(1 + MOD(h DIV 8640000, 5), {_sql_list(sorted(WEATHERS))}), 1 + MOD(h2, 5), "
+            f"CONCAT(ELT(1 + MOD(h2 DIV 5, {len(PHRASES)}), {_sql_list(PHRASES)}), ' #', idx + 1), "
+            f"MOD(h2 DIV 30, 100) < {PUBLIC_PERCENT}, NOW(), NOW() "
+            "FROM (SELECT u.id AS uid, d.idx, d.day, CRC32(CONCAT(u.id, ':', d.idx)) AS h, "
+            "CRC32(CONCAT(d.idx, '/', u.id)) AS h2 FROM users u JOIN bench_days d "
+            f"WHERE u.id BETWEEN {lo} AND {hi}) g ORDER BY uid, idx"
+        )
+        categories = cur.execute(
+            "INSERT INTO feed_categories (feed_id, position, category) "
+            f"SELECT f.id, s.n, ELT(1 + MOD(f.c + s.n * 7, 24), {_sql_list(sorted(CATEGORIES))}) "
+            f"FROM (SELECT id, CRC32(CONCAT('c', id)) AS c FROM feeds WHERE id BETWEEN {f_lo} AND {f_hi}) f "
+            "JOIN bench_seq s ON s.n <= MOD(f.c DIV 24, 3) ORDER BY f.id, s.n"
+        )
+        image_id = "((1 << 51) | (((g.c DIV 400) & 67108863) << 25) | (g.id * 2 + s.n))"
+        images = cur.execute(
+            "INSERT INTO feed_images (id, feed_id, position, content_type, byte_size, etag) "
+            f"SELECT {image_id}, g.id, s.n, 'image/png', LENGTH({_png_sql(image_id)}), "
+            f"SHA2({_png_sql(image_id)}, 256) "
+            f"FROM (SELECT id, CRC32(CONCAT('i', id)) AS c FROM feeds WHERE id BETWEEN {f_lo} AND {f_hi}) g "
+            f"JOIN bench_seq s ON s.n <= (MOD(g.c DIV 100, 4) = 0) WHERE MOD(g.c, 100) < {IMAGE_PERCENT}"
+        )
+        cur.execute(
+            "INSERT INTO feed_image_chunks (image_id, seq, data) "
+            f"SELECT id, 0, {_png_sql('id')} FROM feed_images WHERE feed_id BETWEEN {f_lo} AND {f_hi}"
+        )
+        likes = 0
+        if all_users > 1:
+            liker = f"1 + MOD(f.user_id + MOD(f.l DIV {MAX_LIKES + 1} + s.n * 97, {all_users - 1}), {all_users})"
+            likes = cur.execute(
+                "INSERT IGNORE INTO feed_likes (feed_id, user_id, created_at) "
+                f"SELECT f.id, {liker}, NOW() "
+                "FROM (SELECT id, user_id, CRC32(CONCAT('l', id)) AS l FROM feeds "
+                f"WHERE id BETWEEN {f_lo} AND {f_hi} AND is_public) f "
+                f"JOIN bench_seq s ON s.n < MOD(f.l, {MAX_LIKES + 1}) ORDER BY f.id, 2"
+            )
+        return feeds, categories, images, likes
