@@ -1,0 +1,151 @@
+"""Who may do what with a diary entry: identity comes from the token, private entries stay private,
+blocks hide authors, and refused writes change nothing."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from activities.deps import ActivityDeps
+from tests.api.feed_helpers import (
+    PNG,
+    day_feed,
+    detail_feed,
+    feed_count,
+    kst,
+    like,
+    member,
+    month_feed,
+    unique_year,
+)
+from tests.fixtures.ios_client import IOSClient
+
+
+@pytest.fixture
+def pair(http: httpx.Client) -> tuple[IOSClient, IOSClient, int]:
+    """A victim with a public entry on the 1st and a private one on the 2nd, an intruder, and the year."""
+    victim, intruder, year = member(http), member(http), unique_year()
+    assert victim.save_feed(kst(year, 1, 1), text="public", images=[PNG]).status_code == 200
+    assert victim.save_feed(kst(year, 1, 2), text="private", is_public=False, images=[PNG]).status_code == 200
+    return victim, intruder, year
+
+
+def test_writes_in_someone_elses_name_are_refused_and_change_nothing(
+    pair: tuple[IOSClient, IOSClient, int], activity_deps: ActivityDeps
+) -> None:
+    victim, intruder, year = pair
+    date = kst(year, 1, 1)
+    before = day_feed(victim, victim.nickname, date).json()
+
+    resp = intruder.save_feed(date, text="hijacked", nickname=victim.nickname)
+    assert resp.status_code == 403 and "nickname" in resp.json()["message"]
+    assert intruder.save_feed(kst(year, 1, 5), nickname=victim.nickname).status_code == 403
+    assert feed_count(activity_deps, victim.nickname) == 2
+    assert feed_count(activity_deps, intruder.nickname) == 0
+
+    for path in ("/feed-service/deleteFeed", "/feed-service/updatePublicStatus"):
+        resp = intruder.post_multipart(path, [("nickname", victim.nickname), ("date", str(date))])
+        assert resp.status_code == 403, path
+    resp = intruder.post_multipart(
+        "/feed-service/updateLike",
+        [("nickname", victim.nickname), ("date", str(date)), ("srcNickname", victim.nickname)],
+    )
+    assert resp.status_code == 403
+    assert day_feed(victim, victim.nickname, date).json() == before
+
+
+def test_private_entries_are_invisible_to_others(pair: tuple[IOSClient, IOSClient, int]) -> None:
+    victim, intruder, year = pair
+    public, private = kst(year, 1, 1), kst(year, 1, 2)
+    assert [f["text"] for f in month_feed(intruder, victim.nickname, public).json()] == ["public"]
+    assert [f["text"] for f in month_feed(victim, victim.nickname, public).json()] == ["private", "public"]
+    assert day_feed(intruder, victim.nickname, private).content == b""
+    assert day_feed(intruder, victim.nickname, public).json()["text"] == "public"
+    assert detail_feed(intruder, victim.nickname, private).status_code == 404
+    assert detail_feed(victim, victim.nickname, private).json()["text"] == "private"  # the owner may
+    assert like(intruder, victim.nickname, private).status_code == 404
+
+    [private_image] = day_feed(victim, victim.nickname, private).json()["imageIdList"]
+    [public_image] = day_feed(victim, victim.nickname, public).json()["imageIdList"]
+    find = "/feed-service/findFeedImage"
+    assert intruder.post_multipart(find, [("imageId", str(private_image))]).status_code == 404
+    assert intruder.post_multipart(find, [("imageId", str(public_image))]).status_code == 200
+    assert victim.post_multipart(find, [("imageId", str(private_image))]).status_code == 200
+
+    listing = intruder.get_query(
+        "/feed-service/findOtherFeed",
+        {"nickname": intruder.nickname, "page": 0, "size": 21, "date": private},
+    ).json()
+    assert listing["content"] == []
+
+
+def test_charts_and_listings_answer_only_for_the_callers_own_nickname(
+    pair: tuple[IOSClient, IOSClient, int],
+) -> None:
+    victim, intruder, year = pair
+    date = str(kst(year, 1, 1))
+    for path in ("analysisHappiness", "findMonthHappiness", "findYearHappiness"):
+        resp = intruder.post_multipart(
+            f"/feed-service/{path}", [("nickname", victim.nickname), ("date", date)]
+        )
+        assert resp.status_code == 403, path
+    other = intruder.get_query(
+        "/feed-service/findOtherFeed", {"nickname": victim.nickname, "page": 0, "size": 21}
+    )
+    assert other.status_code == 403
+    user = intruder.get_query(
+        "/feed-service/findUserFeed",
+        {"dstNickname": intruder.nickname, "page": 0, "size": 21, "srcNickname": victim.nickname},
+    )
+    assert user.status_code == 403
+    detail = intruder.post_query(
+        "/feed-service/findDetailFeed",
+        {"date": int(date), "dstNickname": victim.nickname, "srcNickname": victim.nickname},
+    )
+    assert detail.status_code == 403
+
+
+def test_a_block_hides_the_blocked_author_from_the_blocker_only(
+    http: httpx.Client, pair: tuple[IOSClient, IOSClient, int]
+) -> None:
+    victim, blocker, year = pair
+    blocker.save_feed(kst(year, 1, 1, 20))
+    resp = blocker.post_multipart(
+        "/auth-service/block", [("srcNickname", blocker.nickname), ("dstNickname", victim.nickname)]
+    )
+    assert resp.json() == {"success": True}
+    day = kst(year, 1, 1)
+
+    def listed(app: IOSClient) -> list[str]:
+        params: dict[str, str | int] = {"nickname": app.nickname, "page": 0, "size": 21, "date": day}
+        return [f["nickname"] for f in app.get_query("/feed-service/findOtherFeed", params).json()["content"]]
+
+    assert listed(blocker) == [blocker.nickname]
+    assert listed(victim) == [
+        blocker.nickname,
+        victim.nickname,
+    ]  # one-way: the blocked still sees the blocker
+    user_feed = blocker.get_query(
+        "/feed-service/findUserFeed",
+        {"dstNickname": victim.nickname, "page": 0, "size": 21, "srcNickname": blocker.nickname},
+    ).json()
+    assert user_feed == {
+        "content": [],
+        "numberOfElements": 0,
+        "pageNumber": 0,
+        "pageSize": 21,
+        "isLast": True,
+    }
+    assert detail_feed(blocker, victim.nickname, day).status_code == 404
+    assert month_feed(blocker, victim.nickname, day).json() == []
+    assert day_feed(blocker, victim.nickname, day).content == b""
+    assert like(blocker, victim.nickname, day).status_code == 404
+    assert detail_feed(victim, blocker.nickname, day).status_code == 200
+
+
+def test_feed_endpoints_need_a_valid_token(http: httpx.Client) -> None:
+    me = member(http)
+    me.access = me.access[:-4] + "AAAA"
+    assert me.save_feed(kst(2030, 1, 1)).status_code == 403  # 403: the client's re-issue trigger
+    assert month_feed(me, me.nickname, kst(2030, 1, 1)).status_code == 403
+    assert http.post("/feed-service/findMonthFeed").status_code == 403
