@@ -50,7 +50,7 @@ def _user_id(deps: ActivityDeps, nickname: str) -> int:
 
 def _feed(deps: ActivityDeps, user_id: int, day: int) -> int:
     entry = NewEntry(user_id, day * 10**8, "sunny", 4, "t", True, ["coffee"], [NewImage("image/png", PNG)])
-    with deps.engine.connect() as conn:
+    with deps.engine.begin() as conn:
         feed_id, created = feeds.save_entry(conn, entry)
     assert created
     return feed_id

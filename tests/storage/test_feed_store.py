@@ -1,0 +1,134 @@
+"""The feed store on both engines (MySQL in production, SQLite for ``make run``): upsert by day, listings
+with their child rows, paging, likes, chunked images and the chart entries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import Engine
+
+from storage import feeds
+from storage.db import create_db_engine
+from storage.feeds import IMAGE_CHUNK_BYTES, NewEntry, NewImage
+from storage.models import Block, User
+
+NOW = datetime(2024, 1, 20)
+
+
+@pytest.fixture(params=["mysql", "sqlite"])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    engine = create_db_engine(request.getfixturevalue(f"{request.param}_url"))
+    yield engine
+    engine.dispose()
+
+
+def _user(engine: Engine) -> tuple[int, str]:
+    nickname = "s" + uuid.uuid4().hex[:8]
+    with engine.begin() as conn:
+        result = conn.execute(
+            User.__table__.insert().values(
+                account_email=f"{nickname}@x.dev+kakao",
+                provider="kakao",
+                provider_id="1",
+                nickname=nickname,
+                introduction="",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0]), nickname
+
+
+def _entry(user_id: int, date: int, **changes: object) -> NewEntry:
+    fields: dict[str, object] = {
+        "user_id": user_id,
+        "date": date,
+        "weather": "sunny",
+        "happiness": 3,
+        "text": "t",
+        "is_public": True,
+        "categories": ["coffee", "music"],
+        "images": [],
+    }
+    return NewEntry(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_save_upserts_by_day_and_lists_with_children(engine: Engine) -> None:
+    me, my_nick = _user(engine)
+    fan, _ = _user(engine)
+    big = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * (IMAGE_CHUNK_BYTES // 256 * 2 + 3)  # three chunks
+    with engine.begin() as conn:
+        first, created = feeds.save_entry(
+            conn, _entry(me, 2031012009000000, images=[NewImage("image/png", big)])
+        )
+        assert created
+        feeds.save_entry(conn, _entry(me, 2031010509000000, is_public=False, categories=[]))
+        assert feeds.toggle_like(conn, first, fan) is True
+    with engine.begin() as conn:
+        again, created = feeds.save_entry(
+            conn, _entry(me, 2031012023000000, text="edited", categories=["trip"])
+        )
+        assert (again, created) == (first, False)
+
+    with engine.connect() as conn:
+        month = feeds.find_month(conn, my_nick, 2031010100000000)
+        feeds.attach_children(conn, month, likers=True)
+        assert [(f.date, f.text, f.is_public, f.categories) for f in month] == [
+            (2031012023000000, "edited", True, ["trip"]),
+            (2031010509000000, "t", False, []),
+        ]
+        assert month[0].likers and month[0].image_ids == []  # likes kept, images replaced (none now)
+        assert feeds.find_day(conn, my_nick, 2031010500000000) is not None
+        assert feeds.find_day(conn, my_nick, 2031010600000000) is None
+        assert [
+            (e.date, e.happiness, e.categories) for e in feeds.entries_between(conn, me, *_jan(2031))
+        ] == [
+            (2031010509000000, 3, ()),
+            (2031012023000000, 3, ("trip",)),
+        ]
+
+
+def _jan(year: int) -> tuple[int, int]:
+    return year * 10**12 + 1 * 10**10, year * 10**12 + 2 * 10**10
+
+
+def test_images_are_chunked_and_reassembled(engine: Engine) -> None:
+    me, my_nick = _user(engine)
+    data = b"\xff\xd8\xff" + bytes(range(256)) * (IMAGE_CHUNK_BYTES // 256 + 5)
+    with engine.begin() as conn:
+        feeds.save_entry(conn, _entry(me, 2032020200000000, images=[NewImage("image/jpeg", data)]))
+    with engine.connect() as conn:
+        [feed] = feeds.find_month(conn, my_nick, 2032020200000000)
+        feeds.attach_children(conn, [feed])
+        [image_id] = feed.image_ids
+        meta = feeds.image_meta(conn, image_id)
+        assert meta is not None and (meta.content_type, meta.byte_size, meta.owner_id) == (
+            "image/jpeg",
+            len(data),
+            me,
+        )
+        assert feeds.image_bytes(conn, image_id) == data
+
+
+def test_public_pages_exclude_private_and_blocked_and_know_the_last_page(engine: Engine) -> None:
+    viewer, _ = _user(engine)
+    authors = [_user(engine)[0] for _ in range(3)]
+    day = 2033030300000000
+    with engine.begin() as conn:
+        for i, author in enumerate(authors):
+            feeds.save_entry(conn, _entry(author, day + i * 10**6))
+        feeds.save_entry(conn, _entry(viewer, day + 5 * 10**6, is_public=False))
+        conn.execute(
+            Block.__table__.insert().values(blocker_id=viewer, blocked_id=authors[0], created_at=NOW)
+        )
+    with engine.connect() as conn:
+        page0, last0 = feeds.find_page(conn, feeds.public_page_query(viewer, day // 10**8, 0, 1), 1)
+        page1, last1 = feeds.find_page(conn, feeds.public_page_query(viewer, day // 10**8, 1, 1), 1)
+        assert [f.user_id for f in page0 + page1] == [authors[2], authors[1]]
+        assert (last0, last1) == (False, True)
+        feeds.attach_children(conn, page0, viewer_id=viewer)
+        assert page0[0].categories == ["coffee", "music"] and page0[0].liked is False
