@@ -87,31 +87,26 @@ def _page(params: Params, max_size: int) -> tuple[int, int]:
 # -- response shapes (§6.1) ---------------------------------------------------------------------
 
 
-def _owner_view(feed: FeedView) -> dict[str, Any]:
+def _entry_view(feed: FeedView) -> dict[str, Any]:
     return {
         "nickname": feed.nickname,
         "weather": feed.weather,
         "date": feed.date,
         "happiness": feed.happiness,
         "text": feed.text,
-        "isPublic": feed.is_public,
         "categoryList": feed.categories,
         "imageIdList": feed.image_ids,
-        "likeNicknameList": feed.likers,
     }
+
+
+def _owner_view(feed: FeedView) -> dict[str, Any]:
+    """``UserFeedDto``: the author's calendar views."""
+    return {**_entry_view(feed), "isPublic": feed.is_public, "likeNicknameList": feed.likers}
 
 
 def _viewer_view(feed: FeedView) -> dict[str, Any]:
-    return {
-        "nickname": feed.nickname,
-        "weather": feed.weather,
-        "date": feed.date,
-        "happiness": feed.happiness,
-        "text": feed.text,
-        "categoryList": feed.categories,
-        "imageIdList": feed.image_ids,
-        "isLiked": feed.liked,
-    }
+    """``OtherFeedDto``: someone's entry as the caller sees it."""
+    return {**_entry_view(feed), "isLiked": feed.liked}
 
 
 def _slice(content: list[FeedView], page: int, size: int, is_last: bool) -> JSONResponse:
