@@ -45,6 +45,8 @@ router = APIRouter(prefix="/feed-service", tags=["feed"])
 OTHER_FEED_MAX_SIZE = 35
 USER_FEED_MAX_SIZE = 25
 DEFAULT_PAGE_SIZE = 7
+MAX_PAGE = 100_000  # keeps OFFSET within 64 bits on every engine
+MAX_ID = 2**63 - 1
 IMAGE_CACHE_CONTROL = "public, max-age=31536000, immutable"  # an image id never changes its bytes
 SAVED = {"success": True, "message": "등록 성공"}
 _recommendation_rng = random.Random()
@@ -78,7 +80,7 @@ def _visible(conn: Connection, viewer_id: int, author_id: int, is_public: bool) 
 
 
 def _page(params: Params, max_size: int) -> tuple[int, int]:
-    page = params.integer("page", required=False, minimum=0, default=0)
+    page = params.integer("page", required=False, minimum=0, maximum=MAX_PAGE, default=0)
     size = params.integer("size", required=False, minimum=1, maximum=max_size, default=DEFAULT_PAGE_SIZE)
     assert page is not None and size is not None
     return page, size
@@ -300,17 +302,16 @@ def find_user_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> J
 # -- images -------------------------------------------------------------------------------------
 
 
-def _image_id(raw: str | int | None) -> int:
-    try:
-        return int(str(raw))
-    except ValueError:
-        raise BadRequest(f"imageId must be an integer, got {str(raw)[:40]!r}") from None
+def _image_id(raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
+        raise BadRequest(f"imageId must be a positive 64-bit integer, got {raw[:40]!r}")
+    return int(raw)
 
 
 @router.post("/findFeedImage")
 def find_feed_image(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, str]:
     """An image of an entry the caller can see, base64 in JSON (used when editing one's own entry)."""
-    image_id = params.required_integer("imageId")
+    image_id = params.required_integer("imageId", minimum=1, maximum=MAX_ID)
     with res.engine.connect() as conn:
         meta = feeds.image_meta(conn, image_id)
         if meta is None or not _visible(conn, user.id, meta.owner_id, meta.is_public):

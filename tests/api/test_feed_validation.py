@@ -107,6 +107,7 @@ def test_duplicate_categories_are_stored_once_in_order(me: IOSClient) -> None:
     [
         ({"page": -1}, "page"),
         ({"page": "x"}, "page"),
+        ({"page": 10**20}, "page"),
         ({"size": 0}, "size"),
         ({"size": 36}, "size"),
         ({"date": "2024"}, "date"),
@@ -142,8 +143,11 @@ def test_missing_or_malformed_dates_are_400_on_every_nickname_and_date_endpoint(
 def test_malformed_like_detail_and_image_requests_are_400(me: IOSClient) -> None:
     assert me.post_multipart("/feed-service/updateLike", [("nickname", "x")]).status_code == 400
     assert me.post_query("/feed-service/findDetailFeed", {"dstNickname": "x"}).status_code == 400
-    resp = me.post_multipart("/feed-service/findFeedImage", [("imageId", "abc")])
-    assert resp.status_code == 400 and "imageId" in resp.json()["message"]
+    for bad in ("abc", "0", str(2**64)):
+        resp = me.post_multipart("/feed-service/findFeedImage", [("imageId", bad)])
+        assert resp.status_code == 400 and "imageId" in resp.json()["message"], bad
+        resp = me.http.get(f"/feed-service/image/{bad}")
+        assert resp.status_code == 400 and "imageId" in resp.json()["message"], bad
     broken = me.http.post(
         "/feed-service/saveFeed",
         content=b"--b\r\nContent-Disposition: form-data; name=",
