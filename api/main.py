@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
@@ -22,6 +23,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in anyio's threadpool (40 threads by default); more threads than pooled
+        # connections would only queue for, or open and close, connections.
+        to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
         resources = await open_resources(settings)
         if settings.revocation_view_enabled:
             resources.spawn(follow_revocations(resources), "follow-revocations")

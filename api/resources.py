@@ -102,7 +102,7 @@ async def _retry_forever(what: str, attempt: Callable[[], Awaitable[None]]) -> N
 
 async def open_resources(settings: Settings) -> Resources:
     """Create the process's clients; Temporal and Kafka keep connecting in the background."""
-    engine = create_db_engine(settings.sqlalchemy_url)
+    engine = create_db_engine(settings.sqlalchemy_url, pool_size=settings.database_pool_size)
     mongo: MongoClient = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=2000, tz_aware=False)
     messages = MessageStore(mongo, settings.mongo_database)
     res = Resources(

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
 
     # Relational store: SQLite file in data_dir unless a MySQL URL is given.
     database_url: str | None = None
+    #: Connections each API process keeps open; the API's threadpool is capped at the same number, so a
+    #: request thread never waits for (or churns through) a connection beyond the pool.
+    database_pool_size: int = Field(default=16, ge=1, le=200)
 
     # MongoDB (messages)
     mongo_url: str = "mongodb://127.0.0.1:27017"

@@ -36,8 +36,11 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
     query.setdefault("charset", "utf8mb4")
     return create_engine(
         parsed.set(query=query),
+        # Feed listings aggregate child rows with GROUP_CONCAT; MySQL 8 cuts its result at 1 KiB.
+        connect_args={"init_command": "SET SESSION group_concat_max_len = 16777216"},
         pool_size=pool_size,
-        max_overflow=pool_size,
+        # Overflow connections are closed on return: a burst beyond the pool pays a connect each time.
+        max_overflow=max(2, pool_size // 4),
         pool_recycle=3600,
         pool_pre_ping=True,
         # No ROLLBACK round trip when a read-only checkout returns to the pool.

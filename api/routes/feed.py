@@ -232,7 +232,6 @@ def find_day_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> Re
         feed = feeds.find_day(conn, nickname, date)
         if feed is None or not _visible(conn, user.id, feed.user_id, feed.is_public):
             return Response(status_code=200)
-        feeds.attach_children(conn, [feed], likers=True)
     return JSONResponse(_owner_view(feed))
 
 
@@ -247,7 +246,6 @@ def find_month_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> 
         if month and month[0].user_id != user.id:
             visible = _visible(conn, user.id, month[0].user_id, True)
             month = [f for f in month if f.is_public and visible]
-        feeds.attach_children(conn, month, likers=True)
     return JSONResponse([_owner_view(f) for f in month])
 
 
@@ -262,10 +260,9 @@ def find_detail_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) ->
     date = _date(params)
     with res.engine.connect() as conn:
         _require_self(conn, user, src, "srcNickname")
-        feed = feeds.find_day(conn, dst, date)
+        feed = feeds.find_day(conn, dst, date, viewer_id=user.id)
         if feed is None or not _visible(conn, user.id, feed.user_id, feed.is_public):
             raise NotFound(f"{dst} has no entry you can see on {day_of(date)}")
-        feeds.attach_children(conn, [feed], viewer_id=user.id)
     return JSONResponse(_viewer_view(feed))
 
 
@@ -277,10 +274,10 @@ def find_other_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> 
     page, size = _page(params, OTHER_FEED_MAX_SIZE)
     day = None if params.raw("date") in (None, "", "-1", -1) else day_of(_date(params))
     with res.engine.connect() as conn:
-        _require_self(conn, user, nickname, "nickname")
-        content, is_last = feeds.find_page(conn, feeds.public_page_query(user.id, day, page, size), size)
-        feeds.attach_children(conn, content, viewer_id=user.id)
-    return _slice(content, page, size, is_last)
+        found = feeds.find_public_page(conn, user.id, day, page, size)
+        if found.viewer_nickname != nickname:  # checked against the page's own read when it has rows
+            _require_self(conn, user, nickname, "nickname")
+    return _slice(found.feeds, page, size, found.is_last)
 
 
 @router.get("/findUserFeed")
@@ -294,8 +291,7 @@ def find_user_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> J
         author_id = users.id_of(conn, dst)
         if author_id is None or users.is_blocked(conn, user.id, author_id):
             return _slice([], page, size, True)
-        content, is_last = feeds.find_page(conn, feeds.author_page_query(author_id, page, size), size)
-        feeds.attach_children(conn, content, viewer_id=user.id)
+        content, is_last = feeds.find_author_page(conn, author_id, user.id, page, size)
     return _slice(content, page, size, is_last)
 
 

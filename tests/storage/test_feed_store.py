@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from storage import feeds
 from storage.db import create_db_engine
@@ -29,7 +29,7 @@ def _user(engine: Engine) -> tuple[int, str]:
     nickname = "s" + uuid.uuid4().hex[:8]
     with engine.begin() as conn:
         result = conn.execute(
-            User.__table__.insert().values(
+            insert(User).values(
                 account_email=f"{nickname}@x.dev+kakao",
                 provider="kakao",
                 provider_id="1",
@@ -76,12 +76,12 @@ def test_save_upserts_by_day_and_lists_with_children(engine: Engine) -> None:
 
     with engine.connect() as conn:
         month = feeds.find_month(conn, my_nick, 2031010100000000)
-        feeds.attach_children(conn, month, likers=True)
         assert [(f.date, f.text, f.is_public, f.categories) for f in month] == [
             (2031012023000000, "edited", True, ["trip"]),
             (2031010509000000, "t", False, []),
         ]
-        assert month[0].likers and month[0].image_ids == []  # likes kept, images replaced (none now)
+        assert month[0].image_ids == []  # images replaced (none now)
+        assert len(month[0].likers) == 1 and month[1].likers == []  # the like was kept
         assert feeds.find_day(conn, my_nick, 2031010500000000) is not None
         assert feeds.find_day(conn, my_nick, 2031010600000000) is None
         assert [
@@ -103,7 +103,6 @@ def test_images_are_chunked_and_reassembled(engine: Engine) -> None:
         feeds.save_entry(conn, _entry(me, 2032020200000000, images=[NewImage("image/jpeg", data)]))
     with engine.connect() as conn:
         [feed] = feeds.find_month(conn, my_nick, 2032020200000000)
-        feeds.attach_children(conn, [feed])
         [image_id] = feed.image_ids
         meta = feeds.image_meta(conn, image_id)
         assert meta is not None and (meta.content_type, meta.byte_size, meta.owner_id) == (
@@ -115,20 +114,22 @@ def test_images_are_chunked_and_reassembled(engine: Engine) -> None:
 
 
 def test_public_pages_exclude_private_and_blocked_and_know_the_last_page(engine: Engine) -> None:
-    viewer, _ = _user(engine)
+    viewer, viewer_nick = _user(engine)
     authors = [_user(engine)[0] for _ in range(3)]
     day = 2033030300000000
     with engine.begin() as conn:
         for i, author in enumerate(authors):
             feeds.save_entry(conn, _entry(author, day + i * 10**6))
         feeds.save_entry(conn, _entry(viewer, day + 5 * 10**6, is_public=False))
-        conn.execute(
-            Block.__table__.insert().values(blocker_id=viewer, blocked_id=authors[0], created_at=NOW)
-        )
+        conn.execute(insert(Block).values(blocker_id=viewer, blocked_id=authors[0], created_at=NOW))
     with engine.connect() as conn:
-        page0, last0 = feeds.find_page(conn, feeds.public_page_query(viewer, day // 10**8, 0, 1), 1)
-        page1, last1 = feeds.find_page(conn, feeds.public_page_query(viewer, day // 10**8, 1, 1), 1)
-        assert [f.user_id for f in page0 + page1] == [authors[2], authors[1]]
-        assert (last0, last1) == (False, True)
-        feeds.attach_children(conn, page0, viewer_id=viewer)
+        first = feeds.find_public_page(conn, viewer, day // 10**8, 0, 1)
+        second = feeds.find_public_page(conn, viewer, day // 10**8, 1, 1)
+        assert [f.user_id for f in first.feeds + second.feeds] == [authors[2], authors[1]]
+        assert (first.is_last, second.is_last) == (False, True)
+        assert first.viewer_nickname == viewer_nick
+        assert feeds.find_public_page(conn, viewer, day // 10**8, 5, 1).viewer_nickname is None
+        page0 = first.feeds
         assert page0[0].categories == ["coffee", "music"] and page0[0].liked is False
+        with_like = feeds.find_day(conn, "", day, viewer_id=viewer)
+        assert with_like is None  # no such author
