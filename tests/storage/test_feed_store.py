@@ -131,5 +131,6 @@ def test_public_pages_exclude_private_and_blocked_and_know_the_last_page(engine:
         assert feeds.find_public_page(conn, viewer, day // 10**8, 5, 1).viewer_nickname is None
         page0 = first.feeds
         assert page0[0].categories == ["coffee", "music"] and page0[0].liked is False
-        with_like = feeds.find_day(conn, "", day, viewer_id=viewer)
-        assert with_like is None  # no such author
+        assert feeds.find_day(conn, "", day, viewer_id=viewer) is None  # no such author
+        author_page, last = feeds.find_author_page(conn, authors[1], viewer, 0, 5)
+        assert [f.id for f in author_page] == [second.feeds[0].id] and last
