@@ -4,9 +4,8 @@ Every listing is one range or key query on an index (``(user_id, date)`` for a u
 ``(is_public, date)`` / ``(day, is_public, date)`` for the public feed) paged in the database. Each
 feed row carries its child rows (categories, image ids, likes) as correlated ordered string
 aggregates, so a page is one round trip with one row per feed, never a join that multiplies rows.
-Functions take a SQLAlchemy ``Connection``; writers run
-in the caller's transaction (``engine.begin()``), so the caller's identity checks and the write commit
-together.
+Functions take a SQLAlchemy ``Connection``; writers run in the caller's transaction
+(``engine.begin()``), so the caller's identity checks and the write commit together.
 """
 
 from __future__ import annotations
