@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
+from api.dm_hub import DirectMessageHub
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware
-from api.resources import close_resources, open_resources
+from api.resources import Resources, close_resources, open_resources
 from api.revocations import follow_revocations
-from api.routes import auth, dm, feed, health
+from api.routes import auth, dm, dm_connect, feed, health
 from config import Settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -29,7 +34,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resources = await open_resources(settings)
         if settings.revocation_view_enabled:
             resources.spawn(follow_revocations(resources), "follow-revocations")
-        app.state.resources = resources
+        hub = DirectMessageHub(resources)
+        resources.spawn(hub.follow(), "follow-direct-messages")
+        resources.spawn(hub.heartbeat(), "dm-presence-heartbeat")
+        resources.spawn(_ensure_message_indexes(resources), "ensure-message-indexes")
+        resources.on_close(hub.close)
+        app.state.resources, app.state.dm_hub = resources, hub
         try:
             yield
         finally:
@@ -43,9 +53,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)
-    for module in (health, auth, feed, dm):
+    for module in (health, auth, feed, dm, dm_connect):
         app.include_router(module.router)
     return app
+
+
+async def _ensure_message_indexes(res: Resources) -> None:
+    """Create the message indexes (idempotent); MongoDB may come up after the API, so retry."""
+    delay = 0.5
+    while True:
+        try:
+            await run_in_threadpool(res.messages.ensure_indexes)
+            return
+        except Exception as exc:
+            log.warning("message indexes not ensured yet (%s); retrying in %.0fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30)
 
 
 def app() -> FastAPI:

@@ -12,20 +12,16 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import Gauge
 
 from accounts.revocations import RevocationView
+from api.kafka import CONSUMER_LAG, broadcast_consumer, stop_consumer, topic_partitions
 from api.resources import Resources
 
 log = logging.getLogger(__name__)
 
 VIEW_READY = Gauge("sosohappy_revocation_view_ready", "1 when the in-memory revocation view is caught up")
-CONSUMER_LAG = Gauge("sosohappy_kafka_consumer_lag", "Messages behind the end of a topic", ["topic"])
 
 
 async def publish_revocation(res: Resources, kind: str, ident: str | int, user_id: int) -> None:
@@ -55,17 +51,10 @@ async def follow_revocations(res: Resources) -> None:
     view: RevocationView = res.revocations
     topic = res.settings.kafka_token_topic
     while True:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=res.settings.kafka_bootstrap,
-            group_id=None,
-            client_id=f"revocations-{uuid.uuid4().hex[:8]}",
-            enable_auto_commit=False,
-            fetch_max_wait_ms=res.settings.kafka_fetch_max_wait_ms,
-            request_timeout_ms=5000,
-        )
+        consumer = broadcast_consumer(res.settings, "revocations")
         try:
             await asyncio.wait_for(consumer.start(), timeout=10)
-            partitions = await asyncio.wait_for(_partitions(consumer, topic), timeout=10)
+            partitions = await asyncio.wait_for(topic_partitions(consumer, topic), timeout=10)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             targets = await consumer.end_offsets(partitions)
@@ -78,7 +67,7 @@ async def follow_revocations(res: Resources) -> None:
                             view.apply(json.loads(record.value or b"{}"))
                         except (ValueError, KeyError, TypeError):
                             log.warning("ignoring malformed revocation event at offset %s", record.offset)
-                positions = {tp: await _position(consumer, tp) for tp in partitions}
+                positions = {tp: int(await consumer.position(tp)) for tp in partitions}
                 if not view.ready and all(positions[tp] >= off for tp, off in targets.items()):
                     view.ready = True
                     VIEW_READY.set(1)
@@ -96,37 +85,5 @@ async def follow_revocations(res: Resources) -> None:
         finally:
             view.ready = False
             VIEW_READY.set(0)
-            # Not wait_for: it would wait for a cancelled stop() that ignores cancellation while the
-            # broker is unreachable; the task finishes (or is dropped) in the background.
-            stopping = asyncio.ensure_future(consumer.stop())
-            await asyncio.wait({stopping}, timeout=5)
-            stopping.add_done_callback(lambda t: t.cancelled() or t.exception())
+            await stop_consumer(consumer)
         await asyncio.sleep(1)
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    for attempt in range(50):
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return [TopicPartition(topic, p) for p in sorted(found)]
-        if attempt == 5:
-            await _create_topic(consumer, topic)
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"topic {topic} has no partitions")
-
-
-async def _create_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
-    """Create the topic on a fresh broker (production clusters declare it; see k8s/)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=consumer._client._bootstrap_servers)
-    try:
-        await admin.start()
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        await admin.close()
-
-
-async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
-    return int(await consumer.position(tp))

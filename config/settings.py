@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     kafka_token_topic: str = "sosohappy.token-revocations"
     kafka_dm_topic: str = "sosohappy.direct-messages"
     kafka_fetch_max_wait_ms: int = 20
+    #: A replica refreshes its DM presence rows this often; rows older than the window count as gone.
+    dm_heartbeat_seconds: float = 5.0
+    dm_presence_fresh_seconds: float = 15.0
     #: Authenticate from the JWT plus the Kafka-fed revocation view; off = ask the database every request.
     revocation_view_enabled: bool = True
 

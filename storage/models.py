@@ -197,3 +197,17 @@ class FeedLike(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DmPresence(Base):
+    """``user_id`` has ``sockets`` DM WebSockets open on API replica ``replica_id``; the replica refreshes
+    ``seen_at`` while it lives, so rows of a replica that died go stale and stop counting."""
+
+    __tablename__ = "dm_presence"
+
+    replica_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    sockets: Mapped[int] = mapped_column(Integer)
+    seen_at: Mapped[datetime] = mapped_column(DateTime)

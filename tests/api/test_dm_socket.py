@@ -1,0 +1,232 @@
+"""The DM WebSocket on two API replicas (two processes) sharing a broker: handshake rules, same- and
+cross-replica delivery, several devices, offline push, bad frames, and losing the broker."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from activities.deps import ActivityDeps
+from config import Settings
+from devstack.processes import ManagedProcess, broker_argv, free_port
+from emulators.control import FcmEmulator
+from tests.fixtures.ios_client import IOSClient
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def _env(settings: Settings, **changes: Any) -> dict[str, str]:
+    values = settings.model_dump() | changes
+    return {f"SOSOHAPPY_{k.upper()}": str(v) for k, v in values.items() if v is not None}
+
+
+def _replica(name: str, env: dict[str, str], logs: Path) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.main:app",
+        "--factory",
+        "--port",
+        str(port),
+        "--http",
+        "h11",
+    ]
+    argv += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log"]
+    proc = ManagedProcess(name, argv, logs / f"{name}.log", env=env).start().wait_for_port(port)
+    return proc, f"127.0.0.1:{port}"
+
+
+class Cluster:
+    """Two API replicas and the broker they share (which tests may stop and start)."""
+
+    def __init__(self, broker: ManagedProcess, broker_port: int, a: str, b: str) -> None:
+        self.broker, self.broker_port, self.a, self.b = broker, broker_port, a, b
+
+
+@pytest.fixture(scope="module")
+def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory, api_url: str) -> Iterator[Cluster]:
+    logs = tmp_path_factory.mktemp("dm-replicas")
+    port = free_port()
+    broker = ManagedProcess("kafka", broker_argv(port), logs / "kafka.log").start().wait_for_port(port)
+    env = _env(settings, kafka_bootstrap=f"127.0.0.1:{port}", worker_metrics_port=0)
+    a, a_addr = _replica("api-a", env, logs)
+    b, b_addr = _replica("api-b", env, logs)
+    for addr in (a_addr, b_addr):
+        _wait(lambda addr=addr: httpx.get(f"http://{addr}/readyz").status_code == 200, 60)
+    try:
+        yield Cluster(broker, port, a_addr, b_addr)
+    finally:
+        for proc in (a, b, broker):
+            proc.stop()
+
+
+def _wait(predicate: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.1)
+
+
+def _member(http: httpx.Client) -> IOSClient:
+    return IOSClient(http).sign_up("d" + uuid.uuid4().hex[:7])
+
+
+def _socket(app: IOSClient, addr: str, nickname: str | None = None) -> ClientConnection:
+    query = f"?nickname={quote(nickname if nickname is not None else app.nickname)}"
+    headers = {"Authorization": app.access, "email": app.email}
+    return connect(f"ws://{addr}/dm-service/connect-dm{query}", additional_headers=headers, open_timeout=10)
+
+
+def _frame(sender: IOSClient, receiver: IOSClient, text: str, date: int | None = 2024012017042712) -> str:
+    frame: dict[str, Any] = {"sender": sender.nickname, "receiver": receiver.nickname, "text": text}
+    if date is not None:
+        frame["date"] = date
+    return json.dumps(frame, ensure_ascii=False)
+
+
+def _silent(ws: ClientConnection, seconds: float = 0.7) -> bool:
+    try:
+        ws.recv(timeout=seconds)
+    except TimeoutError:
+        return True
+    return False
+
+
+def test_the_handshake_is_authenticated_before_the_upgrade(http: httpx.Client, cluster: Cluster) -> None:
+    me, other = _member(http), _member(http)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://{cluster.a}/dm-service/connect-dm?nickname={me.nickname}", open_timeout=10)
+    assert refused.value.response.status_code == 403
+    with pytest.raises(InvalidStatus) as not_mine:
+        _socket(me, cluster.a, nickname=other.nickname)
+    assert not_mine.value.response.status_code == 403
+    korean = IOSClient(http).sign_up("소" + uuid.uuid4().hex[:5])
+    with _socket(korean, cluster.a) as ws:  # percent-encoded non-ASCII nickname, decoded by the server
+        assert _silent(ws, 0.2)
+
+
+def test_same_replica_delivery_reaches_every_device_once_and_is_stored_first(
+    http: httpx.Client, cluster: Cluster, activity_deps: ActivityDeps
+) -> None:
+    alice, bob = _member(http), _member(http)
+    with (
+        _socket(alice, cluster.a) as phone,
+        _socket(alice, cluster.a) as tablet,
+        _socket(bob, cluster.a) as b,
+    ):
+        b.send(_frame(bob, alice, "안녕 🩷"))
+        expected = {
+            "sender": bob.nickname,
+            "receiver": alice.nickname,
+            "date": 2024012017042712,
+            "text": "안녕 🩷",
+        }
+        assert json.loads(phone.recv(timeout=5)) == expected
+        assert json.loads(tablet.recv(timeout=5)) == expected
+        assert _silent(phone) and _silent(b)  # once each, and no echo to the sender
+    [stored] = activity_deps.messages.room_page(alice.nickname, bob.nickname, 10**16, 10)
+    assert stored.wire() == expected
+
+
+def test_cross_replica_delivery_and_devices_on_both_replicas(http: httpx.Client, cluster: Cluster) -> None:
+    alice, bob = _member(http), _member(http)
+    with _socket(alice, cluster.b) as far, _socket(alice, cluster.a) as near, _socket(bob, cluster.a) as b:
+        time.sleep(0.3)
+        started = time.monotonic()
+        b.send(_frame(bob, alice, "across", date=None))
+        got_far = json.loads(far.recv(timeout=5))
+        elapsed = time.monotonic() - started
+        assert json.loads(near.recv(timeout=5)) == got_far
+        assert got_far["text"] == "across" and len(str(got_far["date"])) == 16  # date set by the server
+        assert elapsed < 2
+        assert _silent(far) and _silent(near)
+
+
+def test_an_offline_receiver_gets_a_push(
+    http: httpx.Client, cluster: Cluster, fcm_emulator: FcmEmulator
+) -> None:
+    alice, bob = _member(http), _member(http)
+    with _socket(bob, cluster.b) as b:
+        b.send(_frame(bob, alice, "are you there?"))
+        _wait(lambda: fcm_emulator.messages(alice.device_token), 30)
+    [push] = fcm_emulator.messages(alice.device_token)
+    assert push["message"]["notification"] == {"title": bob.nickname, "body": "are you there?"}
+    assert json.loads(push["message"]["data"]["messageDto"])["text"] == "are you there?"
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        ("not json", "not JSON"),
+        ("[1]", "JSON object"),
+        ('{"sender": "someone-else", "receiver": "x", "text": "hi"}', "sender"),
+        ('{"sender": "$me", "receiver": "nobody-here", "text": "hi"}', "no user"),
+        ('{"sender": "$me", "receiver": "$you", "text": ""}', "text"),
+        ('{"sender": "$me", "receiver": "$you", "text": "' + "가" * 2001 + '"}', "at most"),
+        ('{"sender": "$me", "receiver": "$you", "text": "hi", "date": 2024133017042712}', "date"),
+        ('{"sender": "$me", "receiver": "$me", "text": "hi"}', "yourself"),
+    ],
+)
+def test_a_bad_frame_gets_an_error_frame_and_the_socket_stays_open(
+    http: httpx.Client, cluster: Cluster, frame: str, reason: str
+) -> None:
+    me, you = _member(http), _member(http)
+    with _socket(me, cluster.a) as ws, _socket(you, cluster.a) as inbox:
+        ws.send(frame.replace("$me", me.nickname).replace("$you", you.nickname))
+        answer = json.loads(ws.recv(timeout=5))
+        assert reason in answer["error"]
+        ws.send(_frame(me, you, "still here"))
+        assert json.loads(inbox.recv(timeout=5))["text"] == "still here"
+
+
+def test_a_receiver_who_blocked_the_sender_gets_nothing(http: httpx.Client, cluster: Cluster) -> None:
+    me, you = _member(http), _member(http)
+    resp = you.post_multipart(
+        "/auth-service/block", [("srcNickname", you.nickname), ("dstNickname", me.nickname)]
+    )
+    assert resp.json() == {"success": True}
+    with _socket(me, cluster.a) as ws, _socket(you, cluster.a) as inbox:
+        ws.send(_frame(me, you, "hello?"))
+        assert "does not accept" in json.loads(ws.recv(timeout=5))["error"]
+        assert _silent(inbox)
+
+
+def test_without_the_broker_messages_are_stored_delivered_locally_and_pushed(
+    http: httpx.Client, cluster: Cluster, fcm_emulator: FcmEmulator, activity_deps: ActivityDeps
+) -> None:
+    alice, bob, carol = _member(http), _member(http), _member(http)
+    cluster.broker.stop()
+    try:
+        with _socket(alice, cluster.a) as a, _socket(bob, cluster.a) as b:
+            b.send(_frame(bob, alice, "local while the broker is down"))
+            assert json.loads(a.recv(timeout=5))["text"] == "local while the broker is down"
+            b.send(_frame(bob, carol, "carol is offline"))
+            _wait(lambda: fcm_emulator.messages(carol.device_token), 30)
+        assert len(activity_deps.messages.room_page(bob.nickname, carol.nickname, 10**16, 10)) == 1
+    finally:
+        cluster.broker.start().wait_for_port(cluster.broker_port)
+    # Replicas reconnect: cross-replica delivery works again.
+    with _socket(alice, cluster.b) as far, _socket(bob, cluster.a) as b:
+
+        def delivered() -> bool:
+            b.send(_frame(bob, alice, "back"))
+            try:
+                return json.loads(far.recv(timeout=2))["text"] == "back"
+            except TimeoutError:
+                return False
+
+        _wait(delivered, 60)
