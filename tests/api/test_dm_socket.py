@@ -230,3 +230,31 @@ def test_without_the_broker_messages_are_stored_delivered_locally_and_pushed(
                 return False
 
         _wait(delivered, 60)
+
+
+def test_a_replica_that_dies_drops_only_its_own_sockets(
+    http: httpx.Client, cluster: Cluster, settings: Settings, tmp_path: Path
+) -> None:
+    alice, bob = _member(http), _member(http)
+    env = _env(settings, kafka_bootstrap=f"127.0.0.1:{cluster.broker_port}", worker_metrics_port=0)
+    doomed, doomed_addr = _replica("api-c", env, tmp_path)
+    try:
+        _wait(lambda: httpx.get(f"http://{doomed_addr}/readyz").status_code == 200, 60)
+        with (
+            _socket(alice, doomed_addr) as dying,
+            _socket(alice, cluster.a) as phone,
+            _socket(bob, cluster.a) as b,
+        ):
+            doomed.proc.kill()  # type: ignore[union-attr]  # SIGKILL: no clean shutdown
+            doomed.proc.wait()  # type: ignore[union-attr]
+            with pytest.raises(Exception):  # noqa: B017 - the connection is gone, however it surfaces
+                dying.recv(timeout=5)
+            b.send(_frame(bob, alice, "still reachable"))
+            assert json.loads(phone.recv(timeout=5))["text"] == "still reachable"
+            with _socket(alice, cluster.b) as reconnected:  # the client reconnects elsewhere
+                time.sleep(0.3)
+                b.send(_frame(bob, alice, "after the reconnect"))
+                assert json.loads(reconnected.recv(timeout=5))["text"] == "after the reconnect"
+                assert json.loads(phone.recv(timeout=5))["text"] == "after the reconnect"
+    finally:
+        doomed.stop()
