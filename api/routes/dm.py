@@ -1,7 +1,95 @@
-"""Routes under ``/dm-service``."""
+"""Routes under ``/dm-service``: direct-message history (BACKEND_SPEC §9.1).
+
+Identity comes from the token: the caller must be one of the room's two nicknames (findDirectMessage)
+or the ``sender`` whose rooms are listed (findMultipleDirectMessage), else 403 — the original let
+anyone read any room (§14.2). Both read MongoDB directly through the message indexes, in the
+threadpool (sync endpoints): on MongoDB a history page reads only its own index entries; the room list
+walks the caller's messages in index order and answers at most ``ROOM_LIST_MAX`` rooms.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
+
+from api.deps import ResourcesDep
+from api.errors import Forbidden
+from api.params import Params, ParamsDep
+from api.resources import Resources, ServiceUnavailable
+from api.security import AuthenticatedUser, CurrentUser
+from storage import users
+from storage.messages import StoredMessage
 
 router = APIRouter(prefix="/dm-service", tags=["dm"])
+
+DEFAULT_MESSAGE_COUNT = 20
+MAX_MESSAGE_COUNT = 100
+MAX_TIME_BOUNDARY = 2**63 - 1  # Mongo stores the date as Int64
+MAX_NICKNAME_PARAM = 100  # longer than any nickname; only keeps junk out of the query
+
+
+def _nickname(params: Params, name: str) -> str:
+    return params.required_text(name, max_length=MAX_NICKNAME_PARAM)
+
+
+def _caller_nickname(res: Resources, user: AuthenticatedUser) -> str:
+    """The caller's nickname; a user who has not set one takes part in no conversation (403)."""
+    with res.engine.connect() as conn:
+        own = users.nickname_of(conn, user.id)
+    if own is None:
+        raise Forbidden("set a nickname before reading direct messages")
+    return own
+
+
+@contextmanager
+def _mongo() -> Iterator[None]:
+    """Answer 503 (retry later) rather than 500 while MongoDB cannot be reached."""
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise ServiceUnavailable("mongodb") from exc
+
+
+def _messages(found: list[StoredMessage]) -> JSONResponse:
+    """``[MessageDto]`` in the order given."""
+    return JSONResponse([m.wire() for m in found])
+
+
+@router.post("/findDirectMessage")
+def find_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
+    """The newest ``messageCnt`` messages (default 20, 1–100) between ``sender`` and ``receiver``
+    dated before ``timeBoundary``, oldest first; the caller must be one of the two. To page back,
+    send the oldest returned ``date`` as the next ``timeBoundary``."""
+    sender = _nickname(params, "sender")
+    receiver = _nickname(params, "receiver")
+    # Any positive 64-bit value is a usable exclusive bound; clients pass a 16-digit KST date.
+    boundary = params.required_integer("timeBoundary", minimum=1, maximum=MAX_TIME_BOUNDARY)
+    count = params.integer(
+        "messageCnt",
+        required=False,
+        minimum=1,
+        maximum=MAX_MESSAGE_COUNT,
+        default=DEFAULT_MESSAGE_COUNT,
+    )
+    assert count is not None
+    if _caller_nickname(res, user) not in (sender, receiver):
+        raise Forbidden("the caller must be the sender or the receiver of the conversation")
+    with _mongo():
+        page = res.messages.room_page(sender, receiver, before=boundary, limit=count)
+    return _messages(page)
+
+
+@router.post("/findMultipleDirectMessage")
+def find_multiple_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
+    """The last message (by ``date``, ties: the later stored) of each of the caller's conversations,
+    newest first, at most ``storage.messages.ROOM_LIST_MAX``; ``sender`` must be the caller."""
+    sender = _nickname(params, "sender")
+    if _caller_nickname(res, user) != sender:
+        raise Forbidden("sender must be the caller's own nickname")
+    with _mongo():
+        rooms = res.messages.latest_per_room(sender)
+    return _messages(rooms)
