@@ -27,7 +27,7 @@ from api.metrics import OPEN_WEBSOCKETS
 from api.push import push_in_background
 from api.resources import Resources
 from feeds.dates import InvalidDate, check_date, now_kst
-from storage import presence, users
+from storage import dm_rooms, presence, users
 from storage.messages import StoredMessage
 from temporal.push import dm_push
 
@@ -152,6 +152,7 @@ class DirectMessageHub:
             if users.is_blocked(conn, receiver_id, sender_id):
                 raise FrameRefused(f"{receiver} does not accept your messages", "blocked")
             stored = self.res.messages.insert(sender, receiver, date, text)
+            dm_rooms.record_message(conn, sender_id, receiver_id, stored)
             fresh = self.res.settings.dm_presence_fresh_seconds
             elsewhere = presence.connected_elsewhere(conn, receiver_id, self.replica_id, fresh)
             return receiver_id, stored, elsewhere

@@ -10,7 +10,6 @@ from pymongo.collection import Collection
 
 COLLECTION = "message"
 PARTICIPANT_FIELDS = ("sender", "receiver")
-ROOM_LIST_MAX = 100  # rooms in one room list; bounds the reply and the per-side pipelines
 
 
 def room_id(a: str, b: str) -> str:
@@ -42,29 +41,6 @@ def _from_doc(doc: dict[str, Any]) -> StoredMessage:
         date=int(doc["date"]),
         text=doc["text"],
     )
-
-
-def _recency(doc: dict[str, Any]) -> tuple[int, Any]:
-    """Which of two messages is later: by ``date``, then by ``_id`` (ObjectIds grow with insertion)."""
-    return int(doc["date"]), doc["_id"]
-
-
-def latest_per_room_pipeline(side: str, nickname: str, limit: int) -> list[dict[str, Any]]:
-    """The aggregation behind one side (``sender`` or ``receiver``) of ``MessageStore.latest_per_room``:
-    the last message of each room where ``nickname`` is on that side, newest first, at most ``limit``."""
-    if side not in PARTICIPANT_FIELDS:
-        raise ValueError(f"side must be one of {PARTICIPANT_FIELDS}, got {side!r}")
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")  # Mongo refuses {$limit: 0}
-    newest_first = {"date": DESCENDING, "_id": DESCENDING}
-    return [
-        {"$match": {side: nickname}},
-        {"$sort": newest_first},  # MongoDB reads this order off the (side, date, _id) index
-        {"$group": {"_id": "$messageRoomId", "last": {"$first": "$$ROOT"}}},
-        {"$replaceRoot": {"newRoot": "$last"}},
-        {"$sort": newest_first},
-        {"$limit": limit},
-    ]
 
 
 class MessageStore:
@@ -101,25 +77,6 @@ class MessageStore:
             .limit(limit)
         )
         return [_from_doc(d) for d in cursor][::-1]
-
-    def latest_per_room(self, nickname: str, limit: int = ROOM_LIST_MAX) -> list[StoredMessage]:
-        """The last message (greatest ``date``, ties: latest inserted) of each of up to ``limit`` rooms
-        ``nickname`` takes part in, newest first.
-
-        One pipeline per side rather than one ``$match`` on ``$or``: each starts with an equality on an
-        indexed field, so it reads the ``(side, date, _id)`` index on MongoDB and SecantusDB alike
-        (SecantusDB plans a top-level ``$or`` as a collection scan). A room's last message is the later
-        of its two sides' last ones, and a room among the ``limit`` newest overall is among the ``limit``
-        newest of the side its last message is on, so ``limit`` per side is enough.
-        """
-        latest: dict[str, dict[str, Any]] = {}
-        for side in PARTICIPANT_FIELDS:
-            for doc in self._messages.aggregate(latest_per_room_pipeline(side, nickname, limit)):
-                held = latest.get(doc["messageRoomId"])
-                if held is None or _recency(doc) > _recency(held):
-                    latest[doc["messageRoomId"]] = doc
-        newest = sorted(latest.values(), key=_recency, reverse=True)[:limit]
-        return [_from_doc(d) for d in newest]
 
     def delete_participant(self, nickname: str) -> int:
         """Delete every message ``nickname`` sent or received; returns how many."""

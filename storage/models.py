@@ -211,3 +211,22 @@ class DmPresence(Base):
     )
     sockets: Mapped[int] = mapped_column(Integer)
     seen_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DmRoom(Base):
+    """The latest message (by date) of the conversation of two users: the read model of the DM room list,
+    written with every message, keyed by user ids so renames never touch it."""
+
+    __tablename__ = "dm_rooms"
+    __table_args__ = (
+        Index("ix_dm_rooms_user_low_last_date", "user_low", "last_date"),
+        Index("ix_dm_rooms_user_high_last_date", "user_high", "last_date"),
+    )
+
+    user_low: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    user_high: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    last_sender_id: Mapped[int] = mapped_column(BigInteger)
+    last_receiver_id: Mapped[int] = mapped_column(BigInteger)
+    last_date: Mapped[int] = mapped_column(BigInteger)
+    last_text: Mapped[str] = mapped_column(LongText)
+    last_message_id: Mapped[str] = mapped_column(String(24))

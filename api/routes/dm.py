@@ -2,9 +2,9 @@
 
 Identity comes from the token: the caller must be one of the room's two nicknames (findDirectMessage)
 or the ``sender`` whose rooms are listed (findMultipleDirectMessage), else 403 — the original let
-anyone read any room (§14.2). Both read MongoDB directly through the message indexes, in the
-threadpool (sync endpoints): on MongoDB a history page reads only its own index entries; the room list
-walks the caller's messages in index order and answers at most ``ROOM_LIST_MAX`` rooms.
+anyone read any room (§14.2). A history page reads MongoDB through the room index (on MongoDB only
+its own index entries); the room list reads its read model in the relational store
+(``storage.dm_rooms``, one row per room). Both run in the threadpool (sync endpoints).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from api.errors import Forbidden
 from api.params import Params, ParamsDep
 from api.resources import Resources, ServiceUnavailable
 from api.security import AuthenticatedUser, CurrentUser
-from storage import users
+from storage import dm_rooms, users
 from storage.messages import StoredMessage
 
 router = APIRouter(prefix="/dm-service", tags=["dm"])
@@ -86,10 +86,10 @@ def find_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep)
 @router.post("/findMultipleDirectMessage")
 def find_multiple_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
     """The last message (by ``date``, ties: the later stored) of each of the caller's conversations,
-    newest first, at most ``storage.messages.ROOM_LIST_MAX``; ``sender`` must be the caller."""
+    newest first, at most ``storage.dm_rooms.ROOM_LIST_MAX``, from the room-list read model (one indexed
+    query, however long the conversations); ``sender`` must be the caller."""
     sender = _nickname(params, "sender")
     if _caller_nickname(res, user) != sender:
         raise Forbidden("sender must be the caller's own nickname")
-    with _mongo():
-        rooms = res.messages.latest_per_room(sender)
-    return _messages(rooms)
+    with res.engine.connect() as conn:
+        return _messages(dm_rooms.latest_rooms(conn, user.id))

@@ -10,7 +10,26 @@ import httpx
 import pytest
 
 from activities.deps import ActivityDeps
+from storage import dm_rooms, users
+from storage.messages import StoredMessage
 from tests.fixtures.ios_client import IOSClient
+
+
+class Hub:
+    """Stores messages as the DM hub does with an accepted frame: in MongoDB, then in the room list."""
+
+    def __init__(self, deps: ActivityDeps) -> None:
+        self._deps = deps
+
+    def insert(self, sender: str, receiver: str, date: int, text: str) -> StoredMessage:
+        """Store one message from ``sender`` to ``receiver``."""
+        with self._deps.engine.begin() as conn:
+            stored = self._deps.messages.insert(sender, receiver, date, text)
+            sender_id, receiver_id = users.id_of(conn, sender), users.id_of(conn, receiver)
+            assert sender_id is not None and receiver_id is not None
+            dm_rooms.record_message(conn, sender_id, receiver_id, stored)
+        return stored
+
 
 HISTORY = "/dm-service/findDirectMessage"
 ROOMS = "/dm-service/findMultipleDirectMessage"
@@ -46,7 +65,7 @@ def _dto(sender: str, receiver: str, date: int, text: str) -> dict[str, Any]:
 
 def test_history_pages_backwards_oldest_first(http: httpx.Client, activity_deps: ActivityDeps) -> None:
     alice, bob, carol = _member(http), _member(http), _member(http)
-    store = activity_deps.messages
+    store = Hub(activity_deps)
     sent = []
     for i in range(45):
         src, dst = (alice, bob) if i % 3 else (bob, alice)
@@ -87,7 +106,7 @@ def test_message_count_defaults_to_20_and_allows_1_to_100(
     alice, bob = _member(http), _member(http)
     sent = []
     for i in range(105):
-        activity_deps.messages.insert(alice.nickname, bob.nickname, BASE + i, f"m{i}")
+        Hub(activity_deps).insert(alice.nickname, bob.nickname, BASE + i, f"m{i}")
         sent.append(_dto(alice.nickname, bob.nickname, BASE + i, f"m{i}"))
     assert _history(alice, alice.nickname, bob.nickname, BASE + 105) == sent[85:]
     assert _history(alice, alice.nickname, bob.nickname, BASE + 105, 1) == sent[104:]
@@ -99,7 +118,7 @@ def test_room_list_holds_each_rooms_last_message_by_date(
 ) -> None:
     alice, bob, carol, dave, loner = (_member(http) for _ in range(5))
     a, b, c, d = alice.nickname, bob.nickname, carol.nickname, dave.nickname
-    store = activity_deps.messages
+    store = Hub(activity_deps)
     store.insert(a, b, BASE + 300, "b first at 300")
     store.insert(a, b, BASE + 300, "b second at 300")  # same date, same side: the later stored wins
     store.insert(b, a, BASE + 100, "b older, stored last")  # the last stored is not the last by date
@@ -123,7 +142,7 @@ def test_room_list_holds_each_rooms_last_message_by_date(
 
 def test_only_participants_read_a_room(http: httpx.Client, activity_deps: ActivityDeps) -> None:
     alice, bob, eve = _member(http), _member(http), _member(http)
-    activity_deps.messages.insert(alice.nickname, bob.nickname, BASE, "private")
+    Hub(activity_deps).insert(alice.nickname, bob.nickname, BASE, "private")
     parts = [("sender", alice.nickname), ("receiver", bob.nickname), ("timeBoundary", str(BASE + 1))]
 
     resp = eve.post_multipart(HISTORY, parts)
@@ -190,7 +209,7 @@ def test_non_ascii_and_emoji_nicknames(http: httpx.Client, activity_deps: Activi
     # U+FF5E sorts after the emoji's surrogate pair in UTF-16, before it in code points.
     smile, tilde, hangul = _member(http, "\U0001f600"), _member(http, "\uff5e"), _member(http, "하늘")
     s, t, h = smile.nickname, tilde.nickname, hangul.nickname
-    store = activity_deps.messages
+    store = Hub(activity_deps)
     store.insert(t, s, BASE + 1, "～ to 😀")
     store.insert(s, t, BASE + 2, "😀 to ～ 👋")
     store.insert(h, s, BASE + 3, "안녕")
