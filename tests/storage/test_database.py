@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -11,14 +10,6 @@ from sqlalchemy.exc import IntegrityError
 
 from storage.db import check_database, create_db_engine, migrate, session_factory
 from storage.models import Feed, FeedCategory, User
-
-
-@pytest.fixture(params=["mysql", "sqlite"])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    url = request.getfixturevalue(f"{request.param}_url")
-    engine = create_db_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def _user(email: str, nickname: str | None) -> User:

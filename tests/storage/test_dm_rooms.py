@@ -3,51 +3,15 @@ whatever order messages are recorded in."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from datetime import datetime
-
-import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
 from storage import dm_rooms
-from storage.db import create_db_engine
 from storage.messages import StoredMessage
-from storage.models import User
-
-NOW = datetime(2024, 1, 20)
-
-
-@pytest.fixture(params=["mysql", "sqlite"])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    engine = create_db_engine(request.getfixturevalue(f"{request.param}_url"))
-    yield engine
-    engine.dispose()
-
-
-def _users(engine: Engine, count: int) -> list[tuple[int, str]]:
-    made = []
-    with engine.begin() as conn:
-        for _ in range(count):
-            nickname = "r" + uuid.uuid4().hex[:8]
-            result = conn.execute(
-                insert(User).values(
-                    account_email=f"{nickname}@x.dev+kakao",
-                    provider="kakao",
-                    provider_id="1",
-                    nickname=nickname,
-                    introduction="",
-                    created_at=NOW,
-                    updated_at=NOW,
-                )
-            )
-            assert result.inserted_primary_key is not None
-            made.append((int(result.inserted_primary_key[0]), nickname))
-    return made
+from tests.storage.helpers import make_user
 
 
 def test_each_room_keeps_its_latest_message_by_date(engine: Engine) -> None:
-    (ann, ann_n), (bob, bob_n), (cat, cat_n), (dan, dan_n) = _users(engine, 4)
+    (ann, ann_n), (bob, bob_n), (cat, cat_n), (dan, dan_n) = (make_user(engine) for _ in range(4))
     sent = [
         (ann, bob, 500, "ann to bob"),
         (bob, ann, 100, "bob to ann, older, recorded last"),

@@ -3,44 +3,16 @@ with their child rows, paging, likes, chunked images and the chart entries."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
 
-import pytest
 from sqlalchemy import Engine, insert
 
 from storage import feeds
-from storage.db import create_db_engine
 from storage.feeds import IMAGE_CHUNK_BYTES, NewEntry, NewImage
-from storage.models import Block, User
+from storage.models import Block
+from tests.storage.helpers import make_user
 
 NOW = datetime(2024, 1, 20)
-
-
-@pytest.fixture(params=["mysql", "sqlite"])
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    engine = create_db_engine(request.getfixturevalue(f"{request.param}_url"))
-    yield engine
-    engine.dispose()
-
-
-def _user(engine: Engine) -> tuple[int, str]:
-    nickname = "s" + uuid.uuid4().hex[:8]
-    with engine.begin() as conn:
-        result = conn.execute(
-            insert(User).values(
-                account_email=f"{nickname}@x.dev+kakao",
-                provider="kakao",
-                provider_id="1",
-                nickname=nickname,
-                introduction="",
-                created_at=NOW,
-                updated_at=NOW,
-            )
-        )
-        assert result.inserted_primary_key is not None
-        return int(result.inserted_primary_key[0]), nickname
 
 
 def _entry(user_id: int, date: int, **changes: object) -> NewEntry:
@@ -58,8 +30,8 @@ def _entry(user_id: int, date: int, **changes: object) -> NewEntry:
 
 
 def test_save_upserts_by_day_and_lists_with_children(engine: Engine) -> None:
-    me, my_nick = _user(engine)
-    fan, _ = _user(engine)
+    me, my_nick = make_user(engine)
+    fan, _ = make_user(engine)
     big = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * (IMAGE_CHUNK_BYTES // 256 * 2 + 3)  # three chunks
     with engine.begin() as conn:
         first, created = feeds.save_entry(
@@ -97,7 +69,7 @@ def _jan(year: int) -> tuple[int, int]:
 
 
 def test_images_are_chunked_and_reassembled(engine: Engine) -> None:
-    me, my_nick = _user(engine)
+    me, my_nick = make_user(engine)
     data = b"\xff\xd8\xff" + bytes(range(256)) * (IMAGE_CHUNK_BYTES // 256 + 5)
     with engine.begin() as conn:
         feeds.save_entry(conn, _entry(me, 2032020200000000, images=[NewImage("image/jpeg", data)]))
@@ -114,8 +86,8 @@ def test_images_are_chunked_and_reassembled(engine: Engine) -> None:
 
 
 def test_public_pages_exclude_private_and_blocked_and_know_the_last_page(engine: Engine) -> None:
-    viewer, viewer_nick = _user(engine)
-    authors = [_user(engine)[0] for _ in range(3)]
+    viewer, viewer_nick = make_user(engine)
+    authors = [make_user(engine)[0] for _ in range(3)]
     day = 2033030300000000
     with engine.begin() as conn:
         for i, author in enumerate(authors):

@@ -1,0 +1,31 @@
+"""Users made directly in a storage test's database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Engine, insert
+
+from storage.models import User
+
+NOW = datetime(2024, 1, 20)
+
+
+def make_user(engine: Engine) -> tuple[int, str]:
+    """A new user with a fresh nickname: ``(id, nickname)``."""
+    nickname = "s" + uuid.uuid4().hex[:8]
+    with engine.begin() as conn:
+        result = conn.execute(
+            insert(User).values(
+                account_email=f"{nickname}@x.dev+kakao",
+                provider="kakao",
+                provider_id="1",
+                nickname=nickname,
+                introduction="",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0]), nickname
