@@ -40,7 +40,7 @@ from bench import dm_ceiling
 from bench.dm_ceiling import Ceiling
 from bench.dm_load import End, Pair, Session, Stats, closed_loop, open_loop, probe
 from bench.feed import cpu_seconds, server_facts
-from bench.feed_seed import account, connect, nickname, session_id
+from bench.feed_seed import account, connect, insert_users, nickname, session_id
 from bench.signin import say, throwaway_mysql
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port, mongo_argv
@@ -134,17 +134,7 @@ def seed(db_url: str, users: int) -> None:
     conn = connect(db_url)
     try:
         with conn.cursor() as cur:
-            ids = range(1, users + 1)
-            cur.executemany(
-                "INSERT INTO users (id, account_email, provider, provider_id, nickname, introduction, "
-                "created_at, updated_at) VALUES (%s, %s, 'kakao', %s, %s, '', NOW(), NOW())",
-                [(i, account(i), str(9_000_000 + i), nickname(i)) for i in ids],
-            )
-            cur.executemany(
-                "INSERT INTO login_sessions (id, user_id, generation, created_at, expires_at, revoked_at) "
-                "VALUES (%s, %s, 0, NOW(), NOW() + INTERVAL 30 DAY, NULL)",
-                [(session_id(i), i) for i in ids],
-            )
+            insert_users(cur, range(1, users + 1))
         conn.commit()
     finally:
         conn.close()

@@ -100,6 +100,20 @@ def connect(db_url: str) -> pymysql.Connection:
     )
 
 
+def insert_users(cur: Any, ids: range) -> None:
+    """Users ``ids`` (``nickname(i)``, ``account(i)``) with one active login session each."""
+    cur.executemany(
+        "INSERT INTO users (id, account_email, provider, provider_id, nickname, introduction, "
+        "created_at, updated_at) VALUES (%s, %s, 'kakao', %s, %s, '', NOW(), NOW())",
+        [(i, account(i), str(9_000_000 + i), nickname(i)) for i in ids],
+    )
+    cur.executemany(
+        "INSERT INTO login_sessions (id, user_id, generation, created_at, expires_at, revoked_at) "
+        "VALUES (%s, %s, 0, NOW(), NOW() + INTERVAL 30 DAY, NULL)",
+        [(session_id(i), i) for i in ids],
+    )
+
+
 def table_rows(db_url: str) -> dict[str, int]:
     """Exact row counts of the seeded tables."""
     conn = connect(db_url)
@@ -160,16 +174,7 @@ class Seeder:
     def _users(self, cur: Any, first: int, last: int) -> None:
         t0 = time.perf_counter()
         ids = range(first, last + 1)
-        cur.executemany(
-            "INSERT INTO users (id, account_email, provider, provider_id, nickname, introduction, "
-            "created_at, updated_at) VALUES (%s, %s, 'kakao', %s, %s, '', NOW(), NOW())",
-            [(i, account(i), str(9_000_000 + i), nickname(i)) for i in ids],
-        )
-        cur.executemany(
-            "INSERT INTO login_sessions (id, user_id, generation, created_at, expires_at, revoked_at) "
-            "VALUES (%s, %s, 0, NOW(), NOW() + INTERVAL 30 DAY, NULL)",
-            [(session_id(i), i) for i in ids],
-        )
+        insert_users(cur, ids)
         # Every 10th user blocks two others (so the blocked-author filter has something to remove).
         blocks = [(i, 1 + (i + k * 37) % last) for i in ids if i % 10 == 0 for k in (1, 2)]
         cur.executemany(
