@@ -12,6 +12,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -103,6 +104,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             503, "the database is unavailable, try again", request.url.path, {"Retry-After": "1"}
         )
+
+    @app.exception_handler(ConnectionFailure)
+    async def _mongo_down(request: Request, exc: ConnectionFailure) -> JSONResponse:
+        log.warning("MongoDB unreachable on %s: %s", request.url.path, exc)
+        return error_response(503, "mongodb is unavailable", request.url.path, {"Retry-After": "1"})
 
     @app.exception_handler(ServiceUnavailable)
     async def _unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:

@@ -9,17 +9,13 @@ its own index entries); the room list reads its read model in the relational sto
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pymongo.errors import ConnectionFailure
 
 from api.deps import ResourcesDep
 from api.errors import Forbidden
 from api.params import Params, ParamsDep
-from api.resources import Resources, ServiceUnavailable
+from api.resources import Resources
 from api.security import AuthenticatedUser, CurrentUser
 from storage import dm_rooms, users
 from storage.messages import StoredMessage
@@ -43,15 +39,6 @@ def _caller_nickname(res: Resources, user: AuthenticatedUser) -> str:
     if own is None:
         raise Forbidden("set a nickname before reading direct messages")
     return own
-
-
-@contextmanager
-def _mongo() -> Iterator[None]:
-    """Answer 503 (retry later) rather than 500 while MongoDB cannot be reached."""
-    try:
-        yield
-    except ConnectionFailure as exc:
-        raise ServiceUnavailable("mongodb") from exc
 
 
 def _messages(found: list[StoredMessage]) -> JSONResponse:
@@ -78,9 +65,7 @@ def find_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep)
     assert count is not None
     if _caller_nickname(res, user) not in (sender, receiver):
         raise Forbidden("the caller must be the sender or the receiver of the conversation")
-    with _mongo():
-        page = res.messages.room_page(sender, receiver, before=boundary, limit=count)
-    return _messages(page)
+    return _messages(res.messages.room_page(sender, receiver, before=boundary, limit=count))
 
 
 @router.post("/findMultipleDirectMessage")

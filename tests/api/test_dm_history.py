@@ -10,8 +10,12 @@ import httpx
 import pytest
 
 from activities.deps import ActivityDeps
+from api.main import create_app
+from config import Settings
+from devstack.processes import free_port
 from storage import dm_rooms, users
 from storage.messages import StoredMessage
+from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient
 
 
@@ -222,3 +226,15 @@ def test_non_ascii_and_emoji_nicknames(http: httpx.Client, activity_deps: Activi
     # Stored under the room id the original (Java, UTF-16 order) computes.
     collection = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
     assert {doc["messageRoomId"] for doc in collection.find({"sender": s})} == {f"{s},{t}"}
+
+
+def test_an_unreachable_mongodb_is_a_503_not_a_500(http: httpx.Client, settings: Settings) -> None:
+    alice, bob = _member(http), _member(http)
+    dead = settings.model_copy(update={"mongo_url": f"mongodb://127.0.0.1:{free_port()}"})
+    with serve_in_thread(create_app(dead), http="h11") as url:
+        replica = IOSClient(httpx.Client(base_url=url, timeout=30), access=alice.access, email=alice.email)
+        resp = replica.post_multipart(
+            HISTORY, [("sender", alice.nickname), ("receiver", bob.nickname), ("timeBoundary", str(BASE))]
+        )
+    assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
+    assert resp.json()["message"] == "mongodb is unavailable"
