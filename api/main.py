@@ -10,14 +10,17 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from temporalio.runtime import Runtime, TelemetryConfig
 
 from api.dm_hub import DirectMessageHub
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware
+from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
 from api.revocations import follow_revocations
 from api.routes import auth, dm, dm_connect, feed, health
 from config import Settings
+from config.logging import configure_logging, temporal_core_logging
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,17 @@ async def _ensure_message_indexes(res: Resources) -> None:
             delay = min(delay * 2, 30)
 
 
+def configure_api_logging(settings: Settings) -> None:
+    """JSON (or text) lines carrying the request id and caller, Temporal Core's lines included."""
+    configure_logging(settings, RequestContextFilter())
+    # Before the lifespan connects the client: Core's own lines go through the same handler.
+    Runtime.set_default(
+        Runtime(telemetry=TelemetryConfig(logging=temporal_core_logging())), error_if_already_set=False
+    )
+
+
 def app() -> FastAPI:
     """Factory for ``uvicorn api.main:app --factory`` (settings from the environment)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app()
+    settings = Settings()
+    configure_api_logging(settings)
+    return create_app(settings)

@@ -1,11 +1,20 @@
-"""Prometheus metrics of the API process and the middleware that records every request."""
+"""Prometheus metrics of the API process and the middleware that records every request.
+
+The middleware also gives each request an id (``X-Request-ID``, taken from the client when sane) and
+writes one log line per HTTP request and per WebSocket connection: never headers, query strings,
+bodies or tokens.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.request_context import RequestContext, close_request, open_request, request_id_from
 
 REQUESTS = Counter(
     "sosohappy_http_requests_total",
@@ -20,31 +29,126 @@ LATENCY = Histogram(
 )
 OPEN_WEBSOCKETS = Gauge("sosohappy_open_websockets", "DM WebSockets currently open on this replica")
 
+#: The logger of the one-line-per-request records.
+request_log = logging.getLogger("api.requests")
+
+REQUEST_ID_HEADER = b"X-Request-ID"
+_REQUEST_ID_LOOKUP = REQUEST_ID_HEADER.lower()
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == _REQUEST_ID_LOOKUP:
+            return request_id_from(value)
+    return request_id_from(None)
+
+
+def _route_template(scope: Scope) -> str:
+    return getattr(scope.get("route"), "path", None) or "unmatched"
+
+
+def _line(scope: Scope, record: RequestContext, started: float) -> dict[str, Any]:
+    """The fields every request and WebSocket line shares (path without its query string)."""
+    line: dict[str, Any] = {
+        "request_id": record.request_id,
+        "route": _route_template(scope),
+        "path": scope.get("path", ""),
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+    if record.user_id is not None:
+        line["user_id"] = record.user_id
+    if record.workflow_id is not None:
+        line["workflow_id"] = record.workflow_id
+    client = scope.get("client")
+    if client:
+        line["client_ip"] = client[0]
+    return line
+
 
 class MetricsMiddleware:
-    """Pure ASGI middleware (no BaseHTTPMiddleware overhead) that counts and times HTTP requests."""
+    """Pure ASGI middleware (no BaseHTTPMiddleware overhead) that counts, times and logs requests."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 500
+        record, token = open_request(_request_id(scope))
+        request_id = record.request_id.encode()
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # Appended as a raw tuple: every other header goes to the wire exactly as the app set it.
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)],
+                }
             await send(message)
 
+        error: str | None = None
         try:
             await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = _route_template(scope)
             method = scope["method"]
+            elapsed = time.perf_counter() - start
             REQUESTS.labels(template, method, str(status)).inc()
-            LATENCY.labels(template, method).observe(time.perf_counter() - start)
+            LATENCY.labels(template, method).observe(elapsed)
+            if request_log.isEnabledFor(logging.INFO):
+                line = {"event": "http_request", "method": method, "status": status}
+                line.update(_line(scope, record, start))
+                if error is not None:
+                    line["error"] = error
+                request_log.info("%s %s %d", method, template, status, extra=line)
+            close_request(token)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        record, token = open_request(_request_id(scope))
+        close_code: int | None = None
+        accepted = False
+
+        async def receive_wrapper() -> Message:
+            nonlocal close_code
+            message = await receive()
+            if message["type"] == "websocket.disconnect" and close_code is None:
+                close_code = message.get("code", 1005)
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal close_code, accepted
+            if message["type"] == "websocket.accept":
+                accepted = True
+            elif message["type"] == "websocket.close" and close_code is None:
+                close_code = message.get("code", 1000)
+            elif message["type"] == "websocket.http.response.start" and close_code is None:
+                close_code = message["status"]  # refused before the upgrade with an HTTP answer
+            await send(message)
+
+        error: str | None = None
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            line = {"event": "websocket", "accepted": accepted, **_line(scope, record, start)}
+            line["close_code"] = close_code
+            if error is not None:
+                line["error"] = error
+            request_log.info("websocket %s closed (%s)", line["route"], close_code, extra=line)
+            close_request(token)

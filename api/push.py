@@ -9,6 +9,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api.request_context import bind_workflow
 from api.resources import Resources
 from temporal import search_attributes as sa
 from temporal.push import PushRequest
@@ -52,4 +53,5 @@ async def request_push(client: Client | None, request: PushRequest) -> None:
 
 def push_in_background(res: Resources, request: PushRequest) -> None:
     """Start the push without making the request wait for Temporal; failures are logged and counted."""
+    bind_workflow(request.workflow_id)  # now: the start runs after the request's line is written
     res.spawn(request_push(res.temporal_if_connected, request), f"start-{request.workflow_id}")

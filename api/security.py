@@ -16,6 +16,7 @@ from starlette.datastructures import Headers
 from accounts.tokens import ACCESS, InvalidToken, TokenClaims, strip_bearer
 from api.deps import ResourcesDep
 from api.errors import Forbidden
+from api.request_context import bind_user
 from api.resources import Resources
 from storage import logins, users
 
@@ -65,6 +66,7 @@ def _revoked_in_database(res: Resources, claims: TokenClaims) -> bool:
 def _admit(claims: TokenClaims, revoked: bool) -> AuthenticatedUser:
     if revoked:
         raise Forbidden("this login was signed out or revoked")
+    bind_user(claims.user_id)  # the request's log line names its caller
     return AuthenticatedUser(claims.user_id, claims.account_email, claims.session_id)
 
 

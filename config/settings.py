@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The JWT secret used when none is configured; accepted only when ``env == "local"``.
@@ -24,15 +24,27 @@ class Settings(BaseSettings):
     env: Literal["local", "test", "staging", "production"] = "local"
     data_dir: Path = Path(".data")
 
+    # Logging (config/logging.py): one JSON object per line on stderr, or text for people.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8888
+    #: Trust ``X-Forwarded-For``/``X-Forwarded-Proto`` from the peers in ``api_forwarded_allow_ips``
+    #: (comma-separated IPs or CIDRs, ``*`` for any), e.g. the ingress in front of the API.
+    api_proxy_headers: bool = True
+    api_forwarded_allow_ips: str = "127.0.0.1"
+    #: On SIGTERM, open requests and sockets get this long before the API process exits.
+    api_graceful_shutdown_seconds: int = Field(default=20, ge=0)
 
     # Relational store: SQLite file in data_dir unless a MySQL URL is given.
     database_url: str | None = None
     #: Connections each API process keeps open; the API's threadpool is capped at the same number, so a
     #: request thread never waits for (or churns through) a connection beyond the pool.
     database_pool_size: int = Field(default=16, ge=1, le=200)
+    #: ``python -m storage.migrate`` waits this long for the database to answer before giving up.
+    database_wait_seconds: float = Field(default=60.0, ge=0)
 
     # MongoDB (messages)
     mongo_url: str = "mongodb://127.0.0.1:27017"
@@ -53,8 +65,10 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_task_queue_prefix: str = "sosohappy"
-    #: The worker process serves /metrics (Prometheus) and /healthz on this port; 0 disables it.
+    #: The worker process serves /metrics (Prometheus), /healthz and /readyz on this port; 0 disables it.
     worker_metrics_port: int = 9464
+    #: The Temporal SDK's own metrics (``temporal_*``) of the worker process; 0 disables them.
+    worker_temporal_metrics_port: int = 9465
 
     # Tokens
     jwt_secret: str = DEFAULT_JWT_SECRET
@@ -83,6 +97,11 @@ class Settings(BaseSettings):
     # Limits
     #: Two full-resolution PNGs (up to 25 MB each, ``feeds.entries``) plus the text fields.
     max_request_bytes: int = 64 * 1024 * 1024
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

@@ -39,6 +39,7 @@ class StackPorts(BaseSettings):
     fcm_emulator_port: int = 9099
     apple_emulator_port: int = 9098
     worker_metrics_port: int = 9464
+    worker_temporal_metrics_port: int = 9465
 
 
 class Stopped(Exception):
@@ -128,14 +129,16 @@ def _prepare_database(settings: Settings) -> None:
     say(f"  ✓ migrations applied in {time.monotonic() - t0:.1f}s")
 
 
-def _wait_ready(api: ManagedProcess, url: str, timeout: float = 60) -> None:
+def _wait_ready(proc: ManagedProcess, url: str, timeout: float = 60) -> None:
+    """Wait until ``url``/readyz answers 200 (API or worker)."""
+
     def ready() -> bool:
         try:
             return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
-    api.wait_until(ready, timeout, "/readyz answered 200")
+    proc.wait_until(ready, timeout, f"{url}/readyz answered 200")
 
 
 def run() -> int:
@@ -212,40 +215,32 @@ def run() -> int:
             "SOSOHAPPY_APPLE_BASE_URL": f"http://127.0.0.1:{ports.apple_emulator_port}",
             "SOSOHAPPY_APPLE_PRIVATE_KEY": apple_key,
             "SOSOHAPPY_WORKER_METRICS_PORT": str(ports.worker_metrics_port),
+            "SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT": str(ports.worker_temporal_metrics_port),
+            "SOSOHAPPY_API_HOST": settings.api_host,
+            "SOSOHAPPY_API_PORT": str(settings.api_port),
         }
         ensure_port_free("worker metrics", ports.worker_metrics_port, "SOSOHAPPY_WORKER_METRICS_PORT")
-        say(f"→ starting Temporal worker (metrics on :{ports.worker_metrics_port})")
+        ensure_port_free(
+            "worker Temporal SDK metrics",
+            ports.worker_temporal_metrics_port,
+            "SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT",
+        )
+        say(
+            f"→ starting Temporal worker (metrics and health on :{ports.worker_metrics_port}, "
+            f"SDK metrics on :{ports.worker_temporal_metrics_port})"
+        )
         worker = ManagedProcess(
             "worker", [py, "-m", "workers.main"], data_dir / "logs" / "worker.log", env=env
         )
         stack.children.append(worker.start())
         api_url = f"http://{settings.api_host}:{settings.api_port}"
+        # api.serve holds the one definition of the uvicorn flags (h11, websockets, no access log).
         api = stack.start(
-            "API (uvicorn)",
-            [
-                py,
-                "-m",
-                "uvicorn",
-                "api.main:app",
-                "--factory",
-                "--host",
-                settings.api_host,
-                "--port",
-                str(settings.api_port),
-                # h11 writes header names as given; the iOS client looks up `Authorization` case-sensitively.
-                "--http",
-                "h11",
-                "--ws",
-                "websockets-sansio",
-                "--ws-per-message-deflate",
-                "false",
-                "--no-access-log",
-            ],
-            settings.api_port,
-            setting="SOSOHAPPY_API_PORT",
-            env=env,
+            "API (uvicorn)", [py, "-m", "api.serve"], settings.api_port, setting="SOSOHAPPY_API_PORT", env=env
         )
         _wait_ready(api, api_url)
+        worker_url = f"http://127.0.0.1:{ports.worker_metrics_port}"
+        _wait_ready(worker, worker_url)
         say("")
         say("SoSoHappy is up:")
         say(f"  API               {api_url}")
@@ -253,7 +248,8 @@ def run() -> int:
         say(f"  readiness         {api_url}/readyz    metrics {api_url}/metrics")
         say(f"  Temporal Web UI   http://127.0.0.1:{ports.temporal_ui_port}")
         say(f"  temporal CLI      .venv/bin/temporal workflow list --address 127.0.0.1:{ports.temporal_port}")
-        say(f"  worker metrics    http://127.0.0.1:{ports.worker_metrics_port}/metrics")
+        say(f"  worker metrics    {worker_url}/metrics    health {worker_url}/healthz {worker_url}/readyz")
+        say(f"  worker SDK        http://127.0.0.1:{ports.worker_temporal_metrics_port}/metrics")
         say(f"  FCM emulator      http://127.0.0.1:{ports.fcm_emulator_port}/emulator/messages")
         say(f"  Apple emulator    http://127.0.0.1:{ports.apple_emulator_port}")
         say(f"  logs              {data_dir / 'logs'}")

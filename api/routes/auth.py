@@ -25,6 +25,7 @@ from api.deps import ResourcesDep, SessionDep, TemporalDep
 from api.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
 from api.images import sniff_image_type
 from api.params import ParamsDep
+from api.request_context import bind_user, bind_workflow
 from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocation
 from api.security import CurrentUser
@@ -95,11 +96,13 @@ async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -
     )
     if provider == "apple" and not req.authorization_code:
         raise BadRequest("authorizationCode is required for Apple sign-in")
+    workflow_id = sign_in_workflow_id(req.authorize_code)
+    bind_workflow(workflow_id)
     try:
         result: SignInResult = await temporal.execute_workflow(
             SignInWorkflow.run,
             req,
-            id=sign_in_workflow_id(req.authorize_code),
+            id=workflow_id,
             task_queue=ACCOUNTS,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, "sign-in")]),
@@ -113,6 +116,7 @@ async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -
         raise Forbidden(result.reason)
     if result.status == "unavailable":
         raise ServiceUnavailable("apple")
+    bind_user(result.user_id)
     access, refresh = _issue(res, result.account_email, result.user_id, result.session_id, 0)
     response = JSONResponse({"nickname": visible_nickname(result.nickname)})
     return token_headers(response, access, refresh, result.account_email)
@@ -174,11 +178,13 @@ async def resign(
         )
         logins.revoke_user_sessions(session, user.id)
     await publish_revocation(res, "user", user.id, user.id)
+    workflow_id = resign_workflow_id(user.id)
+    bind_workflow(workflow_id)
     try:
         await temporal.start_workflow(
             ResignWorkflow.run,
             req,
-            id=resign_workflow_id(user.id),
+            id=workflow_id,
             task_queue=ACCOUNTS,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
@@ -249,9 +255,11 @@ async def set_profile(
 
 async def _propagate_rename(temporal: Client, change: NicknameChange) -> None:
     """Queue the rename on the user's ``NicknameChangeWorkflow`` (started if none is running)."""
+    workflow_id = nickname_change_workflow_id(change.user_id)
+    bind_workflow(workflow_id)
     await temporal.start_workflow(
         NicknameChangeWorkflow.run,
-        id=nickname_change_workflow_id(change.user_id),
+        id=workflow_id,
         task_queue=ACCOUNTS,
         start_signal="rename",
         start_signal_args=[change],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -30,6 +31,7 @@ def _stack_env(data_dir: Path, **extra: str) -> dict[str, str]:
         "APPLE_EMULATOR_PORT",
         "API_PORT",
         "WORKER_METRICS_PORT",
+        "WORKER_TEMPORAL_METRICS_PORT",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOSOHAPPY_")}
     env.update({f"SOSOHAPPY_{n}": str(free_port()) for n in names})
@@ -107,8 +109,27 @@ def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunne
     assert httpx.get(f"{api}/readyz", timeout=10).status_code == 200
     assert httpx.get(f"{api}/", timeout=10).text == "sosohappy don't operate a website.\n"
     assert httpx.get(f"http://127.0.0.1:{env['SOSOHAPPY_TEMPORAL_UI_PORT']}/", timeout=10).status_code == 200
-    worker_metrics = httpx.get(f"http://127.0.0.1:{env['SOSOHAPPY_WORKER_METRICS_PORT']}/metrics", timeout=10)
+    worker = f"http://127.0.0.1:{env['SOSOHAPPY_WORKER_METRICS_PORT']}"
+    worker_metrics = httpx.get(f"{worker}/metrics", timeout=10)
     assert "sosohappy_push_sent_total" in worker_metrics.text
+    assert "sosohappy_activity_attempts_total" in worker_metrics.text
+    assert httpx.get(f"{worker}/healthz", timeout=10).json()["status"] == "ok"
+    ready = httpx.get(f"{worker}/readyz", timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["workers"] == {"sosohappy-accounts": "polling", "sosohappy-push": "polling"}
+    sdk = httpx.get(f"http://127.0.0.1:{env['SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT']}/metrics", timeout=10)
+    # Before any workflow runs, the SDK already reports its pollers and free task slots per queue.
+    assert 'temporal_num_pollers{namespace="default",poller_type="activity_task"' in sdk.text
+    assert 'temporal_worker_task_slots_available{namespace="default"' in sdk.text
+    assert 'task_queue="sosohappy-push"' in sdk.text
+
+    # Every line the API and the worker wrote is one JSON object; the API logged its /readyz calls.
+    logs = tmp_path / "data" / "logs"
+    api_lines = [json.loads(line) for line in (logs / "api.log").read_text().splitlines() if line]
+    worker_lines = [json.loads(line) for line in (logs / "worker.log").read_text().splitlines() if line]
+    assert any(line.get("event") == "http_request" and line["route"] == "/readyz" for line in api_lines)
+    assert any(line["logger"] == "uvicorn.error" for line in api_lines)  # uvicorn's own lines too
+    assert any(line["msg"].startswith("worker polling") for line in worker_lines)
 
     children = _descendants(proc.pid)
     assert len(children) >= 7, children  # temporal, kafka, mongo, 2 emulators, worker, api

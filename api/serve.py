@@ -1,0 +1,45 @@
+"""``python -m api.serve``: the API process as the container image and ``make run`` start it.
+
+The one definition of the uvicorn flags: h11 (it writes header names as given; the iOS client looks up
+``Authorization`` case-sensitively, and httptools lower-cases names), the sans-I/O ``websockets``
+implementation without per-message deflate, no access log (``api.metrics`` writes one JSON line per
+request, without the query string), proxy headers from the configured peers, and a bounded graceful
+shutdown on SIGTERM.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import uvicorn
+
+from api.main import configure_api_logging, create_app
+from config import Settings
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The ``uvicorn.Config`` keyword arguments of the API (besides the app itself)."""
+    return {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "http": "h11",
+        "ws": "websockets-sansio",
+        "ws_per_message_deflate": False,
+        "access_log": False,
+        "log_config": None,  # configure_logging already owns every logger, uvicorn's included
+        "proxy_headers": settings.api_proxy_headers,
+        "forwarded_allow_ips": settings.api_forwarded_allow_ips,
+        "timeout_graceful_shutdown": settings.api_graceful_shutdown_seconds,
+        "lifespan": "on",
+    }
+
+
+def main() -> None:
+    """Serve the API until SIGINT/SIGTERM."""
+    settings = Settings()
+    configure_api_logging(settings)
+    uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options(settings))).run()
+
+
+if __name__ == "__main__":
+    main()
