@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: install run test lint bench clean-data
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed k8s/tools/node_modules/.package-lock.json
+
+# Offline validators of the Strimzi resources for tests/k8s (npm rewrites this file on every install).
+k8s/tools/node_modules/.package-lock.json: k8s/tools/package-lock.json
+	@npm ci --prefix k8s/tools --no-audit --no-fund --loglevel=error
 
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
 	@echo "==> installing into $(VENV) (pinned by requirements-dev.lock)"
