@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 9464
     #: The Temporal SDK's own metrics (``temporal_*``) of the worker process; 0 disables them.
     worker_temporal_metrics_port: int = 9465
+    #: On SIGTERM a worker stops polling and gives running activities this long to finish before it
+    #: cancels them (Temporal retries a cancelled attempt on another worker).
+    worker_graceful_shutdown_seconds: float = Field(default=90.0, ge=0)
 
     # Tokens
     jwt_secret: str = DEFAULT_JWT_SECRET

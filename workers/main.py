@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -29,8 +30,14 @@ from workers.interceptors import ActivityAttemptInterceptor
 log = logging.getLogger("workers")
 
 
-def build_workers(client: Client, deps: ActivityDeps, executor: ThreadPoolExecutor) -> list[Worker]:
-    """One ``Worker`` per task queue that has anything registered, each recording its activity attempts."""
+def build_workers(
+    client: Client,
+    deps: ActivityDeps,
+    executor: ThreadPoolExecutor,
+    graceful_shutdown: timedelta = timedelta(0),
+) -> list[Worker]:
+    """One ``Worker`` per task queue that has anything registered, each recording its activity attempts;
+    on shutdown running activities get ``graceful_shutdown`` to finish before they are cancelled."""
     acts = registry.activities(deps)
     workers = []
     for queue, workflows in registry.WORKFLOWS.items():
@@ -46,6 +53,7 @@ def build_workers(client: Client, deps: ActivityDeps, executor: ThreadPoolExecut
                 activity_executor=executor,
                 max_concurrent_activities=32,
                 interceptors=[ActivityAttemptInterceptor()],
+                graceful_shutdown_timeout=graceful_shutdown,
             )
         )
     return workers
@@ -92,7 +100,8 @@ async def run(settings: Settings) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         with ThreadPoolExecutor(max_workers=32, thread_name_prefix="activity") as executor:
-            workers = build_workers(client, deps, executor)
+            grace = timedelta(seconds=settings.worker_graceful_shutdown_seconds)
+            workers = build_workers(client, deps, executor, grace)
             health.watch(workers)
             log.info("worker polling %s", ", ".join(w.task_queue for w in workers) or "nothing")
             runs = [asyncio.create_task(w.run()) for w in workers]

@@ -347,7 +347,7 @@ def test_every_pod_we_ship_meets_the_restricted_pod_security_standard(size: str)
 
 
 @needs_kustomize
-def test_api_drains_before_it_is_killed() -> None:
+def test_api_and_workers_drain_before_they_are_killed() -> None:
     docs = render(K8S / "overlays" / "small")
     pod = named(docs, "Deployment", "sosohappy-api")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -356,7 +356,8 @@ def test_api_drains_before_it_is_killed() -> None:
     graceful = int(config_data(docs)["SOSOHAPPY_API_GRACEFUL_SHUTDOWN_SECONDS"])
     assert sleep >= 5 and sleep + graceful < pod["terminationGracePeriodSeconds"]
     worker = named(docs, "Deployment", "sosohappy-worker")["spec"]["template"]["spec"]
-    assert worker["terminationGracePeriodSeconds"] >= 60, "activities need time to drain"
+    drain = float(config_data(docs)["SOSOHAPPY_WORKER_GRACEFUL_SHUTDOWN_SECONDS"])
+    assert 60 <= drain < worker["terminationGracePeriodSeconds"], "activities need time to drain"
 
 
 @needs_kustomize
