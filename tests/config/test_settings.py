@@ -1,6 +1,9 @@
-"""The settings refuse unsafe secrets outside local development."""
+"""The settings refuse unsafe secrets outside local development, and each one is documented."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -28,3 +31,10 @@ def test_environment_variables_use_the_sosohappy_prefix(monkeypatch: pytest.Monk
     settings = Settings()
     assert settings.api_port == 9999
     assert settings.sqlalchemy_url == "mysql+pymysql://u@db:3306/sosohappy"
+
+
+def test_every_setting_is_documented_in_the_readme_configuration_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(SOSOHAPPY_[A-Z0-9_]+)`", table))
+    assert {f"SOSOHAPPY_{name.upper()}" for name in Settings.model_fields} - documented == set()

@@ -1,0 +1,189 @@
+"""The configuration the cluster runs with: every setting is set (or deliberately local) and parses, the
+Secrets are documented, Kafka matches the settings and the size, and Temporal's namespace, search
+attributes and Helm values agree with what the application expects."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from config import Settings
+from temporal import search_attributes
+from tests.k8s import ROOT
+from tests.k8s.manifests import (
+    APP_IMAGE,
+    K8S,
+    OVERLAYS,
+    REGISTER_JOB,
+    SIZES,
+    STRIMZI_GROUPS,
+    api_group,
+    config_data,
+    load,
+    named,
+    needs_kustomize,
+    of_kind,
+    pod_templates,
+    rel,
+    render,
+)
+from tests.k8s.tools import require_tool
+
+SECRET_EXAMPLE = K8S / "base" / "secrets.example.env"
+HELM = ROOT / "temporal" / "helm"
+#: Settings no production process needs, and why; they must not be set in the cluster either.
+LOCAL_ONLY = {
+    "data_dir": "holds only the SQLite fallback and dev-stack state; the cluster sets SOSOHAPPY_DATABASE_URL",
+    "fcm_endpoint": "points firebase-admin at the local FCM emulator; production uses Google's endpoint",
+}
+#: Temporal CLI spelling of each search-attribute value type.
+CLI_TYPES = {"KEYWORD": "Keyword", "TEXT": "Text", "INT": "Int", "FLOAT": "Double", "BOOL": "Bool"}
+CLI_TYPES |= {"DATETIME": "Datetime", "KEYWORD_LIST": "KeywordList"}
+
+
+def env_file_keys(path: Path) -> dict[str, str]:
+    """KEY -> value of an env file (``KEY=value`` lines, comments left out)."""
+    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def secret_examples() -> dict[str, set[str]]:
+    """Secret name -> keys, from every secrets.example.env ("Keys of the Secret "<name>"")."""
+    examples: dict[str, set[str]] = {}
+    for path in K8S.rglob("secrets.example.env"):
+        match = re.search(r'Keys of the Secret "([\w.-]+)"', path.read_text())
+        assert match, f"{rel(path)} does not say which Secret it describes"
+        examples[match.group(1)] = set(env_file_keys(path))
+    return examples
+
+
+@needs_kustomize
+@pytest.mark.parametrize("size", SIZES)
+def test_every_setting_is_configured_or_deliberately_local(
+    size: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render(OVERLAYS / size)
+    config = config_data(docs)
+    secrets = env_file_keys(SECRET_EXAMPLE)
+    explicit = {
+        e["name"]: e.get("value")
+        for _, t in pod_templates(docs)
+        for c in t["spec"]["containers"]
+        if c["image"] == APP_IMAGE
+        for e in c.get("env", [])
+    }
+    fields = {f"SOSOHAPPY_{name.upper()}": name for name in Settings.model_fields}
+    assert not set(config) & set(secrets), "a key in both the ConfigMap and the Secret: one silently wins"
+    set_somewhere = set(config) | set(secrets) | set(explicit)
+    assert set_somewhere <= set(fields), f"not a setting: {sorted(set_somewhere - set(fields))}"
+    missing = {env for env, name in fields.items() if env not in set_somewhere and name not in LOCAL_ONLY}
+    assert not missing, f"settings the cluster leaves at their local defaults: {sorted(missing)}"
+    assert not {f"SOSOHAPPY_{n.upper()}" for n in LOCAL_ONLY} & set_somewhere
+
+    # The values parse: the settings the processes would build from this ConfigMap and a filled Secret.
+    for key in [k for k in os.environ if k.startswith("SOSOHAPPY_")]:
+        monkeypatch.delenv(key)
+    filled = {key: value or "x" for key, value in secrets.items()} | {"SOSOHAPPY_JWT_SECRET": "s" * 48}
+    for key, value in {**config, **filled, **{k: v for k, v in explicit.items() if v}}.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.env == "production" and not settings.is_local
+    assert settings.database_url and settings.database_url.startswith("mysql+pymysql://")
+    assert settings.fcm_endpoint is None
+
+
+@needs_kustomize
+@pytest.mark.parametrize("size", SIZES)
+def test_referenced_secrets_are_documented_and_files_land_where_settings_look(size: str) -> None:
+    docs = render(OVERLAYS / size)
+    examples = secret_examples()
+    assert examples["sosohappy-secrets"] == set(env_file_keys(SECRET_EXAMPLE))
+    for _, template in pod_templates(docs):
+        for container in template["spec"]["containers"]:
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] in examples
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in examples.get(ref["name"], set()), f"undocumented {ref}"
+    worker = named(docs, "Deployment", "sosohappy-worker")["spec"]["template"]["spec"]
+    (fcm,) = [v for v in worker["volumes"] if "secret" in v]
+    mount = next(m for m in worker["containers"][0]["volumeMounts"] if m["name"] == fcm["name"])
+    (item,) = fcm["secret"]["items"]
+    assert f"{mount['mountPath']}/{item['path']}" == config_data(docs)["SOSOHAPPY_FCM_CREDENTIALS_FILE"]
+    assert f"{fcm['secret']['secretName']} " in SECRET_EXAMPLE.read_text()
+    assert f"--from-file={item['key']}=" in SECRET_EXAMPLE.read_text()
+
+
+@needs_kustomize
+@pytest.mark.parametrize("size", SIZES)
+def test_kafka_matches_the_settings_and_the_size(size: str) -> None:
+    docs = render(OVERLAYS / size)
+    config = config_data(docs)
+    assert all(d["apiVersion"] == "kafka.strimzi.io/v1" for d in docs if api_group(d) in STRIMZI_GROUPS)
+    (kafka,) = of_kind(docs, "Kafka")
+    cluster = kafka["metadata"]["name"]
+    port = next(lst["port"] for lst in kafka["spec"]["kafka"]["listeners"] if not lst["tls"])
+    assert config["SOSOHAPPY_KAFKA_BOOTSTRAP"] == f"{cluster}-kafka-bootstrap:{port}"
+    topics = of_kind(docs, "KafkaTopic")
+    names = {t["spec"]["topicName"] for t in topics}
+    assert names == {config["SOSOHAPPY_KAFKA_TOKEN_TOPIC"], config["SOSOHAPPY_KAFKA_DM_TOPIC"]}
+    pools = of_kind(docs, "KafkaNodePool")
+    assert all(p["metadata"]["labels"]["strimzi.io/cluster"] == cluster for p in [*pools, *topics])
+    nodes = sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"])
+    replicas, min_isr = {"small": (1, 1), "large": (3, 2)}[size]
+    assert nodes == replicas
+    assert kafka["spec"]["kafka"]["config"]["min.insync.replicas"] == min_isr
+    for topic in topics:
+        assert (
+            topic["spec"]["replicas"] == replicas
+            and topic["spec"]["config"]["min.insync.replicas"] == min_isr
+        )
+        assert int(topic["spec"]["config"]["retention.ms"]) <= 7 * 24 * 3600 * 1000
+
+
+def test_register_job_registers_exactly_our_namespace_and_search_attributes() -> None:
+    (job,) = load(REGISTER_JOB)
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    registered = dict(spec.split("=") for spec in env["SOSO_SEARCH_ATTRIBUTES"].split())
+    assert registered == {key.name: CLI_TYPES[key.indexed_value_type.name] for key in search_attributes.ALL}
+    config = env_file_keys(K8S / "components" / "app-config" / "config.env")
+    assert env["SOSO_NAMESPACE"] == config["SOSOHAPPY_TEMPORAL_NAMESPACE"]
+    assert env["TEMPORAL_ADDRESS"] == config["SOSOHAPPY_TEMPORAL_ADDRESS"]
+    script = container["args"][0]
+    assert "$SOSO_SEARCH_ATTRIBUTES" in script and "search-attribute create" in script
+    done = subprocess.run(
+        [require_tool("shellcheck"), "--shell=sh", "-"], input=script, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout
+
+
+def test_temporal_helm_values_use_external_mysql_and_size_the_services() -> None:
+    base, small, large = (
+        yaml.safe_load((HELM / f).read_text())
+        for f in ("values.yaml", "values-small.yaml", "values-large.yaml")
+    )
+    # Keys the chart (>= 1.0) removed and refuses to render with.
+    assert not {"cassandra", "elasticsearch", "prometheus", "grafana", "mysql", "postgresql"} & set(base)
+    persistence = base["server"]["config"]["persistence"]
+    assert {"default", "visibility"} == set(persistence["datastores"]) and persistence["numHistoryShards"] > 0
+    assert (persistence["defaultStore"], persistence["visibilityStore"]) == ("default", "visibility")
+    for store in persistence["datastores"].values():
+        assert store["sql"]["pluginName"] == "mysql8" and store["sql"]["existingSecret"]
+        assert "password" not in store["sql"]
+    assert base["web"]["enabled"] is True and base["server"]["config"]["namespaces"]["create"] is False
+    for values in (small, large):
+        for store in values["server"]["config"]["persistence"]["datastores"].values():
+            assert re.fullmatch(r"[\w.-]+:\d+", store["sql"]["connectAddr"])
+    for service in ("frontend", "history", "matching"):
+        assert large["server"][service]["replicaCount"] > small["server"]["replicaCount"]
+    assert large["web"]["replicaCount"] > small["web"]["replicaCount"]
+    config = env_file_keys(K8S / "components" / "app-config" / "config.env")
+    assert config["SOSOHAPPY_TEMPORAL_ADDRESS"].startswith("temporal-frontend.temporal.svc")

@@ -1,0 +1,255 @@
+"""The workloads the overlays render have the shape a reviewer would check by hand: probes on named ports,
+unprivileged pods, room to drain, autoscalers and disruption budgets, Services, Ingress and network
+policies that reach real pods, stores in the cluster only for ``small``, and a migration Job of its own."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.k8s.manifests import (
+    APP_IMAGE,
+    OVERLAYS,
+    REGISTER_JOB,
+    SIZES,
+    config_data,
+    config_map,
+    ident,
+    load,
+    named,
+    needs_kustomize,
+    of_kind,
+    pod_templates,
+    render,
+    selects,
+)
+
+
+@needs_kustomize
+@pytest.mark.parametrize("size", SIZES)
+def test_deployments_probe_named_ports_run_unprivileged_and_have_resources(size: str) -> None:
+    docs = render(OVERLAYS / size)
+    config = config_data(docs)
+    assert {d["metadata"]["name"] for d in of_kind(docs, "Deployment")} == {
+        "sosohappy-api",
+        "sosohappy-worker",
+    }
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {"sosohappy"}
+    expected = {
+        "sosohappy-api": (["api.serve"], {"http": int(config["SOSOHAPPY_API_PORT"])}, "http"),
+        "sosohappy-worker": (
+            ["workers.main"],
+            {
+                "metrics": int(config["SOSOHAPPY_WORKER_METRICS_PORT"]),
+                "sdk-metrics": int(config["SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT"]),
+            },
+            "metrics",
+        ),
+    }
+    for deployment in of_kind(docs, "Deployment"):
+        name = deployment["metadata"]["name"]
+        args, ports, probe_port = expected[name]
+        assert deployment["metadata"]["namespace"] == "sosohappy"
+        assert "replicas" not in deployment["spec"], f"{name}: the HPA owns replicas; apply would reset it"
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"] == APP_IMAGE and container["args"] == args
+        assert {p["name"]: p["containerPort"] for p in container["ports"]} == ports
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": probe_port}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": probe_port}
+        assert container["startupProbe"]["httpGet"]["port"] == probe_port
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+        assert "memory" in container["resources"]["limits"]
+        sources = {next(iter(s)): next(iter(s.values()))["name"] for s in container["envFrom"]}
+        assert sources["secretRef"] == "sosohappy-secrets"
+        assert re.fullmatch(r"sosohappy-config-\w+", sources["configMapRef"]), "not the generated ConfigMap"
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+        assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp["name"])
+        assert pod["automountServiceAccountToken"] is False
+        # Service links would set e.g. SOSOHAPPY_API_PORT=tcp://10.0.0.1:80 from the Service sosohappy-api.
+        assert pod["enableServiceLinks"] is False
+        assert pod["topologySpreadConstraints"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "sosohappy"  # Prometheus discovers pods by it
+        assert selects(deployment["spec"]["selector"], labels)
+
+
+@needs_kustomize
+@pytest.mark.parametrize("size", SIZES)
+def test_every_pod_we_ship_meets_the_restricted_pod_security_standard(size: str) -> None:
+    docs = [*render(OVERLAYS / size), *render(OVERLAYS / size / "migrate")]
+    docs += load(REGISTER_JOB)
+    for workload, template in pod_templates(tuple(docs)):
+        pod = template["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, ident(workload)
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, ident(workload)
+        assert pod["automountServiceAccountToken"] is False, ident(workload)
+        assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod), ident(workload)
+        assert all({"hostPath"}.isdisjoint(volume) for volume in pod.get("volumes", [])), ident(workload)
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, ident(workload)
+            assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}, ident(workload)
+
+
+@needs_kustomize
+def test_api_and_workers_drain_before_they_are_killed() -> None:
+    docs = render(OVERLAYS / "small")
+    pod = named(docs, "Deployment", "sosohappy-api")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert {"name": "SOSOHAPPY_API_HOST", "value": "0.0.0.0"} in container["env"]
+    sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    graceful = int(config_data(docs)["SOSOHAPPY_API_GRACEFUL_SHUTDOWN_SECONDS"])
+    assert sleep >= 5 and sleep + graceful < pod["terminationGracePeriodSeconds"]
+    worker = named(docs, "Deployment", "sosohappy-worker")["spec"]["template"]["spec"]
+    drain = float(config_data(docs)["SOSOHAPPY_WORKER_GRACEFUL_SHUTDOWN_SECONDS"])
+    assert 60 <= drain < worker["terminationGracePeriodSeconds"], "activities need time to drain"
+
+
+@needs_kustomize
+@pytest.mark.parametrize("size", SIZES)
+def test_each_deployment_has_an_autoscaler_a_disruption_budget_and_its_services(size: str) -> None:
+    docs = render(OVERLAYS / size)
+    for deployment in of_kind(docs, "Deployment"):
+        name = deployment["metadata"]["name"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        hpas = [
+            h for h in of_kind(docs, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == name
+        ]
+        assert len(hpas) == 1 and hpas[0]["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+        assert 1 <= hpas[0]["spec"]["minReplicas"] < hpas[0]["spec"]["maxReplicas"]
+        pdbs = [p for p in of_kind(docs, "PodDisruptionBudget") if selects(p["spec"]["selector"], labels)]
+        assert len(pdbs) == 1, f"{name}: {len(pdbs)} disruption budgets"
+    for service in of_kind(docs, "Service"):
+        pods = [
+            t
+            for _, t in pod_templates(docs)
+            if selects({"matchLabels": service["spec"]["selector"]}, t["metadata"]["labels"])
+        ]
+        assert pods, f"Service {service['metadata']['name']} selects no pod"
+        declared = {p["name"] for t in pods for c in t["spec"]["containers"] for p in c.get("ports", [])}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= declared
+    api = named(docs, "Service", "sosohappy-api")
+    assert api["spec"]["type"] == "ClusterIP" and api["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    ]
+
+
+@needs_kustomize
+def test_large_scales_further_than_small() -> None:
+    def bounds(size: str, name: str) -> tuple[int, int]:
+        spec = named(render(OVERLAYS / size), "HorizontalPodAutoscaler", name)["spec"]
+        return spec["minReplicas"], spec["maxReplicas"]
+
+    assert bounds("small", "sosohappy-api") == (2, 4) and bounds("large", "sosohappy-api") == (4, 20)
+    assert bounds("small", "sosohappy-worker") == (1, 2) and bounds("large", "sosohappy-worker") == (3, 12)
+
+
+@needs_kustomize
+@pytest.mark.parametrize("size", SIZES)
+def test_ingress_terminates_tls_redirects_and_fits_the_largest_request(size: str) -> None:
+    docs = render(OVERLAYS / size)
+    ingresses = of_kind(docs, "Ingress")
+    max_bytes = int(config_data(docs)["SOSOHAPPY_MAX_REQUEST_BYTES"])
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    paths = {}
+    for ingress in ingresses:
+        notes = ingress["metadata"]["annotations"]
+        assert ingress["spec"]["ingressClassName"] == "nginx"
+        assert notes["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
+        assert notes["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+        size_limit = notes["nginx.ingress.kubernetes.io/proxy-body-size"]
+        assert int(size_limit[:-1]) * units[size_limit[-1]] == max_bytes
+        tls_hosts = {h for t in ingress["spec"]["tls"] for h in t["hosts"]}
+        for rule in ingress["spec"]["rules"]:
+            assert rule["host"] in tls_hosts
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                service = named(docs, "Service", backend["name"])
+                assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+                paths[path["path"]] = int(notes["nginx.ingress.kubernetes.io/proxy-read-timeout"])
+    assert paths["/dm-service/connect-dm"] >= 3600, "idle DM sockets would be cut by the proxy"
+    secrets = {t["secretName"] for i in ingresses for t in i["spec"]["tls"]}
+    for secret in secrets:
+        issuers = [i for i in ingresses if "cert-manager.io/cluster-issuer" in i["metadata"]["annotations"]]
+        owners = [i for i in issuers if secret in {t["secretName"] for t in i["spec"]["tls"]}]
+        assert len(owners) == 1, f"{secret} must be issued by exactly one Ingress"
+
+
+@needs_kustomize
+@pytest.mark.parametrize("size", SIZES)
+def test_network_policies_select_existing_pods_and_ports(size: str) -> None:
+    docs = render(OVERLAYS / size)
+    templates = [t for _, t in pod_templates(docs)]
+    for policy in of_kind(docs, "NetworkPolicy"):
+        name = policy["metadata"]["name"]
+        guarded = [t for t in templates if selects(policy["spec"]["podSelector"], t["metadata"]["labels"])]
+        assert guarded, f"NetworkPolicy {name} guards no pod"
+        ports = {p["name"] for t in guarded for c in t["spec"]["containers"] for p in c.get("ports", [])}
+        for rule in policy["spec"]["ingress"]:
+            assert {p["port"] for p in rule["ports"]} <= ports
+            peers = [p["podSelector"] for p in rule["from"] if "namespaceSelector" not in p]
+            for peer in peers:
+                assert any(selects(peer, t["metadata"]["labels"]) for t in templates), f"{name}: dead peer"
+    kafka = named(docs, "Kafka", "sosohappy")
+    for listener in kafka["spec"]["kafka"]["listeners"]:
+        peers = [p["podSelector"] for p in listener["networkPolicyPeers"]]
+        api = named(docs, "Deployment", "sosohappy-api")["spec"]["template"]["metadata"]["labels"]
+        assert any(selects(p, api) for p in peers), "the API could not reach Kafka"
+
+
+@needs_kustomize
+def test_small_runs_its_stores_in_the_cluster_and_large_does_not() -> None:
+    small, large = render(OVERLAYS / "small"), render(OVERLAYS / "large")
+    assert of_kind(large, "StatefulSet") == []
+    images = {}
+    for statefulset in of_kind(small, "StatefulSet"):
+        name = statefulset["metadata"]["name"]
+        (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+        images[name] = container["image"]
+        assert statefulset["spec"]["volumeClaimTemplates"], f"{name} keeps no data"
+        assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container)
+        assert all("value" not in e for e in container["env"] if "PASSWORD" in e["name"])
+        service = named(small, "Service", statefulset["spec"]["serviceName"])
+        assert service["spec"]["clusterIP"] == "None"
+        assert statefulset["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert images == {"sosohappy-mysql": "mysql:8.4", "sosohappy-mongodb": "mongo:7"}
+    # The first install brings MySQL up before Temporal with
+    # `kubectl apply -k k8s/overlays/small -l app.kubernetes.io/instance=sosohappy-mysql`.
+    mysql = [
+        d
+        for d in small
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/instance") == "sosohappy-mysql"
+    ]
+    assert sorted(d["kind"] for d in mysql) == ["ConfigMap", "NetworkPolicy", "Service", "StatefulSet"]
+
+
+@needs_kustomize
+@pytest.mark.parametrize("size", SIZES)
+def test_migration_job_is_alone_in_its_kustomization_and_agrees_with_the_app(size: str) -> None:
+    app, migrate = render(OVERLAYS / size), render(OVERLAYS / size / "migrate")
+    assert of_kind(app, "Job") == [], "a Job in the main overlay breaks the next apply (immutable template)"
+    (job,) = of_kind(migrate, "Job")
+    assert job["metadata"] == job["metadata"] | {"name": "sosohappy-migrate", "namespace": "sosohappy"}
+    spec = job["spec"]
+    assert (
+        spec["backoffLimit"] >= 1
+        and spec["activeDeadlineSeconds"] > 0
+        and spec["ttlSecondsAfterFinished"] > 0
+    )
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["image"] == APP_IMAGE and container["args"] == ["storage.migrate"]
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    # What both apply (namespace, ConfigMap, in-cluster MySQL) must be identical, or each apply undoes the
+    # other's; the Job reads the very ConfigMap the Deployments read.
+    shared = {ident(d) for d in migrate} & {ident(d) for d in app}
+    assert {"Namespace/sosohappy", ident(config_map(app))} <= shared
+    for key in shared:
+        assert next(d for d in migrate if ident(d) == key) == next(d for d in app if ident(d) == key), key
+    if of_kind(app, "StatefulSet"):
+        assert "StatefulSet/sosohappy-mysql" in shared, "the Job would wait for a MySQL that is not there yet"
