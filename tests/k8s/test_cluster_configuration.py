@@ -26,7 +26,6 @@ from tests.k8s.manifests import (
     config_data,
     load,
     named,
-    needs_kustomize,
     of_kind,
     pod_templates,
     rel,
@@ -62,7 +61,6 @@ def secret_examples() -> dict[str, set[str]]:
     return examples
 
 
-@needs_kustomize
 @pytest.mark.parametrize("size", SIZES)
 def test_every_setting_is_configured_or_deliberately_local(
     size: str, monkeypatch: pytest.MonkeyPatch
@@ -97,7 +95,6 @@ def test_every_setting_is_configured_or_deliberately_local(
     assert settings.fcm_endpoint is None
 
 
-@needs_kustomize
 @pytest.mark.parametrize("size", SIZES)
 def test_referenced_secrets_are_documented_and_files_land_where_settings_look(size: str) -> None:
     docs = render(OVERLAYS / size)
@@ -121,7 +118,6 @@ def test_referenced_secrets_are_documented_and_files_land_where_settings_look(si
     assert f"--from-file={item['key']}=" in SECRET_EXAMPLE.read_text()
 
 
-@needs_kustomize
 @pytest.mark.parametrize("size", SIZES)
 def test_kafka_matches_the_settings_and_the_size(size: str) -> None:
     docs = render(OVERLAYS / size)

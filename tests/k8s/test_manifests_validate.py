@@ -21,7 +21,6 @@ from tests.k8s.manifests import (
     api_group,
     ident,
     load,
-    needs_kustomize,
     of_kind,
     rel,
     render,
@@ -126,7 +125,6 @@ def test_kustomizations_and_components_are_found() -> None:
     assert not [rel(c) for c in COMPONENTS if c.resolve() not in used], "a component no kustomization renders"
 
 
-@needs_kustomize
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=rel)
 def test_kustomization_renders_valid_objects(directory: Path) -> None:
     docs = render(directory)

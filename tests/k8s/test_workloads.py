@@ -18,7 +18,6 @@ from tests.k8s.manifests import (
     ident,
     load,
     named,
-    needs_kustomize,
     of_kind,
     pod_templates,
     render,
@@ -26,7 +25,6 @@ from tests.k8s.manifests import (
 )
 
 
-@needs_kustomize
 @pytest.mark.parametrize("size", SIZES)
 def test_deployments_probe_named_ports_run_unprivileged_and_have_resources(size: str) -> None:
     docs = render(OVERLAYS / size)
@@ -80,7 +78,6 @@ def test_deployments_probe_named_ports_run_unprivileged_and_have_resources(size:
         assert selects(deployment["spec"]["selector"], labels)
 
 
-@needs_kustomize
 @pytest.mark.parametrize("size", SIZES)
 def test_every_pod_we_ship_meets_the_restricted_pod_security_standard(size: str) -> None:
     docs = [*render(OVERLAYS / size), *render(OVERLAYS / size / "migrate")]
@@ -97,7 +94,6 @@ def test_every_pod_we_ship_meets_the_restricted_pod_security_standard(size: str)
             assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}, ident(workload)
 
 
-@needs_kustomize
 def test_api_and_workers_drain_before_they_are_killed() -> None:
     docs = render(OVERLAYS / "small")
     pod = named(docs, "Deployment", "sosohappy-api")["spec"]["template"]["spec"]
@@ -111,7 +107,6 @@ def test_api_and_workers_drain_before_they_are_killed() -> None:
     assert 60 <= drain < worker["terminationGracePeriodSeconds"], "activities need time to drain"
 
 
-@needs_kustomize
 @pytest.mark.parametrize("size", SIZES)
 def test_each_deployment_has_an_autoscaler_a_disruption_budget_and_its_services(size: str) -> None:
     docs = render(OVERLAYS / size)
@@ -140,7 +135,6 @@ def test_each_deployment_has_an_autoscaler_a_disruption_budget_and_its_services(
     ]
 
 
-@needs_kustomize
 def test_large_scales_further_than_small() -> None:
     def bounds(size: str, name: str) -> tuple[int, int]:
         spec = named(render(OVERLAYS / size), "HorizontalPodAutoscaler", name)["spec"]
@@ -150,7 +144,6 @@ def test_large_scales_further_than_small() -> None:
     assert bounds("small", "sosohappy-worker") == (1, 2) and bounds("large", "sosohappy-worker") == (3, 12)
 
 
-@needs_kustomize
 @pytest.mark.parametrize("size", SIZES)
 def test_ingress_terminates_tls_redirects_and_fits_the_largest_request(size: str) -> None:
     docs = render(OVERLAYS / size)
@@ -181,7 +174,6 @@ def test_ingress_terminates_tls_redirects_and_fits_the_largest_request(size: str
         assert len(owners) == 1, f"{secret} must be issued by exactly one Ingress"
 
 
-@needs_kustomize
 @pytest.mark.parametrize("size", SIZES)
 def test_network_policies_select_existing_pods_and_ports(size: str) -> None:
     docs = render(OVERLAYS / size)
@@ -203,7 +195,6 @@ def test_network_policies_select_existing_pods_and_ports(size: str) -> None:
         assert any(selects(p, api) for p in peers), "the API could not reach Kafka"
 
 
-@needs_kustomize
 def test_small_runs_its_stores_in_the_cluster_and_large_does_not() -> None:
     small, large = render(OVERLAYS / "small"), render(OVERLAYS / "large")
     assert of_kind(large, "StatefulSet") == []
@@ -229,7 +220,6 @@ def test_small_runs_its_stores_in_the_cluster_and_large_does_not() -> None:
     assert sorted(d["kind"] for d in mysql) == ["ConfigMap", "NetworkPolicy", "Service", "StatefulSet"]
 
 
-@needs_kustomize
 @pytest.mark.parametrize("size", SIZES)
 def test_migration_job_is_alone_in_its_kustomization_and_agrees_with_the_app(size: str) -> None:
     app, migrate = render(OVERLAYS / size), render(OVERLAYS / size / "migrate")
