@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ResourcesDep
+from api.metrics import DEPENDENCY_UP
 from storage.db import check_database
 
 router = APIRouter(tags=["health"])
@@ -29,9 +30,18 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+#: Every route needs the relational store; without it the replica cannot serve and leaves the Service.
+REQUIRED = ("database",)
+#: Each of these takes down only some routes (sign-in, DMs) or has a fallback (revocations from the
+#: database, DMs delivered locally), and is shared by every replica: failing readiness on them would
+#: take all replicas out of the Service at once and turn a partial outage into a total one.
+DEGRADING = ("temporal", "mongo", "kafka")
+
+
 @router.get("/readyz")
 async def readyz(res: ResourcesDep) -> JSONResponse:
-    """Readiness: 200 when Temporal, the database, MongoDB and Kafka all answer, else 503 naming the rest."""
+    """Readiness: 503 when the database does not answer; 200 otherwise, ``"degraded"`` and naming them
+    when Temporal, MongoDB or Kafka do not. Each result also sets ``sosohappy_dependency_up``."""
 
     async def temporal() -> None:
         await res.temporal.service_client.check_health(timeout=timedelta(seconds=2))
@@ -58,9 +68,13 @@ async def readyz(res: ResourcesDep) -> JSONResponse:
             return f"down: {type(exc).__name__}: {exc}"[:200]
 
     results = dict(zip(checks, await asyncio.gather(*(run(c) for c in checks.values())), strict=True))
+    for name, result in results.items():
+        DEPENDENCY_UP.labels(name).set(result == "ok")
     down = [name for name, status in results.items() if status != "ok"]
-    body = {"status": "ok" if not down else "unavailable", "down": down, "checks": results}
-    return JSONResponse(body, status_code=200 if not down else 503)
+    serving = not any(name in REQUIRED for name in down)
+    status = "unavailable" if not serving else "degraded" if down else "ok"
+    body = {"status": status, "down": down, "checks": results}
+    return JSONResponse(body, status_code=200 if serving else 503)
 
 
 @router.get("/metrics", include_in_schema=False)
