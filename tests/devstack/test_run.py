@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,29 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.processes import free_port
+from tests.fixtures.devstack import read_until_ready, stack_env, start_stack, stop_stack
 
-ROOT = Path(__file__).resolve().parents[2]
 StackRunner = Callable[[dict[str, str]], subprocess.Popen[str]]
-
-
-def _stack_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    names = [
-        "TEMPORAL_PORT",
-        "TEMPORAL_UI_PORT",
-        "KAFKA_PORT",
-        "MONGO_PORT",
-        "FCM_EMULATOR_PORT",
-        "APPLE_EMULATOR_PORT",
-        "API_PORT",
-        "WORKER_METRICS_PORT",
-        "WORKER_TEMPORAL_METRICS_PORT",
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOSOHAPPY_")}
-    env.update({f"SOSOHAPPY_{n}": str(free_port()) for n in names})
-    env["SOSOHAPPY_DATA_DIR"] = str(data_dir)
-    env.update(extra)
-    return env
 
 
 def _descendants(pid: int) -> set[int]:
@@ -66,43 +44,23 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def run_stack(tmp_path: Path) -> Iterator[StackRunner]:
+def run_stack() -> Iterator[StackRunner]:
     procs: list[subprocess.Popen[str]] = []
 
     def start(env: dict[str, str]) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "devstack.run"],
-            cwd=ROOT,
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        procs.append(proc)
-        return proc
+        procs.append(start_stack(env))
+        return procs[-1]
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
+        stop_stack(proc, timeout=60)
 
 
 @pytest.mark.slow
 def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunner, tmp_path: Path) -> None:
-    env = _stack_env(tmp_path / "data")
+    env = stack_env(tmp_path / "data")
     proc = run_stack(env)
-    lines: list[str] = []
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "Press Ctrl-C" in line:
-            break
-    output = "".join(lines)
+    output = read_until_ready(proc)
     assert "Press Ctrl-C" in output, output
     api = f"http://127.0.0.1:{env['SOSOHAPPY_API_PORT']}"
     assert f"Temporal Web UI   http://127.0.0.1:{env['SOSOHAPPY_TEMPORAL_UI_PORT']}" in output
@@ -142,7 +100,7 @@ def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunne
 
 
 def test_unreachable_database_fails_fast_naming_the_setting(run_stack: StackRunner, tmp_path: Path) -> None:
-    env = _stack_env(tmp_path / "data", SOSOHAPPY_DATABASE_URL="mysql+pymysql://root@127.0.0.1:1/nowhere")
+    env = stack_env(tmp_path / "data", SOSOHAPPY_DATABASE_URL="mysql+pymysql://root@127.0.0.1:1/nowhere")
     started = time.monotonic()
     out, _ = run_stack(env).communicate(timeout=60)
     assert time.monotonic() - started < 30
@@ -151,7 +109,7 @@ def test_unreachable_database_fails_fast_naming_the_setting(run_stack: StackRunn
 
 
 def test_a_taken_port_is_named_and_nothing_is_left_running(run_stack: StackRunner, tmp_path: Path) -> None:
-    env = _stack_env(tmp_path / "data")
+    env = stack_env(tmp_path / "data")
     taken = int(env["SOSOHAPPY_KAFKA_PORT"])
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", taken))

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,13 +24,12 @@ from websockets.sync.client import connect as ws_connect
 
 from api.push import request_push
 from config import Settings
-from devstack.processes import free_port
 from emulators.control import FcmEmulator
 from temporal.client import connect as temporal_connect
 from temporal.push import PushRequest
 from tests.api.feed_helpers import kst, like, nick, unique_year
+from tests.fixtures.devstack import PORT_VARIABLES, read_until_ready, stack_env, start_stack, stop_stack
 from tests.fixtures.ios_client import IOSClient
-from tests.k8s import ROOT
 from tests.k8s.monitoring import (
     label_matchers,
     metric_name,
@@ -72,41 +68,11 @@ class Scrape:
         return set().union(*found) if found else None
 
 
-STACK_PORTS = [
-    "TEMPORAL_PORT",
-    "TEMPORAL_UI_PORT",
-    "KAFKA_PORT",
-    "MONGO_PORT",
-    "FCM_EMULATOR_PORT",
-    "APPLE_EMULATOR_PORT",
-    "API_PORT",
-    "WORKER_METRICS_PORT",
-    "WORKER_TEMPORAL_METRICS_PORT",
-]
-
-
 def _start_stack(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, int], str]:
-    ports = {name: free_port() for name in STACK_PORTS}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOSOHAPPY_")}
-    env |= {f"SOSOHAPPY_{name}": str(port) for name, port in ports.items()}
-    env["SOSOHAPPY_DATA_DIR"] = str(data_dir)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack.run"],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if not line or "Press Ctrl-C" in line:
-            break
-    return proc, ports, "".join(lines)
+    env = stack_env(data_dir)
+    proc = start_stack(env)
+    ports = {name.removeprefix("SOSOHAPPY_"): int(env[name]) for name in PORT_VARIABLES}
+    return proc, ports, read_until_ready(proc)
 
 
 def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -181,13 +147,7 @@ def live_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
             scrape.add(job, resp.text)
         yield scrape
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.communicate(timeout=90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+        stop_stack(proc)
 
 
 @pytest.mark.slow
