@@ -1,0 +1,70 @@
+"""The registration Job's script (``temporal/k8s/register-job.yaml``), run for real with the installed
+``temporal`` CLI against the session's Temporal server: it creates the namespace and every search
+attribute of ``temporal.search_attributes``, and running it again changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from typing import Any
+
+from temporal import search_attributes
+from tests.k8s.manifests import REGISTER_JOB, load
+from tests.k8s.tools import require_tool
+
+
+def _register_container() -> dict[str, Any]:
+    (job,) = load(REGISTER_JOB)
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _run_script(temporal_address: str, namespace: str) -> subprocess.CompletedProcess[str]:
+    """The Job's command with the Job's environment, pointed at ``temporal_address`` and ``namespace``."""
+    container = _register_container()
+    env = {e["name"]: e["value"] for e in container["env"]}
+    env |= {"TEMPORAL_ADDRESS": temporal_address, "SOSO_NAMESPACE": namespace}
+    cli_dir = os.path.dirname(require_tool("temporal"))
+    env |= {"PATH": f"{cli_dir}:{os.environ['PATH']}", "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run(
+        [*container["command"], *container["args"]], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def _operator(address: str, namespace: str, *command: str) -> Any:
+    """``temporal operator <command> --output json`` on ``namespace``, parsed."""
+    flags = ["--address", address, "--namespace", namespace, "--output", "json"]
+    out = subprocess.run(
+        [require_tool("temporal"), "operator", *command, *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _registered(address: str, namespace: str) -> dict[str, str]:
+    return dict(_operator(address, namespace, "search-attribute", "list").get("customAttributes", {}))
+
+
+def test_the_register_script_creates_the_namespace_and_search_attributes_once(temporal_address: str) -> None:
+    namespace = f"register-{uuid.uuid4().hex[:8]}"
+    first = _run_script(temporal_address, namespace)
+    assert first.returncode == 0, first.stdout + first.stderr
+    described = _operator(temporal_address, namespace, "namespace", "describe")
+    retention = described["config"]["workflowExecutionRetentionTtl"]
+    assert retention == f"{336 * 3600}s"
+    registered = _registered(temporal_address, namespace)
+    expected = {key.name: key.indexed_value_type.name for key in search_attributes.ALL}
+    assert {
+        name: registered.get(name, "").removeprefix("INDEXED_VALUE_TYPE_") for name in expected
+    } == expected
+
+    again = _run_script(temporal_address, namespace)
+    assert again.returncode == 0, again.stdout + again.stderr
+    for key in search_attributes.ALL:
+        assert f"search attribute {key.name} already registered" in again.stderr + again.stdout
+    assert _registered(temporal_address, namespace) == registered
