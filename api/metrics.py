@@ -48,6 +48,12 @@ def _request_id(scope: Scope) -> str:
     return request_id_from(None)
 
 
+def _with_request_id(message: Message, request_id: bytes) -> Message:
+    """``message`` (a response start or a WebSocket accept) with ``X-Request-ID`` appended as a raw
+    tuple: every other header goes to the wire exactly as the app set it."""
+    return {**message, "headers": [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]}
+
+
 def _route_template(scope: Scope) -> str:
     return getattr(scope.get("route"), "path", None) or "unmatched"
 
@@ -94,11 +100,7 @@ class MetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                # Appended as a raw tuple: every other header goes to the wire exactly as the app set it.
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)],
-                }
+                message = _with_request_id(message, request_id)
             await send(message)
 
         error: str | None = None
@@ -124,6 +126,7 @@ class MetricsMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         record, token = open_request(_request_id(scope))
+        request_id = record.request_id.encode()
         close_code: int | None = None
         accepted = False
 
@@ -138,10 +141,12 @@ class MetricsMiddleware:
             nonlocal close_code, accepted
             if message["type"] == "websocket.accept":
                 accepted = True
+                message = _with_request_id(message, request_id)
             elif message["type"] == "websocket.close" and close_code is None:
                 close_code = message.get("code", 1000)
             elif message["type"] == "websocket.http.response.start" and close_code is None:
                 close_code = message["status"]  # refused before the upgrade with an HTTP answer
+                message = _with_request_id(message, request_id)
             await send(message)
 
         error: str | None = None

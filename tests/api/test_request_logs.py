@@ -184,6 +184,7 @@ def test_a_websocket_gets_one_line_when_it_closes(
         additional_headers=headers,
         open_timeout=10,
     ) as ws:
+        assert ws.response is not None and ws.response.headers["X-Request-ID"] == f"ws-{me.nickname}"
         ws.close(code=1000)
     refused_headers = {"X-Request-ID": f"ws-refused-{me.nickname}"}
     with pytest.raises(InvalidStatus) as refused_status:
