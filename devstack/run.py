@@ -18,12 +18,11 @@ from types import FrameType
 
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from activities.apple import apple_public_key_pem, generate_apple_private_key
 from config import Settings
 from devstack.processes import ManagedProcess, StartError, broker_argv, ensure_port_free, mongo_argv
-from storage.db import check_database, create_db_engine, migrate
+from storage.db import migrate, probe_database, shown_url
 from temporal.devserver import start_dev_args
 
 
@@ -101,24 +100,14 @@ def _apple_key(data_dir: Path) -> tuple[str, Path]:
 def _prepare_database(settings: Settings) -> None:
     """Check the configured database answers (fail fast, naming the setting), then migrate it."""
     url = settings.sqlalchemy_url
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown = shown_url(url)
     configured = settings.database_url is not None
     say(
         f"→ database {shown}"
         + ("" if configured else " (embedded SQLite; set SOSOHAPPY_DATABASE_URL for MySQL)")
     )
     try:
-        if configured and make_url(url).get_backend_name() == "mysql":
-            url_with_timeout = (
-                make_url(url)
-                .update_query_dict({"connect_timeout": "5"})
-                .render_as_string(hide_password=False)
-            )
-            engine = create_db_engine(url_with_timeout)
-        else:
-            engine = create_db_engine(url)
-        check_database(engine)
-        engine.dispose()
+        probe_database(url)
     except Exception as exc:
         setting = "SOSOHAPPY_DATABASE_URL" if configured else "SOSOHAPPY_DATA_DIR"
         raise StartError(

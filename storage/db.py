@@ -60,6 +60,28 @@ def check_database(engine: Engine) -> None:
         conn.execute(text("SELECT 1"))
 
 
+#: Seconds one MySQL connection attempt of ``probe_database`` may take, so a silent host fails fast.
+PROBE_CONNECT_TIMEOUT = 5
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed or logged: the password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def probe_database(url: str) -> None:
+    """Raise unless the database at ``url`` answers ``SELECT 1`` (a throwaway engine; a MySQL connect
+    gives up after ``PROBE_CONNECT_TIMEOUT`` seconds)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "mysql":
+        parsed = parsed.update_query_dict({"connect_timeout": str(PROBE_CONNECT_TIMEOUT)})
+    engine = create_db_engine(parsed.render_as_string(hide_password=False), pool_size=1)
+    try:
+        check_database(engine)
+    finally:
+        engine.dispose()
+
+
 def alembic_config(url: str) -> Config:
     """An Alembic config pointing at ``storage/migrations`` for ``url``."""
     cfg = Config()

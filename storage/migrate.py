@@ -12,28 +12,11 @@ import logging
 import sys
 import time
 
-from sqlalchemy.engine import make_url
-
 from config import Settings
 from config.logging import configure_logging
-from storage.db import check_database, create_db_engine, migrate
+from storage.db import migrate, probe_database, shown_url
 
 log = logging.getLogger("storage.migrate")
-
-#: Seconds one connection attempt may take (MySQL), so a silent host does not eat the whole budget.
-CONNECT_TIMEOUT = 5
-
-
-def shown(url: str) -> str:
-    """``url`` as it may be printed: the password hidden."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def _probe_url(url: str) -> str:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "mysql":
-        parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT)})
-    return parsed.render_as_string(hide_password=False)
 
 
 def wait_for_database(url: str, timeout: float) -> None:
@@ -43,31 +26,28 @@ def wait_for_database(url: str, timeout: float) -> None:
     attempt = 0
     while True:
         attempt += 1
-        engine = create_db_engine(_probe_url(url), pool_size=1)
         try:
-            check_database(engine)
+            probe_database(url)
             return
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(
-                    f"database {shown(url)} did not answer within {timeout:g}s (last error: {error})"
+                    f"database {shown_url(url)} did not answer within {timeout:g}s (last error: {error})"
                 ) from exc
             pause = min(delay, left)
             log.warning(
                 "waiting for database %s (attempt %d: %s); retrying in %.1fs, giving up in %.0fs",
-                shown(url),
+                shown_url(url),
                 attempt,
                 error,
                 pause,
                 left,
-                extra={"event": "database_wait", "database": shown(url), "attempt": attempt},
+                extra={"event": "database_wait", "database": shown_url(url), "attempt": attempt},
             )
             time.sleep(pause)
             delay = min(delay * 2, 10.0)
-        finally:
-            engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,24 +69,24 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         wait_for_database(url, args.timeout)
-        log.info("database %s answers; migrating to head", shown(url), extra={"database": shown(url)})
+        log.info("database %s answers; migrating to head", shown_url(url), extra={"database": shown_url(url)})
         migrate(url)
     except TimeoutError as exc:
-        log.error("%s", exc, extra={"event": "migrate_failed", "database": shown(url)})
+        log.error("%s", exc, extra={"event": "migrate_failed", "database": shown_url(url)})
         return 1
     except Exception as exc:
         log.exception(
             "migrating database %s failed: %s",
-            shown(url),
+            shown_url(url),
             type(exc).__name__,
-            extra={"event": "migrate_failed", "database": shown(url)},
+            extra={"event": "migrate_failed", "database": shown_url(url)},
         )
         return 1
     log.info(
         "database %s migrated in %.1fs",
-        shown(url),
+        shown_url(url),
         time.monotonic() - started,
-        extra={"event": "migrated", "database": shown(url)},
+        extra={"event": "migrated", "database": shown_url(url)},
     )
     return 0
 
