@@ -62,6 +62,13 @@ def render(directory: Path) -> tuple[Doc, ...]:
     return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
 
 
+def register_container() -> Doc:
+    """The one container of the Temporal registration Job (``temporal/k8s/register-job.yaml``)."""
+    (job,) = load(REGISTER_JOB)
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    return container
+
+
 def ident(doc: Doc) -> str:
     """``Kind/name`` of an object."""
     return f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"

@@ -19,15 +19,14 @@ from tests.k8s.manifests import (
     APP_IMAGE,
     K8S,
     OVERLAYS,
-    REGISTER_JOB,
     SIZES,
     STRIMZI_GROUPS,
     api_group,
     config_data,
-    load,
     named,
     of_kind,
     pod_templates,
+    register_container,
     rel,
     render,
 )
@@ -145,8 +144,7 @@ def test_kafka_matches_the_settings_and_the_size(size: str) -> None:
 
 
 def test_register_job_registers_exactly_our_namespace_and_search_attributes() -> None:
-    (job,) = load(REGISTER_JOB)
-    (container,) = job["spec"]["template"]["spec"]["containers"]
+    container = register_container()
     env = {e["name"]: e["value"] for e in container["env"]}
     registered = dict(spec.split("=") for spec in env["SOSO_SEARCH_ATTRIBUTES"].split())
     assert registered == {key.name: CLI_TYPES[key.indexed_value_type.name] for key in search_attributes.ALL}

@@ -11,19 +11,13 @@ import uuid
 from typing import Any
 
 from temporal import search_attributes
-from tests.k8s.manifests import REGISTER_JOB, load
+from tests.k8s.manifests import register_container
 from tests.k8s.tools import require_tool
-
-
-def _register_container() -> dict[str, Any]:
-    (job,) = load(REGISTER_JOB)
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    return container
 
 
 def _run_script(temporal_address: str, namespace: str) -> subprocess.CompletedProcess[str]:
     """The Job's command with the Job's environment, pointed at ``temporal_address`` and ``namespace``."""
-    container = _register_container()
+    container = register_container()
     env = {e["name"]: e["value"] for e in container["env"]}
     env |= {"TEMPORAL_ADDRESS": temporal_address, "SOSO_NAMESPACE": namespace}
     cli_dir = os.path.dirname(require_tool("temporal"))
