@@ -8,7 +8,9 @@
 #      a <tag> of the form sha256:... is used as the image digest instead;
 #   2. makes sure the namespace exists;
 #   3. deletes the previous migration Job, applies the new one and waits until it completes; a failed Job
-#      (or one still running after MIGRATE_TIMEOUT seconds) stops the deploy, with the Job's logs printed;
+#      (or one still running after MIGRATE_TIMEOUT seconds of polling) stops the deploy, with the Job's logs
+#      printed; the budget is counted in polls (MIGRATE_TIMEOUT / POLL_SECONDS, rounded up), so a slow
+#      kubectl or a loaded machine never cuts the wait short;
 #   4. only then applies the application overlay;
 #   5. waits for the rollout of both Deployments; if one does not finish within ROLLOUT_TIMEOUT, every
 #      Deployment this run changed is rolled back to its previous revision and the script exits non-zero.
@@ -64,6 +66,13 @@ case $size in
     *) usage ;;
 esac
 [[ -n $repo && -n $tag ]] || usage
+number='^[0-9]+([.][0-9]+)?$'
+[[ $MIGRATE_TIMEOUT =~ $number ]] || die "MIGRATE_TIMEOUT '$MIGRATE_TIMEOUT' is not a number of seconds"
+[[ $POLL_SECONDS =~ $number ]] || die "POLL_SECONDS '$POLL_SECONDS' is not a number of seconds"
+# How many times the Job is polled before the deploy gives up: ceil(MIGRATE_TIMEOUT / POLL_SECONDS), at least 1.
+max_polls=$(awk -v t="$MIGRATE_TIMEOUT" -v p="$POLL_SECONDS" \
+    'BEGIN { if (p <= 0) { print "" } else { n = int(t / p); if (n * p < t) n++; if (n < 1) n = 1; print n } }')
+[[ -n $max_polls ]] || die "POLL_SECONDS must be greater than 0"
 [[ ${repo##*/} != *[:@]* ]] || die "image repo '$repo' must not carry a tag or digest; pass it as <tag>"
 [[ $tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ || $tag =~ ^sha256:[0-9a-f]{64}$ ]] ||
     die "'$tag' is neither an image tag nor a sha256 digest"
@@ -169,9 +178,10 @@ fi
 step "running migrations (Job $MIGRATE_JOB, timeout ${MIGRATE_TIMEOUT}s)"
 kn delete job "$MIGRATE_JOB" --ignore-not-found --cascade=foreground --wait=true
 kc apply -f "$work/migrate.yaml"
-deadline=$((SECONDS + MIGRATE_TIMEOUT))
+polls=0
 while :; do
     state=$(job_state)
+    polls=$((polls + 1))
     case $state in
         Complete)
             info "migrations completed"
@@ -182,9 +192,9 @@ while :; do
             die "migration Job $MIGRATE_JOB failed; the application was not changed"
             ;;
     esac
-    if ((SECONDS >= deadline)); then
+    if ((polls >= max_polls)); then
         migration_logs
-        die "migration Job $MIGRATE_JOB did not finish within ${MIGRATE_TIMEOUT}s; the application was not changed"
+        die "migration Job $MIGRATE_JOB did not finish within ${MIGRATE_TIMEOUT}s ($polls polls ${POLL_SECONDS}s apart); the application was not changed"
     fi
     sleep "$POLL_SECONDS"
 done

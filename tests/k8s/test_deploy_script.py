@@ -172,7 +172,7 @@ def deploy(tmp_path: Path) -> Any:
             "TMPDIR": str(scratch),
             "FAKE_KUBECTL_STATE": str(state),
             "FAKE_REAL_KUBECTL": real_kubectl,
-            "POLL_SECONDS": "0",
+            "POLL_SECONDS": "0.01",
             **env_overrides,
         }
         before = _tree_digest(OVERLAYS)
@@ -304,12 +304,20 @@ def test_migration_that_never_finishes_times_out_without_applying(deploy: Any) -
         "deadbeef",
         FAKE_JOB_STATES="",
         MIGRATE_TIMEOUT="1",
-        POLL_SECONDS="0.2",
+        POLL_SECONDS="0.3",
     )
     assert run.returncode != 0
     assert len(run.applied) == 1
-    assert len(run.all(_is_job_poll)) >= 2
-    assert "did not finish within 1s" in run.stderr
+    # The budget is counted in polls (ceil(1 / 0.3) = 4), not read off a clock: the same on a loaded machine.
+    assert len(run.all(_is_job_poll)) == 4
+    assert "did not finish within 1s (4 polls 0.3s apart)" in run.stderr
+
+
+@pytest.mark.parametrize("env", [{"POLL_SECONDS": "0"}, {"POLL_SECONDS": "x"}, {"MIGRATE_TIMEOUT": "-1"}])
+def test_bad_poll_settings_are_refused_before_touching_the_cluster(deploy: Any, env: dict[str, str]) -> None:
+    run = deploy("small", "ghcr.io/o/sosohappy-backend", "deadbeef", **env)
+    assert run.returncode != 0
+    assert run.calls == []
 
 
 def test_failed_rollout_is_undone_and_fails(deploy: Any) -> None:
