@@ -15,6 +15,7 @@ from temporalio.runtime import Runtime, TelemetryConfig
 from api.dm_hub import DirectMessageHub
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware
+from api.outbox import OutboxDrainer
 from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
 from api.revocations import follow_revocations
@@ -41,6 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resources.spawn(hub.follow(), "follow-direct-messages")
         resources.spawn(hub.heartbeat(), "dm-presence-heartbeat")
         resources.spawn(_ensure_message_indexes(resources), "ensure-message-indexes")
+        drainer = OutboxDrainer.for_resources(resources)
+        resources.wake_outbox = drainer.wake
+        resources.spawn(drainer.run(), "drain-workflow-outbox")
         resources.on_close(hub.close)
         app.state.resources, app.state.dm_hub = resources, hub
         try:

@@ -53,6 +53,8 @@ class Resources:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     #: Callbacks run at shutdown, newest first (consumers, caches added by feature modules).
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: Wakes this process's outbox drainer (``api.outbox``; set in the lifespan, a no-op before).
+    wake_outbox: Callable[[], None] = lambda: None
 
     @property
     def temporal(self) -> Client:

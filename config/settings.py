@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_task_queue_prefix: str = "sosohappy"
+    #: Each API process's outbox drainer looks for queued workflow starts (renames, resigns whose start
+    #: failed in the request) at least this often; a failed start is retried with backoff up to the max.
+    outbox_poll_seconds: float = Field(default=5.0, gt=0)
+    outbox_retry_max_seconds: float = Field(default=60.0, gt=0)
     #: The worker process serves /metrics (Prometheus), /healthz and /readyz on this port; 0 disables it.
     worker_metrics_port: int = 9464
     #: The Temporal SDK's own metrics (``temporal_*``) of the worker process; 0 disables them.

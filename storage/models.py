@@ -230,3 +230,35 @@ class DmRoom(Base):
     last_date: Mapped[int] = mapped_column(BigInteger)
     last_text: Mapped[str] = mapped_column(LongText)
     last_message_id: Mapped[str] = mapped_column(String(24))
+
+
+class WorkflowOutbox(Base):
+    """A workflow start committed in the same transaction as the change that needs it (transactional
+    outbox): the request tries it at once and deletes the row; what fails is retried by the API's
+    drainer until Temporal takes it. Rows of one user are started in ``id`` order."""
+
+    __tablename__ = "workflow_outbox"
+    __table_args__ = (Index("ix_workflow_outbox_user_id_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    workflow_id: Mapped[str] = mapped_column(String(200))
+    # No foreign key: a queued start outlives nothing, but must never block deleting its user.
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Due for a (re)try from then on; a drainer that claims the row moves it past its lease.
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+
+
+class NicknameChangeCounter(Base):
+    """Per-user rename sequence: ``issued`` numbers each rename in the request's transaction,
+    ``applied`` is the last one the messages store has taken, so a re-delivered rename is ignored."""
+
+    __tablename__ = "nickname_changes"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    issued: Mapped[int] = mapped_column(BigInteger)
+    applied: Mapped[int] = mapped_column(BigInteger)

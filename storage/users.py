@@ -19,6 +19,12 @@ def by_id(session: Session, user_id: int) -> User | None:
     return session.get(User, user_id)
 
 
+def by_id_locked(session: Session, user_id: int) -> User | None:
+    """The user with ``user_id``, its row locked until the transaction ends (MySQL; SQLite serialises
+    writers), so two changes of one account apply one after the other and each reads the other's result."""
+    return session.get(User, user_id, with_for_update=True, populate_existing=True)
+
+
 def by_account(session: Session, account_email: str) -> User | None:
     """The user whose account id (``<email>+<provider>``) is ``account_email``."""
     return session.scalars(select(User).where(User.account_email == account_email)).one_or_none()

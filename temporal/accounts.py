@@ -106,3 +106,6 @@ class NicknameChange(BaseModel):
     user_id: int
     old: str
     new: str
+    #: The user's rename number (``storage.nickname_changes``); a change seen again is skipped. ``None``
+    #: in renames queued before changes were numbered.
+    change_id: int | None = None

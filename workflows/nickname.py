@@ -2,7 +2,9 @@
 
 The users row (and so feeds, likes, blocks and devices, which refer to the user id) changes in the API
 request itself; this workflow brings the stores that keep the nickname by value up to date. Renames of
-one user queue up in one workflow, so two changes never interleave.
+one user queue up in one workflow, so two changes never interleave. Each rename carries its number
+(``change_id``): a start re-sent by the API's outbox after it had gone through is ignored here when this
+run already has it, and by the activity (against the database) when an earlier run applied it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+#: ``workflow.patched`` id of skipping a rename this run has already seen (histories recorded before it
+#: apply every signal).
+SKIP_SEEN_CHANGES = "skip-seen-nickname-changes"
+
 with workflow.unsafe.imports_passed_through():
-    from activities.nickname import NicknameActivities
+    from activities.nickname import ALREADY_APPLIED, NicknameActivities
     from temporal.accounts import NicknameChange
 
 
@@ -25,6 +31,7 @@ class NicknameChangeWorkflow:
     def __init__(self) -> None:
         self._queue: deque[NicknameChange] = deque()
         self._applied: list[str] = []
+        self._last_change_id = 0
 
     @workflow.signal
     def rename(self, change: NicknameChange) -> None:
@@ -33,18 +40,24 @@ class NicknameChangeWorkflow:
 
     @workflow.run
     async def run(self) -> list[str]:
-        """Apply renames until none is left; returns the ``old->new`` pairs applied."""
+        """Apply renames until none is left; returns the ``old->new`` pairs applied (re-sent ones left out)."""
         # The first rename arrives with the start (signal-with-start); a rename signalled while the last
         # one is applied is picked up here, and one arriving as we complete makes Temporal retry the
         # completion with it.
         while self._queue:
             change = self._queue.popleft()
-            await workflow.execute_activity_method(
+            if change.change_id is not None:
+                # Numbers of one user only grow and arrive in order; one not above the last is a re-send.
+                if change.change_id <= self._last_change_id and workflow.patched(SKIP_SEEN_CHANGES):
+                    continue
+                self._last_change_id = max(self._last_change_id, change.change_id)
+            rooms = await workflow.execute_activity_method(
                 NicknameActivities.rename_in_messages,
                 change,
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
             )
-            self._applied.append(f"{change.old}->{change.new}")
+            if rooms != ALREADY_APPLIED:
+                self._applied.append(f"{change.old}->{change.new}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._applied

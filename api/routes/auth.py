@@ -15,12 +15,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from accounts.nicknames import InvalidNickname, normalize_nickname, visible_nickname
 from accounts.tokens import BEARER, REFRESH, InvalidToken, strip_bearer
+from api import outbox
 from api.deps import ResourcesDep, SessionDep, TemporalDep
 from api.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
 from api.images import sniff_image_type
@@ -29,13 +30,12 @@ from api.request_context import bind_user, bind_workflow
 from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocation
 from api.security import CurrentUser
-from storage import devices, logins, users
+from storage import devices, logins, nickname_changes, users
+from storage.outbox import QueuedStart
 from temporal import search_attributes as sa
 from temporal.accounts import PROVIDERS, NicknameChange, ResignInput, SignInInput, SignInResult
-from temporal.ids import nickname_change_workflow_id, resign_workflow_id, sign_in_workflow_id
+from temporal.ids import sign_in_workflow_id
 from temporal.task_queues import ACCOUNTS
-from workflows.nickname import NicknameChangeWorkflow
-from workflows.resign import ResignWorkflow
 from workflows.sign_in import SignInWorkflow
 
 log = logging.getLogger(__name__)
@@ -158,15 +158,17 @@ async def sign_out(user: CurrentUser, session: SessionDep, res: ResourcesDep) ->
 
 
 @router.post("/resign")
-async def resign(
-    params: ParamsDep, user: CurrentUser, res: ResourcesDep, temporal: TemporalDep
-) -> dict[str, Any]:
-    """Revoke every login at once, then run ``ResignWorkflow`` to remove the user's data everywhere."""
+async def resign(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
+    """Revoke every login at once, then run ``ResignWorkflow`` to remove the user's data everywhere.
+
+    The start is queued with the revocation (``api.outbox``): once the logins are revoked the resign
+    is certain to run, even when Temporal is down right now (the answer is 200 either way).
+    """
     email = params.text("email", required=False, max_length=320) or user.account_email
     if email != user.account_email:
         raise Forbidden("email must be the caller's own account")
     with res.sessions.begin() as session:
-        row = users.by_id(session, user.id)
+        row = users.by_id_locked(session, user.id)
         if row is None:
             raise Forbidden("the account no longer exists")
         req = ResignInput(
@@ -177,25 +179,10 @@ async def resign(
             apple_refresh_token=row.apple_refresh_token,
         )
         logins.revoke_user_sessions(session, user.id)
+        queued = outbox.queue_resign(session, req)
     await publish_revocation(res, "user", user.id, user.id)
-    workflow_id = resign_workflow_id(user.id)
-    bind_workflow(workflow_id)
-    try:
-        await temporal.start_workflow(
-            ResignWorkflow.run,
-            req,
-            id=workflow_id,
-            task_queue=ACCOUNTS,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.USER_ID, str(user.id)),
-                    SearchAttributePair(sa.KIND, "resign"),
-                ]
-            ),
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # already resigning: the running workflow finishes the job
+    bind_workflow(queued.workflow_id)
+    await outbox.start_now(res, queued)
     return {"email": email, "success": True}
 
 
@@ -208,10 +195,12 @@ def check_duplicate_nickname(params: ParamsDep, user: CurrentUser, session: Sess
 
 
 @router.post("/setProfile")
-async def set_profile(
-    params: ParamsDep, user: CurrentUser, res: ResourcesDep, temporal: TemporalDep
-) -> dict[str, Any]:
-    """Set the caller's nickname, introduction and profile picture (the caller only)."""
+async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
+    """Set the caller's nickname, introduction and profile picture (the caller only).
+
+    A rename is committed with its queued propagation to the messages (``api.outbox``), so it is
+    answered 200 and carried out even when Temporal is down right now.
+    """
     email = params.required_text("email", max_length=320)
     if email != user.account_email:
         raise Forbidden("email must be the caller's own account")
@@ -235,7 +224,7 @@ async def set_profile(
         owner = users.by_nickname(session, nickname)
         if owner is not None and owner.id != user.id:
             raise Conflict(f"nickname {nickname!r} is taken")
-        row = users.by_id(session, user.id)
+        row = users.by_id_locked(session, user.id)
         if row is None:
             raise Forbidden("the account no longer exists")
         old_nickname = row.nickname
@@ -248,28 +237,21 @@ async def set_profile(
             session.flush()
         except IntegrityError:  # a concurrent claim of the same nickname
             raise Conflict(f"nickname {nickname!r} is taken") from None
-    if old_nickname and old_nickname != nickname:
-        await _propagate_rename(temporal, NicknameChange(user_id=user.id, old=old_nickname, new=nickname))
+        queued = _propagate_rename(session, user.id, old_nickname, nickname)
+    if queued is not None:
+        bind_workflow(queued.workflow_id)
+        await outbox.start_now(res, queued)
     return {"email": user.account_email, "success": True}
 
 
-async def _propagate_rename(temporal: Client, change: NicknameChange) -> None:
-    """Queue the rename on the user's ``NicknameChangeWorkflow`` (started if none is running)."""
-    workflow_id = nickname_change_workflow_id(change.user_id)
-    bind_workflow(workflow_id)
-    await temporal.start_workflow(
-        NicknameChangeWorkflow.run,
-        id=workflow_id,
-        task_queue=ACCOUNTS,
-        start_signal="rename",
-        start_signal_args=[change],
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.USER_ID, str(change.user_id)),
-                SearchAttributePair(sa.KIND, "nickname-change"),
-            ]
-        ),
-    )
+def _propagate_rename(session: Session, user_id: int, old: str | None, new: str) -> QueuedStart | None:
+    """Queue the rename on the user's ``NicknameChangeWorkflow`` in the transaction that renames the users
+    row, numbered so a re-sent start is ignored (``None`` when nothing keeps the old name)."""
+    if not old or old == new:
+        return None
+    change_id = nickname_changes.next_change_id(session, user_id)
+    change = NicknameChange(user_id=user_id, old=old, new=new, change_id=change_id)
+    return outbox.queue_rename(session, change)
 
 
 @router.post("/findProfileImg")

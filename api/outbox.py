@@ -1,0 +1,306 @@
+"""Workflow starts that must not be lost once the database change is committed (renames, resigns).
+
+A route queues the start in its own transaction (``queue_rename``, ``queue_resign``: a row of
+``storage.outbox``), commits, then calls ``start_now``: the start is tried at once and the row deleted.
+If Temporal does not take it, the request still succeeds (the change is committed and its follow-up is
+queued) and the ``OutboxDrainer`` every API process runs retries it with backoff until it does. Starts
+are safe to repeat: a resign's ID is rejected as a duplicate once started (counted as done), and a
+rename carries its number, which ``NicknameChangeWorkflow`` and its activity use to skip one already
+applied. Logs name the kind, row and workflow id, never the payload (it holds nicknames and tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import Counter, Gauge
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.resources import Resources
+from storage import outbox
+from storage.outbox import QueuedStart
+from temporal import search_attributes as sa
+from temporal.accounts import NicknameChange, ResignInput
+from temporal.ids import nickname_change_workflow_id, resign_workflow_id
+from temporal.task_queues import ACCOUNTS
+from workflows.nickname import NicknameChangeWorkflow
+from workflows.resign import ResignWorkflow
+
+log = logging.getLogger(__name__)
+
+RENAME, RESIGN = "rename", "resign"
+KINDS = (RENAME, RESIGN)
+
+#: How long a request waits for its own start before leaving it to the drainer (Temporal's client keeps
+#: retrying an unreachable frontend for several seconds on its own).
+REQUEST_START_SECONDS = 5.0
+#: How long one drained start may take; the claim's lease is well above a whole batch of them, so no
+#: other drainer takes a row while its start may still be in flight.
+DRAIN_START_SECONDS = 10.0
+BATCH = 20
+LEASE_SECONDS = 120.0
+
+QUEUED = Counter(
+    "sosohappy_workflow_starts_queued_total",
+    "Workflow starts a request could not make itself and left to the outbox drainer",
+    ["kind"],
+)
+STARTED = Counter(
+    "sosohappy_workflow_starts_total",
+    "Queued workflow starts that Temporal took, by who started them (request or drainer)",
+    ["kind", "path"],
+)
+FAILED = Counter(
+    "sosohappy_workflow_start_failures_total",
+    "Attempts to start a queued workflow that failed (retried later)",
+    ["kind"],
+)
+PENDING = Gauge(
+    "sosohappy_workflow_starts_pending",
+    "Workflow starts waiting in the outbox (the whole database, as this replica last counted it)",
+    ["kind"],
+)
+OLDEST = Gauge(
+    "sosohappy_workflow_starts_oldest_seconds",
+    "Age of the oldest workflow start waiting in the outbox (0 when none)",
+)
+for _kind in KINDS:
+    PENDING.labels(_kind).set(0)
+
+
+async def _start_rename(client: Client, payload: str) -> None:
+    change = NicknameChange.model_validate_json(payload)
+    await client.start_workflow(
+        NicknameChangeWorkflow.run,
+        id=nickname_change_workflow_id(change.user_id),
+        task_queue=ACCOUNTS,
+        start_signal="rename",
+        start_signal_args=[change],
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.USER_ID, str(change.user_id)),
+                SearchAttributePair(sa.KIND, "nickname-change"),
+            ]
+        ),
+    )
+
+
+async def _start_resign(client: Client, payload: str) -> None:
+    req = ResignInput.model_validate_json(payload)
+    try:
+        await client.start_workflow(
+            ResignWorkflow.run,
+            req,
+            id=resign_workflow_id(req.user_id),
+            task_queue=ACCOUNTS,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.USER_ID, str(req.user_id)),
+                    SearchAttributePair(sa.KIND, "resign"),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # already resigning (or a re-sent start): the running workflow finishes the job
+
+
+#: How each kind of queued start is made; each is safe to repeat.
+Starter = Callable[[Client, str], Awaitable[None]]
+STARTERS: dict[str, Starter] = {RENAME: _start_rename, RESIGN: _start_resign}
+
+
+def queue_rename(session: Session, change: NicknameChange) -> QueuedStart:
+    """Queue the rename on the user's ``NicknameChangeWorkflow`` in the caller's transaction (the caller
+    holds the user's row lock); returns the row to hand to ``start_now`` after the commit."""
+    workflow_id = nickname_change_workflow_id(change.user_id)
+    return outbox.enqueue(
+        session, RENAME, workflow_id, change.user_id, change.model_dump_json(), LEASE_SECONDS
+    )
+
+
+def queue_resign(session: Session, req: ResignInput) -> QueuedStart:
+    """Queue ``ResignWorkflow`` in the caller's transaction (the caller holds the user's row lock)."""
+    workflow_id = resign_workflow_id(req.user_id)
+    return outbox.enqueue(session, RESIGN, workflow_id, req.user_id, req.model_dump_json(), LEASE_SECONDS)
+
+
+def _error(exc: BaseException) -> str:
+    """Why a start failed, for the row and the log: a payload that does not parse is named by type only,
+    since pydantic's message quotes the values (nicknames, tokens)."""
+    if isinstance(exc, ValidationError) or not str(exc):
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+def backoff_seconds(attempts: int, maximum: float) -> float:
+    """Delay before retry number ``attempts`` (1, 2, 4 … seconds, at most ``maximum``)."""
+    return min(maximum, 2.0 ** max(0, attempts - 1))
+
+
+def _in_transaction(sessions: sessionmaker, change: Callable[..., None], *args: object) -> None:
+    with sessions.begin() as session:
+        change(session, *args)
+
+
+async def start_now(res: Resources, queued: QueuedStart) -> bool:
+    """After the commit: try the start the request just queued; ``True`` when Temporal took it.
+
+    Never raises: on any failure the row stays queued for the drainer (which is woken) and the caller
+    answers as if the start had been made. A row queued behind an earlier one of the same user is left
+    to the drainer without a try, so one user's starts keep their order.
+    """
+    if not queued.claimed:
+        QUEUED.labels(queued.kind).inc()
+        res.wake_outbox()
+        return False
+    why = await _attempt(res.temporal_if_connected, queued, REQUEST_START_SECONDS)
+    delay = backoff_seconds(queued.attempts + 1, res.settings.outbox_retry_max_seconds)
+    try:
+        if why is None:
+            await run_in_threadpool(_in_transaction, res.sessions, outbox.done, queued.id)
+        else:
+            await run_in_threadpool(_in_transaction, res.sessions, outbox.retry_later, queued.id, delay, why)
+    except Exception:  # the database failed after the commit: the row's lease runs out instead
+        log.exception("outbox row %s could not be updated; the drainer takes it later", queued.id)
+    if why is None:
+        STARTED.labels(queued.kind, "request").inc()
+        return True
+    QUEUED.labels(queued.kind).inc()
+    log.warning(
+        "workflow start left to the outbox drainer: %s",
+        why,
+        extra={"outbox_id": queued.id, "kind": queued.kind, "workflow_id": queued.workflow_id},
+    )
+    res.wake_outbox()
+    return False
+
+
+async def _attempt(
+    client: Client | None, queued: QueuedStart, seconds: float, starters: dict[str, Starter] = STARTERS
+) -> str | None:
+    """Make one start; ``None`` when Temporal took it, else why not (for the row and the log)."""
+    starter = starters.get(queued.kind)
+    if client is None or starter is None:  # an unknown kind was queued by a newer API: leave it to that
+        FAILED.labels(queued.kind).inc()
+        return "temporal not connected" if client is None else f"unknown kind {queued.kind!r}"
+    try:
+        await asyncio.wait_for(starter(client, queued.payload), seconds)
+        return None
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # unreachable, timed out, refused: all mean "retry later"
+        FAILED.labels(queued.kind).inc()
+        return _error(exc)
+
+
+class OutboxDrainer:
+    """Starts what requests could not: claims due rows, starts them, deletes them or backs off.
+
+    One per API process (a lifespan task); any number may run against one database, since a claimed
+    row is leased to one drainer (``storage.outbox.claim_due``).
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker,
+        client: Callable[[], Client | None],
+        *,
+        poll_seconds: float,
+        retry_max_seconds: float,
+        starters: dict[str, Starter] | None = None,
+    ) -> None:
+        self._sessions, self._client = sessions, client
+        self._poll, self._retry_max = poll_seconds, retry_max_seconds
+        self._starters = starters or STARTERS
+        self._wake = asyncio.Event()
+
+    @classmethod
+    def for_resources(cls, res: Resources) -> OutboxDrainer:
+        """The drainer of one API process, started through ``res``'s Temporal client."""
+        return cls(
+            res.sessions,
+            lambda: res.temporal_if_connected,
+            poll_seconds=res.settings.outbox_poll_seconds,
+            retry_max_seconds=res.settings.outbox_retry_max_seconds,
+        )
+
+    def wake(self) -> None:
+        """Look for due rows now rather than at the next poll (call on the drainer's event loop)."""
+        self._wake.set()
+
+    async def drain_once(self) -> int:
+        """Claim one batch of due rows and start them; returns how many Temporal took.
+
+        After a failure the rest of the batch goes back unstarted (Temporal is most likely down), and
+        so does whatever is left when half the lease has passed, so no start outlives its claim.
+        """
+        client = self._client()
+        if client is None:
+            return 0
+        claimed = await run_in_threadpool(self._claim)
+        loop = asyncio.get_running_loop()
+        give_back_at = loop.time() + LEASE_SECONDS / 2
+        started = 0
+        for i, row in enumerate(claimed):
+            if loop.time() > give_back_at:
+                await run_in_threadpool(self._give_back, claimed[i:], 0)
+                break
+            why = await _attempt(client, row, DRAIN_START_SECONDS, self._starters)
+            if why is None:
+                STARTED.labels(row.kind, "drainer").inc()
+                await run_in_threadpool(_in_transaction, self._sessions, outbox.done, row.id)
+                started += 1
+                continue
+            delay = backoff_seconds(row.attempts + 1, self._retry_max)
+            await run_in_threadpool(_in_transaction, self._sessions, outbox.retry_later, row.id, delay, why)
+            log.warning(
+                "queued workflow start failed again: %s",
+                why,
+                extra={"outbox_id": row.id, "kind": row.kind, "attempt": row.attempts + 1},
+            )
+            await run_in_threadpool(self._give_back, claimed[i + 1 :], delay)
+            break
+        return started
+
+    def _claim(self) -> list[QueuedStart]:
+        with self._sessions.begin() as session:
+            return outbox.claim_due(session, LEASE_SECONDS, BATCH)
+
+    def _give_back(self, rows: list[QueuedStart], delay: float) -> None:
+        with self._sessions.begin() as session:
+            for row in rows:
+                outbox.release(session, row.id, delay)
+
+    def _count(self) -> None:
+        with self._sessions() as session:
+            backlog = outbox.backlog(session)
+        for kind in {*KINDS, *backlog.pending}:
+            PENDING.labels(kind).set(backlog.pending.get(kind, 0))
+        OLDEST.set(backlog.oldest_seconds)
+
+    async def run(self) -> None:
+        """Drain until cancelled: at once when woken or after starting something, else every poll."""
+        while True:
+            self._wake.clear()
+            started = 0
+            try:
+                started = await self.drain_once()
+                await run_in_threadpool(self._count)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is down, say: try again at the next poll
+                log.exception("outbox drain failed")
+            if started:
+                continue  # the next start of a user may be due now
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+            except TimeoutError:
+                pass

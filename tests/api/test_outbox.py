@@ -1,0 +1,353 @@
+"""No workflow start is lost after a commit: renames and resigns answered while Temporal is down are
+queued in the outbox and started by the drainer once it is back, each once and in order.
+
+The Temporal-down scenarios run a private stack (its own MySQL database, broker, Temporal dev server,
+worker and API app): the session's API drains the session database, and would otherwise start these
+rows on the session's Temporal server and hide what is under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pymysql
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from temporalio.client import Client
+
+from activities.deps import ActivityDeps
+from api.main import create_app
+from api.outbox import OutboxDrainer
+from config import Settings
+from devstack.processes import ManagedProcess, broker_argv, free_port
+from storage import outbox
+from storage.db import create_db_engine, migrate, session_factory
+from storage.models import LoginSession, User, WorkflowOutbox
+from temporal.accounts import ResignResult
+from temporal.client import connect
+from temporal.devserver import start_dev_args
+from tests.fixtures.app import BackgroundWorker
+from tests.fixtures.asgi import serve_in_thread
+from tests.fixtures.ios_client import IOSClient
+from tests.fixtures.servers import DEFAULT_TEST_DATABASE_URL
+
+
+def _wait(predicate: Callable[[], Any], what: str, timeout: float = 120) -> None:
+    """Wait for ``predicate`` with a generous deadline (a condition, never a speed)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached")
+        time.sleep(0.1)
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class ThrowawayMySQL:
+    """A migrated MySQL database of its own, dropped at the end."""
+
+    def __init__(self) -> None:
+        base = make_url(os.environ.get("SOSOHAPPY_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL))
+        self.name = f"sosohappy_outbox_{uuid.uuid4().hex[:10]}"
+        self._conn = pymysql.connect(
+            host=base.host or "127.0.0.1",
+            port=base.port or 3306,
+            user=base.username or "root",
+            password=base.password or "",
+            autocommit=True,
+        )
+        self._conn.cursor().execute(
+            f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
+        self.url = base.set(database=self.name).render_as_string(hide_password=False)
+        migrate(self.url)
+
+    def drop(self) -> None:
+        self._conn.cursor().execute(f"DROP DATABASE IF EXISTS `{self.name}`")
+        self._conn.close()
+
+
+class PrivateTemporal:
+    """A Temporal dev server of this module that tests stop and start again, with its state or fresh."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port, self._dir, self._runs = free_port(), directory, 0
+        self._db = directory / "temporal-0.db"
+        self._proc: ManagedProcess | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, *, fresh: bool = False) -> None:
+        if fresh:
+            self._runs += 1
+            self._db = self._dir / f"temporal-{self._runs}.db"
+        argv = start_dev_args(port=self.port, ui_port=None, db_file=self._db)
+        self._proc = ManagedProcess("temporal-outbox", argv, self._dir / "temporal.log").start()
+        self._proc.wait_for_port(self.port, timeout=90)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+
+
+@dataclass
+class Stack:
+    """The private backend: settings, stores, Temporal, a worker and the API at ``url``."""
+
+    settings: Settings
+    deps: ActivityDeps
+    temporal: PrivateTemporal
+    url: str
+    worker: BackgroundWorker | None = None
+
+    def start_worker(self) -> None:
+        self.worker = BackgroundWorker(self.settings, self.deps)
+        self.worker.start()
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def client(self, app: IOSClient | None = None) -> IOSClient:
+        http = httpx.Client(base_url=self.url, timeout=60)
+        return IOSClient(http) if app is None else IOSClient(http, access=app.access, email=app.email)
+
+    def outbox_rows(self) -> list[WorkflowOutbox]:
+        with self.deps.sessions() as s:
+            return list(s.scalars(select(WorkflowOutbox).order_by(WorkflowOutbox.id)))
+
+
+@pytest.fixture(scope="module")
+def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    directory = tmp_path_factory.mktemp("outbox-stack")
+    database = ThrowawayMySQL()
+    kafka_port = free_port()
+    broker = ManagedProcess("kafka-outbox", broker_argv(kafka_port), directory / "kafka.log").start()
+    temporal = PrivateTemporal(directory)
+    deps: ActivityDeps | None = None
+    stack: Stack | None = None
+    try:
+        broker.wait_for_port(kafka_port)
+        temporal.start()
+        private = settings.model_copy(
+            update={
+                "database_url": database.url,
+                "kafka_bootstrap": f"127.0.0.1:{kafka_port}",
+                "temporal_address": temporal.address,
+                "mongo_database": f"dm_outbox_{uuid.uuid4().hex[:6]}",
+                "outbox_poll_seconds": 0.2,
+                "outbox_retry_max_seconds": 1.0,
+            }
+        )
+        deps = ActivityDeps.open(private)
+        with serve_in_thread(create_app(private), http="h11") as url:
+            stack = Stack(private, deps, temporal, url)
+            stack.start_worker()
+            yield stack
+    finally:
+        if stack is not None:
+            stack.stop_worker()
+        temporal.stop()
+        broker.stop()
+        if deps is not None:
+            deps.close()
+        database.drop()
+
+
+def _member(stack: Stack) -> tuple[IOSClient, str, int]:
+    app = stack.client()
+    nickname = "o" + uuid.uuid4().hex[:7]
+    app.sign_up(nickname)
+    with stack.deps.sessions() as s:
+        user_id = s.scalars(select(User.id).where(User.nickname == nickname)).one()
+    return app, nickname, user_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fresh", [False, True], ids=["server-state-kept", "fresh-server"])
+async def test_rename_and_resign_answered_while_temporal_is_down_are_done_once_it_returns(
+    stack: Stack, fresh: bool
+) -> None:
+    renamed, first, renamed_id = _member(stack)
+    _peer, peer = _member(stack)[:2]
+    leaving, leaving_nick, leaving_id = _member(stack)
+    messages = stack.deps.messages
+    messages.insert(first, peer, 2024012010000000, "hi")
+    messages.insert(peer, first, 2024012010000001, "hello")
+    messages.insert(leaving_nick, peer, 2024012010000002, "bye")
+    second, third = "m" + uuid.uuid4().hex[:7], "z" + uuid.uuid4().hex[:7]
+    queued_before = {
+        k: _metric("sosohappy_workflow_starts_queued_total", kind=k) for k in ("rename", "resign")
+    }
+
+    stack.stop_worker()
+    stack.temporal.stop()
+    try:
+        for new in (second, third):  # two renames of one user: they must apply in this order
+            resp = renamed.post_multipart(
+                "/auth-service/setProfile", [("email", renamed.email), ("nickname", new)]
+            )
+            assert resp.status_code == 200, resp.text
+            assert resp.json() == {"email": renamed.email, "success": True}
+        resp = leaving.post_multipart("/auth-service/resign", [("email", leaving.email)])
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {"email": leaving.email, "success": True}
+
+        # Committed: the users row renamed, every login of the leaving user revoked, three starts queued.
+        with stack.deps.sessions() as s:
+            assert s.get(User, renamed_id).nickname == third
+            assert (
+                s.scalar(
+                    select(func.count())
+                    .select_from(LoginSession)
+                    .where(LoginSession.user_id == leaving_id, LoginSession.revoked_at.is_(None))
+                )
+                == 0
+            )
+        rows = stack.outbox_rows()
+        assert [(r.kind, r.workflow_id) for r in rows] == [
+            ("rename", f"nickname-change:{renamed_id}"),
+            ("rename", f"nickname-change:{renamed_id}"),
+            ("resign", f"resign:{leaving_id}"),
+        ]
+        assert [json.loads(r.payload)["new"] for r in rows[:2]] == [second, third]
+        assert _metric("sosohappy_workflow_starts_queued_total", kind="rename") == queued_before["rename"] + 2
+        assert _metric("sosohappy_workflow_starts_queued_total", kind="resign") == queued_before["resign"] + 1
+        ready = httpx.get(f"{stack.url}/readyz", timeout=60)
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+        assert "temporal" in ready.json()["down"]
+    finally:
+        stack.temporal.start(fresh=fresh)
+        stack.start_worker()
+
+    _wait(lambda: stack.outbox_rows() == [], "outbox drained")
+    coll = stack.deps.mongo[stack.settings.mongo_database]["message"]
+    _wait(lambda: coll.count_documents({"$or": [{"sender": third}, {"receiver": third}]}) == 2, "renamed")
+    for gone in (first, second):
+        assert coll.count_documents({"$or": [{"sender": gone}, {"receiver": gone}]}) == 0
+
+    def resigned() -> bool:
+        with stack.deps.sessions() as s:
+            return s.get(User, leaving_id) is None
+
+    _wait(resigned, "resign finished")
+    assert coll.count_documents({"sender": leaving_nick}) == 0
+
+    client = await connect(stack.settings)
+    resign_runs = [w async for w in client.list_workflows(f'WorkflowId = "resign:{leaving_id}"')]
+    assert len(resign_runs) == 1
+    result = await client.get_workflow_handle(f"resign:{leaving_id}", result_type=ResignResult).result()
+    assert result.messages_deleted == 1
+    rename_runs = [w async for w in client.list_workflows(f'WorkflowId = "nickname-change:{renamed_id}"')]
+    applied: list[str] = []
+    for run in sorted(rename_runs, key=lambda w: w.start_time):
+        applied += await client.get_workflow_handle(run.id, run_id=run.run_id, result_type=list[str]).result()
+    assert applied == [f"{first}->{second}", f"{second}->{third}"]
+
+
+def test_with_temporal_up_the_request_starts_the_rename_itself_and_keeps_no_row(
+    http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    app = IOSClient(http).sign_up("q" + uuid.uuid4().hex[:7])
+    before = _metric("sosohappy_workflow_starts_total", kind="rename", path="request")
+    resp = app.post_multipart(
+        "/auth-service/setProfile", [("email", app.email), ("nickname", "p" + uuid.uuid4().hex[:7])]
+    )
+    assert resp.status_code == 200, resp.text
+    with activity_deps.sessions() as s:
+        user_id = s.scalars(select(User.id).where(User.account_email == app.email)).one()
+        assert s.scalars(select(WorkflowOutbox).where(WorkflowOutbox.user_id == user_id)).all() == []
+    assert _metric("sosohappy_workflow_starts_total", kind="rename", path="request") == before + 1
+
+
+# ---- Two drainers, one database: every row is started once, each user's rows in order. ----
+
+
+def _sessions(url: str) -> Any:
+    return session_factory(create_db_engine(url, pool_size=4))
+
+
+@pytest.fixture(params=["mysql", "sqlite"])
+def outbox_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty, migrated database of the test's own (no API drains it)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'outbox.db'}"
+        migrate(url)
+        yield url
+        return
+    database = ThrowawayMySQL()
+    try:
+        yield database.url
+    finally:
+        database.drop()
+
+
+async def test_two_drainers_start_each_row_once_and_each_users_rows_in_order(outbox_url: str) -> None:
+    sessions = _sessions(outbox_url)
+    users, per_user = 6, 4
+    with sessions.begin() as s:
+        for seq in range(per_user):
+            for user in range(1, users + 1):
+                row = outbox.enqueue(s, "fake", f"fake:{user}", user, json.dumps([user, seq]), 0)
+                assert row.claimed == (seq == 0)
+    with sessions.begin() as s:  # nothing is held by a request: every row is the drainers' to take
+        for row in s.scalars(select(WorkflowOutbox)):
+            row.next_attempt_at = row.created_at
+    started: list[tuple[int, int]] = []
+    failed_once: set[tuple[int, int]] = set()
+
+    async def start(_client: Client, payload: str) -> None:
+        user, seq = json.loads(payload)
+        await asyncio.sleep(0)  # let the other drainer run between claim and completion
+        if seq == 1 and (user, seq) not in failed_once:  # Temporal refuses it once: it holds back seq 2
+            failed_once.add((user, seq))
+            raise RuntimeError("unavailable")
+        started.append((user, seq))
+
+    fake_client = cast(Client, object())
+    drainers = [
+        OutboxDrainer(
+            _sessions(outbox_url),
+            lambda: fake_client,
+            poll_seconds=0.05,
+            retry_max_seconds=0.5,
+            starters={"fake": start},
+        )
+        for _ in range(2)
+    ]
+
+    def left() -> int:
+        with sessions() as s:
+            return int(s.scalar(select(func.count()).select_from(WorkflowOutbox)) or 0)
+
+    tasks = [asyncio.create_task(d.run()) for d in drainers]
+    try:
+        for _ in range(2400):  # a generous deadline (120 s) on the condition
+            if not left():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert left() == 0
+    assert sorted(started) == sorted((u, q) for u in range(1, users + 1) for q in range(per_user))
+    for user in range(1, users + 1):
+        assert [q for u, q in started if u == user] == list(range(per_user))
+    assert len(failed_once) == users
