@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket
 
+from accounts.nicknames import InvalidNickname, nickname_key, normalize_nickname
 from api.kafka import broadcast_consumer, stop_consumer, topic_partitions
 from api.metrics import OPEN_WEBSOCKETS
 from api.push import push_in_background
@@ -49,19 +50,25 @@ class FrameRefused(Exception):
 
 
 def parse_frame(raw: str, sender: str) -> tuple[str, int, str]:
-    """``(receiver, date, text)`` of a ``{"sender","receiver","date","text"}`` frame sent by ``sender``;
-    a missing ``date`` is now (16-digit KST)."""
+    """``(receiver, date, text)`` of a ``{"sender","receiver","date","text"}`` frame sent by ``sender``
+    (the caller's stored nickname); both names are read as canonical nicknames, so the receiver is the
+    key it is stored under, and a missing ``date`` is now (16-digit KST)."""
     try:
         frame = json.loads(raw)
     except ValueError:
         raise FrameRefused("the frame is not JSON", "malformed") from None
     if not isinstance(frame, dict):
         raise FrameRefused("the frame must be a JSON object", "malformed")
-    if frame.get("sender") != sender:
+    claimed, named = frame.get("sender"), frame.get("receiver")
+    if not isinstance(claimed, str) or nickname_key(claimed) != sender:
         raise FrameRefused("sender must be your own nickname", "sender")
-    receiver, text, date = frame.get("receiver"), frame.get("text"), frame.get("date")
-    if not isinstance(receiver, str) or not receiver.strip():
+    text, date = frame.get("text"), frame.get("date")
+    if not isinstance(named, str) or not named.strip():
         raise FrameRefused("receiver is required", "receiver")
+    try:
+        receiver = normalize_nickname(named)
+    except InvalidNickname as exc:
+        raise FrameRefused(exc.for_field("receiver"), "receiver") from None
     if receiver == sender:
         raise FrameRefused("you cannot message yourself", "receiver")
     if not isinstance(text, str) or not text.strip():

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.datastructures import UploadFile
 
+from accounts.nicknames import InvalidNickname, normalize_nickname
 from api.errors import BadRequest, PayloadTooLarge
 
 TRUE = {"true", "on", "yes", "1"}
@@ -50,6 +51,14 @@ class Params:
         value = self.text(name, required=True, max_length=max_length)
         assert value is not None
         return value
+
+    def nickname(self, name: str) -> str:
+        """A parameter that names a user, as its canonical key (``accounts.nicknames``: NFC, trimmed);
+        400 naming ``name`` when it is missing or not a valid nickname, so it never matches anyone."""
+        try:
+            return normalize_nickname(self.required_text(name))
+        except InvalidNickname as exc:
+            raise BadRequest(exc.for_field(name)) from None
 
     def integer(
         self,

@@ -19,7 +19,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from accounts.nicknames import InvalidNickname, normalize_nickname, visible_nickname
+from accounts.nicknames import visible_nickname
 from accounts.tokens import BEARER, REFRESH, InvalidToken, strip_bearer
 from api import outbox
 from api.deps import ResourcesDep, SessionDep, TemporalDep
@@ -189,8 +189,7 @@ async def resign(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dic
 @router.get("/checkDuplicateNickname")
 def check_duplicate_nickname(params: ParamsDep, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
     """Whether another user has this nickname (never revealing whose)."""
-    nickname = params.required_text("nickname", max_length=100).strip()
-    owner = users.by_nickname(session, nickname)
+    owner = users.by_nickname(session, params.nickname("nickname"))
     return {"email": None, "isPresent": owner is not None and owner.id != user.id}
 
 
@@ -204,10 +203,7 @@ async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
     email = params.required_text("email", max_length=320)
     if email != user.account_email:
         raise Forbidden("email must be the caller's own account")
-    try:
-        nickname = normalize_nickname(params.text("nickname"))
-    except InvalidNickname as exc:
-        raise BadRequest(str(exc)) from None
+    nickname = params.nickname("nickname")
     introduction = params.text("introduction", required=False)
     if introduction is not None and len(introduction) > MAX_INTRODUCTION:
         raise BadRequest(f"introduction must be at most {MAX_INTRODUCTION} characters")
@@ -257,7 +253,7 @@ def _propagate_rename(session: Session, user_id: int, old: str | None, new: str)
 @router.post("/findProfileImg")
 def find_profile_img(params: ParamsDep, _user: CurrentUser, session: SessionDep) -> dict[str, str]:
     """A user's profile picture as base64 (``""`` when none or unknown user)."""
-    nickname = params.required_text("nickname", max_length=100)
+    nickname = params.nickname("nickname")
     owner = users.by_nickname(session, nickname)
     if owner is None:
         return {"nickname": "", "profileImg": ""}
@@ -268,7 +264,7 @@ def find_profile_img(params: ParamsDep, _user: CurrentUser, session: SessionDep)
 @router.post("/findIntroduction")
 def find_introduction(params: ParamsDep, _user: CurrentUser, session: SessionDep) -> dict[str, str]:
     """A user's introduction (``""`` when none or unknown user)."""
-    owner = users.by_nickname(session, params.required_text("nickname", max_length=100))
+    owner = users.by_nickname(session, params.nickname("nickname"))
     return {"introduction": owner.introduction if owner is not None else ""}
 
 
@@ -276,11 +272,11 @@ def _change_block(
     params: ParamsDep, user: CurrentUser, session: SessionDep, change: Callable[[Session, int, int], None]
 ) -> dict[str, bool]:
     """Apply ``change`` (block or unblock) from the caller to ``dstNickname``; the caller must be ``srcNickname``."""
-    src = params.required_text("srcNickname", max_length=100)
+    src = params.nickname("srcNickname")
     me = users.by_id(session, user.id)
     if me is None or src != me.nickname:
         raise Forbidden("srcNickname must be the caller's own nickname")
-    target = users.by_nickname(session, params.required_text("dstNickname", max_length=100))
+    target = users.by_nickname(session, params.nickname("dstNickname"))
     if target is None or target.id == user.id:
         return {"success": False}
     change(session, user.id, target.id)

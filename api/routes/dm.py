@@ -2,7 +2,8 @@
 
 Identity comes from the token: the caller must be one of the room's two nicknames (findDirectMessage)
 or the ``sender`` whose rooms are listed (findMultipleDirectMessage), else 403 — the original let
-anyone read any room (§14.2). A history page reads MongoDB through the room index (on MongoDB only
+anyone read any room (§14.2). ``sender`` and ``receiver`` are read as canonical nicknames
+(``Params.nickname``: NFC, trimmed; 400 when invalid). A history page reads MongoDB through the room index (on MongoDB only
 its own index entries); the room list reads its read model in the relational store
 (``storage.dm_rooms``, one row per room). Both run in the threadpool (sync endpoints).
 """
@@ -14,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ResourcesDep
 from api.errors import Forbidden
-from api.params import Params, ParamsDep
+from api.params import ParamsDep
 from api.resources import Resources
 from api.security import AuthenticatedUser, CurrentUser
 from storage import dm_rooms, users
@@ -25,11 +26,6 @@ router = APIRouter(prefix="/dm-service", tags=["dm"])
 DEFAULT_MESSAGE_COUNT = 20
 MAX_MESSAGE_COUNT = 100
 MAX_TIME_BOUNDARY = 2**63 - 1  # Mongo stores the date as Int64
-MAX_NICKNAME_PARAM = 100  # longer than any nickname; only keeps junk out of the query
-
-
-def _nickname(params: Params, name: str) -> str:
-    return params.required_text(name, max_length=MAX_NICKNAME_PARAM)
 
 
 def _caller_nickname(res: Resources, user: AuthenticatedUser) -> str:
@@ -51,8 +47,8 @@ def find_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep)
     """The newest ``messageCnt`` messages (default 20, 1–100) between ``sender`` and ``receiver``
     dated before ``timeBoundary``, oldest first; the caller must be one of the two. To page back,
     send the oldest returned ``date`` as the next ``timeBoundary``."""
-    sender = _nickname(params, "sender")
-    receiver = _nickname(params, "receiver")
+    sender = params.nickname("sender")
+    receiver = params.nickname("receiver")
     # Any positive 64-bit value is a usable exclusive bound; clients pass a 16-digit KST date.
     boundary = params.required_integer("timeBoundary", minimum=1, maximum=MAX_TIME_BOUNDARY)
     count = params.integer(
@@ -73,7 +69,7 @@ def find_multiple_direct_message(params: ParamsDep, user: CurrentUser, res: Reso
     """The last message (by ``date``, ties: the later stored) of each of the caller's conversations,
     newest first, at most ``storage.dm_rooms.ROOM_LIST_MAX``, from the room-list read model (one indexed
     query, however long the conversations); ``sender`` must be the caller."""
-    sender = _nickname(params, "sender")
+    sender = params.nickname("sender")
     if _caller_nickname(res, user) != sender:
         raise Forbidden("sender must be the caller's own nickname")
     with res.engine.connect() as conn:

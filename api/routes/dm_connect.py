@@ -8,6 +8,7 @@ import logging
 from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
+from accounts.nicknames import nickname_key
 from api.dm_hub import REFUSED, DirectMessageHub, FrameRefused, Socket, error_frame
 from api.errors import Forbidden
 from api.resources import Resources, ServiceUnavailable
@@ -20,8 +21,9 @@ router = APIRouter(prefix="/dm-service", tags=["dm"])
 
 @router.websocket("/connect-dm")
 async def connect_dm(websocket: WebSocket) -> None:
-    """Open the caller's DM socket (``nickname``, URL-decoded, must be theirs when given) and relay its
-    frames until it closes; a refused handshake is answered 403 before the upgrade."""
+    """Open the caller's DM socket (``nickname``, URL-decoded, must name the caller when given: read as
+    its canonical nickname) and relay its frames until it closes; a refused handshake is answered 403
+    before the upgrade."""
     res: Resources = websocket.app.state.resources
     hub: DirectMessageHub = websocket.app.state.dm_hub
     try:
@@ -33,7 +35,7 @@ async def connect_dm(websocket: WebSocket) -> None:
 
         nickname = await run_in_threadpool(own_nickname)
         wanted = websocket.query_params.get("nickname")
-        if nickname is None or (wanted is not None and wanted != nickname):
+        if nickname is None or (wanted is not None and nickname_key(wanted) != nickname):
             raise Forbidden("nickname must be the caller's own nickname")
     except (Forbidden, ServiceUnavailable) as exc:
         log.info("DM handshake refused: %s", exc)

@@ -1,9 +1,10 @@
 """Routes under ``/feed-service``: diary entries, listings, likes, images and happiness charts.
 
 Wire format per CLIENT_CONTRACT §3.9–3.21. Identity comes from the token: ``nickname`` on writes and
-``srcNickname`` everywhere name the caller (else 403, as in ``/auth-service``); other people's entries
-are visible only when public and their author is not blocked by the caller, otherwise they read as
-absent. Reads are one short connection each, never a workflow.
+``srcNickname`` everywhere name the caller (else 403, as in ``/auth-service``); every parameter that names
+a user is read as its canonical nickname (``Params.nickname``: NFC, trimmed; 400 when invalid). Other
+people's entries are visible only when public and their author is not blocked by the caller, otherwise
+they read as absent. Reads are one short connection each, never a workflow.
 """
 
 from __future__ import annotations
@@ -60,10 +61,6 @@ def _date(params: Params, name: str = "date") -> int:
         return check_date(params.required_integer(name))
     except InvalidDate as exc:
         raise BadRequest(f"{name} {exc}") from None
-
-
-def _nickname(params: Params, name: str) -> str:
-    return params.required_text(name, max_length=100)
 
 
 def _require_self(conn: Connection, user: AuthenticatedUser, nickname: str, field: str) -> str:
@@ -146,7 +143,7 @@ async def _images(params: Params) -> list[NewImage]:
 async def save_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
     """Create or replace the caller's entry for the day of ``date`` (categories and images replaced,
     likes kept)."""
-    nickname = _nickname(params, "nickname")
+    nickname = params.nickname("nickname")
     date = _date(params)
     happiness_value = params.required_integer("happiness", minimum=MIN_HAPPINESS, maximum=MAX_HAPPINESS)
     is_public = params.boolean("isPublic")
@@ -174,7 +171,7 @@ async def save_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> 
 def update_public_status(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
     """Set the visibility of the caller's entry of that day to ``isPublic``, or toggle it when the
     client sends only ``nickname`` and ``date`` (form, multipart, query or JSON)."""
-    nickname = _nickname(params, "nickname")
+    nickname = params.nickname("nickname")
     date = _date(params)
     wanted = params.boolean("isPublic", required=False)
     with res.engine.begin() as conn:
@@ -188,7 +185,7 @@ def update_public_status(params: ParamsDep, user: CurrentUser, res: ResourcesDep
 @router.post("/deleteFeed")
 def delete_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
     """Delete the caller's entry of that day with its images, categories and likes."""
-    nickname = _nickname(params, "nickname")
+    nickname = params.nickname("nickname")
     date = _date(params)
     with res.engine.begin() as conn:
         _require_self(conn, user, nickname, "nickname")
@@ -201,8 +198,8 @@ def delete_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict
 async def update_like(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, bool]:
     """Toggle the caller's like on ``nickname``'s entry of that day; a new like on someone else's
     entry notifies its author in the background (the answer never waits for push)."""
-    src = _nickname(params, "srcNickname")
-    author_nickname = _nickname(params, "nickname")
+    src = params.nickname("srcNickname")
+    author_nickname = params.nickname("nickname")
     date = _date(params)
 
     def toggle() -> tuple[bool, int, int]:
@@ -226,7 +223,7 @@ async def update_like(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
 @router.post("/findDayFeed")
 def find_day_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> Response:
     """``nickname``'s entry of that day, or 200 with an empty body when there is none to see."""
-    nickname = _nickname(params, "nickname")
+    nickname = params.nickname("nickname")
     date = _date(params)
     with res.engine.connect() as conn:
         feed = feeds.find_day(conn, nickname, date)
@@ -239,7 +236,7 @@ def find_day_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> Re
 def find_month_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
     """``nickname``'s entries in the month of ``date``, newest first: all of them for the owner, the
     public ones for anyone else, none when the caller blocked the author."""
-    nickname = _nickname(params, "nickname")
+    nickname = params.nickname("nickname")
     date = _date(params)
     with res.engine.connect() as conn:
         month = feeds.find_month(conn, nickname, date)
@@ -255,8 +252,8 @@ def find_month_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> 
 @router.post("/findDetailFeed")
 def find_detail_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
     """``dstNickname``'s entry of that day as ``srcNickname`` (the caller) sees it; 404 if not visible."""
-    src = _nickname(params, "srcNickname")
-    dst = _nickname(params, "dstNickname")
+    src = params.nickname("srcNickname")
+    dst = params.nickname("dstNickname")
     date = _date(params)
     with res.engine.connect() as conn:
         _require_self(conn, user, src, "srcNickname")
@@ -270,7 +267,7 @@ def find_detail_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) ->
 def find_other_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
     """Everyone's public entries (of the day of ``date`` when given), newest first, minus the authors
     the caller blocked; paged in the database."""
-    nickname = _nickname(params, "nickname")
+    nickname = params.nickname("nickname")
     page, size = _page(params, OTHER_FEED_MAX_SIZE)
     day = None if params.raw("date") in (None, "", "-1", -1) else day_of(_date(params))
     with res.engine.connect() as conn:
@@ -283,8 +280,8 @@ def find_other_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> 
 @router.get("/findUserFeed")
 def find_user_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
     """``dstNickname``'s public entries, newest first; an empty page when the caller blocked them."""
-    src = _nickname(params, "srcNickname")
-    dst = _nickname(params, "dstNickname")
+    src = params.nickname("srcNickname")
+    dst = params.nickname("dstNickname")
     page, size = _page(params, USER_FEED_MAX_SIZE)
     with res.engine.connect() as conn:
         _require_self(conn, user, src, "srcNickname")
@@ -343,7 +340,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 def _own_entries(params: Params, user: AuthenticatedUser, res: Resources, span: str) -> tuple[int, list]:
-    nickname = _nickname(params, "nickname")
+    nickname = params.nickname("nickname")
     date = _date(params)
     start, end = month_range(date) if span == "month" else year_range(date)
     with res.engine.connect() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import unicodedata
 import uuid
 
 import httpx
@@ -22,9 +23,32 @@ def nick() -> str:
     return "f" + uuid.uuid4().hex[:8]
 
 
-def member(http: httpx.Client) -> IOSClient:
-    """A signed-up app with a fresh nickname."""
-    return IOSClient(http).sign_up(nick())
+def hangul_nick() -> str:
+    """A fresh nickname starting with Korean syllables, so its decomposed (NFD) spelling differs."""
+    return "행복" + uuid.uuid4().hex[:6]
+
+
+def member(http: httpx.Client, nickname: str | None = None) -> IOSClient:
+    """A signed-up app with ``nickname`` (a fresh one by default)."""
+    return IOSClient(http).sign_up(nickname or nick())
+
+
+def spellings(nickname: str) -> list[str]:
+    """Other spellings of ``nickname`` that name the same user: padded, decomposed (NFD), both."""
+    nfd = unicodedata.normalize("NFD", nickname)
+    assert nfd != nickname, "spellings() needs a nickname with a composed character"
+    return [f"{nickname} ", f" {nickname}", nfd, f"\t{nfd} "]
+
+
+def look_alikes(nickname: str) -> list[str]:
+    """Values that look like ``nickname`` but are not nicknames: zero-width, bidi and control characters."""
+    return [
+        f"{nickname}\u200b",
+        f"\u202e{nickname}",
+        f"{nickname[0]}\u200d{nickname[1:]}",
+        f"{nickname}\u2066",
+        f"{nickname[0]}\x00{nickname[1:]}",
+    ]
 
 
 def unique_year() -> int:

@@ -15,6 +15,7 @@ from config import Settings
 from devstack.processes import free_port
 from storage import dm_rooms, users
 from storage.messages import StoredMessage
+from tests.api.feed_helpers import look_alikes, spellings
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient
 
@@ -238,3 +239,29 @@ def test_an_unreachable_mongodb_is_a_503_not_a_500(http: httpx.Client, settings:
         )
     assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
     assert resp.json()["message"] == "mongodb is unavailable"
+
+
+def test_every_spelling_of_a_nickname_names_the_same_participant(
+    http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    alice, bob, eve = _member(http, "행"), _member(http, "복"), _member(http)
+    a, b = alice.nickname, bob.nickname
+    Hub(activity_deps).insert(a, b, BASE, "hi")
+    page = [_dto(a, b, BASE, "hi")]
+    for mine, theirs in zip(spellings(a), spellings(b), strict=True):
+        assert _history(alice, mine, theirs, BASE + 1) == page
+        assert _history(bob, theirs, mine, BASE + 1) == page
+        assert _rooms(alice, mine) == page
+        # Someone else's spelling names them, never the caller.
+        parts = [("sender", mine), ("receiver", theirs), ("timeBoundary", str(BASE + 1))]
+        assert eve.post_multipart(HISTORY, parts).status_code == 403
+        assert eve.post_multipart(ROOMS, [("sender", mine)]).status_code == 403
+    for fake in look_alikes(a):
+        parts = [("sender", fake), ("receiver", b), ("timeBoundary", str(BASE + 1))]
+        resp = alice.post_multipart(HISTORY, parts)
+        assert resp.status_code == 400 and resp.json()["message"].startswith("sender must not"), fake
+        parts = [("sender", a), ("receiver", fake), ("timeBoundary", str(BASE + 1))]
+        resp = bob.post_multipart(HISTORY, parts)
+        assert resp.status_code == 400 and resp.json()["message"].startswith("receiver must not"), fake
+        resp = alice.post_multipart(ROOMS, [("sender", fake)])
+        assert resp.status_code == 400, fake

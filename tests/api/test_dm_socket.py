@@ -21,6 +21,7 @@ from activities.deps import ActivityDeps
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port
 from emulators.control import FcmEmulator
+from tests.api.feed_helpers import hangul_nick, look_alikes, spellings
 from tests.fixtures.ios_client import IOSClient
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -178,7 +179,12 @@ def test_an_offline_receiver_gets_a_push(
         ("not json", "not JSON"),
         ("[1]", "JSON object"),
         ('{"sender": "someone-else", "receiver": "x", "text": "hi"}', "sender"),
-        ('{"sender": "$me", "receiver": "nobody-here", "text": "hi"}', "no user"),
+        ('{"sender": "$me", "receiver": "nobody1", "text": "hi"}', "no user"),
+        ('{"sender": "$me", "receiver": "nobody-here", "text": "hi"}', "receiver must be at most 10"),
+        ('{"sender": "$me", "receiver": "$you\\u200b", "text": "hi"}', "receiver must not contain"),
+        ('{"sender": "$me", "receiver": "\\u202e$you", "text": "hi"}', "receiver must not contain"),
+        ('{"sender": "$me\\u200b", "receiver": "$you", "text": "hi"}', "sender must be your own"),
+        ('{"sender": "$me", "receiver": " $me ", "text": "hi"}', "yourself"),
         ('{"sender": "$me", "receiver": "$you", "text": ""}', "text"),
         ('{"sender": "$me", "receiver": "$you", "text": "' + "가" * 2001 + '"}', "at most"),
         ('{"sender": "$me", "receiver": "$you", "text": "hi", "date": 2024133017042712}', "date"),
@@ -266,3 +272,29 @@ def test_a_replica_that_dies_drops_only_its_own_sockets(
                 assert _silent(reconnected) and _silent(phone)
     finally:
         doomed.stop()
+
+
+def test_every_spelling_of_a_nickname_names_the_same_user_on_the_socket(
+    http: httpx.Client, cluster: Cluster, activity_deps: ActivityDeps
+) -> None:
+    me, you = IOSClient(http).sign_up(hangul_nick()), IOSClient(http).sign_up(hangul_nick())
+    for fake in [*spellings(you.nickname), *look_alikes(me.nickname), ""]:
+        with pytest.raises(InvalidStatus) as refused:  # someone else, or nobody: refused before the upgrade
+            _socket(me, cluster.a, nickname=fake)
+        assert refused.value.response.status_code == 403, repr(fake)
+    sent = []
+    for mine, theirs in zip(spellings(me.nickname), spellings(you.nickname), strict=True):
+        with _socket(me, cluster.a, nickname=mine) as ws, _socket(you, cluster.a, nickname=theirs) as inbox:
+            text = f"to {theirs!r}"
+            ws.send(json.dumps({"sender": mine, "receiver": theirs, "text": text, "date": 2024012017042712}))
+            got = json.loads(inbox.recv(timeout=5))
+            assert got == {
+                "sender": me.nickname,
+                "receiver": you.nickname,
+                "date": 2024012017042712,
+                "text": text,
+            }
+            sent.append(got)
+    # Stored under the canonical names, so the room is one room whatever the spelling.
+    stored = activity_deps.messages.room_page(me.nickname, you.nickname, 10**16, 10)
+    assert [m.wire() for m in stored] == sent

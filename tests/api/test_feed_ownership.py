@@ -12,10 +12,13 @@ from tests.api.feed_helpers import (
     day_feed,
     detail_feed,
     feed_count,
+    hangul_nick,
     kst,
     like,
+    look_alikes,
     member,
     month_feed,
+    spellings,
     unique_year,
 )
 from tests.fixtures.ios_client import IOSClient
@@ -149,3 +152,102 @@ def test_feed_endpoints_need_a_valid_token(http: httpx.Client) -> None:
     assert me.save_feed(kst(2030, 1, 1)).status_code == 403  # 403: the client's re-issue trigger
     assert month_feed(me, me.nickname, kst(2030, 1, 1)).status_code == 403
     assert http.post("/feed-service/findMonthFeed").status_code == 403
+
+
+# -- spellings of a nickname (issue 12, point 6) ------------------------------------------------
+
+
+def test_every_spelling_of_the_callers_nickname_acts_as_the_caller(
+    http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    me, year = member(http, hangul_nick()), unique_year()
+    for day, form in enumerate(spellings(me.nickname), start=1):
+        date = kst(year, 1, day)
+        assert me.save_feed(date, text=f"day {day}", nickname=form).status_code == 200, form
+        shown = day_feed(me, form, date).json()
+        assert shown["nickname"] == me.nickname and shown["text"] == f"day {day}"
+        resp = me.post_multipart(
+            "/feed-service/updatePublicStatus",
+            [("nickname", form), ("date", str(date)), ("isPublic", "false")],
+        )
+        assert resp.json()["isPublic"] is False, form
+        resp = me.post_multipart(
+            "/feed-service/updateLike", [("nickname", form), ("date", str(date)), ("srcNickname", form)]
+        )
+        assert resp.json() == {"like": True}, form
+        detail = me.post_query(
+            "/feed-service/findDetailFeed", {"date": date, "dstNickname": form, "srcNickname": form}
+        )
+        assert detail.json()["isLiked"] is True, form
+        assert month_feed(me, form, date).json()[0]["text"] == f"day {day}"
+        listing = me.get_query("/feed-service/findOtherFeed", {"nickname": form, "page": 0, "size": 21})
+        assert listing.status_code == 200, form
+        own = me.get_query(
+            "/feed-service/findUserFeed", {"dstNickname": form, "page": 0, "size": 21, "srcNickname": form}
+        )
+        assert own.status_code == 200, form
+        chart = me.post_multipart(
+            "/feed-service/findMonthHappiness", [("nickname", form), ("date", str(date))]
+        )
+        assert chart.status_code == 200, form
+    assert feed_count(activity_deps, me.nickname) == 4
+    deleted = me.post_multipart(
+        "/feed-service/deleteFeed", [("nickname", f" {me.nickname} "), ("date", str(kst(year, 1, 1)))]
+    )
+    assert deleted.json() == {"result": True}
+    assert feed_count(activity_deps, me.nickname) == 3
+
+
+def test_spellings_of_someone_elses_nickname_never_act_as_them(
+    http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    victim, intruder, year = member(http, hangul_nick()), member(http), unique_year()
+    public, private = kst(year, 1, 1), kst(year, 1, 2)
+    assert victim.save_feed(public, text="public").status_code == 200
+    assert victim.save_feed(private, text="private", is_public=False).status_code == 200
+    for form in spellings(victim.nickname):
+        assert intruder.save_feed(kst(year, 1, 3), nickname=form).status_code == 403, form
+        for path in ("deleteFeed", "updatePublicStatus", "analysisHappiness", "findYearHappiness"):
+            resp = intruder.post_multipart(
+                f"/feed-service/{path}", [("nickname", form), ("date", str(public))]
+            )
+            assert resp.status_code == 403, (path, form)
+        resp = intruder.post_multipart(
+            "/feed-service/updateLike", [("nickname", form), ("date", str(public)), ("srcNickname", form)]
+        )
+        assert resp.status_code == 403, form
+        other = intruder.get_query("/feed-service/findOtherFeed", {"nickname": form, "page": 0, "size": 21})
+        assert other.status_code == 403, form
+        detail = intruder.post_query(
+            "/feed-service/findDetailFeed", {"date": public, "dstNickname": form, "srcNickname": form}
+        )
+        assert detail.status_code == 403, form
+        # Reading the victim by another spelling is reading the victim: public entries only.
+        assert day_feed(intruder, form, public).json()["text"] == "public"
+        assert day_feed(intruder, form, private).content == b""
+        assert [f["text"] for f in month_feed(intruder, form, public).json()] == ["public"]
+    assert feed_count(activity_deps, victim.nickname) == 2
+    assert feed_count(activity_deps, intruder.nickname) == 0
+    assert day_feed(victim, victim.nickname, public).json()["likeNicknameList"] == []
+
+
+def test_look_alikes_of_a_nickname_are_400_and_match_nobody(
+    http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    me, other, year = member(http, hangul_nick()), member(http), unique_year()
+    date = kst(year, 1, 1)
+    assert me.save_feed(date).status_code == 200
+    for fake in look_alikes(me.nickname):
+        resp = me.save_feed(kst(year, 1, 2), nickname=fake)
+        assert resp.status_code == 400 and "nickname must not contain" in resp.json()["message"], fake
+        assert day_feed(me, fake, date).status_code == 400, fake
+        assert like(other, fake, date).status_code == 400, fake
+        resp = other.get_query(
+            "/feed-service/findUserFeed",
+            {"dstNickname": fake, "page": 0, "size": 21, "srcNickname": other.nickname},
+        )
+        assert resp.status_code == 400 and resp.json()["message"].startswith("dstNickname must not contain")
+        resp = me.post_multipart("/feed-service/deleteFeed", [("nickname", fake), ("date", str(date))])
+        assert resp.status_code == 400, fake
+    assert feed_count(activity_deps, me.nickname) == 1
+    assert day_feed(me, me.nickname, date).json()["likeNicknameList"] == []

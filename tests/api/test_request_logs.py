@@ -67,7 +67,7 @@ def test_sign_in_writes_one_line_per_request_naming_workflow_and_user(
     assert sign_in.status_code == 200, sign_in.text
     app.store_tokens(sign_in)
     app.email = sign_in.headers["email"]
-    check = app.get_query("/auth-service/checkDuplicateNickname", {"nickname": "q-secret-nick"})
+    check = app.get_query("/auth-service/checkDuplicateNickname", {"nickname": "q-secret-n"})
     assert check.status_code == 200
 
     with activity_deps.sessions() as s:
@@ -101,7 +101,7 @@ def test_sign_in_writes_one_line_per_request_naming_workflow_and_user(
         app.refresh.removeprefix("Bearer "),
         settings.jwt_secret,
         verifier,
-        "q-secret-nick",
+        "q-secret-n",
         app.device_token,
     ):
         assert secret not in text

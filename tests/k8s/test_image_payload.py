@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -17,9 +16,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from storage.db import alembic_config
 from tests.k8s import ROOT
 from tests.k8s.dockerfile import ENTRY_MODULES, Stage, context_copies
 
@@ -215,11 +216,9 @@ def test_installed_image_payload_imports_and_migrates_apart_from_the_checkout(
         env=env,
     )
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    head_file = sorted((ROOT / "storage" / "migrations" / "versions").glob("*.py"))[-1]
-    head = re.search(r'^revision = "([^"]+)"', head_file.read_text(), re.M)
-    assert head is not None, head_file
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     with sqlite3.connect(db) as conn:
         versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert versions == [(head.group(1),)]
+    assert versions == [(head,)]
     assert {"users", "feeds"} <= tables

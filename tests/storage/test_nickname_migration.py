@@ -1,0 +1,230 @@
+"""Revision 0005_nicknames on a database that holds nicknames from before the rules: rewritten to their
+canonical form where no other row has the key, collisions and invalid rows reported and left alone, and
+the logged rename payload brings the DM history along through the README's runbook command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import unicodedata
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+from alembic import command
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.engine import make_url
+
+from activities.deps import ActivityDeps
+from config import Settings
+from storage.db import alembic_config, create_db_engine
+from storage.messages import room_id
+from storage.models import User
+from tests.storage.helpers import NOW
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPORAL_CLI = Path(sys.executable).with_name("temporal")
+
+
+def _nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
+
+
+def _hangul() -> str:
+    return "마" + uuid.uuid4().hex[:6]
+
+
+@pytest.fixture(params=["mysql", "sqlite"])
+def at_0004(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new database migrated to revision 0004, the last one before nicknames were normalised."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'before.db'}"
+        command.upgrade(alembic_config(url), "0004")
+        yield url
+        return
+    base = make_url(request.getfixturevalue("mysql_url"))
+    name = f"sosohappy_nick_{uuid.uuid4().hex[:10]}"
+    server = pymysql.connect(
+        host=base.host or "127.0.0.1",
+        port=base.port or 3306,
+        user=base.username or "root",
+        password=base.password or "",
+        autocommit=True,
+    )
+    server.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    url = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        command.upgrade(alembic_config(url), "0004")
+        yield url
+    finally:
+        server.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        server.close()
+
+
+def _add(engine: Engine, nickname: str | None) -> int:
+    with engine.begin() as conn:
+        result = conn.execute(
+            insert(User).values(
+                account_email=f"{uuid.uuid4().hex}@x.dev+kakao",
+                provider="kakao",
+                provider_id="1",
+                nickname=nickname,
+                introduction="",
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+
+def _nicknames(engine: Engine) -> dict[int, str | None]:
+    with engine.connect() as conn:
+        return {user_id: nickname for user_id, nickname in conn.execute(select(User.id, User.nickname))}
+
+
+def _migrate(url: str) -> list[dict[str, Any]]:
+    """``python -m storage.migrate`` as the pre-start Job runs it; its JSON log lines."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOSOHAPPY_")}
+    env |= {"SOSOHAPPY_ENV": "test", "SOSOHAPPY_DATABASE_URL": url}
+    proc = subprocess.run(
+        [sys.executable, "-m", "storage.migrate", "--timeout", "20"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stderr.splitlines()]
+
+
+def test_stored_nicknames_are_normalised_where_no_other_row_has_the_key(at_0004: str) -> None:
+    engine = create_db_engine(at_0004)
+    try:
+        fine, korean, padded = "s" + uuid.uuid4().hex[:8], _hangul(), "p" + uuid.uuid4().hex[:6]
+        taken, shared = _hangul(), _hangul()
+        ids = {
+            "fine": _add(engine, fine),
+            "decomposed": _add(engine, _nfd(korean)),
+            "padded": _add(engine, f"  {padded}"),
+            "owner": _add(engine, taken),  # holds the key its look-alike below would get
+            "look-alike": _add(engine, _nfd(taken)),
+            "shared-a": _add(engine, f" {_nfd(shared)}"),  # two rows, neither canonical
+            "shared-b": _add(engine, f"\t{_nfd(shared)}"),
+            "zero-width": _add(engine, "zw\u200bsp"),
+            "placeholder": _add(engine, str(uuid.uuid4())),
+            "no profile": _add(engine, None),
+        }
+        before = _nicknames(engine)
+
+        lines = _migrate(at_0004)
+
+        after = _nicknames(engine)
+        assert after[ids["decomposed"]] == korean
+        assert after[ids["padded"]] == padded
+        unchanged = set(ids) - {"decomposed", "padded"}
+        assert {name: after[ids[name]] for name in unchanged} == {
+            name: before[ids[name]] for name in unchanged
+        }
+        assert after[ids["fine"]] == fine and after[ids["owner"]] == taken
+
+        events: dict[str, list[dict[str, Any]]] = {}
+        for line in lines:
+            events.setdefault(line.get("event", ""), []).append(line)
+        renames = {line["user_id"]: json.loads(line["rename"]) for line in events["nickname_normalised"]}
+        assert renames == {
+            ids["decomposed"]: {"user_id": ids["decomposed"], "old": _nfd(korean), "new": korean},
+            ids["padded"]: {"user_id": ids["padded"], "old": f"  {padded}", "new": padded},
+        }
+        collisions = sorted((line["user_ids"], line["owner"]) for line in events["nickname_collision"])
+        assert collisions == sorted(
+            [
+                ([ids["owner"], ids["look-alike"]], ids["owner"]),
+                ([ids["shared-a"], ids["shared-b"]], None),
+            ]
+        )
+        invalid = {line["user_id"]: line["msg"] for line in events["nickname_invalid"]}
+        assert set(invalid) == {ids["zero-width"], ids["placeholder"]}
+        assert "U+200B" in invalid[ids["zero-width"]]
+        assert invalid[ids["zero-width"]].endswith("left unchanged")
+        assert events["nicknames_normalised"][0]["renamed"] == 2
+        # The decomposed form is shown escaped, so it reads differently from the composed one.
+        [decomposed_line] = [
+            line for line in events["nickname_normalised"] if line["user_id"] == ids["decomposed"]
+        ]
+        assert "\\u1106\\u1161" in decomposed_line["msg"] and korean[1:] in decomposed_line["msg"]
+
+        # At head, migrating again changes nothing.
+        assert not any(line.get("event") == "nickname_normalised" for line in _migrate(at_0004))
+        assert _nicknames(engine) == after
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.usefixtures("worker")
+def test_the_logged_rename_brings_the_dm_history_along(
+    settings: Settings, activity_deps: ActivityDeps, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'before.db'}"
+    command.upgrade(alembic_config(url), "0004")
+    engine = create_db_engine(url)
+    try:
+        korean, friend = _hangul(), "f" + uuid.uuid4().hex[:8]
+        user_id = _add(engine, _nfd(korean))
+        _add(engine, friend)
+        messages = activity_deps.messages
+        messages.insert(_nfd(korean), friend, 2024012017042712, "before the rules")
+        messages.insert(friend, _nfd(korean), 2024012017042713, "reply")
+        [line] = [line for line in _migrate(url) if line.get("event") == "nickname_normalised"]
+        assert line["user_id"] == user_id
+    finally:
+        engine.dispose()
+
+    # The README's runbook command, with the line's rename payload.
+    subprocess.run(
+        [
+            str(TEMPORAL_CLI),
+            "workflow",
+            "signal-with-start",
+            "--address",
+            settings.temporal_address,
+            "--namespace",
+            settings.temporal_namespace,
+            "--workflow-id",
+            f"nickname-change:{user_id}",
+            "--type",
+            "NicknameChangeWorkflow",
+            "--task-queue",
+            "sosohappy-accounts",
+            "--signal-name",
+            "rename",
+            "--signal-input",
+            line["rename"],
+            "--search-attribute",
+            f'SosoUserId="{user_id}"',
+            "--search-attribute",
+            'SosoKind="nickname-change"',
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    deadline = time.monotonic() + 60
+    while not (page := messages.room_page(korean, friend, 10**16, 10)):
+        assert time.monotonic() < deadline, "the rename never reached the messages"
+        time.sleep(0.2)
+    assert [(m.sender, m.receiver, m.text) for m in page] == [
+        (korean, friend, "before the rules"),
+        (friend, korean, "reply"),
+    ]
+    assert messages.room_page(_nfd(korean), friend, 10**16, 10) == []
+    collection = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
+    docs = collection.find({"$or": [{"sender": friend}, {"receiver": friend}]})
+    assert {doc["messageRoomId"] for doc in docs} == {room_id(korean, friend)}
