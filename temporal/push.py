@@ -79,6 +79,8 @@ class DmPushRequest(BaseModel):
     #: How long the workflow gathers messages before it sends one push with their count.
     window_seconds: float = 3.0
     deadline_seconds: int = 24 * 3600
+    #: Pushes one run sends before it continues as new (keeps every history short).
+    batches_per_run: int = 100
     #: Messages gathered by a previous run that continued as new, not yet pushed.
     carried_message_ids: list[str] = []
 

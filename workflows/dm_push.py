@@ -29,9 +29,6 @@ with workflow.unsafe.imports_passed_through():
     from temporal.push import DmArrived, DmPushOutcome, DmPushRequest, PushOutcome
     from workflows.push import deliver_to_device, device_tokens, raise_if_failed, send_retry_policy, settle
 
-#: Batches one run sends before it continues as new (keeps every history short).
-BATCHES_PER_RUN = 100
-
 
 @workflow.defn
 class DmPushWorkflow:
@@ -66,7 +63,7 @@ class DmPushWorkflow:
             outcome.pushes += 1
             outcome.messages += len(batch)
             if self._pending and (
-                outcome.pushes >= BATCHES_PER_RUN or workflow.info().is_continue_as_new_suggested()
+                outcome.pushes >= req.batches_per_run or workflow.info().is_continue_as_new_suggested()
             ):
                 workflow.continue_as_new(req.model_copy(update={"carried_message_ids": self._pending}))
         raise_if_failed(outcome.last, req.deadline_seconds)

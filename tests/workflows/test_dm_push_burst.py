@@ -128,31 +128,65 @@ async def test_dms_in_two_rooms_are_two_pushes(
         assert by_room[room]["notification"]["body"].startswith(f"새 메시지 {count}개: ")
 
 
+class HeldSends:
+    """Stand-in activities for one device whose first send is held until the test releases it, so
+    messages can be signalled while a batch is being sent."""
+
+    def __init__(self) -> None:
+        self.sends: list[DmDeviceSend] = []
+        self.first_started, self.release = threading.Event(), threading.Event()
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name="device_tokens")
+        def device_tokens(user_id: int) -> list[str]:
+            return ["device"]
+
+        @activity.defn(name="send_dm_to_device")
+        def send_dm_to_device(req: DmDeviceSend) -> str:
+            self.sends.append(req)
+            self.first_started.set()
+            assert self.release.wait(60), "the test never released the first send"
+            return "projects/p/messages/1"
+
+        return [device_tokens, send_dm_to_device]
+
+    async def wait_for_first_send(self) -> None:
+        assert await asyncio.to_thread(self.first_started.wait, 60)
+
+
 async def test_messages_arriving_while_a_batch_is_sent_make_one_more_push_a_window_later() -> None:
-    sends: list[DmDeviceSend] = []
-    first_started, release = threading.Event(), threading.Event()
-
-    @activity.defn(name="device_tokens")
-    def device_tokens(user_id: int) -> list[str]:
-        return ["device"]
-
-    @activity.defn(name="send_dm_to_device")
-    def send_dm_to_device(req: DmDeviceSend) -> str:
-        sends.append(req)
-        first_started.set()
-        assert release.wait(60), "the test never released the first send"
-        return "projects/p/messages/1"
-
+    held = HeldSends()
     req = DmPushRequest(receiver_user_id=1, sender_user_id=2, window_seconds=WINDOW)
-    async with time_skipping_env() as env, _worker(env.client, [device_tokens, send_dm_to_device]) as queue:
+    async with time_skipping_env() as env, _worker(env.client, held.activities()) as queue:
         handle = await request_dm_push(env.client, req, "m1", task_queue=queue)
         assert handle is not None
         result = asyncio.ensure_future(handle.result())  # lets the server skip the first window
-        assert await asyncio.to_thread(first_started.wait, 60)
+        await held.wait_for_first_send()
         for message_id in ("m2", "m3"):
             await request_dm_push(env.client, req, message_id, task_queue=queue)
-        release.set()
+        held.release.set()
         outcome = await result
         assert await _events(env.client, req.workflow_id, EventType.EVENT_TYPE_TIMER_STARTED) == 2
     assert (outcome.pushes, outcome.messages) == (2, 3)
-    assert [(s.message_id, s.count) for s in sends] == [("m1", 1), ("m3", 2)]
+    assert [(s.message_id, s.count) for s in held.sends] == [("m1", 1), ("m3", 2)]
+
+
+async def test_a_long_burst_continues_as_new_with_the_messages_not_yet_pushed() -> None:
+    held = HeldSends()
+    req = DmPushRequest(receiver_user_id=3, sender_user_id=4, window_seconds=WINDOW, batches_per_run=1)
+    async with time_skipping_env() as env, _worker(env.client, held.activities()) as queue:
+        handle = await request_dm_push(env.client, req, "m1", task_queue=queue)
+        assert handle is not None
+        result = asyncio.ensure_future(handle.result())  # follows the runs to the last one
+        await held.wait_for_first_send()
+        await request_dm_push(env.client, req, "m2", task_queue=queue)
+        held.release.set()
+        outcome = await result
+        first_run = env.client.get_workflow_handle(req.workflow_id, run_id=handle.result_run_id)
+        history = await first_run.fetch_history()
+    continued = [
+        e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    ]
+    assert len(continued) == 1
+    assert (outcome.pushes, outcome.messages) == (1, 1)  # the second run pushed the carried message
+    assert [(s.message_id, s.count) for s in held.sends] == [("m1", 1), ("m2", 1)]

@@ -34,6 +34,7 @@ def test_dm_push_workflow_input_carries_ids_only() -> None:
         "sender_user_id",
         "window_seconds",
         "deadline_seconds",
+        "batches_per_run",
         "carried_message_ids",
     }
 
