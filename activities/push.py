@@ -1,8 +1,11 @@
 """Push activities: look up a user's devices, send to one device with firebase-admin, drop dead tokens.
 
-``send_to_device`` classifies FCM errors: transient ones (UNAVAILABLE, INTERNAL, QUOTA_EXCEEDED, network)
-are retried by Temporal, honouring Retry-After; permanent ones (UNREGISTERED, INVALID_ARGUMENT,
-SENDER_ID_MISMATCH) are non-retryable and lead the workflow to remove the token.
+Every message is fitted within FCM's 4,096-byte limit before it is sent (``activities.fcm_message``).
+FCM errors are classified: transient ones (UNAVAILABLE, INTERNAL, QUOTA_EXCEEDED, network) are retried
+by Temporal, honouring Retry-After; the token is removed only when FCM says the *token* is bad
+(UNREGISTERED, SENDER_ID_MISMATCH, or INVALID_ARGUMENT whose details name the registration token); any
+other INVALID_ARGUMENT (a message FCM refuses, e.g. too big) is ``INVALID_MESSAGE``: not retried, the
+device is kept, and the workflow records the push as rejected.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
+from activities.fcm_message import MessageTooLarge, Notice, fitted_message
 from activities.firebase import firebase_app
-from storage import devices
+from activities.push_text import dm_burst_body
+from storage import devices, users
+from temporal.ids import dm_room_key
+from temporal.push import LIKE_TITLE
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +35,13 @@ PUSH_RETRIED = Counter(
 )
 PUSH_FAILED = Counter("sosohappy_push_failed_total", "Pushes given up on a device", ["kind", "reason"])
 
-#: ApplicationError types of permanent failures; the workflow removes the token after them.
-PERMANENT = ("UNREGISTERED", "INVALID_ARGUMENT", "SENDER_ID_MISMATCH")
+#: ApplicationError types after which the workflow removes the token: FCM said the token is bad.
+#: (``INVALID_ARGUMENT`` is raised only when FCM's answer names the registration token.)
+TOKEN_DEAD = ("UNREGISTERED", "INVALID_ARGUMENT", "SENDER_ID_MISMATCH")
+#: FCM refused the message itself (any other INVALID_ARGUMENT): not retried, and the device is kept.
+MESSAGE_REJECTED = "INVALID_MESSAGE"
+#: Every non-retryable ApplicationError type of the send activities.
+PERMANENT = (*TOKEN_DEAD, MESSAGE_REJECTED)
 
 
 class DeviceSend(BaseModel):
@@ -40,6 +52,17 @@ class DeviceSend(BaseModel):
     title: str
     body: str
     data: dict[str, str]
+
+
+class DmDeviceSend(BaseModel):
+    """One DM push to one device: the activity reads the sender's nickname and the text by id."""
+
+    token: str
+    receiver_user_id: int
+    sender_user_id: int
+    #: The newest message of the batch (its text is the preview).
+    message_id: str
+    count: int
 
 
 class FailureRecord(BaseModel):
@@ -62,14 +85,36 @@ FCM_ERRORS: tuple[tuple[type[Exception], str, bool], ...] = (
 )
 
 
-def _reason(exc: Exception) -> tuple[str, bool]:
-    """``(reason, permanent)`` of a firebase-admin or transport error."""
+def fcm_reason(exc: Exception) -> tuple[str, bool]:
+    """``(reason, permanent)`` of a firebase-admin or transport error; an INVALID_ARGUMENT that does not
+    name the registration token is ``INVALID_MESSAGE``."""
     for cls, reason, permanent in FCM_ERRORS:
         if isinstance(exc, cls):
+            if reason == "INVALID_ARGUMENT" and not names_the_token(exc):
+                return MESSAGE_REJECTED, True
             return reason, permanent
     if isinstance(exc, exceptions.FirebaseError):
         return str(exc.code or "UNKNOWN").upper(), False
     return "NETWORK", False
+
+
+def names_the_token(exc: Exception) -> bool:
+    """True when FCM's INVALID_ARGUMENT answer is about the registration token: a ``BadRequest`` field
+    violation on ``message.token``, or FCM's message naming the registration token ("The registration
+    token is not a valid FCM registration token")."""
+    response = getattr(exc, "http_response", None)
+    try:
+        error = response.json().get("error", {}) if response is not None else {}
+    except ValueError:
+        return False
+    if not isinstance(error, dict):
+        return False
+    for detail in error.get("details") or []:
+        violations = detail.get("fieldViolations") if isinstance(detail, dict) else None
+        for violation in violations or []:
+            if isinstance(violation, dict) and violation.get("field") == "message.token":
+                return True
+    return "registration token" in str(error.get("message", "")).lower()
 
 
 def _retry_after(exc: Exception) -> timedelta | None:
@@ -94,24 +139,49 @@ class PushActivities:
 
     @activity.defn(name="send_to_device")
     def send_to_device(self, req: DeviceSend) -> str:
-        """Send one message; returns FCM's message name. Raises a typed ``ApplicationError`` on failure."""
-        message = messaging.Message(
-            token=req.token,
-            notification=messaging.Notification(title=req.title, body=req.body),
-            data=req.data,
+        """Send one notice as given (fitted to FCM's limit); returns FCM's message name. Raises a typed
+        ``ApplicationError`` on failure."""
+        return self._send(req.kind, req.token, Notice(title=req.title, body=req.body, data=req.data))
+
+    @activity.defn(name="send_dm_to_device")
+    def send_dm_to_device(self, req: DmDeviceSend) -> str:
+        """Send the DM notice of a batch of ``count`` messages of one room, composed here from ids:
+        title = the sender's current nickname, body = the newest message's preview (with the count
+        when more than one), data = ids only; one collapse key per room. Returns FCM's message name."""
+        with self._deps.sessions() as session:
+            sender = users.nickname_of(session, req.sender_user_id)
+        latest = self._deps.messages.by_id(req.message_id)
+        notice = Notice(
+            title=sender or LIKE_TITLE,
+            body=dm_burst_body(req.count, latest.text if latest is not None else None),
+            data={
+                "kind": "dm",
+                "messageId": req.message_id,
+                "senderId": str(req.sender_user_id),
+                "count": str(req.count),
+            },
+            collapse_key=f"dm-{dm_room_key(req.sender_user_id, req.receiver_user_id)}",
         )
+        return self._send("dm", req.token, notice)
+
+    def _send(self, kind: str, token: str, notice: Notice) -> str:
+        try:
+            message = fitted_message(token, notice)
+        except MessageTooLarge as exc:
+            PUSH_FAILED.labels(kind, MESSAGE_REJECTED).inc()
+            raise ApplicationError(str(exc), type=MESSAGE_REJECTED, non_retryable=True) from None
         try:
             name = messaging.send(message, app=firebase_app(self._deps.settings))
         except Exception as exc:  # every firebase-admin and transport error is classified below
-            reason, permanent = _reason(exc)
+            reason, permanent = fcm_reason(exc)
             if permanent:
-                PUSH_FAILED.labels(req.kind, reason).inc()
+                PUSH_FAILED.labels(kind, reason).inc()
                 raise ApplicationError(f"FCM {reason}: {exc}", type=reason, non_retryable=True) from None
-            PUSH_RETRIED.labels(req.kind, reason).inc()
+            PUSH_RETRIED.labels(kind, reason).inc()
             raise ApplicationError(
                 f"FCM {reason}: {exc}", type=reason, next_retry_delay=_retry_after(exc)
             ) from None
-        PUSH_SENT.labels(req.kind).inc()
+        PUSH_SENT.labels(kind).inc()
         return str(name)
 
     @activity.defn(name="remove_device_token")

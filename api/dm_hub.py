@@ -25,12 +25,11 @@ from starlette.websockets import WebSocket
 from accounts.nicknames import InvalidNickname, nickname_key, normalize_nickname
 from api.kafka import broadcast_consumer, stop_consumer, topic_partitions
 from api.metrics import OPEN_WEBSOCKETS
-from api.push import push_in_background
+from api.push import dm_push_in_background
 from api.resources import Resources
 from feeds.dates import InvalidDate, check_date, now_kst
 from storage import dm_rooms, presence, users
 from storage.messages import StoredMessage
-from temporal.push import dm_push
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +168,14 @@ class DirectMessageHub:
         if await self.deliver_local(receiver_id, frame):
             DELIVERED.labels("local").inc()
         elif not elsewhere:
-            self._push(stored, receiver_id, frame)
+            self._push(sender_id, receiver_id, stored)
             return
         if elsewhere and not await self._publish(stored, receiver_id, frame):
             if receiver_id not in self._sockets:  # nobody got it live: notify instead
-                self._push(stored, receiver_id, frame)
+                self._push(sender_id, receiver_id, stored)
 
-    def _push(self, stored: StoredMessage, receiver_id: int, frame: str) -> None:
-        push_in_background(self.res, dm_push(stored.id, stored.sender, receiver_id, stored.text, frame))
+    def _push(self, sender_id: int, receiver_id: int, stored: StoredMessage) -> None:
+        dm_push_in_background(self.res, sender_id, receiver_id, stored.id)
         DELIVERED.labels("pushed").inc()
 
     async def _publish(self, stored: StoredMessage, receiver_id: int, frame: str) -> bool:

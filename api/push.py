@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from prometheus_client import Counter
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.request_context import bind_workflow
 from api.resources import Resources
 from temporal import search_attributes as sa
-from temporal.push import PushRequest
+from temporal.push import DmArrived, DmPushOutcome, DmPushRequest, PushRequest
 from temporal.task_queues import PUSH
+from workflows.dm_push import DmPushWorkflow
 from workflows.push import PushDeliveryWorkflow
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,15 @@ log = logging.getLogger(__name__)
 PUSH_REQUESTS = Counter(
     "sosohappy_push_requests_total", "Push workflows requested by the API", ["kind", "result"]
 )
+
+
+def _attributes(receiver_user_id: int, kind: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.USER_ID, str(receiver_user_id)),
+            SearchAttributePair(sa.KIND, f"push-{kind}"),
+        ]
+    )
 
 
 async def request_push(client: Client | None, request: PushRequest) -> None:
@@ -36,12 +47,7 @@ async def request_push(client: Client | None, request: PushRequest) -> None:
             id=request.workflow_id,
             task_queue=PUSH,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.USER_ID, str(request.receiver_user_id)),
-                    SearchAttributePair(sa.KIND, f"push-{request.kind}"),
-                ]
-            ),
+            search_attributes=_attributes(request.receiver_user_id, request.kind),
         )
         PUSH_REQUESTS.labels(request.kind, "started").inc()
     except WorkflowAlreadyStartedError:
@@ -51,7 +57,53 @@ async def request_push(client: Client | None, request: PushRequest) -> None:
         log.exception("push %s could not be started", request.workflow_id)
 
 
+async def request_dm_push(
+    client: Client | None, request: DmPushRequest, message_id: str, task_queue: str = PUSH
+) -> WorkflowHandle[Any, DmPushOutcome] | None:
+    """Hand one stored message to its room's ``DmPushWorkflow`` (signal-with-start: the first message
+    of a burst starts it, the next ones join the running one); the handle of that run, or ``None`` when
+    Temporal could not be asked (logged and counted)."""
+    if client is None:
+        PUSH_REQUESTS.labels("dm", "temporal_unavailable").inc()
+        log.error("push %s dropped: Temporal is not connected", request.workflow_id)
+        return None
+    try:
+        handle = await client.start_workflow(
+            DmPushWorkflow.run,
+            request,
+            id=request.workflow_id,
+            task_queue=task_queue,
+            # A finished run of this room is history: the next message starts a new run.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal="message_arrived",
+            start_signal_args=[DmArrived(message_id=message_id)],
+            search_attributes=_attributes(request.receiver_user_id, "dm"),
+        )
+        PUSH_REQUESTS.labels("dm", "started").inc()
+        return handle
+    except Exception:
+        PUSH_REQUESTS.labels("dm", "error").inc()
+        log.exception("push %s could not be started", request.workflow_id)
+        return None
+
+
 def push_in_background(res: Resources, request: PushRequest) -> None:
     """Start the push without making the request wait for Temporal; failures are logged and counted."""
     bind_workflow(request.workflow_id)  # now: the start runs after the request's line is written
     res.spawn(request_push(res.temporal_if_connected, request), f"start-{request.workflow_id}")
+
+
+def dm_push_in_background(
+    res: Resources, sender_user_id: int, receiver_user_id: int, message_id: str
+) -> None:
+    """Queue the DM push of one stored message without making the sender wait for Temporal."""
+    request = DmPushRequest(
+        receiver_user_id=receiver_user_id,
+        sender_user_id=sender_user_id,
+        window_seconds=res.settings.dm_push_window_seconds,
+        deadline_seconds=res.settings.push_deadline_seconds,
+    )
+    bind_workflow(request.workflow_id)
+    res.spawn(
+        request_dm_push(res.temporal_if_connected, request, message_id), f"signal-{request.workflow_id}"
+    )

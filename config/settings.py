@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     )
     fcm_credentials_file: Path | None = None
     push_deadline_seconds: int = 24 * 3600
+    # DMs of one room to an offline user are gathered this long into one push with their count.
+    dm_push_window_seconds: float = Field(default=3.0, gt=0, le=60)
 
     # Sign in with Apple
     apple_base_url: str = "https://appleid.apple.com"

@@ -24,9 +24,17 @@ class FcmEmulator:
         params = {"token": token} if token is not None else {}
         return list(self._http.get("/emulator/attempts", params=params).raise_for_status().json()["attempts"])
 
-    def fail(self, token: str, error: str, times: int | None = None, retry_after: int | None = None) -> None:
-        """Answer sends to ``token`` with ``error`` for the next ``times`` calls (``None``: always)."""
-        body = {"token": token, "error": error, "times": times, "retry_after": retry_after}
+    def fail(
+        self,
+        token: str,
+        error: str,
+        times: int | None = None,
+        retry_after: int | None = None,
+        field: str = "message.token",
+    ) -> None:
+        """Answer sends to ``token`` with ``error`` for the next ``times`` calls (``None``: always); an
+        ``INVALID_ARGUMENT`` names ``field`` (default: the registration token)."""
+        body = {"token": token, "error": error, "times": times, "retry_after": retry_after, "field": field}
         self._http.post("/emulator/failures", json=body).raise_for_status()
 
     def reset(self) -> None:

@@ -2,11 +2,19 @@
 
 ``python -m emulators.fcm --port 9099``. firebase-admin is pointed at it by ``SOSOHAPPY_FCM_ENDPOINT``.
 Control endpoints under ``/emulator/`` list what was received and inject failures per token.
+
+Like FCM it refuses a message whose payload is over 4,096 bytes (``payload_bytes``) with HTTP 400
+``INVALID_ARGUMENT``, in the shape FCM answers it (observed 2024, reown-com/push-server#346): message
+"Android message is too big", a ``google.rpc.BadRequest`` detail without a field violation and an
+``FcmError`` with errorCode ``INVALID_ARGUMENT``. An injected ``INVALID_ARGUMENT`` is by default an
+invalid registration token, whose answer names ``message.token``; with ``field`` it is an invalid value
+of that field (FCM's documented BadRequest example, no ``FcmError``), which says nothing of the token.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +37,10 @@ ERRORS: dict[str, tuple[int, str]] = {
     "UNAVAILABLE": (503, "UNAVAILABLE"),
     "INTERNAL": (500, "INTERNAL"),
 }
+#: FCM's limit for a message to one registration token.
+MAX_PAYLOAD_BYTES = 4096
+FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 MESSAGES = {
     "UNREGISTERED": "Requested entity was not found.",
     "INVALID_ARGUMENT": "The registration token is not a valid FCM registration token",
@@ -40,12 +52,16 @@ MESSAGES = {
 
 
 class FailureRule(BaseModel):
-    """Fail sends to ``token`` with ``error`` for the next ``times`` calls (``None``: always)."""
+    """Fail sends to ``token`` with ``error`` for the next ``times`` calls (``None``: always).
+
+    For ``INVALID_ARGUMENT``, ``field`` is the message field FCM names: ``message.token`` (default, an
+    invalid registration token) or any other (an invalid value of that field: the token is fine)."""
 
     token: str
     error: str
     times: int | None = None
     retry_after: int | None = None
+    field: str = "message.token"
 
 
 @dataclass
@@ -62,14 +78,45 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _error_body(code: str) -> tuple[int, dict[str, Any]]:
+def payload_bytes(message: dict[str, Any]) -> int:
+    """The payload FCM counts against its limit, in UTF-8 bytes: the keys and values of ``data``,
+    ``notification`` and ``android.notification``, plus the APNs payload (``apns.payload``) as JSON."""
+
+    def pairs(values: Any) -> int:
+        if not isinstance(values, dict):
+            return 0
+        return sum(len(str(k).encode()) + len(str(v).encode()) for k, v in values.items())
+
+    android = message.get("android")
+    apns = message.get("apns")
+    apns_payload = apns.get("payload") if isinstance(apns, dict) else None
+    size = pairs(message.get("data")) + pairs(message.get("notification"))
+    size += pairs(android.get("notification")) if isinstance(android, dict) else 0
+    if apns_payload:
+        size += len(json.dumps(apns_payload, ensure_ascii=False, separators=(",", ":")).encode())
+    return size
+
+
+def _error_body(code: str, field: str = "message.token") -> tuple[int, dict[str, Any]]:
     status, canonical = ERRORS[code]
-    return status, {
+    details: list[dict[str, Any]] = [{"@type": FCM_ERROR, "errorCode": code}]
+    message = MESSAGES[code]
+    if code == "INVALID_ARGUMENT" and field == "message.token":
+        violation = {"field": field, "description": "Invalid registration token"}
+        details.append({"@type": BAD_REQUEST, "fieldViolations": [violation]})
+    elif code == "INVALID_ARGUMENT":
+        message = f"Invalid value at '{field}'"
+        details = [{"@type": BAD_REQUEST, "fieldViolations": [{"field": field, "description": message}]}]
+    return status, {"error": {"code": status, "message": message, "status": canonical, "details": details}}
+
+
+def _too_big_body() -> dict[str, Any]:
+    return {
         "error": {
-            "code": status,
-            "message": MESSAGES[code],
-            "status": canonical,
-            "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}],
+            "code": 400,
+            "message": "Android message is too big",
+            "status": "INVALID_ARGUMENT",
+            "details": [{"@type": BAD_REQUEST}, {"@type": FCM_ERROR, "errorCode": "INVALID_ARGUMENT"}],
         }
     }
 
@@ -89,8 +136,15 @@ def create_app() -> FastAPI:
             message = body["message"]
             token = message.get("token") or message["fid"]
         except (ValueError, KeyError, TypeError, AttributeError):
-            status, err = _error_body("INVALID_ARGUMENT")
+            status, err = _error_body("INVALID_ARGUMENT", field="message")
             return JSONResponse(err, status_code=status)
+        size = payload_bytes(message)
+        if size > MAX_PAYLOAD_BYTES:
+            with state.lock:
+                state.attempts.append(
+                    {"token": token, "outcome": "INVALID_ARGUMENT", "reason": f"{size} bytes", "at": _now()}
+                )
+            return JSONResponse(_too_big_body(), status_code=400)
         with state.lock:
             rule = state.failures.take(token)
             state.attempts.append(
@@ -109,7 +163,7 @@ def create_app() -> FastAPI:
                         }
                     )
                 return JSONResponse({"name": name})
-        status, err = _error_body(rule.error)
+        status, err = _error_body(rule.error, rule.field)
         headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else None
         return JSONResponse(err, status_code=status, headers=headers)
 

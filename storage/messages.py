@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bson import ObjectId
+from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, MongoClient
 from pymongo.collection import Collection
 
@@ -68,6 +70,14 @@ class MessageStore:
         result = self._messages.insert_one(doc)
         doc["_id"] = result.inserted_id
         return _from_doc(doc)
+
+    def by_id(self, message_id: str) -> StoredMessage | None:
+        """The message with ``message_id`` (``None`` if it is gone or the id is not one of ours)."""
+        try:
+            doc = self._messages.find_one({"_id": ObjectId(message_id)})
+        except InvalidId:
+            return None
+        return _from_doc(doc) if doc is not None else None
 
     def room_page(self, a: str, b: str, before: int, limit: int) -> list[StoredMessage]:
         """Up to ``limit`` messages of the room of ``a`` and ``b`` dated before ``before``, oldest first."""

@@ -23,6 +23,15 @@ def like_push_workflow_id(feed_id: int, liker_user_id: int) -> str:
     return f"push:like:{feed_id}:{liker_user_id}"
 
 
-def dm_push_workflow_id(message_id: str) -> str:
-    """The push for one stored direct message is sent at most once."""
-    return f"push:dm:{message_id}"
+def dm_room_key(a_user_id: int, b_user_id: int) -> str:
+    """The DM room of two users, ``<low id>-<high id>`` (as ``dm_rooms`` keys it)."""
+    low, high = sorted((a_user_id, b_user_id))
+    return f"{low}-{high}"
+
+
+def dm_push_workflow_id(receiver_user_id: int, sender_user_id: int) -> str:
+    """One DM push workflow at a time per (receiver, room): the messages of a burst share one push.
+
+    (Pushes of DMs started before this scheme used ``push:dm:<message id>``.)
+    """
+    return f"push:dm-room:{receiver_user_id}:{dm_room_key(receiver_user_id, sender_user_id)}"

@@ -1,4 +1,9 @@
-"""Push notifications as the original sent them (BACKEND_SPEC §8), and the input of ``PushDeliveryWorkflow``."""
+"""The inputs and outcomes of the push workflows, and the like notice as the original sent it (BACKEND_SPEC §8).
+
+A like is one ``PushDeliveryWorkflow`` (its notice composed by the API). DMs to an offline user go to the
+``DmPushWorkflow`` of their (receiver, room): it carries only ids (message ids, user ids) and its send
+activity composes the text, so no message text enters a workflow history.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,6 @@ from pydantic import BaseModel
 from temporal.ids import dm_push_workflow_id, like_push_workflow_id
 
 LIKE_TITLE = "소소해피"
-DM_BODY_LIMIT = 30  # UTF-16 code units: shorter texts are sent whole
-DM_BODY_KEEP = 25
 
 
 class PushRequest(BaseModel):
@@ -31,12 +34,16 @@ class PushOutcome(BaseModel):
     sent: list[str] = []
     removed: list[str] = []
     undelivered: list[str] = []
+    #: FCM refused the message itself (INVALID_ARGUMENT not about the token): the device is kept.
+    rejected: list[str] = []
 
     @property
     def label(self) -> str:
         """A one-word summary for the ``SosoOutcome`` search attribute."""
-        if not (self.sent or self.removed or self.undelivered):
+        if not (self.sent or self.removed or self.undelivered or self.rejected):
             return "no-device"
+        if self.rejected:
+            return "rejected"  # a message FCM refuses is our bug: it shows even if another device got it
         if self.undelivered:
             return "undelivered"
         if self.removed:
@@ -58,66 +65,34 @@ def like_push(
     )
 
 
-def dm_body(text: str) -> str:
-    """The text if shorter than 30 UTF-16 code units, else its first 25 + ``...``, never splitting a
-    surrogate pair or a grapheme (emoji with modifiers or joiners)."""
-    if _utf16_len(text) < DM_BODY_LIMIT:
-        return text
-    kept, used = [], 0
-    for cluster in _graphemes(text):
-        size = _utf16_len(cluster)
-        if used + size > DM_BODY_KEEP:
-            break
-        kept.append(cluster)
-        used += size
-    return "".join(kept) + "..."
+class DmArrived(BaseModel):
+    """Signal to a ``DmPushWorkflow``: one more stored message of its room for its (offline) receiver."""
+
+    message_id: str
 
 
-def dm_push(message_id: str, sender: str, receiver_user_id: int, text: str, raw_frame: str) -> PushRequest:
-    """The DM notice for one stored message: title = sender, body = the (shortened) text."""
-    return PushRequest(
-        kind="dm",
-        workflow_id=dm_push_workflow_id(message_id),
-        receiver_user_id=receiver_user_id,
-        title=sender,
-        body=dm_body(text),
-        data={"messageDto": raw_frame},
-    )
+class DmPushRequest(BaseModel):
+    """The ``DmPushWorkflow`` of one receiver and room; messages arrive as ``DmArrived`` signals."""
+
+    receiver_user_id: int
+    sender_user_id: int
+    #: How long the workflow gathers messages before it sends one push with their count.
+    window_seconds: float = 3.0
+    deadline_seconds: int = 24 * 3600
+    #: Pushes one run sends before it continues as new (keeps every history short).
+    batches_per_run: int = 100
+    #: Messages gathered by a previous run that continued as new, not yet pushed.
+    carried_message_ids: list[str] = []
+
+    @property
+    def workflow_id(self) -> str:
+        """``push:dm-room:<receiver id>:<low id>-<high id>``: ids only."""
+        return dm_push_workflow_id(self.receiver_user_id, self.sender_user_id)
 
 
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+class DmPushOutcome(BaseModel):
+    """What a ``DmPushWorkflow`` run sent: one push per batch, and what the last batch did per device."""
 
-
-_JOINERS = {"\u200d"}
-
-
-def _extends(ch: str) -> bool:
-    """True for characters that belong to the previous grapheme (modifiers, selectors, joiners, marks)."""
-    code = ord(ch)
-    return (
-        ch in _JOINERS
-        or 0xFE00 <= code <= 0xFE0F  # variation selectors
-        or 0x1F3FB <= code <= 0x1F3FF  # skin-tone modifiers
-        or 0xE0020 <= code <= 0xE007F  # tag characters (flag sequences)
-        or 0x0300 <= code <= 0x036F  # combining diacritics
-        or 0x20D0 <= code <= 0x20FF
-    )
-
-
-def _graphemes(text: str) -> list[str]:
-    """A small grapheme splitter covering emoji sequences: base + modifiers, ZWJ chains, flag pairs."""
-    clusters: list[str] = []
-    i = 0
-    while i < len(text):
-        cluster = text[i]
-        i += 1
-        is_flag = 0x1F1E6 <= ord(cluster) <= 0x1F1FF
-        if is_flag and i < len(text) and 0x1F1E6 <= ord(text[i]) <= 0x1F1FF:
-            cluster += text[i]
-            i += 1
-        while i < len(text) and (_extends(text[i]) or cluster[-1] in _JOINERS):
-            cluster += text[i]
-            i += 1
-        clusters.append(cluster)
-    return clusters
+    pushes: int = 0
+    messages: int = 0
+    last: PushOutcome = PushOutcome()

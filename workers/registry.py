@@ -15,6 +15,7 @@ from activities.nickname import NicknameActivities
 from activities.push import PushActivities
 from activities.resign import ResignActivities
 from temporal import task_queues
+from workflows.dm_push import DmPushWorkflow
 from workflows.nickname import NicknameChangeWorkflow
 from workflows.push import PushDeliveryWorkflow
 from workflows.resign import ResignWorkflow
@@ -22,7 +23,7 @@ from workflows.sign_in import SignInWorkflow
 
 WORKFLOWS: dict[str, list[type]] = {
     task_queues.ACCOUNTS: [SignInWorkflow, ResignWorkflow, NicknameChangeWorkflow],
-    task_queues.PUSH: [PushDeliveryWorkflow],
+    task_queues.PUSH: [PushDeliveryWorkflow, DmPushWorkflow],
 }
 
 
@@ -50,6 +51,7 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
         task_queues.PUSH: [
             push.device_tokens,
             push.send_to_device,
+            push.send_dm_to_device,
             push.remove_device_token,
             push.record_push_failure,
         ],

@@ -1,12 +1,19 @@
-"""firebase-admin, unchanged, against the FCM emulator: sends recorded, failures mapped to its exceptions."""
+"""firebase-admin, unchanged, against the FCM emulator: sends recorded, failures mapped to its exceptions,
+FCM's size limit enforced with FCM's answer, and which INVALID_ARGUMENT answers name the token."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
+import requests
 from firebase_admin import exceptions, messaging
 
 from activities.firebase import firebase_app
+from activities.push import fcm_reason
 from config import Settings
+from emulators import fcm
 from emulators.control import FcmEmulator
 
 
@@ -75,3 +82,108 @@ def test_send_each_fails_only_the_bad_device(settings: Settings, fcm_emulator: F
     assert [r.success for r in batch.responses] == [True, False, True]
     assert isinstance(batch.responses[1].exception, messaging.UnregisteredError)
     assert {m["token"] for m in fcm_emulator.messages()} == {"ok-1", "ok-2"}
+
+
+def _data_message(token: str, data_bytes: int) -> messaging.Message:
+    # FCM counts keys and values: key "a" (1 byte) + value.
+    return messaging.Message(token=token, data={"a": "x" * (data_bytes - 1)})
+
+
+def test_an_oversized_message_is_refused_with_fcms_answer(
+    settings: Settings, fcm_emulator: FcmEmulator
+) -> None:
+    app = firebase_app(settings)
+    messaging.send(_data_message("big", fcm.MAX_PAYLOAD_BYTES), app=app)  # exactly at the limit: accepted
+    with pytest.raises(exceptions.InvalidArgumentError) as info:
+        messaging.send(_data_message("big", fcm.MAX_PAYLOAD_BYTES + 1), app=app)
+    response = info.value.http_response
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": {
+            "code": 400,
+            "message": "Android message is too big",
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.BadRequest"},
+                {
+                    "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                    "errorCode": "INVALID_ARGUMENT",
+                },
+            ],
+        }
+    }
+    assert [a["outcome"] for a in fcm_emulator.attempts("big")] == ["accepted", "INVALID_ARGUMENT"]
+    assert len(fcm_emulator.messages("big")) == 1
+    # Not about the token: the push fails as a rejected message and the device is kept.
+    assert fcm_reason(info.value) == ("INVALID_MESSAGE", True)
+
+
+def test_the_notification_counts_with_the_data(settings: Settings, fcm_emulator: FcmEmulator) -> None:
+    message = messaging.Message(
+        token="both",
+        notification=messaging.Notification(title="t", body="가" * 700),  # 2,100 bytes + keys
+        data={"a": "x" * 2000},
+    )
+    with pytest.raises(exceptions.InvalidArgumentError):
+        messaging.send(message, app=firebase_app(settings))
+    assert fcm_emulator.messages("both") == []
+
+
+def test_an_invalid_token_is_named_in_the_answer(settings: Settings, fcm_emulator: FcmEmulator) -> None:
+    fcm_emulator.fail("bad-token", "INVALID_ARGUMENT", times=1)
+    with pytest.raises(exceptions.InvalidArgumentError) as info:
+        messaging.send(_message("bad-token"), app=firebase_app(settings))
+    error = info.value.http_response.json()["error"]
+    assert error["message"] == "The registration token is not a valid FCM registration token"
+    assert {
+        "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+        "errorCode": "INVALID_ARGUMENT",
+    } in error["details"]
+    violations = [v for d in error["details"] for v in d.get("fieldViolations", [])]
+    assert violations == [{"field": "message.token", "description": "Invalid registration token"}]
+    assert fcm_reason(info.value) == ("INVALID_ARGUMENT", True)  # the token is bad: it will be removed
+
+
+def test_an_invalid_field_other_than_the_token_keeps_the_token(
+    settings: Settings, fcm_emulator: FcmEmulator
+) -> None:
+    fcm_emulator.fail("good-token", "INVALID_ARGUMENT", times=1, field="message.apns.headers")
+    with pytest.raises(exceptions.InvalidArgumentError) as info:
+        messaging.send(_message("good-token"), app=firebase_app(settings))
+    error = info.value.http_response.json()["error"]
+    assert error["details"] == [
+        {
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": [
+                {"field": "message.apns.headers", "description": "Invalid value at 'message.apns.headers'"}
+            ],
+        }
+    ]
+    assert fcm_reason(info.value) == ("INVALID_MESSAGE", True)
+
+
+def _invalid_argument(body: dict[str, Any]) -> exceptions.InvalidArgumentError:
+    response = requests.Response()
+    response.status_code = 400
+    response._content = json.dumps(body).encode()
+    return exceptions.InvalidArgumentError(body["error"]["message"], http_response=response)
+
+
+def test_fcms_documented_invalid_token_answer_names_the_token() -> None:
+    # FCM's documented example (firebase.google.com/docs/cloud-messaging/error-codes): no field violation,
+    # the message names the registration token.
+    documented = {
+        "error": {
+            "code": 400,
+            "message": "The registration token is not a valid FCM registration token",
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                    "errorCode": "INVALID_ARGUMENT",
+                }
+            ],
+        }
+    }
+    assert fcm_reason(_invalid_argument(documented)) == ("INVALID_ARGUMENT", True)
+    assert fcm_reason(exceptions.InvalidArgumentError("no response")) == ("INVALID_MESSAGE", True)

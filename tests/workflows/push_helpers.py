@@ -8,12 +8,14 @@ from activities.deps import ActivityDeps
 from storage import devices, users
 
 
-def user_with_devices(deps: ActivityDeps, count: int) -> tuple[int, list[str]]:
-    """A new user with ``count`` registered device tokens."""
+def user_with_devices(deps: ActivityDeps, count: int, nickname: str | None = None) -> tuple[int, list[str]]:
+    """A new user with ``count`` registered device tokens (and ``nickname``, if given)."""
     tag = uuid.uuid4().hex[:10]
     tokens = [f"tok-{tag}-{i}" for i in range(count)]
     with deps.sessions.begin() as session:
         user = users.upsert_account(session, f"{tag}@example.com+kakao", "kakao", tag, None)
+        if nickname is not None:
+            user.nickname = nickname
         for token in tokens:
             devices.register_device(session, user.id, token, None)
         return user.id, tokens

@@ -7,21 +7,16 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
 from activities.push import PushActivities
 from emulators.control import FcmEmulator
-from temporal import devserver
-from temporal import search_attributes as sa
 from temporal.push import like_push
 from tests.workflows.push_helpers import tokens_of, user_with_devices
+from tests.workflows.time_skipping import time_skipping_env
 from workflows.push import PushDeliveryWorkflow
 
 
@@ -32,19 +27,9 @@ async def test_transient_failures_past_the_deadline_fail_the_workflow(
     fcm_emulator.fail(token, "UNAVAILABLE", retry_after=3600)
     req = like_push(1, 2, "jin", owner, "mina", 2024012017042712)
     assert req.deadline_seconds == 24 * 3600
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=devserver.test_server_path(), data_converter=pydantic_data_converter
-    )
-    # The test server starts without our search attributes; register them as the dev stack does.
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in sa.ALL},
-        )
-    )
     queue = f"push-deadline-{uuid.uuid4()}"
     activities = PushActivities(activity_deps)
-    try:
+    async with time_skipping_env() as env:
         with ThreadPoolExecutor(8) as executor:
             async with Worker(
                 env.client,
@@ -63,8 +48,6 @@ async def test_transient_failures_past_the_deadline_fail_the_workflow(
                 )
                 with pytest.raises(WorkflowFailureError) as info:
                     await handle.result()
-    finally:
-        await env.shutdown()
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "PushUndelivered"
     attempts = fcm_emulator.attempts(token)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import random
 
 import pytest
+from prometheus_client import REGISTRY
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from api.push import request_push
 from emulators.control import FcmEmulator
-from temporal.push import PushOutcome, PushRequest, dm_push, like_push
+from temporal.push import PushOutcome, PushRequest, like_push
 from tests.workflows.push_helpers import tokens_of, user_with_devices
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -58,7 +60,7 @@ async def test_transient_failures_are_retried_until_sent(
     owner, [token] = user_with_devices(activity_deps, 1)
     # Without Retry-After firebase-admin does not retry a 429 itself, so each failure is a Temporal retry.
     fcm_emulator.fail(token, "QUOTA_EXCEEDED", times=2)
-    req = dm_push(f"m-{random.randrange(10**9)}", "mina", owner, "안녕!", '{"sender":"mina"}')
+    req = like_push(random.randrange(10**9), 6, "mina", owner, "jin", 2024012017042712)
     outcome = await _deliver(temporal_client, req)
     assert outcome.sent == [token]
     assert [a["outcome"] for a in fcm_emulator.attempts(token)] == [
@@ -69,8 +71,10 @@ async def test_transient_failures_are_retried_until_sent(
     [(attempt, last_failure)] = await _activity_attempts(temporal_client, req.workflow_id)
     assert attempt == 3 and "QUOTA_EXCEEDED" in last_failure
     [msg] = fcm_emulator.messages(token)
-    assert msg["message"]["notification"] == {"title": "mina", "body": "안녕!"}
-    assert msg["message"]["data"] == {"messageDto": '{"sender":"mina"}'}
+    assert msg["message"]["notification"] == {
+        "title": "소소해피",
+        "body": "mina님이 jin님의 행복을 응원합니다🩷",
+    }
 
 
 async def test_unregistered_token_is_removed_without_retry_and_others_still_served(
@@ -95,6 +99,45 @@ async def test_only_dead_tokens_complete_with_token_removed(
     outcome = await _deliver(temporal_client, req)
     assert outcome.removed == [dead] and outcome.label == "token-removed"
     assert tokens_of(activity_deps, owner) == []
+
+
+async def test_an_invalid_token_answer_removes_only_that_token(
+    temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [bad, good] = user_with_devices(activity_deps, 2)
+    fcm_emulator.fail(bad, "INVALID_ARGUMENT")  # FCM's answer names message.token
+    req = like_push(random.randrange(10**9), 12, "jin", owner, "mina", 2024012017042712)
+    outcome = await _deliver(temporal_client, req)
+    assert (outcome.sent, outcome.removed, outcome.label) == ([good], [bad], "sent-token-removed")
+    assert tokens_of(activity_deps, owner) == [good]
+    assert [a["outcome"] for a in fcm_emulator.attempts(bad)] == ["INVALID_ARGUMENT"]  # not retried
+
+
+def _failed(kind: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("sosohappy_push_failed_total", {"kind": kind, "reason": reason}) or 0.0
+
+
+async def test_an_invalid_argument_not_about_the_token_fails_visibly_and_keeps_the_devices(
+    temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, tokens = user_with_devices(activity_deps, 2)
+    for token in tokens:  # FCM refuses the message (a field of it), not the tokens
+        fcm_emulator.fail(token, "INVALID_ARGUMENT", field="message.apns.payload.aps")
+    before = _failed("like", "INVALID_MESSAGE")
+    req = like_push(random.randrange(10**9), 13, "jin", owner, "mina", 2024012017042712)
+    await request_push(temporal_client, req)
+    handle = temporal_client.get_workflow_handle(req.workflow_id)
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "PushRejected"
+    assert tokens_of(activity_deps, owner) == tokens  # every device kept
+    for token in tokens:  # permanent: one attempt each, no retry
+        assert [a["outcome"] for a in fcm_emulator.attempts(token)] == ["INVALID_ARGUMENT"]
+    desc = await handle.describe()
+    attrs = {p.key.name: p.value for p in desc.typed_search_attributes}
+    assert attrs["SosoOutcome"] == "rejected"
+    assert _failed("like", "INVALID_MESSAGE") - before == 2
 
 
 async def test_a_repeated_trigger_sends_once(

@@ -1,0 +1,192 @@
+"""A burst of DMs to an offline user is one push per room, with the count (time-skipping test server, so
+the gathering window passes without waiting; real activities against the FCM emulator, the test
+database and the message store; events counted in the histories, never wall-clock time)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.deps import ActivityDeps
+from activities.push import DmDeviceSend, PushActivities
+from api.push import request_dm_push
+from emulators.control import FcmEmulator
+from temporal.push import DmPushRequest
+from tests.workflows.push_helpers import tokens_of, user_with_devices
+from tests.workflows.time_skipping import time_skipping_env
+from workflows.dm_push import DmPushWorkflow
+
+#: Far longer than sending a few signals could ever take: the burst always lands in one window, and
+#: the time-skipping server passes the window at once when the test waits for the result.
+WINDOW = 600.0
+
+
+@asynccontextmanager
+async def _worker(client: Client, activities: Sequence[Callable[..., Any]]) -> AsyncIterator[str]:
+    queue = f"dm-push-{uuid.uuid4()}"
+    with ThreadPoolExecutor(8) as executor:
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[DmPushWorkflow],
+            activity_executor=executor,
+            activities=activities,
+        ):
+            yield queue
+
+
+def _real_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
+    push = PushActivities(deps)
+    return [push.device_tokens, push.send_dm_to_device, push.remove_device_token, push.record_push_failure]
+
+
+async def _events(client: Client, workflow_id: str, kind: EventType.ValueType) -> int:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return sum(1 for e in history.events if e.event_type == kind)
+
+
+def _messages(deps: ActivityDeps, sender: str, receiver: str, texts: list[str]) -> list[str]:
+    return [deps.messages.insert(sender, receiver, 2024012017042700 + i, t).id for i, t in enumerate(texts)]
+
+
+async def test_five_dms_in_a_burst_are_one_push_with_the_count(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    sender_nick, receiver_nick = f"s{uuid.uuid4().hex[:6]}", f"r{uuid.uuid4().hex[:6]}"
+    sender, _ = user_with_devices(activity_deps, 0, nickname=sender_nick)
+    receiver, tokens = user_with_devices(activity_deps, 2, nickname=receiver_nick)
+    ids = _messages(activity_deps, sender_nick, receiver_nick, [f"메시지 {i}" for i in range(1, 6)])
+    req = DmPushRequest(receiver_user_id=receiver, sender_user_id=sender, window_seconds=WINDOW)
+    async with time_skipping_env() as env, _worker(env.client, _real_activities(activity_deps)) as queue:
+        for message_id in ids:
+            await request_dm_push(env.client, req, message_id, task_queue=queue)
+        handle = await request_dm_push(env.client, req, ids[2], task_queue=queue)  # repeated: counts once
+        assert handle is not None
+        outcome = await handle.result()
+        assert (
+            await _events(env.client, req.workflow_id, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) == 6
+        )
+        assert await _events(env.client, req.workflow_id, EventType.EVENT_TYPE_TIMER_STARTED) == 1
+        desc = await handle.describe()
+    assert (outcome.pushes, outcome.messages, sorted(outcome.last.sent)) == (1, 5, sorted(tokens))
+    attrs = {p.key.name: p.value for p in desc.typed_search_attributes if p.key.name.startswith("Soso")}
+    assert attrs == {"SosoUserId": str(receiver), "SosoKind": "push-dm", "SosoOutcome": "sent"}
+    room = f"dm-{min(sender, receiver)}-{max(sender, receiver)}"
+    for token in tokens:
+        [push] = fcm_emulator.messages(token)  # one push per device for the five messages
+        message = push["message"]
+        assert message["notification"] == {"title": sender_nick, "body": "새 메시지 5개: 메시지 5"}
+        assert message["data"] == {"kind": "dm", "messageId": ids[-1], "senderId": str(sender), "count": "5"}
+        assert message["apns"] == {
+            "headers": {"apns-collapse-id": room},
+            "payload": {"aps": {"thread-id": room}},
+        }
+        assert message["android"] == {"collapse_key": room, "notification": {"tag": room}}
+    assert tokens_of(activity_deps, receiver) == tokens
+
+
+async def test_dms_in_two_rooms_are_two_pushes(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    receiver_nick = f"r{uuid.uuid4().hex[:6]}"
+    receiver, [token] = user_with_devices(activity_deps, 1, nickname=receiver_nick)
+    rooms = []
+    for count in (3, 2):
+        nick = f"s{uuid.uuid4().hex[:6]}"
+        sender, _ = user_with_devices(activity_deps, 0, nickname=nick)
+        ids = _messages(activity_deps, nick, receiver_nick, [f"{nick} {i}" for i in range(count)])
+        rooms.append(
+            (DmPushRequest(receiver_user_id=receiver, sender_user_id=sender, window_seconds=WINDOW), ids)
+        )
+    async with time_skipping_env() as env, _worker(env.client, _real_activities(activity_deps)) as queue:
+        handles = {}
+        for i in range(3):  # interleaved, as two people would write
+            for req, ids in rooms:
+                if i < len(ids):
+                    handles[req.workflow_id] = await request_dm_push(
+                        env.client, req, ids[i], task_queue=queue
+                    )
+        outcomes = [await handle.result() for handle in handles.values() if handle is not None]
+    assert [(o.pushes, o.messages) for o in outcomes] == [(1, 3), (1, 2)]
+    pushes = fcm_emulator.messages(token)
+    assert len(pushes) == 2
+    by_room = {p["message"]["apns"]["headers"]["apns-collapse-id"]: p["message"] for p in pushes}
+    for (req, ids), count in zip(rooms, (3, 2), strict=True):
+        room = f"dm-{min(req.sender_user_id, receiver)}-{max(req.sender_user_id, receiver)}"
+        assert by_room[room]["data"]["count"] == str(count)
+        assert by_room[room]["data"]["messageId"] == ids[-1]
+        assert by_room[room]["notification"]["body"].startswith(f"새 메시지 {count}개: ")
+
+
+class HeldSends:
+    """Stand-in activities for one device whose first send is held until the test releases it, so
+    messages can be signalled while a batch is being sent."""
+
+    def __init__(self) -> None:
+        self.sends: list[DmDeviceSend] = []
+        self.first_started, self.release = threading.Event(), threading.Event()
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name="device_tokens")
+        def device_tokens(user_id: int) -> list[str]:
+            return ["device"]
+
+        @activity.defn(name="send_dm_to_device")
+        def send_dm_to_device(req: DmDeviceSend) -> str:
+            self.sends.append(req)
+            self.first_started.set()
+            assert self.release.wait(60), "the test never released the first send"
+            return "projects/p/messages/1"
+
+        return [device_tokens, send_dm_to_device]
+
+    async def wait_for_first_send(self) -> None:
+        assert await asyncio.to_thread(self.first_started.wait, 60)
+
+
+async def test_messages_arriving_while_a_batch_is_sent_make_one_more_push_a_window_later() -> None:
+    held = HeldSends()
+    req = DmPushRequest(receiver_user_id=1, sender_user_id=2, window_seconds=WINDOW)
+    async with time_skipping_env() as env, _worker(env.client, held.activities()) as queue:
+        handle = await request_dm_push(env.client, req, "m1", task_queue=queue)
+        assert handle is not None
+        result = asyncio.ensure_future(handle.result())  # lets the server skip the first window
+        await held.wait_for_first_send()
+        for message_id in ("m2", "m3"):
+            await request_dm_push(env.client, req, message_id, task_queue=queue)
+        held.release.set()
+        outcome = await result
+        assert await _events(env.client, req.workflow_id, EventType.EVENT_TYPE_TIMER_STARTED) == 2
+    assert (outcome.pushes, outcome.messages) == (2, 3)
+    assert [(s.message_id, s.count) for s in held.sends] == [("m1", 1), ("m3", 2)]
+
+
+async def test_a_long_burst_continues_as_new_with_the_messages_not_yet_pushed() -> None:
+    held = HeldSends()
+    req = DmPushRequest(receiver_user_id=3, sender_user_id=4, window_seconds=WINDOW, batches_per_run=1)
+    async with time_skipping_env() as env, _worker(env.client, held.activities()) as queue:
+        handle = await request_dm_push(env.client, req, "m1", task_queue=queue)
+        assert handle is not None
+        result = asyncio.ensure_future(handle.result())  # follows the runs to the last one
+        await held.wait_for_first_send()
+        await request_dm_push(env.client, req, "m2", task_queue=queue)
+        held.release.set()
+        outcome = await result
+        first_run = env.client.get_workflow_handle(req.workflow_id, run_id=handle.result_run_id)
+        history = await first_run.fetch_history()
+    continued = [
+        e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    ]
+    assert len(continued) == 1
+    assert (outcome.pushes, outcome.messages) == (1, 1)  # the second run pushed the carried message
+    assert [(s.message_id, s.count) for s in held.sends] == [("m1", 1), ("m2", 1)]

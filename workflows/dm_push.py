@@ -1,0 +1,95 @@
+"""``DmPushWorkflow``: the DMs of one room to an offline receiver become one push per few seconds.
+
+One workflow runs per (receiver, room) at a time, ID ``push:dm-room:<receiver id>:<low id>-<high id>``.
+The API signals each stored message to it with signal-with-start, so the first message of a burst
+starts it and the next ones join it. It waits ``window_seconds`` (a workflow timer), then sends one push
+for everything gathered, with the count in the body; messages that arrive meanwhile make the next batch,
+again one window later. So a room never pushes more than once per window, and every message is counted
+in exactly one push. Only ids cross Temporal: the send activity reads the sender's nickname and the
+newest message's text itself.
+
+A message signalled while the run completes makes Temporal refuse the completion and replay the run
+with the signal, so the loop sends it too; a run that has sent many batches continues as new with what
+it has not pushed yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.push import DmDeviceSend, PushActivities
+    from temporal.push import DmArrived, DmPushOutcome, DmPushRequest, PushOutcome
+    from workflows.push import deliver_to_device, device_tokens, raise_if_failed, send_retry_policy, settle
+
+
+@workflow.defn
+class DmPushWorkflow:
+    """Gathers the messages of one room for one receiver and pushes them in batches, one per window."""
+
+    def __init__(self) -> None:
+        self._pending: list[str] = []
+        self._seen: set[str] = set()
+
+    @workflow.signal(name="message_arrived")
+    def message_arrived(self, arrived: DmArrived) -> None:
+        """One more message for the receiver; a message signalled twice counts once."""
+        if arrived.message_id not in self._seen:
+            self._seen.add(arrived.message_id)
+            self._pending.append(arrived.message_id)
+
+    @workflow.run
+    async def run(self, req: DmPushRequest) -> DmPushOutcome:
+        """Push every gathered message, one push per batch; returns how many pushes and messages, and
+        what the last push did per device."""
+        carried = [m for m in req.carried_message_ids if m not in self._seen]
+        self._seen.update(carried)
+        self._pending = carried + self._pending  # signal-with-start: the signal is handled before run
+        if not self._pending:  # started without a message (by hand): wait one window for one
+            with contextlib.suppress(asyncio.TimeoutError):
+                await workflow.wait_condition(lambda: bool(self._pending), timeout=req.window_seconds)
+        outcome = DmPushOutcome()
+        while self._pending:
+            await workflow.sleep(timedelta(seconds=req.window_seconds))
+            batch, self._pending = self._pending, []
+            outcome.last = await self._push(req, batch)
+            outcome.pushes += 1
+            outcome.messages += len(batch)
+            if self._pending and (
+                outcome.pushes >= req.batches_per_run or workflow.info().is_continue_as_new_suggested()
+            ):
+                workflow.continue_as_new(req.model_copy(update={"carried_message_ids": self._pending}))
+        raise_if_failed(outcome.last, req.deadline_seconds)
+        return outcome
+
+    async def _push(self, req: DmPushRequest, batch: list[str]) -> PushOutcome:
+        tokens = await device_tokens(req.receiver_user_id)
+        send = DmDeviceSend(
+            token="",
+            receiver_user_id=req.receiver_user_id,
+            sender_user_id=req.sender_user_id,
+            message_id=batch[-1],
+            count=len(batch),
+        )
+
+        def sender(token: str) -> Awaitable[Any]:
+            return workflow.execute_activity_method(
+                PushActivities.send_dm_to_device,
+                send.model_copy(update={"token": token}),
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=timedelta(seconds=req.deadline_seconds),
+                retry_policy=send_retry_policy(),
+            )
+
+        wf_id = workflow.info().workflow_id
+        results = await asyncio.gather(
+            *(deliver_to_device("dm", wf_id, t, functools.partial(sender, t)) for t in tokens)
+        )
+        return settle(tokens, list(results))
