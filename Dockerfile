@@ -59,9 +59,12 @@ RUN groupadd --system --gid 10001 sosohappy \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/sosohappy --create-home \
       --shell /usr/sbin/nologin sosohappy
 COPY --from=builder /opt/venv /opt/venv
+# The image is for clusters: production (or staging, set by the ConfigMap), which refuses the public
+# default JWT secret, so a container started without the Secret exits instead of signing with it.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    SOSOHAPPY_ENV=production \
     SOSOHAPPY_API_HOST=0.0.0.0
 # The working directory is the user's home, so the default relative data directory (.data, only used for
 # the SQLite fallback) is writable; in Kubernetes every store is remote.

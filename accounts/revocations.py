@@ -6,29 +6,48 @@ import time
 
 
 class RevocationView:
-    """Revoked login ids and account ids, each remembered until the longest token lifetime has passed."""
+    """Revoked login ids and account ids, each remembered until every token issued before it expired.
+
+    It answers only while ``ready``: ``seeded`` (it has read the database's revocation records) and
+    ``live`` (the broker feed is caught up and the records were read again after the broker connected).
+    Otherwise callers ask the database, which is always the truth.
+    """
 
     def __init__(self, ttl_seconds: int) -> None:
         self._ttl = ttl_seconds
         self._sessions: dict[str, float] = {}
         self._users: dict[int, float] = {}
-        self.ready = False
+        self.seeded = False
+        self.live = False
+
+    @property
+    def ready(self) -> bool:
+        """True when ``is_revoked`` may be trusted instead of the database."""
+        return self.seeded and self.live
+
+    @property
+    def ttl_seconds(self) -> int:
+        """How long a revocation is remembered (the access-token lifetime)."""
+        return self._ttl
 
     def is_revoked(self, session_id: str, user_id: int) -> bool | None:
-        """True/False once caught up; ``None`` while the database must be asked instead."""
+        """True/False once ready; ``None`` while the database must be asked instead."""
         if not self.ready:
             return None
         return session_id in self._sessions or user_id in self._users
 
     def apply(self, event: dict[str, object]) -> None:
-        """Record one revocation event (``{"kind": "session"|"user", "id": ..., "at": epoch}``)."""
+        """Record one revocation event (``{"kind": "session"|"user", "id": ..., "at": epoch}``);
+        applying one twice changes nothing."""
         until = float(event.get("at", time.time())) + self._ttl  # type: ignore[arg-type]
         if until < time.time():
             return
         if event.get("kind") == "session":
-            self._sessions[str(event["id"])] = until
+            key = str(event["id"])
+            self._sessions[key] = max(until, self._sessions.get(key, 0.0))
         elif event.get("kind") == "user":
-            self._users[int(event["id"])] = until  # type: ignore[call-overload]
+            uid = int(event["id"])  # type: ignore[call-overload]
+            self._users[uid] = max(until, self._users.get(uid, 0.0))
 
     def forget_expired(self) -> None:
         """Drop entries whose tokens have all expired anyway."""

@@ -85,6 +85,8 @@ class ResignActivities:
 
     @activity.defn(name="resign_delete_account")
     def delete_account(self, user_id: int) -> None:
-        """Finally delete the account row (its logins go with it)."""
+        """Finally delete the account row (its logins go with it), recording in the same transaction
+        that every token of the user is revoked (replicas' views read it from the database)."""
         with self._deps.sessions.begin() as session:
-            session.execute(delete(User).where(User.id == user_id))
+            if session.execute(delete(User).where(User.id == user_id)).rowcount:
+                logins.record_account_deleted(session, user_id)

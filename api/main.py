@@ -18,7 +18,7 @@ from api.metrics import MetricsMiddleware
 from api.outbox import OutboxDrainer
 from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
-from api.revocations import follow_revocations
+from api.revocations import start_revocation_view
 from api.routes import auth, dm, dm_connect, feed, health
 from config import Settings
 from config.logging import configure_logging, temporal_core_logging
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
         resources = await open_resources(settings)
         if settings.revocation_view_enabled:
-            resources.spawn(follow_revocations(resources), "follow-revocations")
+            await start_revocation_view(resources)
         hub = DirectMessageHub(resources)
         resources.spawn(hub.follow(), "follow-direct-messages")
         resources.spawn(hub.heartbeat(), "dm-presence-heartbeat")

@@ -114,9 +114,9 @@ async def open_resources(settings: Settings) -> Resources:
         mongo=mongo,
         messages=messages,
         tokens=TokenIssuer(settings),
-        revocations=RevocationView(
-            max(settings.access_token_ttl_seconds, settings.refresh_token_ttl_seconds)
-        ),
+        # Refresh tokens are always checked against the database; the view only has to outlive the
+        # access tokens issued before a revocation.
+        revocations=RevocationView(settings.access_token_ttl_seconds),
     )
 
     async def temporal_attempt() -> None:

@@ -1,53 +1,121 @@
-"""Which logins and accounts are revoked, known in memory by every API replica through a Kafka topic.
+"""Which logins and accounts are revoked, known in memory by every API replica.
 
-Requests are authenticated from the JWT plus this view, with no database round trip. Until the view has
-read the topic up to the end offsets it saw at start (or after losing the broker), it answers
-``None`` and callers ask the database instead. Revocations are written to the database first, so the
-database is always the truth; the topic only spreads them within a second.
+Every revocation is written to the ``revocations`` table in the transaction that revokes, so the
+database is always the truth; the Kafka topic only spreads it within a second. A replica seeds its view
+from the table (records younger than the access-token lifetime) before serving from it, reads the table
+again whenever the broker (re)connects (the broker may have kept nothing), and polls it for newer records
+every ``revocation_reconcile_seconds``, so a revocation whose broadcast was lost (broker down, replica
+died before publishing) still reaches every replica. Until the view is seeded and the topic read to the
+end offsets it saw, ``is_revoked`` answers ``None`` and callers ask the database instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Gauge
 
 from accounts.revocations import RevocationView
 from api.kafka import CONSUMER_LAG, broadcast_consumer, stop_consumer, topic_partitions
 from api.resources import Resources
+from storage import logins
+from storage.models import Revocation
 
 log = logging.getLogger(__name__)
 
 VIEW_READY = Gauge("sosohappy_revocation_view_ready", "1 when the in-memory revocation view is caught up")
 
+#: Each poll re-reads this much before the previous one started: a revocation stamped just before it
+#: but committed after it (or stamped by a replica whose clock is a little behind) is still found.
+RECONCILE_OVERLAP = timedelta(seconds=60)
+#: How long the lifespan waits for the first seed before serving (the database path answers meanwhile).
+FIRST_SEED_WAIT_SECONDS = 5.0
 
-async def publish_revocation(res: Resources, kind: str, ident: str | int, user_id: int) -> None:
-    """Tell every replica (this one at once) that a login or an account is revoked."""
-    event: dict[str, object] = {"kind": kind, "id": ident, "at": time.time()}
+
+def revocation_event(record: Revocation) -> dict[str, object]:
+    """The broadcast form of one revocation record (what ``RevocationView.apply`` reads)."""
+    at = record.revoked_at.replace(tzinfo=UTC).timestamp()
+    return {"kind": record.kind, "id": record.subject, "at": at}
+
+
+async def publish_revocations(res: Resources, user_id: int, records: Sequence[Revocation]) -> None:
+    """Tell every replica (this one at once) about revocations already committed to the database."""
+    if not records:
+        return
+    events = [revocation_event(record) for record in records]
     view: RevocationView = res.revocations
-    view.apply(event)
+    for event in events:
+        view.apply(event)
     producer = res.producer
     if producer is None:
-        log.warning(
-            "revocation of %s %s not broadcast: Kafka is down (replicas read the database)", kind, ident
-        )
+        log.warning("%d revocation(s) not broadcast: Kafka is down (replicas read the database)", len(events))
         return
+    topic, key = res.settings.kafka_token_topic, str(user_id).encode()
+
+    async def broadcast() -> None:
+        sent = [await producer.send(topic, json.dumps(event).encode(), key=key) for event in events]
+        await asyncio.gather(*sent)
+
     try:
-        await asyncio.wait_for(
-            producer.send_and_wait(
-                res.settings.kafka_token_topic, json.dumps(event).encode(), key=str(user_id).encode()
-            ),
-            timeout=2,
-        )
+        await asyncio.wait_for(broadcast(), timeout=2)
     except Exception:
-        log.exception("revocation of %s %s not broadcast", kind, ident)
+        log.exception("%d revocation(s) not broadcast (replicas find them in the database)", len(events))
+
+
+def _set_gauge(view: RevocationView) -> None:
+    VIEW_READY.set(1 if view.ready else 0)
+
+
+def _read_records(res: Resources, since: datetime) -> list[dict[str, object]]:
+    with res.sessions() as session:
+        return [revocation_event(r) for r in logins.revocations_since(session, since)]
+
+
+async def reconcile_from_database(res: Resources, since: datetime | None = None) -> int:
+    """Apply every revocation record stamped at or after ``since`` (default: all that can still
+    matter, i.e. younger than the access-token lifetime) to the view; returns how many were read."""
+    view: RevocationView = res.revocations
+    since = since or logins.utcnow() - timedelta(seconds=view.ttl_seconds)
+    events = await asyncio.to_thread(_read_records, res, since)
+    for event in events:
+        view.apply(event)
+    return len(events)
+
+
+async def poll_revocations(res: Resources, first_seed: asyncio.Event | None = None) -> None:
+    """Seed the view from the database, then read the records newer than the last poll forever."""
+    view: RevocationView = res.revocations
+    interval = res.settings.revocation_reconcile_seconds
+    since: datetime | None = None
+    while True:
+        started = logins.utcnow()
+        try:
+            found = await reconcile_from_database(res, since)
+            since = started - RECONCILE_OVERLAP
+            if not view.seeded:
+                view.seeded = True
+                _set_gauge(view)
+                log.info("revocation view seeded from the database (%d records)", found)
+                if first_seed is not None:
+                    first_seed.set()
+            view.forget_expired()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("revocation records not read (%r); retrying", exc)
+        # Until the first seed, retry soon: the replica reports not ready meanwhile.
+        await asyncio.sleep(interval if view.seeded else min(interval, 1.0))
 
 
 async def follow_revocations(res: Resources) -> None:
-    """Consume the token topic forever, reconnecting after broker loss; keeps ``view.ready`` honest."""
+    """Consume the token topic forever, reconnecting after broker loss; after each (re)connect the
+    database's records are read again before the view is ``live`` (the broker may have lost them)."""
     view: RevocationView = res.revocations
     topic = res.settings.kafka_token_topic
     while True:
@@ -58,7 +126,7 @@ async def follow_revocations(res: Resources) -> None:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             targets = await consumer.end_offsets(partitions)
-            last_check = time.monotonic()
+            last_check = last_reconcile = 0.0
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
                 for records in batches.values():
@@ -68,10 +136,13 @@ async def follow_revocations(res: Resources) -> None:
                         except (ValueError, KeyError, TypeError):
                             log.warning("ignoring malformed revocation event at offset %s", record.offset)
                 positions = {tp: int(await consumer.position(tp)) for tp in partitions}
-                if not view.ready and all(positions[tp] >= off for tp, off in targets.items()):
-                    view.ready = True
-                    VIEW_READY.set(1)
-                    log.info("revocation view caught up")
+                caught_up = all(positions[tp] >= off for tp, off in targets.items())
+                if not view.live and caught_up and time.monotonic() - last_reconcile > 1:
+                    last_reconcile = time.monotonic()
+                    if await _reconciled(res):
+                        view.live = True
+                        _set_gauge(view)
+                        log.info("revocation view caught up")
                 if time.monotonic() - last_check > 1:
                     last_check = time.monotonic()
                     ends = await asyncio.wait_for(consumer.end_offsets(partitions), timeout=3)
@@ -83,7 +154,27 @@ async def follow_revocations(res: Resources) -> None:
         except Exception as exc:
             log.warning("revocation feed lost (%r); authenticating against the database meanwhile", exc)
         finally:
-            view.ready = False
-            VIEW_READY.set(0)
+            view.live = False
+            _set_gauge(view)
             await stop_consumer(consumer)
         await asyncio.sleep(1)
+
+
+async def _reconciled(res: Resources) -> bool:
+    """Read every record that can still matter; False (logged) when the database does not answer."""
+    try:
+        await reconcile_from_database(res)
+        return True
+    except Exception as exc:
+        log.warning("revocation records not read after the broker connected (%r); retrying", exc)
+        return False
+
+
+async def start_revocation_view(res: Resources) -> None:
+    """Start the database poller and the broker follower of this replica's view, and wait (bounded) for
+    the first seed, so a healthy replica serves from a seeded view from its first request."""
+    first_seed = asyncio.Event()
+    res.spawn(poll_revocations(res, first_seed), "poll-revocations")
+    res.spawn(follow_revocations(res), "follow-revocations")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(first_seed.wait(), FIRST_SEED_WAIT_SECONDS)

@@ -44,16 +44,18 @@ def verify_access(res: Resources, headers: Headers) -> TokenClaims:
 def load_user(res: Resources, claims: TokenClaims) -> AuthenticatedUser:
     """The user of a verified token, unless its login or account was revoked.
 
-    The replica's Kafka-fed revocation view answers without touching the database; while it is not
-    caught up (start-up, broker lost) the database is asked.
+    The replica's revocation view (seeded from the database, fed by Kafka) answers without touching the
+    database; while it is not caught up (start-up, broker lost) the database is asked.
     """
     revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
     if revoked is None:
-        revoked = _revoked_in_database(res, claims)
+        revoked = revoked_in_database(res, claims)
     return _admit(claims, revoked)
 
 
-def _revoked_in_database(res: Resources, claims: TokenClaims) -> bool:
+def revoked_in_database(res: Resources, claims: TokenClaims) -> bool:
+    """The database's answer (the truth the revocation view mirrors): the login is revoked, expired or
+    gone, or the account is gone or no longer has the token's e-mail."""
     with res.sessions() as session:
         user = users.by_id(session, claims.user_id)
         return (
@@ -76,7 +78,7 @@ async def current_user(request: Request, res: ResourcesDep) -> AuthenticatedUser
     claims = verify_access(res, request.headers)
     revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
     if revoked is None:
-        revoked = await run_in_threadpool(_revoked_in_database, res, claims)
+        revoked = await run_in_threadpool(revoked_in_database, res, claims)
     return _admit(claims, revoked)
 
 

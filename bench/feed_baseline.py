@@ -24,7 +24,7 @@ from config import Settings
 from storage import feeds
 from storage.db import create_db_engine
 
-engine = create_db_engine(Settings().sqlalchemy_url)
+engine = create_db_engine(Settings(env="test").sqlalchemy_url)
 
 
 def month(params: dict[str, str]) -> bytes:

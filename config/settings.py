@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The JWT secret used when none is configured; accepted only when ``env == "local"``.
+#: The JWT secret used when none is configured; accepted only when ``env`` is explicitly local or test.
 DEFAULT_JWT_SECRET = "sosohappy-local-development-only-secret-never-use-in-production-0123456789abcdef"
 
 
@@ -21,7 +21,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SOSOHAPPY_", env_file=None, extra="ignore")
 
-    env: Literal["local", "test", "staging", "production"] = "local"
+    #: Fails closed: an unset ``SOSOHAPPY_ENV`` means production, which refuses the public default JWT
+    #: secret; the dev stack says ``local`` and the tests say ``test`` explicitly.
+    env: Literal["local", "test", "staging", "production"] = "production"
     data_dir: Path = Path(".data")
 
     # Logging (config/logging.py): one JSON object per line on stderr, or text for people.
@@ -60,6 +62,9 @@ class Settings(BaseSettings):
     dm_presence_fresh_seconds: float = 15.0
     #: Authenticate from the JWT plus the Kafka-fed revocation view; off = ask the database every request.
     revocation_view_enabled: bool = True
+    #: Each replica also reads the revocation records newer than the last it saw this often, so a
+    #: revocation whose broadcast was lost (broker down, replica died) still reaches its view.
+    revocation_reconcile_seconds: float = Field(default=5.0, gt=0)
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
@@ -82,6 +87,10 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = 36_000
     refresh_token_ttl_seconds: int = 14 * 24 * 3600
     authorize_code_ttl_seconds: int = 600
+    #: The refresh token just rotated is still answered (with the current pair, no new rotation) this
+    #: long after its rotation: the iOS client re-issues once per parallel 403, all with one token.
+    #: Later, or any older token, is reuse and revokes the login.
+    refresh_reuse_grace_seconds: float = Field(default=60.0, ge=0)
 
     # FCM (firebase-admin). Empty credentials file = offline credential for the local emulator.
     fcm_project_id: str = "sosohappy-local"
@@ -114,9 +123,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
-        if self.env in ("staging", "production") and self.jwt_secret == DEFAULT_JWT_SECRET:
+        if not self.is_local and self.jwt_secret == DEFAULT_JWT_SECRET:
             raise ValueError(
-                "SOSOHAPPY_JWT_SECRET must be set outside local development (the default secret is public)"
+                f"SOSOHAPPY_JWT_SECRET must be set in env {self.env!r} (the default secret is public; "
+                "SOSOHAPPY_ENV=local or test accepts it)"
             )
         if len(self.jwt_secret.encode()) < 32:
             raise ValueError("SOSOHAPPY_JWT_SECRET must be at least 32 bytes")

@@ -25,6 +25,9 @@ from devstack.processes import ManagedProcess, StartError, broker_argv, ensure_p
 from storage.db import migrate, probe_database, shown_url
 from temporal.devserver import start_dev_args
 
+#: The environment of the dev stack when ``SOSOHAPPY_ENV`` is not set (its children get it explicitly).
+LOCAL_ENV = "local"
+
 
 class StackPorts(BaseSettings):
     """Ports of the local servers (``SOSOHAPPY_<NAME>_PORT``); the API port comes from ``Settings``."""
@@ -132,7 +135,9 @@ def _wait_ready(proc: ManagedProcess, url: str, timeout: float = 60) -> None:
 
 def run() -> int:
     """Start and supervise the stack; returns the exit code."""
-    settings = Settings()
+    # The dev stack is local development: it says so (an unset SOSOHAPPY_ENV means production, which
+    # refuses the public default JWT secret), unless the caller chose an env explicitly.
+    settings = Settings(env=os.environ.get("SOSOHAPPY_ENV") or LOCAL_ENV)  # type: ignore[arg-type]
     ports = StackPorts()
     data_dir = settings.data_dir.resolve()
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -195,6 +200,7 @@ def run() -> int:
             setting="SOSOHAPPY_APPLE_EMULATOR_PORT",
         )
         env = {
+            "SOSOHAPPY_ENV": settings.env,
             "SOSOHAPPY_DATA_DIR": str(data_dir),
             "SOSOHAPPY_DATABASE_URL": settings.sqlalchemy_url,
             "SOSOHAPPY_TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal_port}",

@@ -1,15 +1,20 @@
-"""Authorize codes (single-use, expiring, shared by every replica) and login sessions (refresh families)."""
+"""Authorize codes (single-use, expiring, shared by every replica), login sessions (refresh families) and
+the durable revocation records every replica's revocation view is seeded from."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import AuthorizeCode, LoginSession
+from storage.models import AuthorizeCode, LoginSession, Revocation
+
+#: ``Revocation.kind`` of one login, and of a whole account.
+SESSION, USER = "session", "user"
 
 
 def utcnow() -> datetime:
@@ -48,9 +53,20 @@ def consume_authorize_code(session: Session, code: str) -> str | None:
 class Rotation(Enum):
     """The outcome of presenting a refresh token."""
 
-    ROTATED = "rotated"
-    REUSED = "reused"  # an older generation: the login is revoked
+    ROTATED = "rotated"  # the current generation: the login moved to the next one
+    CONCURRENT = "concurrent"  # the one just rotated, within the grace window: the current pair again
+    REUSED = "reused"  # older, or the one just rotated after the window: the login is revoked
     INVALID = "invalid"  # unknown, revoked or expired login
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    """What ``rotate_session`` decided, the generation to issue the new pair for (``ROTATED`` and
+    ``CONCURRENT``), and the revocation it recorded (``REUSED``)."""
+
+    rotation: Rotation
+    generation: int = 0
+    revocation: Revocation | None = None
 
 
 def open_session(
@@ -75,9 +91,23 @@ def open_session(
     return row
 
 
-def rotate_session(session: Session, session_id: str, generation: int, ttl_seconds: int) -> Rotation:
-    """Advance the login to ``generation + 1`` if ``generation`` is current; revoke it on reuse."""
-    now = utcnow()
+def rotate_session(
+    session: Session,
+    session_id: str,
+    generation: int,
+    ttl_seconds: int,
+    grace_seconds: float,
+    now: datetime | None = None,
+) -> RotationResult:
+    """Present the refresh token of ``generation`` for the login ``session_id``.
+
+    The current generation rotates to the next one. The generation just rotated, presented within
+    ``grace_seconds`` of that rotation, gets the current generation again without rotating: the iOS
+    client re-issues once per parallel 403, all with the same token. Anything else is reuse and revokes
+    the login (recorded in ``revocations``, same transaction). Safe under concurrency: the rotation is
+    one conditional UPDATE, and every other decision is taken on the row locked ``FOR UPDATE``.
+    """
+    now = now or utcnow()
     result = session.execute(
         update(LoginSession)
         .where(
@@ -86,36 +116,77 @@ def rotate_session(session: Session, session_id: str, generation: int, ttl_secon
             LoginSession.revoked_at.is_(None),
             LoginSession.expires_at > now,
         )
-        .values(generation=generation + 1, expires_at=now + timedelta(seconds=ttl_seconds))
+        .values(generation=generation + 1, rotated_at=now, expires_at=now + timedelta(seconds=ttl_seconds))
     )
     if result.rowcount == 1:  # type: ignore[attr-defined]
-        return Rotation.ROTATED
-    row = session.get(LoginSession, session_id)
+        return RotationResult(Rotation.ROTATED, generation + 1)
+    # Locked, re-read row: another request rotated (or revoked) it after our UPDATE missed.
+    row = session.scalars(
+        select(LoginSession)
+        .where(LoginSession.id == session_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
     if row is None or row.revoked_at is not None or row.expires_at <= now:
-        return Rotation.INVALID
-    revoke_session(session, session_id)
-    return Rotation.REUSED
+        return RotationResult(Rotation.INVALID)
+    if (
+        generation == row.generation - 1
+        and row.rotated_at is not None
+        and now - row.rotated_at <= timedelta(seconds=grace_seconds)
+    ):
+        return RotationResult(Rotation.CONCURRENT, row.generation)
+    return RotationResult(Rotation.REUSED, revocation=revoke_session(session, session_id, now))
 
 
-def revoke_session(session: Session, session_id: str) -> None:
-    """Mark one login revoked (sign-out, refresh-token reuse)."""
-    session.execute(
+def revoke_session(session: Session, session_id: str, now: datetime | None = None) -> Revocation | None:
+    """Mark one login revoked (sign-out, refresh-token reuse) and record it; ``None`` if it already was."""
+    now = now or utcnow()
+    result = session.execute(
         update(LoginSession)
         .where(LoginSession.id == session_id, LoginSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+        .values(revoked_at=now)
     )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return _record(session, SESSION, session_id, now=now)[0]
 
 
-def revoke_user_sessions(session: Session, user_id: int) -> list[str]:
-    """Revoke every login of ``user_id`` (resign); returns their ids."""
+def revoke_user_sessions(session: Session, user_id: int) -> list[Revocation]:
+    """Revoke every login of ``user_id`` (resign) and record each; returns the records."""
+    now = utcnow()
     ids = list(
         session.scalars(
-            select(LoginSession.id).where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+            select(LoginSession.id)
+            .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+            .with_for_update()
         )
     )
-    if ids:
-        session.execute(update(LoginSession).where(LoginSession.id.in_(ids)).values(revoked_at=utcnow()))
-    return ids
+    if not ids:
+        return []
+    session.execute(update(LoginSession).where(LoginSession.id.in_(ids)).values(revoked_at=now))
+    return _record(session, SESSION, *ids, now=now)
+
+
+def record_account_deleted(session: Session, user_id: int) -> Revocation:
+    """Record that the account ``user_id`` is gone (in the transaction deleting its row): every token
+    of that user is revoked, including logins opened after resign revoked the others."""
+    return _record(session, USER, str(user_id), now=utcnow())[0]
+
+
+def _record(session: Session, kind: str, *subjects: str, now: datetime) -> list[Revocation]:
+    rows = [Revocation(kind=kind, subject=subject, revoked_at=now) for subject in subjects]
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
+def revocations_since(session: Session, since: datetime) -> list[Revocation]:
+    """The revocation records with ``revoked_at >= since`` (an index range scan), oldest first."""
+    return list(
+        session.scalars(
+            select(Revocation).where(Revocation.revoked_at >= since).order_by(Revocation.revoked_at)
+        )
+    )
 
 
 def session_is_active(session: Session, session_id: str) -> bool:

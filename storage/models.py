@@ -90,12 +90,31 @@ class LoginSession(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    # The refresh token carries (session id, generation); only the current generation is accepted and
-    # each re-issue increments it, so a replayed older token is detected as reuse.
+    # The refresh token carries (session id, generation); each re-issue increments it. The current
+    # generation rotates; the one just rotated is answered with the current pair for a grace window
+    # after ``rotated_at`` (the client's parallel re-issues); anything older is reuse.
     generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: When the current generation was minted (NULL until the first re-issue).
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Revocation(Base):
+    """A durable record of one revocation, written in the transaction that revokes.
+
+    ``kind`` is ``session`` (``subject`` = a login id: sign-out, refresh-token reuse, resign) or ``user``
+    (``subject`` = a user id whose account row was deleted). No foreign key: the record outlives the
+    rows resign deletes. Replicas seed and reconcile their revocation view from it by ``revoked_at``.
+    """
+
+    __tablename__ = "revocations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(String(36))
+    revoked_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
 class DeviceRegistration(Base):

@@ -15,12 +15,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from accounts.nicknames import visible_nickname
-from accounts.tokens import BEARER, REFRESH, InvalidToken, strip_bearer
+from accounts.tokens import BEARER, REFRESH, InvalidToken, TokenClaims, strip_bearer
 from api import outbox
 from api.deps import ResourcesDep, SessionDep, TemporalDep
 from api.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
@@ -28,7 +29,7 @@ from api.images import sniff_image_type
 from api.params import ParamsDep
 from api.request_context import bind_user, bind_workflow
 from api.resources import Resources, ServiceUnavailable
-from api.revocations import publish_revocation
+from api.revocations import publish_revocations
 from api.security import CurrentUser
 from storage import devices, logins, nickname_changes, users
 from storage.outbox import QueuedStart
@@ -123,37 +124,47 @@ async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -
 
 
 @router.api_route("/reIssueToken", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-async def reissue_token(request: Request, session: SessionDep, res: ResourcesDep) -> Response:
-    """Rotate the refresh token: only the current one is accepted; a replayed older one revokes the login."""
+async def reissue_token(request: Request, res: ResourcesDep) -> Response:
+    """Rotate the refresh token. The current one rotates; the one just rotated, within the grace window,
+    gets the current pair (the client's parallel re-issues); any other is reuse and revokes the login."""
     try:
         claims = res.tokens.verify(strip_bearer(request.headers.get("authorization-refresh")), REFRESH)
     except InvalidToken as exc:
         raise Forbidden(f"invalid refresh token: {exc}") from None
     if request.headers.get("email", "") != claims.account_email:
         raise Forbidden("the Email header does not match the refresh token")
-    outcome = logins.rotate_session(
-        session, claims.session_id, claims.generation, res.settings.refresh_token_ttl_seconds
-    )
-    session.commit()
-    if outcome is logins.Rotation.REUSED:
+    outcome = await run_in_threadpool(_rotate, res, claims)
+    if outcome.rotation is logins.Rotation.REUSED:
         log.warning("refresh token reuse: login %s revoked", claims.session_id)
-        await publish_revocation(res, "session", claims.session_id, claims.user_id)
+        if outcome.revocation is not None:
+            await publish_revocations(res, claims.user_id, [outcome.revocation])
         raise Forbidden("this refresh token was already used; the login is revoked")
-    if outcome is not logins.Rotation.ROTATED:
+    if outcome.rotation is logins.Rotation.INVALID:
         raise Forbidden("this login was signed out, revoked or expired")
-    access, refresh = _issue(
-        res, claims.account_email, claims.user_id, claims.session_id, claims.generation + 1
-    )
+    access, refresh = _issue(res, claims.account_email, claims.user_id, claims.session_id, outcome.generation)
     return token_headers(Response(status_code=200), access, refresh)
+
+
+def _rotate(res: Resources, claims: TokenClaims) -> logins.RotationResult:
+    """One transaction (in the threadpool, so parallel re-issues really run in parallel)."""
+    with res.sessions.begin() as session:
+        return logins.rotate_session(
+            session,
+            claims.session_id,
+            claims.generation,
+            res.settings.refresh_token_ttl_seconds,
+            res.settings.refresh_reuse_grace_seconds,
+        )
 
 
 @router.post("/signOut")
 async def sign_out(user: CurrentUser, session: SessionDep, res: ResourcesDep) -> dict[str, Any]:
     """Revoke this login and forget its device token."""
-    logins.revoke_session(session, user.session_id)
+    revocation = logins.revoke_session(session, user.session_id)
     devices.remove_session_devices(session, user.session_id)
     session.commit()
-    await publish_revocation(res, "session", user.session_id, user.id)
+    if revocation is not None:
+        await publish_revocations(res, user.id, [revocation])
     return {"email": user.account_email, "success": True}
 
 
@@ -178,9 +189,9 @@ async def resign(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dic
             provider=row.provider,
             apple_refresh_token=row.apple_refresh_token,
         )
-        logins.revoke_user_sessions(session, user.id)
+        revoked = logins.revoke_user_sessions(session, user.id)
         queued = outbox.queue_resign(session, req)
-    await publish_revocation(res, "user", user.id, user.id)
+    await publish_revocations(res, user.id, revoked)
     bind_workflow(queued.workflow_id)
     await outbox.start_now(res, queued)
     return {"email": email, "success": True}

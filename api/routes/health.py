@@ -31,7 +31,8 @@ def healthz() -> dict[str, str]:
 
 
 #: Every route needs the relational store; without it the replica cannot serve and leaves the Service.
-REQUIRED = ("database",)
+#: Nor is a replica ready before its revocation view has read the database's revocation records.
+REQUIRED = ("database", "revocations")
 #: Each of these takes down only some routes (sign-in, DMs) or has a fallback (revocations from the
 #: database, DMs delivered locally), and is shared by every replica: failing readiness on them would
 #: take all replicas out of the Service at once and turn a partial outage into a total one.
@@ -40,8 +41,9 @@ DEGRADING = ("temporal", "mongo", "kafka")
 
 @router.get("/readyz")
 async def readyz(res: ResourcesDep) -> JSONResponse:
-    """Readiness: 503 when the database does not answer; 200 otherwise, ``"degraded"`` and naming them
-    when Temporal, MongoDB or Kafka do not. Each result also sets ``sosohappy_dependency_up``."""
+    """Readiness: 503 when the database does not answer (or the revocation view has not read it yet);
+    200 otherwise, ``"degraded"`` and naming them when Temporal, MongoDB or Kafka do not. Each
+    dependency's result also sets ``sosohappy_dependency_up``."""
 
     async def temporal() -> None:
         await res.temporal.service_client.check_health(timeout=timedelta(seconds=2))
@@ -70,6 +72,8 @@ async def readyz(res: ResourcesDep) -> JSONResponse:
     results = dict(zip(checks, await asyncio.gather(*(run(c) for c in checks.values())), strict=True))
     for name, result in results.items():
         DEPENDENCY_UP.labels(name).set(result == "ok")
+    if res.settings.revocation_view_enabled:
+        results["revocations"] = "ok" if res.revocations.seeded else "down: not seeded from the database yet"
     down = [name for name, status in results.items() if status != "ok"]
     serving = not any(name in REQUIRED for name in down)
     status = "unavailable" if not serving else "degraded" if down else "ok"

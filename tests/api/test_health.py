@@ -28,7 +28,7 @@ def test_readyz_reports_every_backing_service(http: httpx.Client) -> None:
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["status"] == "ok" and body["down"] == []
-    assert set(body["checks"]) == {"temporal", "database", "mongo", "kafka"}
+    assert set(body["checks"]) == {"temporal", "database", "mongo", "kafka", "revocations"}
 
 
 def test_metrics_count_requests_by_route(http: httpx.Client) -> None:
@@ -68,5 +68,6 @@ def test_without_the_database_the_replica_is_not_ready(settings: Settings) -> No
     dead_db = settings.model_copy(update={"database_url": f"mysql+pymysql://root@127.0.0.1:{free_port()}/x"})
     ready, gauges = _ready_and_gauges(dead_db)
     assert ready.status_code == 503, ready.text
-    assert ready.json()["status"] == "unavailable" and ready.json()["down"] == ["database"]
+    # Nor could the revocation view read the revocation records.
+    assert ready.json()["status"] == "unavailable" and ready.json()["down"] == ["database", "revocations"]
     assert gauges["database"] == 0.0 and gauges["mongo"] == 1.0

@@ -1,13 +1,21 @@
-"""Token re-issue, rotation, reuse detection, sign-out and 403s, as the iOS client's interceptor sees them."""
+"""Token re-issue, rotation (with the grace window of parallel re-issues), reuse detection, sign-out and
+403s, as the iOS client's interceptor sees them."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
 
 import httpx
 import jwt
+from sqlalchemy import select
 
+from activities.deps import ActivityDeps
 from config import Settings
+from storage.models import LoginSession, Revocation
 from tests.fixtures.ios_client import IOSClient
 
 
@@ -19,6 +27,29 @@ def _signed_in(http: httpx.Client) -> IOSClient:
 
 def _authed_call(app: IOSClient) -> int:
     return app.get_query("/auth-service/checkDuplicateNickname", {"nickname": "nobody"}).status_code
+
+
+def _claims(settings: Settings, token: str) -> dict[str, Any]:
+    return jwt.decode(token.removeprefix("Bearer "), settings.jwt_secret, algorithms=["HS512"])
+
+
+def _session_id(app: IOSClient) -> str:
+    return str(jwt.decode(app.refresh.removeprefix("Bearer "), options={"verify_signature": False})["sid"])
+
+
+def _login_row(deps: ActivityDeps, app: IOSClient) -> LoginSession:
+    with deps.sessions() as session:
+        row = session.get(LoginSession, _session_id(app))
+        assert row is not None
+        return row
+
+
+def _move_rotation_back(deps: ActivityDeps, app: IOSClient, seconds: float) -> None:
+    """Make the login's last rotation ``seconds`` older, as if that much time had passed."""
+    with deps.sessions.begin() as session:
+        row = session.get(LoginSession, _session_id(app))
+        assert row is not None and row.rotated_at is not None
+        row.rotated_at -= timedelta(seconds=seconds)
 
 
 def test_access_token_claims_keep_the_original_shape(http: httpx.Client, settings: Settings) -> None:
@@ -37,15 +68,69 @@ def test_reissue_rotates_and_the_new_tokens_work(http: httpx.Client) -> None:
     assert _authed_call(app) == 200
 
 
-def test_a_replayed_refresh_token_revokes_the_login(http: httpx.Client) -> None:
+def test_parallel_reissues_with_one_refresh_token_all_succeed(
+    http: httpx.Client, api_url: str, activity_deps: ActivityDeps, settings: Settings
+) -> None:
+    # CLIENT_CONTRACT §2.3: one re-issue per parallel 403, every one with the same stored refresh token.
+    app = _signed_in(http)
+    n = 6
+    barrier = threading.Barrier(n)
+
+    def reissue(_: int) -> tuple[int, str, str]:
+        with httpx.Client(base_url=api_url, timeout=30) as client:
+            copy = IOSClient(client, access=app.access, refresh=app.refresh, email=app.email)
+            barrier.wait(timeout=30)
+            status = copy.reissue().status_code
+            return status, copy.access, copy.refresh
+
+    with ThreadPoolExecutor(n) as pool:
+        answers = list(pool.map(reissue, range(n)))
+    assert [status for status, _, _ in answers] == [200] * n
+    # The login rotated once: every answer is a pair of the one new generation, and each works.
+    assert {_claims(settings, refresh)["gen"] for _, _, refresh in answers} == {1}
+    row = _login_row(activity_deps, app)
+    assert row.generation == 1 and row.revoked_at is None
+    for _, access, refresh in answers:
+        assert _authed_call(IOSClient(http, access=access, refresh=refresh, email=app.email)) == 200
+    # Whichever answer the client stored keeps working: it re-issues again later.
+    _, access, refresh = answers[-1]
+    stored = IOSClient(http, access=access, refresh=refresh, email=app.email)
+    assert stored.reissue().status_code == 200 and _authed_call(stored) == 200
+    assert _claims(settings, stored.refresh)["gen"] == 2
+
+
+def test_the_just_rotated_token_is_reuse_after_the_grace_window(
+    http: httpx.Client, activity_deps: ActivityDeps, settings: Settings
+) -> None:
     app = _signed_in(http)
     stolen = app.refresh
     assert app.reissue().status_code == 200
     thief = IOSClient(http, access=app.access, refresh=stolen, email=app.email)
-    assert thief.reissue().status_code == 403
+    # Within the window the just-rotated token gets the current pair (the residual risk the README names).
+    assert thief.reissue().status_code == 200
+    # The window has passed: the rotation is moved back in the database rather than waited for.
+    _move_rotation_back(activity_deps, app, settings.refresh_reuse_grace_seconds + 1)
+    late = IOSClient(http, access=app.access, refresh=stolen, email=app.email)
+    assert late.reissue().status_code == 403
     # The whole login is revoked: the legitimate app's tokens stop working too.
     assert _authed_call(app) == 403
     assert app.reissue().status_code == 403
+    assert _login_row(activity_deps, app).revoked_at is not None
+
+
+def test_an_older_generation_is_reuse_at_once(http: httpx.Client, activity_deps: ActivityDeps) -> None:
+    app = _signed_in(http)
+    stolen = app.refresh
+    assert app.reissue().status_code == 200
+    assert app.reissue().status_code == 200  # generation 2: the stolen token is two behind
+    thief = IOSClient(http, access=app.access, refresh=stolen, email=app.email)
+    assert thief.reissue().status_code == 403
+    assert _authed_call(app) == 403
+    assert app.reissue().status_code == 403
+    row = _login_row(activity_deps, app)
+    with activity_deps.sessions() as session:
+        records = session.scalars(select(Revocation).where(Revocation.subject == row.id)).all()
+    assert row.revoked_at is not None and [r.kind for r in records] == ["session"]
 
 
 def test_a_refresh_token_is_not_an_access_token(http: httpx.Client) -> None:

@@ -84,7 +84,13 @@ def test_dockerfile_entrypoint_env_and_ports(stages: list[Stage]) -> None:
     assert [json.loads(v) for v in final.args("ENTRYPOINT")] == [["python", "-m"]]
     assert [json.loads(v) for v in final.args("CMD")] == [["api.serve"]]
     env = " ".join(final.args("ENV"))
-    for setting in ("PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1", "PATH=/opt/venv/bin:$PATH"):
+    # SOSOHAPPY_ENV=production: a container without the Secret refuses the public default JWT secret.
+    for setting in (
+        "PYTHONUNBUFFERED=1",
+        "PYTHONDONTWRITEBYTECODE=1",
+        "PATH=/opt/venv/bin:$PATH",
+        "SOSOHAPPY_ENV=production",
+    ):
         assert setting in env.split(), setting
     exposed = {p for v in final.args("EXPOSE") for p in v.split()}
     assert exposed == {"8888", "9464", "9465"}

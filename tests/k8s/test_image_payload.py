@@ -187,6 +187,7 @@ def test_installed_image_payload_imports_and_migrates_apart_from_the_checkout(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOSOHAPPY_", "PYTHON"))}
     env["PYTHONPATH"] = os.pathsep.join([str(image_site), str(runtime_site)])
     env["SOSOHAPPY_DATA_DIR"] = str(tmp_path / "data")
+    env["SOSOHAPPY_ENV"] = "test"  # the cluster's Job runs in production with the Secret's JWT key
     script = tmp_path / "check.py"
     script.write_text(CHECK_INSTALLED)
     proc = subprocess.run(

@@ -85,7 +85,7 @@ def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None
 async def _undeliverable_push(temporal_port: int, receiver_id: int) -> None:
     """A like push with a 2 s deadline to a device FCM keeps refusing: it must fail (PushUndelivered)."""
     client = await temporal_connect(
-        Settings(temporal_address=f"127.0.0.1:{temporal_port}", temporal_namespace="default")
+        Settings(env="test", temporal_address=f"127.0.0.1:{temporal_port}", temporal_namespace="default")
     )
     request = PushRequest(
         kind="like",

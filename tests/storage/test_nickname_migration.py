@@ -1,4 +1,4 @@
-"""Revision 0005_nicknames on a database that holds nicknames from before the rules: rewritten to their
+"""Revision 0007 on a database that holds nicknames from before the rules: rewritten to their
 canonical form where no other row has the key, collisions and invalid rows reported and left alone, and
 the logged rename payload brings the DM history along through the README's runbook command."""
 

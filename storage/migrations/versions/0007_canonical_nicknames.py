@@ -1,7 +1,7 @@
 """stored nicknames in their canonical form (NFC, trimmed)
 
-Revision ID: 0005_nicknames
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 
 Data only. Every stored nickname whose canonical form (``accounts.nicknames.normalize_nickname``)
 differs from it is rewritten to that form, unless another row has or would get the same key: such
@@ -22,8 +22,8 @@ from alembic import op
 
 from accounts.nicknames import InvalidNickname, normalize_nickname
 
-revision = "0005_nicknames"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

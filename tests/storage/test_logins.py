@@ -1,0 +1,106 @@
+"""Refresh rotation with its grace window, and the revocation records, on MySQL and SQLite."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from sqlalchemy import Engine, select
+
+from storage import logins
+from storage.db import session_factory
+from storage.logins import Rotation
+from storage.models import LoginSession, Revocation
+from tests.storage.helpers import make_user
+
+TTL = 14 * 24 * 3600
+GRACE = 60.0
+
+
+def _login(engine: Engine) -> str:
+    user_id, _ = make_user(engine)
+    with session_factory(engine).begin() as session:
+        return logins.open_session(session, user_id, TTL).id
+
+
+def _rotate(engine: Engine, session_id: str, generation: int, **kw: object) -> logins.RotationResult:
+    with session_factory(engine).begin() as session:
+        return logins.rotate_session(session, session_id, generation, TTL, GRACE, **kw)  # type: ignore[arg-type]
+
+
+def _row(engine: Engine, session_id: str) -> LoginSession:
+    with session_factory(engine)() as session:
+        row = session.get(LoginSession, session_id)
+        assert row is not None
+        return row
+
+
+def _records(engine: Engine, subject: str) -> list[Revocation]:
+    with session_factory(engine)() as session:
+        return list(session.scalars(select(Revocation).where(Revocation.subject == subject)))
+
+
+def test_the_rotated_generation_gets_the_current_one_within_the_window_only(engine: Engine) -> None:
+    sid = _login(engine)
+    t0 = logins.utcnow().replace(microsecond=0)
+    assert _rotate(engine, sid, 0, now=t0) == logins.RotationResult(Rotation.ROTATED, 1)
+    # The injected clock stands at the edge of the window, then just past it.
+    at_edge = _rotate(engine, sid, 0, now=t0 + timedelta(seconds=GRACE))
+    assert at_edge == logins.RotationResult(Rotation.CONCURRENT, 1)
+    assert _row(engine, sid).generation == 1 and _row(engine, sid).revoked_at is None
+    late = _rotate(engine, sid, 0, now=t0 + timedelta(seconds=GRACE + 1))
+    assert late.rotation is Rotation.REUSED and late.revocation is not None
+    assert _row(engine, sid).revoked_at is not None
+    assert [(r.kind, r.subject) for r in _records(engine, sid)] == [("session", sid)]
+    # Revoked: even the current generation is refused now.
+    assert _rotate(engine, sid, 1, now=t0 + timedelta(seconds=GRACE + 2)).rotation is Rotation.INVALID
+
+
+def test_an_older_generation_is_reuse_at_once(engine: Engine) -> None:
+    sid = _login(engine)
+    t0 = logins.utcnow()
+    assert _rotate(engine, sid, 0, now=t0).rotation is Rotation.ROTATED
+    assert _rotate(engine, sid, 1, now=t0).rotation is Rotation.ROTATED
+    assert _rotate(engine, sid, 0, now=t0).rotation is Rotation.REUSED
+    assert _row(engine, sid).revoked_at is not None and len(_records(engine, sid)) == 1
+
+
+def test_a_generation_never_issued_is_reuse(engine: Engine) -> None:
+    sid = _login(engine)
+    assert _rotate(engine, sid, 5).rotation is Rotation.REUSED
+
+
+def test_parallel_presentations_of_one_token_rotate_once(engine: Engine) -> None:
+    sid = _login(engine)
+    n = 6
+    barrier = threading.Barrier(n)
+
+    def present(_: int) -> logins.RotationResult:
+        barrier.wait(timeout=30)
+        return _rotate(engine, sid, 0)
+
+    with ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(present, range(n)))
+    assert sorted(r.rotation.value for r in results) == ["concurrent"] * (n - 1) + ["rotated"]
+    assert {r.generation for r in results} == {1}
+    row = _row(engine, sid)
+    assert row.generation == 1 and row.revoked_at is None and _records(engine, sid) == []
+
+
+def test_revoking_every_login_records_each_and_deleted_accounts_are_recorded(engine: Engine) -> None:
+    user_id, _ = make_user(engine)
+    with session_factory(engine).begin() as session:
+        ids = {logins.open_session(session, user_id, TTL).id for _ in range(2)}
+    since = logins.utcnow() - timedelta(seconds=1)
+    with session_factory(engine).begin() as session:
+        revoked = logins.revoke_user_sessions(session, user_id)
+        logins.record_account_deleted(session, user_id)
+    assert {r.subject for r in revoked} == ids
+    with session_factory(engine)() as session:
+        found = {(r.kind, r.subject) for r in logins.revocations_since(session, since)}
+    assert {("session", i) for i in ids} | {("user", str(user_id))} <= found
+    # Revoking again records nothing new (nothing was still active).
+    with session_factory(engine).begin() as session:
+        assert logins.revoke_user_sessions(session, user_id) == []
+        assert logins.revoke_session(session, next(iter(ids))) is None
