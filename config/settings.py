@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = 36_000
     refresh_token_ttl_seconds: int = 14 * 24 * 3600
     authorize_code_ttl_seconds: int = 600
+    #: getAuthorizeCode and signIn each allow this many requests a minute per client IP and API
+    #: process (0: no limit in the app; the ingress limits them too), after a burst of
+    #: ``sign_in_rate_limit_burst``. Carrier NAT puts many phones behind one IP, so keep it generous.
+    sign_in_rate_limit_per_minute: int = Field(default=30, ge=0)
+    sign_in_rate_limit_burst: int = Field(default=10, ge=1)
 
     # FCM (firebase-admin). Empty credentials file = offline credential for the local emulator.
     fcm_project_id: str = "sosohappy-local"
