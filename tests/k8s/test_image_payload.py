@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -214,9 +215,10 @@ def test_installed_image_payload_imports_and_migrates_apart_from_the_checkout(
         env=env,
     )
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    head = sorted(p.name for p in (ROOT / "storage" / "migrations" / "versions").glob("*.py"))[-1]
+    head = sorted((ROOT / "storage" / "migrations" / "versions").glob("*.py"))[-1]
     with sqlite3.connect(db) as conn:
         versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert versions == [(head.split("_")[0],)]
+    [revision] = re.findall(r'^revision = "([^"]+)"', head.read_text(), re.MULTILINE)
+    assert versions == [(revision,)]
     assert {"users", "feeds"} <= tables
