@@ -82,6 +82,13 @@ class AppleKeys:
             raise AppleUnavailable(f"/auth/keys: unreadable key set: {exc}") from exc
         return {str(key.key_id): key for key in keys if key.key_id}
 
+    def load(self) -> None:
+        """Fetch the keys unless some are known: called before a code is exchanged, so an outage of
+        ``/auth/keys`` is a retry with the code still unused rather than a code spent for nothing."""
+        with self._lock:
+            if not self._keys:
+                self._keys = self._fetch()
+
     def key(self, kid: str) -> jwt.PyJWK:
         """The public key ``kid``; ``AppleRejected`` when Apple does not publish it."""
         with self._lock:
@@ -132,6 +139,7 @@ class AppleClient:
     def exchange_code(self, code: str) -> AppleTokens:
         """Exchange an authorization code for tokens; the id_token is verified (Apple's signature,
         issuer, audience, expiry) and its ``sub`` identifies the Apple user."""
+        self._keys.load()
         resp = self._post(
             "/auth/token",
             {

@@ -1,4 +1,4 @@
-"""Users and blocks: look-ups by id, account e-mail and nickname; the sign-in upsert; block lists."""
+"""Users and blocks: look-ups by id and nickname; the sign-in upsert bound to the provider identity; block lists."""
 
 from __future__ import annotations
 
@@ -17,11 +17,6 @@ from storage.models import Block, User
 def by_id(session: Session, user_id: int) -> User | None:
     """The user with ``user_id``."""
     return session.get(User, user_id)
-
-
-def by_account(session: Session, account_email: str) -> User | None:
-    """The user whose account id (``<email>+<provider>``) is ``account_email``."""
-    return session.scalars(select(User).where(User.account_email == account_email)).one_or_none()
 
 
 def by_nickname(session: Session, nickname: str) -> User | None:
@@ -99,7 +94,7 @@ def upsert_account(
     if user.provider_id is None and provider_id is not None:
         user.provider_id = provider_id  # the first real identity binds the account
     elif user.provider_id != provider_id:
-        raise ProviderMismatch(f"{account_email} is bound to another {provider} identity")
+        raise ProviderMismatch(f"the account is bound to another {provider} identity")
     if (
         apple_refresh_token is not None
         and provider_id is not None
