@@ -1,4 +1,4 @@
-"""Users and blocks: look-ups by id and nickname; the sign-in upsert bound to the provider identity; block lists."""
+"""Users and blocks: look-ups by id and nickname, the sign-in upsert (provider binding), block lists."""
 
 from __future__ import annotations
 
