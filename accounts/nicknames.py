@@ -68,5 +68,5 @@ def nickname_key(raw: str | None) -> str | None:
 def visible_nickname(stored: str | None) -> str:
     """What sign-in reports: the nickname, or ``""`` (routes the app to sign-up, where the user picks a
     new one) while the profile is not set or when the stored value is not canonical under today's rules:
-    the UUID placeholder, or a row the 0005 migration could not normalise."""
+    the UUID placeholder, or a row the 0007 migration could not normalise."""
     return stored if stored is not None and nickname_key(stored) == stored else ""

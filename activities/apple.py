@@ -6,6 +6,7 @@ Base URL, team, key and client ids come from settings, so the same code talks to
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from dataclasses import dataclass
 
@@ -17,6 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from config import Settings
 
 APPLE_AUDIENCE = "https://appleid.apple.com"
+#: Apple signs id_tokens with RS256 keys published at ``<base>/auth/keys``.
+ID_TOKEN_ALGORITHMS = ["RS256"]
+#: Clock skew tolerated on the id_token's ``iat``/``exp``.
+ID_TOKEN_LEEWAY_SECONDS = 60
 
 
 class AppleRejected(Exception):
@@ -54,14 +59,55 @@ def apple_public_key_pem(private_key_b64: str) -> bytes:
     )
 
 
+class AppleKeys:
+    """Apple's id_token signing keys (``/auth/keys``), fetched on first use and again for an unknown
+    ``kid`` (Apple rotates them); one per process, shared by its exchanges."""
+
+    def __init__(self, settings: Settings, http: httpx.Client) -> None:
+        self._url = f"{settings.apple_base_url.rstrip('/')}/auth/keys"
+        self._http = http
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._lock = threading.Lock()
+
+    def _fetch(self) -> dict[str, jwt.PyJWK]:
+        try:
+            resp = self._http.get(self._url, headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise AppleUnavailable(f"/auth/keys: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code != 200:
+            raise AppleUnavailable(f"/auth/keys: HTTP {resp.status_code}")
+        try:
+            keys = jwt.PyJWKSet.from_dict(resp.json()).keys
+        except (ValueError, jwt.PyJWTError) as exc:
+            raise AppleUnavailable(f"/auth/keys: unreadable key set: {exc}") from exc
+        return {str(key.key_id): key for key in keys if key.key_id}
+
+    def load(self) -> None:
+        """Fetch the keys unless some are known: called before a code is exchanged, so an outage of
+        ``/auth/keys`` is a retry with the code still unused rather than a code spent for nothing."""
+        with self._lock:
+            if not self._keys:
+                self._keys = self._fetch()
+
+    def key(self, kid: str) -> jwt.PyJWK:
+        """The public key ``kid``; ``AppleRejected`` when Apple does not publish it."""
+        with self._lock:
+            if kid not in self._keys:
+                self._keys = self._fetch()
+            if kid not in self._keys:
+                raise AppleRejected(f"id_token signed with a key Apple does not publish ({kid[:40]!r})")
+            return self._keys[kid]
+
+
 class AppleClient:
     """Talks to Apple's ``/auth/token`` and ``/auth/revoke`` with a fresh client secret per call."""
 
-    def __init__(self, settings: Settings, http: httpx.Client) -> None:
+    def __init__(self, settings: Settings, http: httpx.Client, keys: AppleKeys | None = None) -> None:
         if not settings.apple_private_key:
             raise ValueError("SOSOHAPPY_APPLE_PRIVATE_KEY is not set")
         self._settings = settings
         self._http = http
+        self._keys = keys or AppleKeys(settings, http)
         self._key = serialization.load_der_private_key(
             base64.b64decode(settings.apple_private_key), password=None
         )
@@ -91,7 +137,9 @@ class AppleClient:
         return resp
 
     def exchange_code(self, code: str) -> AppleTokens:
-        """Exchange an authorization code for tokens; the id_token's ``sub`` identifies the Apple user."""
+        """Exchange an authorization code for tokens; the id_token is verified (Apple's signature,
+        issuer, audience, expiry) and its ``sub`` identifies the Apple user."""
+        self._keys.load()
         resp = self._post(
             "/auth/token",
             {
@@ -103,21 +151,39 @@ class AppleClient:
             },
         )
         body = resp.json()
-        id_token = body.get("id_token", "")
-        try:
-            # The id_token comes straight from Apple's token endpoint over TLS, so its claims are
-            # checked (issuer, audience) without fetching Apple's signing keys (OpenID Connect §3.1.3.7).
-            claims = jwt.decode(id_token, options={"verify_signature": False, "verify_exp": False})
-        except jwt.PyJWTError as exc:
-            raise AppleRejected(f"unreadable id_token: {exc}") from exc
-        if claims.get("iss") != APPLE_AUDIENCE or claims.get("aud") != self._settings.apple_client_id:
-            raise AppleRejected("id_token issued for another issuer or audience")
+        id_token = str(body.get("id_token", ""))
+        claims = self.verify_id_token(id_token)
         return AppleTokens(
             refresh_token=str(body.get("refresh_token", "")),
             id_token=id_token,
-            sub=str(claims.get("sub", "")),
-            email=str(claims.get("email", "")),
+            sub=str(claims["sub"]),
+            email=str(claims.get("email") or ""),
         )
+
+    def verify_id_token(self, id_token: str) -> dict[str, object]:
+        """The claims of an id_token signed by Apple for this app; ``AppleRejected`` otherwise.
+
+        The signature is checked against Apple's published keys, not only the claims: the identity
+        binds accounts, so it must be Apple's word, whatever answered on the token endpoint.
+        """
+        try:
+            kid = jwt.get_unverified_header(id_token).get("kid")
+            if not isinstance(kid, str) or not kid:
+                raise AppleRejected("id_token has no key id")
+            claims: dict[str, object] = jwt.decode(
+                id_token,
+                key=self._keys.key(kid),
+                algorithms=ID_TOKEN_ALGORITHMS,
+                audience=self._settings.apple_client_id,
+                issuer=APPLE_AUDIENCE,
+                leeway=ID_TOKEN_LEEWAY_SECONDS,
+                options={"require": ["iss", "aud", "sub", "iat", "exp"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise AppleRejected(f"id_token rejected: {exc}") from exc
+        if not claims.get("sub"):
+            raise AppleRejected("id_token has no subject")
+        return claims
 
     def revoke(self, refresh_token: str) -> None:
         """Revoke a user's Apple refresh token (used when the account resigns)."""

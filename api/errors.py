@@ -26,6 +26,9 @@ class ApiError(Exception):
 
     status = 400
 
+    #: Extra response headers (e.g. ``Retry-After``).
+    headers: dict[str, str] | None = None
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
@@ -61,6 +64,16 @@ class PayloadTooLarge(ApiError):
     status = 413
 
 
+class TooManyRequests(ApiError):
+    """The caller is over a rate limit (429); ``Retry-After`` says when to come back."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 def error_response(
     status: int, message: str, path: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -85,7 +98,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, request.url.path)
+        return error_response(exc.status, exc.message, request.url.path, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

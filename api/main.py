@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
@@ -16,6 +17,7 @@ from api.dm_hub import DirectMessageHub
 from api.errors import install_error_handlers
 from api.metrics import MetricsMiddleware
 from api.outbox import OutboxDrainer
+from api.rate_limits import sign_in_limiter_from
 from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
 from api.revocations import start_revocation_view
@@ -26,8 +28,9 @@ from config.logging import configure_logging, temporal_core_logging
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API; clients are opened in the lifespan, once per process."""
+def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.monotonic) -> FastAPI:
+    """Build the API; clients are opened in the lifespan, once per process. ``clock`` (monotonic
+    seconds) drives the in-process rate limits, so tests can move time instead of waiting."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -57,6 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Happiness diary API, wire-compatible with the SoSoHappy iOS client",
         lifespan=lifespan,
+    )
+    app.state.sign_in_limiter = sign_in_limiter_from(
+        settings.sign_in_rate_limit_per_minute, settings.sign_in_rate_limit_burst, clock
     )
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)

@@ -13,6 +13,7 @@ from fastapi import Depends, Request, WebSocket
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
+from accounts.emails import same_account
 from accounts.tokens import ACCESS, InvalidToken, TokenClaims, strip_bearer
 from api.deps import ResourcesDep
 from api.errors import Forbidden
@@ -36,7 +37,9 @@ def verify_access(res: Resources, headers: Headers) -> TokenClaims:
         claims = res.tokens.verify(strip_bearer(headers.get("authorization")), ACCESS)
     except InvalidToken as exc:
         raise Forbidden(f"invalid access token: {exc}") from None
-    if headers.get("email", "") != claims.account_email:
+    # Canonically compared: a client may hold the e-mail in the case it was first given (before
+    # account e-mails were canonical); tokens minted since carry the canonical form.
+    if not same_account(headers.get("email", ""), claims.account_email):
         raise Forbidden("the Email header does not match the access token")
     return claims
 
@@ -61,7 +64,7 @@ def revoked_in_database(res: Resources, claims: TokenClaims) -> bool:
         return (
             not logins.session_is_active(session, claims.session_id)
             or user is None
-            or user.account_email != claims.account_email
+            or not same_account(user.account_email, claims.account_email)
         )
 
 

@@ -1,7 +1,8 @@
 """The sign-in steps without Temporal, as a bare ASGI app: the baseline of ``bench.signin``.
 
-Same database functions as the workflow's activities (consume the code, check the verifier, upsert the
-account, open the login, register the device) and the same token issuer, called inline.
+Same database functions as the API and the workflow's activities (redeem the code with its verifier,
+upsert the account bound to its provider id, open the login, register the device) and the same token
+issuer, called inline.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import uuid
 from urllib.parse import parse_qs
 
+from accounts.emails import validated_email
+from accounts.identities import bound_provider_id
 from accounts.pkce import challenge_matches
 from accounts.tokens import TokenIssuer
 from config import Settings
@@ -34,10 +37,15 @@ async def app(scope, receive, send):
     form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
     status, payload, headers = 403, {"nickname": ""}, []
     with sessions.begin() as session:
-        challenge = logins.consume_authorize_code(session, form["authorizeCode"])
-        if challenge is not None and challenge_matches(challenge, form["codeVerifier"]):
-            account = f"{form['email']}+{form['provider']}"
-            user = users.upsert_account(session, account, form["provider"], form["providerId"], None)
+        redeemed = logins.redeem_authorize_code(
+            session,
+            form["authorizeCode"],
+            lambda challenge: challenge_matches(challenge, form["codeVerifier"]),
+        )
+        if redeemed is logins.Redemption.REDEEMED:
+            account = f"{validated_email(form['email'])}+{form['provider']}"
+            provider_id = bound_provider_id(form["providerId"])
+            user = users.upsert_account(session, account, form["provider"], provider_id, None)
             login = logins.open_session(
                 session, user.id, settings.refresh_token_ttl_seconds, str(uuid.uuid4())
             )

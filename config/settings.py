@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     #: long after its rotation: the iOS client re-issues once per parallel 403, all with one token.
     #: Later, or any older token, is reuse and revokes the login.
     refresh_reuse_grace_seconds: float = Field(default=60.0, ge=0)
+    #: getAuthorizeCode and signIn each allow this many requests a minute per client IP and API
+    #: process (0: no limit in the app; the ingress limits them too), after a burst of
+    #: ``sign_in_rate_limit_burst``. Carrier NAT puts many phones behind one IP, so keep it generous.
+    sign_in_rate_limit_per_minute: int = Field(default=30, ge=0)
+    sign_in_rate_limit_burst: int = Field(default=10, ge=1)
 
     # FCM (firebase-admin). Empty credentials file = offline credential for the local emulator.
     fcm_project_id: str = "sosohappy-local"

@@ -2,7 +2,9 @@
 
 ``python -m emulators.apple --port 9098 [--client-public-key-file key.pem]``. Codes are registered through
 ``POST /emulator/codes``; a code ``local:<sub>:<email>`` is accepted without registration for manual use.
-With the client's public key it verifies the ES256 client secret's signature, as Apple does.
+With the client's public key it verifies the ES256 client secret's signature, as Apple does. id_tokens
+are signed with an RS256 key published at ``/auth/keys`` (or, for a code registered ``forged``, with one
+that is not).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class CodeGrant(BaseModel):
     code: str
     sub: str
     email: str = ""
+    #: Sign this code's id_token with a key ``/auth/keys`` does not publish (a forged identity).
+    forged: bool = False
 
 
 class FailureRule(BaseModel):
@@ -97,6 +101,9 @@ def create_app(client_public_key_pem: bytes | None = None) -> FastAPI:
     signing_pem = signing_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    forging_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
     def failure_response(endpoint: str) -> JSONResponse | None:
         with state.lock:
@@ -147,7 +154,7 @@ def create_app(client_public_key_pem: bytes | None = None) -> FastAPI:
                 "exp": now + 600,
                 "email_verified": "true",
             },
-            signing_pem,
+            forging_pem if grant.forged else signing_pem,
             algorithm="RS256",
             headers={"kid": KEY_ID},
         )

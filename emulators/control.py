@@ -54,9 +54,11 @@ class AppleEmulator:
         self.base_url = base_url
         self._http = httpx.Client(base_url=base_url, timeout=10)
 
-    def register_code(self, code: str, sub: str, email: str = "") -> None:
-        """Make ``code`` exchangeable once for an id_token with ``sub`` and ``email``."""
-        self._http.post("/emulator/codes", json={"code": code, "sub": sub, "email": email}).raise_for_status()
+    def register_code(self, code: str, sub: str, email: str = "", forged: bool = False) -> None:
+        """Make ``code`` exchangeable once for an id_token with ``sub`` and ``email`` (signed with a key
+        Apple does not publish when ``forged``)."""
+        body = {"code": code, "sub": sub, "email": email, "forged": forged}
+        self._http.post("/emulator/codes", json=body).raise_for_status()
 
     def fail(self, endpoint: str, status: int, times: int | None = None) -> None:
         """Answer ``endpoint`` (``token`` or ``revoke``) with ``status`` for the next ``times`` calls."""

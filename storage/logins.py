@@ -3,7 +3,9 @@ the durable revocation records every replica's revocation view is seeded from.""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -22,6 +24,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def authorize_code_hash(code: str) -> str:
+    """The key a code is stored under: its SHA-256 hex (the code itself never reaches the database)."""
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
 def create_authorize_code(session: Session, challenge: str, ttl_seconds: int) -> str:
     """Store ``challenge`` under a new random code valid for ``ttl_seconds``; expired codes are purged."""
     now = utcnow()
@@ -29,18 +36,54 @@ def create_authorize_code(session: Session, challenge: str, ttl_seconds: int) ->
     session.execute(delete(AuthorizeCode).where(AuthorizeCode.expires_at < now - timedelta(hours=1)))
     code = str(uuid.uuid4())
     session.add(
-        AuthorizeCode(code=code, code_challenge=challenge, expires_at=now + timedelta(seconds=ttl_seconds))
+        AuthorizeCode(
+            code_hash=authorize_code_hash(code),
+            code_challenge=challenge,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+        )
     )
     return code
+
+
+class Redemption(Enum):
+    """The outcome of presenting an authorize code with a verifier at sign-in."""
+
+    REDEEMED = "redeemed"  # the verifier matched: the code is consumed now
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    USED = "used"
+    MISMATCH = "verifier mismatch"  # the code stays usable by its real verifier
+
+
+def redeem_authorize_code(session: Session, code: str, verifier_matches: Callable[[str], bool]) -> Redemption:
+    """Consume ``code`` if it is known, unexpired, unused and ``verifier_matches`` its challenge.
+
+    The row is locked for the check, so two sign-ins presenting one code cannot both redeem it; a
+    wrong verifier changes nothing (whoever learnt the code cannot burn it).
+    """
+    row = session.get(AuthorizeCode, authorize_code_hash(code), with_for_update=True)
+    if row is None:
+        return Redemption.UNKNOWN
+    if row.consumed_at is not None:
+        return Redemption.USED
+    now = utcnow()
+    if row.expires_at < now:
+        return Redemption.EXPIRED
+    if not verifier_matches(row.code_challenge):
+        return Redemption.MISMATCH
+    row.consumed_at = now
+    session.flush()
+    return Redemption.REDEEMED
 
 
 def consume_authorize_code(session: Session, code: str) -> str | None:
     """Mark ``code`` consumed and return its challenge; ``None`` if unknown or expired.
 
-    Consuming an already consumed code returns its challenge again: callers guarantee one consumer per
-    code (the sign-in workflow ID is derived from the code and never reused).
+    Only for sign-in workflows started by an API that did not redeem the code itself (recorded
+    histories, a rollout in progress): consuming an already consumed code returns its challenge
+    again, since such a workflow's ID is derived from the code and never reused.
     """
-    row = session.get(AuthorizeCode, code, with_for_update=True)
+    row = session.get(AuthorizeCode, authorize_code_hash(code), with_for_update=True)
     now = utcnow()
     if row is None or (row.consumed_at is None and row.expires_at < now):
         return None

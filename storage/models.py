@@ -44,6 +44,9 @@ ChunkBlob = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql")
 LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
 # Nicknames compare exactly (case- and accent-sensitive), as the original's lookups did.
 NicknameText = String(40).with_variant(mysql.VARCHAR(40, collation="utf8mb4_bin"), "mysql")
+# Account ids are stored in their canonical form (accounts.emails) and compare exactly, as Python does:
+# a case- or accent-insensitive collation would find an account for a string the code calls different.
+AccountText = String(320).with_variant(mysql.VARCHAR(320, collation="utf8mb4_bin"), "mysql")
 
 
 class Base(DeclarativeBase):
@@ -58,9 +61,11 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    account_email: Mapped[str] = mapped_column(String(320), unique=True)
+    account_email: Mapped[str] = mapped_column(AccountText, unique=True)
     provider: Mapped[str] = mapped_column(String(16))
-    provider_id: Mapped[str] = mapped_column(String(255))
+    #: The provider identity the account is bound to (Apple: the verified id_token ``sub``); NULL while
+    #: it was only ever signed in with the client's placeholder id (``accounts.identities``).
+    provider_id: Mapped[str | None] = mapped_column(String(255))
     nickname: Mapped[str | None] = mapped_column(NicknameText, unique=True)
     introduction: Mapped[str] = mapped_column(String(255), default="")
     profile_image: Mapped[bytes | None] = mapped_column(Blob, deferred=True)
@@ -75,11 +80,12 @@ class AuthorizeCode(Base):
 
     __tablename__ = "authorize_codes"
 
-    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: SHA-256 hex of the code (column ``code``): the code itself is never stored, so a reader of the
+    #: database or of a backup cannot sign in with it.
+    code_hash: Mapped[str] = mapped_column("code", String(64), primary_key=True)
     code_challenge: Mapped[str] = mapped_column(String(256))
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
-    # Set when a sign-in consumed the code; the sign-in workflow ID is unique per code, so a retried
-    # consume step of that same workflow finds its own mark and succeeds again (idempotent).
+    # Set when a sign-in presented the code with its verifier; a consumed code is refused afterwards.
     consumed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 

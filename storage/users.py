@@ -1,4 +1,4 @@
-"""Users and blocks: look-ups by id, account e-mail and nickname; the sign-in upsert; block lists."""
+"""Users and blocks: look-ups by id and nickname, the sign-in upsert (provider binding), block lists."""
 
 from __future__ import annotations
 
@@ -25,11 +25,6 @@ def by_id_locked(session: Session, user_id: int) -> User | None:
     return session.get(User, user_id, with_for_update=True, populate_existing=True)
 
 
-def by_account(session: Session, account_email: str) -> User | None:
-    """The user whose account id (``<email>+<provider>``) is ``account_email``."""
-    return session.scalars(select(User).where(User.account_email == account_email)).one_or_none()
-
-
 def by_nickname(session: Session, nickname: str) -> User | None:
     """The user with exactly this nickname."""
     return session.scalars(select(User).where(User.nickname == nickname)).one_or_none()
@@ -54,41 +49,67 @@ def ids_by_nicknames(session: Session, names: Iterable[str]) -> dict[str, int]:
     return {str(name): int(uid) for name, uid in rows}
 
 
+class ProviderMismatch(Exception):
+    """The account is bound to another provider identity than the one presented; nothing was changed."""
+
+
 def upsert_account(
-    session: Session, account_email: str, provider: str, provider_id: str, apple_refresh_token: str | None
+    session: Session,
+    account_email: str,
+    provider: str,
+    provider_id: str | None,
+    apple_refresh_token: str | None,
 ) -> User:
-    """Create the account or refresh its provider data; safe under concurrent sign-ins of one account."""
+    """The account ``account_email``, created or bound to ``provider_id`` (``None``: a placeholder).
+
+    An account is bound to the first real provider id it sees and refused for any other
+    (``ProviderMismatch``, nothing written); a placeholder opens only an account that is still unbound.
+    The Apple refresh token is stored only for the bound identity. Safe under concurrent sign-ins of
+    one account: the row is created if missing, then locked before it is read and decided on.
+    """
     now = utcnow()
     values = {
         "account_email": account_email,
         "provider": provider,
         "provider_id": provider_id,
         "introduction": "",
-        "apple_refresh_token": apple_refresh_token,
+        "apple_refresh_token": apple_refresh_token if provider_id is not None else None,
         "created_at": now,
         "updated_at": now,
     }
-    changes = {"provider_id": provider_id, "updated_at": now}
-    if apple_refresh_token is not None:
-        changes["apple_refresh_token"] = apple_refresh_token
     dialect = session.get_bind().dialect.name
     if dialect == "mysql":
-        session.execute(mysql_insert(User).values(**values).on_duplicate_key_update(**changes))
+        # A no-op on an existing row, which it leaves locked: concurrent creators queue behind it.
+        session.execute(mysql_insert(User).values(**values).on_duplicate_key_update(id=User.id))
     elif dialect == "sqlite":
         session.execute(
-            sqlite_insert(User)
-            .values(**values)
-            .on_conflict_do_update(index_elements=["account_email"], set_=changes)
+            sqlite_insert(User).values(**values).on_conflict_do_nothing(index_elements=["account_email"])
         )
-    else:  # pragma: no cover - other dialects: plain insert, update on conflict
+    else:  # pragma: no cover - other dialects: plain insert, kept on conflict
         try:
             with session.begin_nested():
                 session.add(User(**values))
         except IntegrityError:
             pass
-    user = by_account(session, account_email)
-    assert user is not None
-    session.refresh(user)
+    user = session.scalars(
+        select(User)
+        .where(User.account_email == account_email)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if user.provider_id is None and provider_id is not None:
+        user.provider_id = provider_id  # the first real identity binds the account
+    elif user.provider_id != provider_id:
+        raise ProviderMismatch(f"the account is bound to another {provider} identity")
+    if (
+        apple_refresh_token is not None
+        and provider_id is not None
+        and user.apple_refresh_token != apple_refresh_token
+    ):
+        user.apple_refresh_token = apple_refresh_token
+    if session.is_modified(user):
+        user.updated_at = now
+    session.flush()
     return user
 
 

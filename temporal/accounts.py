@@ -10,13 +10,16 @@ PROVIDERS = ("apple", "google", "kakao")
 
 
 class SignInInput(BaseModel):
-    """What the client sent to ``/auth-service/signIn`` (already syntax-checked by the API)."""
+    """What the client sent to ``/auth-service/signIn``, after the API validated it and redeemed the
+    authorize code; ``email`` is canonical (``accounts.emails``)."""
 
     email: str
     provider: Literal["apple", "google", "kakao"]
     provider_id: str
-    code_verifier: str
-    authorize_code: str
+    #: Only in starts from before the API redeemed codes itself (recorded histories, a rollout in
+    #: progress); the API leaves both empty, so neither the code nor its verifier reaches the history.
+    code_verifier: str = ""
+    authorize_code: str = ""
     authorization_code: str = ""
     device_token: str = ""
     refresh_ttl_seconds: int = 14 * 24 * 3600
@@ -39,7 +42,7 @@ class SignInResult(BaseModel):
 
 
 class ConsumeCodeInput(BaseModel):
-    """Consume an authorize code and check the verifier against its challenge."""
+    """Consume an authorize code and check the verifier (sign-ins started without a redeemed code)."""
 
     authorize_code: str
     code_verifier: str
@@ -72,12 +75,14 @@ class OpenLoginInput(BaseModel):
 
 
 class OpenLoginResult(BaseModel):
-    """The account and login that sign-in produced."""
+    """The account and login that sign-in produced, or ``provider-mismatch``: the account is bound to
+    another provider identity, and nothing was written."""
 
-    user_id: int
-    nickname: str | None
-    session_id: str
-    device_registered: bool
+    status: Literal["ok", "provider-mismatch"] = "ok"
+    user_id: int = 0
+    nickname: str | None = None
+    session_id: str = ""
+    device_registered: bool = False
 
 
 class ResignInput(BaseModel):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+
 
 def sign_in_workflow_id(authorize_code: str) -> str:
-    """One sign-in per single-use authorize code."""
-    return f"sign-in:{authorize_code}"
+    """One sign-in per single-use authorize code, named by a hash: the code itself must not reach
+    workflow ids (logs, the Web UI, the CLI). 128 bits of SHA-256 keep ids unique."""
+    return f"sign-in:{hashlib.sha256(authorize_code.encode()).hexdigest()[:32]}"
 
 
 def resign_workflow_id(user_id: int) -> str:

@@ -1,8 +1,9 @@
-"""``SignInWorkflow``: authorize code -> (Apple exchange) -> account upsert, login and device registration.
+"""``SignInWorkflow``: (Apple exchange) -> account upsert bound to the provider identity, login and device.
 
-Short database steps run as local activities (sign-in is latency-sensitive); the Apple exchange is a
-regular activity so its retries are visible in the history. Tokens are minted by the API from the result,
-so no secret ever enters the workflow history.
+The API has already validated the input and redeemed the authorize code with its verifier before it
+starts this workflow, so neither reaches the history. Short database steps run as local activities
+(sign-in is latency-sensitive); the Apple exchange is a regular activity so its retries are visible in
+the history. Tokens are minted by the API from the result, so no token ever enters the history.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from accounts.emails import same_account
     from activities.accounts import AccountActivities
     from temporal import search_attributes as sa
     from temporal.accounts import (
@@ -24,6 +26,10 @@ with workflow.unsafe.imports_passed_through():
         SignInResult,
     )
 
+#: Marks runs of this version: the API redeems the authorize code (no consume step unless the input
+#: still carries a code) and the Apple id_token's e-mail must equal the submitted one. Histories
+#: recorded without the marker replay the old steps.
+API_REDEEMS_CODES = "api-redeems-codes"
 DB_TIMEOUT = timedelta(seconds=10)
 DB_RETRY = RetryPolicy(maximum_attempts=5)
 APPLE_PERMANENT = ["AppleRejected", "InvalidAuthorizationCode"]
@@ -38,21 +44,25 @@ APPLE_RETRY = RetryPolicy(
 
 @workflow.defn
 class SignInWorkflow:
-    """One sign-in per authorize code (workflow ID ``sign-in:<code>``)."""
+    """One sign-in per authorize code (workflow ID ``sign-in:<hash of the code>``)."""
 
     @workflow.run
     async def run(self, req: SignInInput) -> SignInResult:
         """Return ``ok`` with the login, or why the sign-in is refused."""
-        valid = await workflow.execute_local_activity_method(
-            AccountActivities.consume_authorize_code,
-            ConsumeCodeInput(authorize_code=req.authorize_code, code_verifier=req.code_verifier),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
-        if not valid:
-            return SignInResult(
-                status="forbidden", reason="authorize code unknown, expired or verifier mismatch"
+        current = workflow.patched(API_REDEEMS_CODES)
+        if not current or req.authorize_code:
+            # Recorded histories, and starts by an API replica that does not redeem codes yet (a
+            # rollout in progress): the code comes in the input and is consumed here, as before.
+            valid = await workflow.execute_local_activity_method(
+                AccountActivities.consume_authorize_code,
+                ConsumeCodeInput(authorize_code=req.authorize_code, code_verifier=req.code_verifier),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
             )
+            if not valid:
+                return SignInResult(
+                    status="forbidden", reason="authorize code unknown, expired or verifier mismatch"
+                )
 
         apple_refresh_token: str | None = None
         if req.provider == "apple":
@@ -72,6 +82,8 @@ class SignInWorkflow:
                 return SignInResult(status="unavailable", reason="Apple could not be reached; try again")
             if identity.sub != req.provider_id:
                 return SignInResult(status="forbidden", reason="Apple identity does not match providerId")
+            if current and identity.email and not same_account(identity.email, req.email):
+                return SignInResult(status="forbidden", reason="the Apple id_token is for another e-mail")
             apple_refresh_token = identity.refresh_token
 
         login = await workflow.execute_local_activity_method(
@@ -88,6 +100,13 @@ class SignInWorkflow:
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
         )
+        if login.status == "provider-mismatch":
+            # Somebody presented another identity for an existing account: a takeover attempt or a
+            # provider account change; either way the account is not opened (SosoOutcome finds them).
+            workflow.upsert_search_attributes([sa.OUTCOME.value_set("provider-mismatch")])
+            return SignInResult(
+                status="forbidden", reason=f"this account is bound to another {req.provider} identity"
+            )
         workflow.upsert_search_attributes([sa.USER_ID.value_set(str(login.user_id))])
         return SignInResult(
             status="ok",

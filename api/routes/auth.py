@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,14 +19,18 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.client import WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
+from accounts.emails import MAX_EMAIL_LENGTH, InvalidEmail, validated_email
 from accounts.nicknames import visible_nickname
+from accounts.pkce import challenge_matches
 from accounts.tokens import BEARER, REFRESH, InvalidToken, TokenClaims, strip_bearer
 from api import outbox
 from api.deps import ResourcesDep, SessionDep, TemporalDep
 from api.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
 from api.images import sniff_image_type
 from api.params import ParamsDep
+from api.rate_limits import limit_sign_in
 from api.request_context import bind_user, bind_workflow
 from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocations
@@ -67,7 +71,7 @@ def _issue(
     return res.tokens.pair(account_email, user_id, session_id, generation)
 
 
-@router.post("/getAuthorizeCode")
+@router.post("/getAuthorizeCode", dependencies=[Depends(limit_sign_in)])
 def get_authorize_code(params: ParamsDep, session: SessionDep, res: ResourcesDep) -> dict[str, str]:
     """Start of the PKCE-like sign-in: store the challenge under a new single-use code."""
     challenge = params.required_text("codeChallenge", max_length=256)
@@ -76,28 +80,50 @@ def get_authorize_code(params: ParamsDep, session: SessionDep, res: ResourcesDep
     return {"authorizeCode": code}
 
 
-@router.post("/signIn")
+_REFUSED_CODE = {
+    logins.Redemption.UNKNOWN: "this authorize code is unknown",
+    logins.Redemption.EXPIRED: "this authorize code has expired",
+    logins.Redemption.USED: "this authorize code was already used",
+    logins.Redemption.MISMATCH: "the code verifier does not match this authorize code",
+}
+
+
+def _redeem_code(res: Resources, code: str, verifier: str) -> None:
+    """Consume ``code`` for ``verifier`` in one short transaction, or ``Forbidden`` saying why."""
+    with res.sessions.begin() as session:
+        outcome = logins.redeem_authorize_code(session, code, lambda ch: challenge_matches(ch, verifier))
+    if outcome is not logins.Redemption.REDEEMED:
+        raise Forbidden(_REFUSED_CODE[outcome])
+
+
+@router.post("/signIn", dependencies=[Depends(limit_sign_in)])
 async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -> Response:
-    """Run ``SignInWorkflow`` for this authorize code and answer with tokens in headers."""
+    """Check the input, redeem the authorize code with its verifier, then run ``SignInWorkflow`` and
+    answer with tokens in headers. Nothing is written for a refused request, and no workflow starts."""
     provider = params.required_text("provider", max_length=16)
     if provider not in PROVIDERS:
         raise Forbidden(f"unknown provider {provider!r}")
-    email = params.required_text("email", max_length=300)
-    if "@" not in email or email.startswith("@") or email.endswith("@"):
-        raise BadRequest("email must be an e-mail address")
+    try:
+        email = validated_email(params.required_text("email", max_length=MAX_EMAIL_LENGTH))
+    except InvalidEmail as exc:
+        raise BadRequest(str(exc)) from None
+    provider_id = params.required_text("providerId", max_length=255)
+    verifier = params.required_text("codeVerifier", max_length=256)
+    code = params.required_text("authorizeCode", max_length=64)
+    authorization_code = params.text("authorizationCode", required=False, max_length=8192) or ""
+    device_token = params.required_text("deviceToken", max_length=4096)
+    if provider == "apple" and not authorization_code:
+        raise BadRequest("authorizationCode is required for Apple sign-in")
+    await run_in_threadpool(_redeem_code, res, code, verifier)
     req = SignInInput(
         email=email,
         provider=provider,  # type: ignore[arg-type]
-        provider_id=params.required_text("providerId", max_length=255),
-        code_verifier=params.required_text("codeVerifier", max_length=256),
-        authorize_code=params.required_text("authorizeCode", max_length=64),
-        authorization_code=params.text("authorizationCode", required=False, max_length=8192) or "",
-        device_token=params.required_text("deviceToken", max_length=4096),
+        provider_id=provider_id,
+        authorization_code=authorization_code,
+        device_token=device_token,
         refresh_ttl_seconds=res.settings.refresh_token_ttl_seconds,
     )
-    if provider == "apple" and not req.authorization_code:
-        raise BadRequest("authorizationCode is required for Apple sign-in")
-    workflow_id = sign_in_workflow_id(req.authorize_code)
+    workflow_id = sign_in_workflow_id(code)
     bind_workflow(workflow_id)
     try:
         result: SignInResult = await temporal.execute_workflow(
@@ -113,6 +139,9 @@ async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -
     except WorkflowFailureError as exc:
         log.error("sign-in workflow failed: %s", exc.cause)
         raise ServiceUnavailable("sign-in") from exc
+    except RPCError as exc:  # Temporal went away after the code was redeemed: the app asks for a new one
+        log.warning("sign-in workflow not run: %s", exc)
+        raise ServiceUnavailable("temporal") from exc
     if result.status == "forbidden":
         raise Forbidden(result.reason)
     if result.status == "unavailable":

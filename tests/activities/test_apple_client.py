@@ -5,7 +5,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from activities.apple import AppleClient, AppleRejected, AppleUnavailable, generate_apple_private_key
+from activities.apple import (
+    AppleClient,
+    AppleKeys,
+    AppleRejected,
+    AppleUnavailable,
+    generate_apple_private_key,
+)
 from config import Settings
 from emulators.control import AppleEmulator
 
@@ -62,3 +68,24 @@ def test_a_secret_signed_with_another_key_is_refused(
     )
     with pytest.raises(AppleRejected, match="400"):
         forged.exchange_code("code-3")
+
+
+def test_an_id_token_not_signed_by_apple_is_rejected(
+    apple: AppleClient, apple_emulator: AppleEmulator
+) -> None:
+    apple_emulator.register_code("code-4", sub="s4", email="s4@icloud.com", forged=True)
+    with pytest.raises(AppleRejected, match="id_token rejected: Signature verification failed"):
+        apple.exchange_code("code-4")
+
+
+def test_apples_keys_are_fetched_once_and_shared(settings: Settings, apple_emulator: AppleEmulator) -> None:
+    fetched: list[str] = []
+    http = httpx.Client(
+        timeout=10,
+        event_hooks={"request": [lambda r: fetched.append(r.url.path) if r.method == "GET" else None]},
+    )
+    keys = AppleKeys(settings, http)
+    for i in range(3):
+        apple_emulator.register_code(f"code-5-{i}", sub=f"s5-{i}")
+        assert AppleClient(settings, http, keys).exchange_code(f"code-5-{i}").sub == f"s5-{i}"
+    assert fetched == ["/auth/keys"]

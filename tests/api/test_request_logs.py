@@ -86,7 +86,7 @@ def test_sign_in_writes_one_line_per_request_naming_workflow_and_user(
 
     signed = _request_line(logs, sign_in)
     assert signed["route"] == "/auth-service/signIn" and signed["status"] == 200
-    assert signed["workflow_id"] == sign_in_workflow_id(code)
+    assert signed["workflow_id"] == sign_in_workflow_id(code) and code not in signed["workflow_id"]
     assert signed["user_id"] == uid
 
     checked = _request_line(logs, check)
@@ -101,6 +101,7 @@ def test_sign_in_writes_one_line_per_request_naming_workflow_and_user(
         app.refresh.removeprefix("Bearer "),
         settings.jwt_secret,
         verifier,
+        code,
         "q-secret-n",
         app.device_token,
     ):

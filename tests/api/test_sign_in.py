@@ -127,31 +127,13 @@ def test_original_server_challenge_form_without_leading_zeros_is_accepted(http: 
     assert resp.status_code == 200, resp.text
 
 
-def test_wrong_verifier_reused_code_and_unknown_provider_are_403(http: httpx.Client) -> None:
+def test_unknown_provider_is_403_and_leaves_the_code_usable(http: httpx.Client) -> None:
     app = IOSClient(http)
     verifier = code_verifier()
-    code = app.post_multipart(
-        "/auth-service/getAuthorizeCode", [("codeChallenge", code_challenge(verifier))], authed=False
-    ).json()["authorizeCode"]
-
-    def sign_in(v: str, provider: str = "kakao") -> int:
-        return app.post_multipart(
-            "/auth-service/signIn",
-            [
-                ("email", _email()),
-                ("provider", provider),
-                ("providerId", "1"),
-                ("codeVerifier", v),
-                ("authorizeCode", code),
-                ("authorizationCode", ""),
-                ("deviceToken", "t"),
-            ],
-            authed=False,
-        ).status_code
-
-    assert sign_in(verifier, provider="naver") == 403
-    assert sign_in("wrong-verifier") == 403
-    assert sign_in(verifier) == 403  # the code was consumed by the failed attempt's workflow
+    code = app.authorize_code(verifier)
+    refused = app.present_code(code, verifier, _email(), provider="naver")
+    assert refused.status_code == 403 and "unknown provider" in refused.json()["message"]
+    assert app.present_code(code, verifier, _email()).status_code == 200
 
 
 def test_missing_parts_are_400_with_a_reason(http: httpx.Client) -> None:

@@ -174,6 +174,37 @@ def test_ingress_terminates_tls_redirects_and_fits_the_largest_request(size: str
         assert len(owners) == 1, f"{secret} must be issued by exactly one Ingress"
 
 
+SIGN_IN_PATHS = {"/auth-service/getAuthorizeCode", "/auth-service/signIn"}
+LIMIT_ANNOTATIONS = (
+    "nginx.ingress.kubernetes.io/limit-rpm",
+    "nginx.ingress.kubernetes.io/limit-rps",
+    "nginx.ingress.kubernetes.io/limit-connections",
+)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sign_in_paths_and_only_they_are_rate_limited_per_client_ip(size: str) -> None:
+    docs = render(OVERLAYS / size)
+    config = config_data(docs)
+    limited: dict[str, dict[str, str]] = {}
+    for ingress in of_kind(docs, "Ingress"):
+        notes = ingress["metadata"]["annotations"]
+        paths = {p["path"]: p["pathType"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+        if any(name in notes for name in LIMIT_ANNOTATIONS):
+            assert all(kind == "Exact" for kind in paths.values()), "a limit must not spread to other paths"
+            limited |= {path: notes for path in paths}
+        else:
+            assert not SIGN_IN_PATHS & set(paths), "a sign-in path is served without the limit"
+    assert set(limited) == SIGN_IN_PATHS
+    for notes in limited.values():
+        # One number in two places, like the body size: the ingress and each replica allow the same rate.
+        assert (
+            notes["nginx.ingress.kubernetes.io/limit-rpm"]
+            == config["SOSOHAPPY_SIGN_IN_RATE_LIMIT_PER_MINUTE"]
+        )
+        assert int(notes["nginx.ingress.kubernetes.io/limit-burst-multiplier"]) >= 1
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_network_policies_select_existing_pods_and_ports(size: str) -> None:
     docs = render(OVERLAYS / size)
