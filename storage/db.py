@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+T = TypeVar("T")
+
+#: MySQL/MariaDB's "Deadlock found when trying to get lock": InnoDB rolled the whole transaction back.
+_DEADLOCK = 1213
+
+
+def is_deadlock(exc: OperationalError) -> bool:
+    """True when the database chose this transaction as a deadlock victim (nothing was committed)."""
+    args: tuple[object, ...] = tuple(getattr(exc.orig, "args", ()))
+    return bool(args) and args[0] == _DEADLOCK
+
+
+def retry_deadlocks(transaction: Callable[[], T], attempts: int = 4) -> T:
+    """Run ``transaction`` (a whole transaction, begun and committed inside), again when InnoDB picks it
+    as a deadlock victim, as MySQL's manual prescribes; concurrent inserts into one gap deadlock so.
+    The last attempt's error propagates (the API answers it with 503)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return transaction()
+        except OperationalError as exc:
+            if attempt == attempts or not is_deadlock(exc):
+                raise
+            time.sleep(random.uniform(0, 0.01 * 2**attempt))  # jitter, so the victims do not collide again
+    raise AssertionError("unreachable")
 
 
 def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:

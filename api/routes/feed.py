@@ -38,6 +38,7 @@ from feeds.entries import (
     clean_categories,
 )
 from storage import feeds, users
+from storage.db import retry_deadlocks
 from storage.feeds import FeedView, NewEntry, NewImage
 from temporal.push import like_push
 
@@ -163,7 +164,7 @@ async def save_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> 
             )
             feeds.save_entry(conn, entry)
 
-    await run_in_threadpool(save)
+    await run_in_threadpool(retry_deadlocks, save)
     return SAVED
 
 
