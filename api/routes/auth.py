@@ -21,7 +21,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from accounts.emails import MAX_EMAIL_LENGTH, InvalidEmail, validated_email
+from accounts.emails import MAX_EMAIL_LENGTH, InvalidEmail, normalize_email, same_account, validated_email
 from accounts.nicknames import visible_nickname
 from accounts.pkce import challenge_matches
 from accounts.tokens import BEARER, REFRESH, InvalidToken, TokenClaims, strip_bearer
@@ -160,7 +160,7 @@ async def reissue_token(request: Request, res: ResourcesDep) -> Response:
         claims = res.tokens.verify(strip_bearer(request.headers.get("authorization-refresh")), REFRESH)
     except InvalidToken as exc:
         raise Forbidden(f"invalid refresh token: {exc}") from None
-    if request.headers.get("email", "") != claims.account_email:
+    if not same_account(request.headers.get("email", ""), claims.account_email):
         raise Forbidden("the Email header does not match the refresh token")
     outcome = await run_in_threadpool(_rotate, res, claims)
     if outcome.rotation is logins.Rotation.REUSED:
@@ -170,7 +170,9 @@ async def reissue_token(request: Request, res: ResourcesDep) -> Response:
         raise Forbidden("this refresh token was already used; the login is revoked")
     if outcome.rotation is logins.Rotation.INVALID:
         raise Forbidden("this login was signed out, revoked or expired")
-    access, refresh = _issue(res, claims.account_email, claims.user_id, claims.session_id, outcome.generation)
+    # A token minted before e-mails had one canonical form gets its successor in that form.
+    account = normalize_email(claims.account_email)
+    access, refresh = _issue(res, account, claims.user_id, claims.session_id, outcome.generation)
     return token_headers(Response(status_code=200), access, refresh)
 
 
@@ -205,7 +207,7 @@ async def resign(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dic
     is certain to run, even when Temporal is down right now (the answer is 200 either way).
     """
     email = params.text("email", required=False, max_length=320) or user.account_email
-    if email != user.account_email:
+    if not same_account(email, user.account_email):
         raise Forbidden("email must be the caller's own account")
     with res.sessions.begin() as session:
         row = users.by_id_locked(session, user.id)
@@ -241,7 +243,7 @@ async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
     answered 200 and carried out even when Temporal is down right now.
     """
     email = params.required_text("email", max_length=320)
-    if email != user.account_email:
+    if not same_account(email, user.account_email):
         raise Forbidden("email must be the caller's own account")
     nickname = params.nickname("nickname")
     introduction = params.text("introduction", required=False)

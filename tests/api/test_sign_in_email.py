@@ -120,3 +120,24 @@ def test_a_token_holding_the_email_in_its_old_case_still_authenticates(
     assert old.get_query("/auth-service/checkDuplicateNickname", {"nickname": "x"}).status_code == 200
     other = IOSClient(base, access=f"{BEARER}{access}", email=f"someone.{tag}@example.com+kakao")
     assert other.get_query("/auth-service/checkDuplicateNickname", {"nickname": "x"}).status_code == 403
+
+
+def test_a_login_holding_its_email_in_the_old_case_re_issues_and_acts_as_itself(
+    http: httpx.Client, settings: Settings
+) -> None:
+    """Re-issue, setProfile and resign compare e-mails canonically as authentication does; the re-issued
+    pair carries the canonical form."""
+    tag = uuid.uuid4().hex[:8]
+    phone = IOSClient(http)
+    assert phone.sign_in(f"case.{tag}@example.com").status_code == 200
+    issuer = TokenIssuer(settings)
+    claims = issuer.verify(phone.refresh.removeprefix(BEARER), "RefreshToken")
+    old_email = f"Case.{tag}@Example.com+kakao"
+    access, refresh = issuer.pair(old_email, claims.user_id, claims.session_id, claims.generation)
+    old = IOSClient(http, access=f"{BEARER}{access}", refresh=f"{BEARER}{refresh}", email=old_email)
+    assert old.reissue().status_code == 200
+    renewed = issuer.verify(old.access.removeprefix(BEARER), ACCESS)
+    assert renewed.account_email == f"case.{tag}@example.com+kakao"
+    form = [("email", old_email), ("nickname", f"c{tag[:6]}"), ("introduction", "hi")]
+    assert old.post_multipart("/auth-service/setProfile", form).json()["success"] is True
+    assert old.post_multipart("/auth-service/resign", [("email", old_email)]).json()["success"] is True
