@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
-import pymysql
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
 from activities.deps import ActivityDeps
@@ -39,8 +37,8 @@ from temporal.client import connect
 from temporal.devserver import start_dev_args
 from tests.fixtures.app import BackgroundWorker
 from tests.fixtures.asgi import serve_in_thread
+from tests.fixtures.databases import scratch_mysql_database
 from tests.fixtures.ios_client import IOSClient
-from tests.fixtures.servers import DEFAULT_TEST_DATABASE_URL
 
 
 def _wait(predicate: Callable[[], Any], what: str, timeout: float = 120) -> None:
@@ -54,30 +52,6 @@ def _wait(predicate: Callable[[], Any], what: str, timeout: float = 120) -> None
 
 def _metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-class ThrowawayMySQL:
-    """A migrated MySQL database of its own, dropped at the end."""
-
-    def __init__(self) -> None:
-        base = make_url(os.environ.get("SOSOHAPPY_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL))
-        self.name = f"sosohappy_outbox_{uuid.uuid4().hex[:10]}"
-        self._conn = pymysql.connect(
-            host=base.host or "127.0.0.1",
-            port=base.port or 3306,
-            user=base.username or "root",
-            password=base.password or "",
-            autocommit=True,
-        )
-        self._conn.cursor().execute(
-            f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-        )
-        self.url = base.set(database=self.name).render_as_string(hide_password=False)
-        migrate(self.url)
-
-    def drop(self) -> None:
-        self._conn.cursor().execute(f"DROP DATABASE IF EXISTS `{self.name}`")
-        self._conn.close()
 
 
 class PrivateTemporal:
@@ -136,7 +110,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("outbox-stack")
-    database = ThrowawayMySQL()
+    database = ExitStack()
+    database_url = database.enter_context(scratch_mysql_database("sosohappy_outbox"))
     kafka_port = free_port()
     broker = ManagedProcess("kafka-outbox", broker_argv(kafka_port), directory / "kafka.log").start()
     temporal = PrivateTemporal(directory)
@@ -147,7 +122,7 @@ def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
         temporal.start()
         private = settings.model_copy(
             update={
-                "database_url": database.url,
+                "database_url": database_url,
                 "kafka_bootstrap": f"127.0.0.1:{kafka_port}",
                 "temporal_address": temporal.address,
                 "mongo_database": f"dm_outbox_{uuid.uuid4().hex[:6]}",
@@ -167,7 +142,7 @@ def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
         broker.stop()
         if deps is not None:
             deps.close()
-        database.drop()
+        database.close()
 
 
 def _member(stack: Stack) -> tuple[IOSClient, str, int]:
@@ -291,11 +266,8 @@ def outbox_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         migrate(url)
         yield url
         return
-    database = ThrowawayMySQL()
-    try:
-        yield database.url
-    finally:
-        database.drop()
+    with scratch_mysql_database("sosohappy_outbox") as url:
+        yield url
 
 
 async def test_two_drainers_start_each_row_once_and_each_users_rows_in_order(outbox_url: str) -> None:

@@ -12,13 +12,12 @@ from storage.models import User
 NOW = datetime(2024, 1, 20)
 
 
-def make_user(engine: Engine) -> tuple[int, str]:
-    """A new user with a fresh nickname: ``(id, nickname)``."""
-    nickname = "s" + uuid.uuid4().hex[:8]
+def add_user(engine: Engine, nickname: str | None) -> int:
+    """A new user with exactly ``nickname`` (stored as given, even when not canonical): its id."""
     with engine.begin() as conn:
         result = conn.execute(
             insert(User).values(
-                account_email=f"{nickname}@x.dev+kakao",
+                account_email=f"{uuid.uuid4().hex}@x.dev+kakao",
                 provider="kakao",
                 provider_id="1",
                 nickname=nickname,
@@ -28,4 +27,10 @@ def make_user(engine: Engine) -> tuple[int, str]:
             )
         )
         assert result.inserted_primary_key is not None
-        return int(result.inserted_primary_key[0]), nickname
+        return int(result.inserted_primary_key[0])
+
+
+def make_user(engine: Engine) -> tuple[int, str]:
+    """A new user with a fresh nickname: ``(id, nickname)``."""
+    nickname = "s" + uuid.uuid4().hex[:8]
+    return add_user(engine, nickname), nickname

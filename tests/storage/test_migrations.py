@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pymysql
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from accounts.pkce import challenge_matches
 from storage import logins
 from storage.db import alembic_config, create_db_engine, session_factory
 from storage.logins import authorize_code_hash, utcnow
 from storage.models import Base
+from tests.fixtures.databases import scratch_mysql_database
 from tests.fixtures.ios_client import code_challenge
 
 
@@ -78,20 +76,8 @@ def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'blank.db'}"
         return
-    url = make_url(request.getfixturevalue("mysql_url")).set(
-        database=f"sosohappy_mig_{uuid.uuid4().hex[:10]}"
-    )
-    server = pymysql.connect(
-        host=url.host, port=url.port or 3306, user=url.username, password=url.password or ""
-    )
-    server.cursor().execute(
-        f"CREATE DATABASE `{url.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-    )
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        server.cursor().execute(f"DROP DATABASE IF EXISTS `{url.database}`")
-        server.close()
+    with scratch_mysql_database("sosohappy_mig", revision=None) as url:
+        yield url
 
 
 def test_0008_binds_placeholders_canonicalises_emails_and_hashes_codes(blank_url: str) -> None:

@@ -15,18 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pymysql
 import pytest
 from alembic import command
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, select
 
 from activities.deps import ActivityDeps
 from config import Settings
 from storage.db import alembic_config, create_db_engine
 from storage.messages import room_id
 from storage.models import User
-from tests.storage.helpers import NOW
+from tests.fixtures.databases import scratch_mysql_database
+from tests.storage.helpers import add_user
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPORAL_CLI = Path(sys.executable).with_name("temporal")
@@ -48,40 +47,8 @@ def at_0004(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         command.upgrade(alembic_config(url), "0004")
         yield url
         return
-    base = make_url(request.getfixturevalue("mysql_url"))
-    name = f"sosohappy_nick_{uuid.uuid4().hex[:10]}"
-    server = pymysql.connect(
-        host=base.host or "127.0.0.1",
-        port=base.port or 3306,
-        user=base.username or "root",
-        password=base.password or "",
-        autocommit=True,
-    )
-    server.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        command.upgrade(alembic_config(url), "0004")
+    with scratch_mysql_database("sosohappy_nick", revision="0004") as url:
         yield url
-    finally:
-        server.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-        server.close()
-
-
-def _add(engine: Engine, nickname: str | None) -> int:
-    with engine.begin() as conn:
-        result = conn.execute(
-            insert(User).values(
-                account_email=f"{uuid.uuid4().hex}@x.dev+kakao",
-                provider="kakao",
-                provider_id="1",
-                nickname=nickname,
-                introduction="",
-                created_at=NOW,
-                updated_at=NOW,
-            )
-        )
-        assert result.inserted_primary_key is not None
-        return int(result.inserted_primary_key[0])
 
 
 def _nicknames(engine: Engine) -> dict[int, str | None]:
@@ -111,16 +78,16 @@ def test_stored_nicknames_are_normalised_where_no_other_row_has_the_key(at_0004:
         fine, korean, padded = "s" + uuid.uuid4().hex[:8], _hangul(), "p" + uuid.uuid4().hex[:6]
         taken, shared = _hangul(), _hangul()
         ids = {
-            "fine": _add(engine, fine),
-            "decomposed": _add(engine, _nfd(korean)),
-            "padded": _add(engine, f"  {padded}"),
-            "owner": _add(engine, taken),  # holds the key its look-alike below would get
-            "look-alike": _add(engine, _nfd(taken)),
-            "shared-a": _add(engine, f" {_nfd(shared)}"),  # two rows, neither canonical
-            "shared-b": _add(engine, f"\t{_nfd(shared)}"),
-            "zero-width": _add(engine, "zw\u200bsp"),
-            "placeholder": _add(engine, str(uuid.uuid4())),
-            "no profile": _add(engine, None),
+            "fine": add_user(engine, fine),
+            "decomposed": add_user(engine, _nfd(korean)),
+            "padded": add_user(engine, f"  {padded}"),
+            "owner": add_user(engine, taken),  # holds the key its look-alike below would get
+            "look-alike": add_user(engine, _nfd(taken)),
+            "shared-a": add_user(engine, f" {_nfd(shared)}"),  # two rows, neither canonical
+            "shared-b": add_user(engine, f"\t{_nfd(shared)}"),
+            "zero-width": add_user(engine, "zw\u200bsp"),
+            "placeholder": add_user(engine, str(uuid.uuid4())),
+            "no profile": add_user(engine, None),
         }
         before = _nicknames(engine)
 
@@ -177,8 +144,8 @@ def test_the_logged_rename_brings_the_dm_history_along(
     engine = create_db_engine(url)
     try:
         korean, friend = _hangul(), "f" + uuid.uuid4().hex[:8]
-        user_id = _add(engine, _nfd(korean))
-        _add(engine, friend)
+        user_id = add_user(engine, _nfd(korean))
+        add_user(engine, friend)
         messages = activity_deps.messages
         messages.insert(_nfd(korean), friend, 2024012017042712, "before the rules")
         messages.insert(friend, _nfd(korean), 2024012017042713, "reply")
