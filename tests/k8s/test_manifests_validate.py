@@ -47,7 +47,7 @@ def strimzi_errors(docs: list[Doc]) -> list[str]:
     """Errors of the Strimzi documents, from k8s/tools/validate-strimzi.mjs (schema + unknown fields)."""
     node = shutil.which("node")
     assert node, "node is needed to validate the Strimzi resources (k8s/tools); it is not installed"
-    assert (K8S / "tools" / "node_modules").is_dir(), "k8s/tools has no node_modules: run `make install`"
+    assert (K8S / "tools" / "node_modules").is_dir(), "k8s/tools has no node_modules: run `make install-dev`"
     done = subprocess.run(
         [node, str(STRIMZI_VALIDATOR)], input=json.dumps(docs), capture_output=True, text=True, timeout=60
     )

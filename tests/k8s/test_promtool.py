@@ -17,21 +17,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.k8s.manifests import K8S, render
 from tests.k8s.monitoring import PROMETHEUS, RULE_FILES
+from tests.k8s.tools import tool_or_skip
 
 #: What promtool says about a config with Kubernetes discovery when it is built without it.
 NO_KUBERNETES_SD = "field kubernetes_sd_configs not found"
 
 
 def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        pytest.skip("promtool is not on PATH (Debian/Ubuntu: apt-get install prometheus)")
-    return found
+    return tool_or_skip("promtool", "Debian/Ubuntu: apt-get install prometheus")
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
