@@ -4,7 +4,6 @@ never a token, a secret, a header or a query string."""
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -37,7 +36,7 @@ def logs() -> Iterator[CapturedLogs]:
 
 def _request_line(logs: CapturedLogs, resp: httpx.Response) -> dict[str, Any]:
     """The one ``http_request`` line of the request that got ``resp``."""
-    [line] = logs.lines(event="http_request", request_id=resp.headers["X-Request-ID"])
+    [line] = logs.wait_for(event="http_request", request_id=resp.headers["X-Request-ID"])
     return line
 
 
@@ -204,8 +203,5 @@ def test_a_websocket_gets_one_line_when_it_closes(
 
 def _wait_for_line(logs: CapturedLogs, **match: Any) -> dict[str, Any]:
     """The single line matching ``match``, once the server has written it (a close ends asynchronously)."""
-    deadline = time.monotonic() + 10
-    while not (found := logs.lines(**match)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    [line] = found
+    [line] = logs.wait_for(**match)
     return line
