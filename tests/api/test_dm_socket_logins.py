@@ -11,12 +11,15 @@ import dataclasses
 import json
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import func, select
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
@@ -26,6 +29,7 @@ from api.main import create_app
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port
 from storage import logins
+from storage.models import DmPresence
 from tests.api.test_dm_socket import Cluster, _env, _frame, _member, _replica, _socket, _wait
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient
@@ -74,8 +78,29 @@ def _second_login(http: httpx.Client, app: IOSClient) -> IOSClient:
     return other
 
 
+def _claim(app: IOSClient, name: str) -> Any:
+    return jwt.decode(app.access.removeprefix("Bearer "), options={"verify_signature": False})[name]
+
+
 def _sid(app: IOSClient) -> str:
-    return str(jwt.decode(app.access.removeprefix("Bearer "), options={"verify_signature": False})["sid"])
+    return str(_claim(app, "sid"))
+
+
+def _connected(deps: ActivityDeps, *apps: IOSClient) -> None:
+    """Wait until every replica has recorded the sockets just opened (``dm_presence``), so a message
+    sent to another replica's socket goes there rather than to a push."""
+    expected = Counter(int(_claim(app, "uid")) for app in apps)
+
+    def recorded() -> bool:
+        with deps.engine.connect() as conn:
+            rows = conn.execute(
+                select(DmPresence.user_id, func.sum(DmPresence.sockets))
+                .where(DmPresence.user_id.in_(expected))
+                .group_by(DmPresence.user_id)
+            )
+            return {int(uid): int(n) for uid, n in rows} == dict(expected)
+
+    _wait(recorded, 30)
 
 
 def _closed_with(ws: ClientConnection, timeout: float = 30) -> tuple[int, str]:
@@ -113,7 +138,9 @@ def _room_texts(app: IOSClient) -> list[str]:
     return [m["text"] for m in resp.json()]
 
 
-def test_sign_out_closes_that_login_on_the_other_replica_only(http: httpx.Client, cluster: Cluster) -> None:
+def test_sign_out_closes_that_login_on_the_other_replica_only(
+    http: httpx.Client, cluster: Cluster, activity_deps: ActivityDeps
+) -> None:
     alice, bob, carol = _member(http), _member(http), _member(http)
     tablet = _second_login(http, alice)
     with (
@@ -123,6 +150,7 @@ def test_sign_out_closes_that_login_on_the_other_replica_only(http: httpx.Client
         _socket(bob, cluster.b) as bob_b,
         _socket(carol, cluster.a) as carol_a,
     ):
+        _connected(activity_deps, alice, tablet, tablet, bob, carol)
         assert _on(alice, cluster.a).post_multipart("/auth-service/signOut", []).status_code == 200
         assert _closed_with(phone_b) == (REVOKED, "login revoked")
         # The same user's other login, and another user, keep their sockets on both replicas.
@@ -134,7 +162,7 @@ def test_sign_out_closes_that_login_on_the_other_replica_only(http: httpx.Client
 
 
 def test_resign_closes_every_socket_of_the_user_on_both_replicas(
-    http: httpx.Client, cluster: Cluster
+    http: httpx.Client, cluster: Cluster, activity_deps: ActivityDeps
 ) -> None:
     alice, bob, carol = _member(http), _member(http), _member(http)
     tablet = _second_login(http, alice)
@@ -146,6 +174,7 @@ def test_resign_closes_every_socket_of_the_user_on_both_replicas(
         _socket(bob, cluster.b) as bob_b,
         _socket(carol, cluster.a) as carol_a,
     ):
+        _connected(activity_deps, alice, alice, tablet, tablet, bob, carol)
         resp = _on(alice, cluster.a).post_multipart("/auth-service/resign", [("email", alice.email)])
         assert resp.status_code == 200, resp.text
         for ws in (phone_a, phone_b, tablet_a, tablet_b):
@@ -153,7 +182,9 @@ def test_resign_closes_every_socket_of_the_user_on_both_replicas(
         _receives(carol_a, carol, bob_b, bob)
 
 
-def test_refresh_token_reuse_closes_that_login(http: httpx.Client, cluster: Cluster) -> None:
+def test_refresh_token_reuse_closes_that_login(
+    http: httpx.Client, cluster: Cluster, activity_deps: ActivityDeps
+) -> None:
     alice, bob = _member(http), _member(http)
     tablet = _second_login(http, alice)
     stolen = alice.refresh
@@ -163,6 +194,7 @@ def test_refresh_token_reuse_closes_that_login(http: httpx.Client, cluster: Clus
         _socket(tablet, cluster.b) as tablet_b,
         _socket(bob, cluster.a) as bob_a,
     ):
+        _connected(activity_deps, alice, tablet, bob)
         thief = _on(IOSClient(http, refresh=stolen, email=alice.email), cluster.a)
         assert thief.reissue().status_code == 403  # reuse: the login is revoked on replica A
         assert _closed_with(phone_b)[0] == REVOKED
