@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+#: Told ``(kind, subject)`` of each revocation applied: ``("session", login id)`` or ``("user", user id)``.
+RevocationListener = Callable[[str, str], None]
 
 
 class RevocationView:
@@ -19,6 +26,7 @@ class RevocationView:
         self._users: dict[int, float] = {}
         self.seeded = False
         self.live = False
+        self._listeners: list[RevocationListener] = []
 
     @property
     def ready(self) -> bool:
@@ -36,18 +44,38 @@ class RevocationView:
             return None
         return session_id in self._sessions or user_id in self._users
 
+    def knows_revoked(self, session_id: str, user_id: int) -> bool:
+        """True if a revocation of this login or account was applied, ready or not: every entry came
+        from the database or from the replica that wrote it there, so a yes is always true."""
+        return session_id in self._sessions or user_id in self._users
+
+    def on_revocation(self, listener: RevocationListener) -> None:
+        """Call ``listener`` for every revocation applied from now on, whichever path applied it (this
+        replica's request, the broker, a reconcile or a poll), repeats included; it runs inside
+        ``apply`` on the caller's thread (the event loop), so it must be quick and idempotent."""
+        self._listeners.append(listener)
+
     def apply(self, event: dict[str, object]) -> None:
         """Record one revocation event (``{"kind": "session"|"user", "id": ..., "at": epoch}``);
         applying one twice changes nothing."""
         until = float(event.get("at", time.time())) + self._ttl  # type: ignore[arg-type]
         if until < time.time():
             return
-        if event.get("kind") == "session":
+        kind = event.get("kind")
+        if kind == "session":
             key = str(event["id"])
             self._sessions[key] = max(until, self._sessions.get(key, 0.0))
-        elif event.get("kind") == "user":
+        elif kind == "user":
             uid = int(event["id"])  # type: ignore[call-overload]
             self._users[uid] = max(until, self._users.get(uid, 0.0))
+            key = str(uid)
+        else:
+            return
+        for listener in self._listeners:
+            try:
+                listener(kind, key)
+            except Exception:  # a listener's bug must not stop the feed that applies revocations
+                log.exception("revocation listener failed")
 
     def forget_expired(self) -> None:
         """Drop entries whose tokens have all expired anyway."""

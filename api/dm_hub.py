@@ -11,6 +11,7 @@ With the broker down, messages are still stored, delivered on this replica and p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -23,10 +24,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket
 
 from accounts.nicknames import InvalidNickname, nickname_key, normalize_nickname
+from api.dm_logins import LoginSockets
 from api.kafka import broadcast_consumer, stop_consumer, topic_partitions
 from api.metrics import OPEN_WEBSOCKETS
 from api.push import dm_push_in_background
 from api.resources import Resources
+from api.security import AuthenticatedUser
 from feeds.dates import InvalidDate, check_date, now_kst
 from storage import dm_rooms, presence, users
 from storage.messages import StoredMessage
@@ -92,12 +95,29 @@ def error_frame(reason: str, raw: str) -> str:
 class Socket:
     """One open DM WebSocket; sends are serialised because ASGI sends must not overlap."""
 
-    def __init__(self, websocket: WebSocket) -> None:
+    def __init__(self, websocket: WebSocket, login: AuthenticatedUser | None = None) -> None:
         self.websocket = websocket
         self._lock = asyncio.Lock()
+        #: Who opened it (``api.dm_logins`` closes it when that login ends).
+        self.login = login
+        #: The close code once the server ended the socket (set at once, before the close is sent):
+        #: its frames are dropped from then on.
+        self.ending: int | None = None
+        self._closed = False
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the socket with ``code`` once; later calls, and a socket already gone, do nothing."""
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            with contextlib.suppress(Exception):  # the peer may be gone already
+                await self.websocket.close(code=code, reason=reason)
 
     async def send(self, text: str) -> bool:
         """Send a text frame; False if the socket is gone."""
+        if self.ending is not None:  # its login ended: it is being closed, nothing more goes out
+            return False
         async with self._lock:
             try:
                 await self.websocket.send_text(text)
@@ -113,16 +133,19 @@ class DirectMessageHub:
         self.res = res
         self.replica_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self._sockets: dict[int, set[Socket]] = {}
+        self.logins = LoginSockets(res)
 
     async def attach(self, user_id: int, sock: Socket) -> None:
         """Register a newly accepted socket of ``user_id``."""
         self._sockets.setdefault(user_id, set()).add(sock)
+        self.logins.bind(user_id, sock)
         OPEN_WEBSOCKETS.inc()
         await self._record_presence(user_id)
 
     async def detach(self, user_id: int, sock: Socket) -> None:
         """Forget a closed socket (only that one: the user's other sockets stay)."""
         mine = self._sockets.get(user_id, set())
+        self.logins.unbind(user_id, sock)
         if sock in mine:
             mine.discard(sock)
             OPEN_WEBSOCKETS.dec()

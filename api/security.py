@@ -29,6 +29,8 @@ class AuthenticatedUser:
     id: int
     account_email: str
     session_id: str
+    #: The access token's ``exp`` (epoch seconds): a DM socket opened with it closes then.
+    expires_at: int = 0
 
 
 def verify_access(res: Resources, headers: Headers) -> TokenClaims:
@@ -59,20 +61,35 @@ def load_user(res: Resources, claims: TokenClaims) -> AuthenticatedUser:
 def revoked_in_database(res: Resources, claims: TokenClaims) -> bool:
     """The database's answer (the truth the revocation view mirrors): the login is revoked, expired or
     gone, or the account is gone or no longer has the token's e-mail."""
+    return _revoked_in_database(res, claims.user_id, claims.session_id, claims.account_email)
+
+
+def _revoked_in_database(res: Resources, user_id: int, session_id: str, account_email: str) -> bool:
     with res.sessions() as session:
-        user = users.by_id(session, claims.user_id)
+        user = users.by_id(session, user_id)
         return (
-            not logins.session_is_active(session, claims.session_id)
+            not logins.session_is_active(session, session_id)
             or user is None
-            or not same_account(user.account_email, claims.account_email)
+            or not same_account(user.account_email, account_email)
         )
+
+
+async def login_revoked(res: Resources, user: AuthenticatedUser) -> bool:
+    """Whether the caller's login or account was revoked since it authenticated (a DM socket asks
+    before each frame): the revocation view in memory, or the database in the threadpool while the
+    view is not caught up."""
+    revoked = res.revocations.is_revoked(user.session_id, user.id)
+    if revoked is None:
+        args = (res, user.id, user.session_id, user.account_email)
+        revoked = await run_in_threadpool(_revoked_in_database, *args)
+    return revoked
 
 
 def _admit(claims: TokenClaims, revoked: bool) -> AuthenticatedUser:
     if revoked:
         raise Forbidden("this login was signed out or revoked")
     bind_user(claims.user_id)  # the request's log line names its caller
-    return AuthenticatedUser(claims.user_id, claims.account_email, claims.session_id)
+    return AuthenticatedUser(claims.user_id, claims.account_email, claims.session_id, claims.expires_at)
 
 
 async def current_user(request: Request, res: ResourcesDep) -> AuthenticatedUser:

@@ -42,12 +42,24 @@ async def connect_dm(websocket: WebSocket) -> None:
         await websocket.close(code=1008, reason=str(exc)[:120])  # before accept: HTTP 403
         return
     await websocket.accept()
-    sock = Socket(websocket)
+    sock = Socket(websocket, login=user)
     await hub.attach(user.id, sock)
     try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
+                break
+            try:
+                admitted = await hub.logins.admits(sock)
+            except Exception:  # the database had to say and could not: refuse this frame only
+                log.warning("DM login of user %s not checked", user.id, exc_info=True)
+                REFUSED.labels("unavailable").inc()
+                await sock.send(
+                    error_frame("the message could not be stored; try again", message.get("text") or "")
+                )
+                continue
+            if not admitted:  # login revoked or token expired: the socket is closed, the frame dropped
+                REFUSED.labels("login_ended").inc()
                 break
             raw = message.get("text")
             if raw is None:
