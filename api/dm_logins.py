@@ -69,25 +69,21 @@ class LoginSockets:
 
     def end(self, sock: Socket, code: int) -> None:
         """Drop the socket's frames from now on and close it with ``code`` (once)."""
-        if sock.ending is not None:
+        if sock.close_code is not None:
             return
-        sock.ending = code
         ENDED.labels(_LABELS[code]).inc()
-        self._res.spawn(sock.close(code, REASONS[code]), "close-dm-socket")
+        sock.close(code, REASONS[code])  # its reader stops at once; the close frame follows queued frames
 
     async def admits(self, sock: Socket) -> bool:
         """Whether a frame just received on ``sock`` may be handled: False (and the socket ends) once
         its login is revoked or its token expired. Raises when the database had to answer and could not."""
         login = sock.login
-        if sock.ending is None and login is not None:
+        if sock.close_code is None and login is not None:
             if login.expires_at and time.time() >= login.expires_at:
                 self.end(sock, CLOSE_EXPIRED)
             elif await login_revoked(self._res, login):
                 self.end(sock, CLOSE_REVOKED)
-        if sock.ending is None:
-            return True
-        await sock.close(sock.ending, REASONS[sock.ending])  # sent before the route stops reading
-        return False
+        return sock.close_code is None
 
     def _revoked(self, kind: str, subject: str) -> None:
         if kind == "session":

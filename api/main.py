@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         summary="Happiness diary API, wire-compatible with the SoSoHappy iOS client",
         lifespan=lifespan,
     )
+    app.state.clock = clock  # also the DM sockets' frame rate limits (api.dm_limits)
     app.state.sign_in_limiter = sign_in_limiter_from(
         settings.sign_in_rate_limit_per_minute, settings.sign_in_rate_limit_burst, clock
     )

@@ -103,9 +103,14 @@ async def current_user(request: Request, res: ResourcesDep) -> AuthenticatedUser
 
 
 async def authenticate_websocket(websocket: WebSocket) -> AuthenticatedUser:
-    """The caller of a WebSocket upgrade, authenticated with the same headers as REST."""
+    """The caller of a WebSocket upgrade, authenticated with the same headers as REST (as
+    ``current_user``: the database, when it must be asked, in the threadpool, never on the event loop)."""
     res: Resources = websocket.app.state.resources
-    return load_user(res, verify_access(res, websocket.headers))
+    claims = verify_access(res, websocket.headers)
+    revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
+    if revoked is None:
+        revoked = await run_in_threadpool(revoked_in_database, res, claims)
+    return _admit(claims, revoked)
 
 
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]

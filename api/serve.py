@@ -2,9 +2,9 @@
 
 The one definition of the uvicorn flags: h11 (it writes header names as given; the iOS client looks up
 ``Authorization`` case-sensitively, and httptools lower-cases names), the sans-I/O ``websockets``
-implementation without per-message deflate, no access log (``api.metrics`` writes one JSON line per
-request, without the query string), proxy headers from the configured peers, and a bounded graceful
-shutdown on SIGTERM.
+implementation without per-message deflate and with the DM frame size limit, no access log
+(``api.metrics`` writes one JSON line per request, without the query string), proxy headers from the
+configured peers, and a bounded graceful shutdown on SIGTERM.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": "h11",
         "ws": "websockets-sansio",
         "ws_per_message_deflate": False,
+        # The DM frame limit (api.dm_limits): a larger frame is refused with 1009 before it is buffered.
+        "ws_max_size": settings.dm_max_frame_bytes,
         "access_log": False,
         "log_config": None,  # configure_logging already owns every logger, uvicorn's included
         "proxy_headers": settings.api_proxy_headers,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-DATE = 2025061512000000  # the frames' ``date`` (yyyyMMddHHmmssSS): fixed, the server only checks it
+DATE = 2025061512000000  # the frames' ``date`` (yyyyMMddHHmmssSS); the server dates them itself
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,23 @@ class Settings(BaseSettings):
     #: A replica refreshes its DM presence rows this often; rows older than the window count as gone.
     dm_heartbeat_seconds: float = 5.0
     dm_presence_fresh_seconds: float = 15.0
+    # DM socket limits (api/dm_limits.py). A frame is one JSON message; the longest text (2000
+    # characters, 4 UTF-8 bytes at most each) fits with room to spare. uvicorn gets the same limit
+    # (``ws_max_size``), so nothing larger is even buffered.
+    dm_max_frame_bytes: int = Field(default=16 * 1024, ge=1024)
+    #: Sockets one user may hold (per replica, and across replicas while the broker is up); a new one
+    #: closes the oldest (close code 4409).
+    dm_max_sockets_per_user: int = Field(default=5, ge=1)
+    #: Frames a socket may send per second after a burst; excess frames get an error frame, and a socket
+    #: with more than ``dm_frame_strikes`` refused frames (one forgiven per second) is closed (4429).
+    dm_frame_rate_per_second: float = Field(default=20.0, gt=0)
+    dm_frame_burst: int = Field(default=40, ge=1)
+    dm_frame_strikes: int = Field(default=10, ge=1)
+    #: A frame not handed to a receiver's connection within this long closes that socket (4408): a
+    #: receiver that does not read holds up nobody else and no unbounded memory.
+    dm_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: A client ``date`` further than this from the server clock is replaced by the server time.
+    dm_date_tolerance_seconds: float = Field(default=300.0, ge=0)
     #: Authenticate from the JWT plus the Kafka-fed revocation view; off = ask the database every request.
     revocation_view_enabled: bool = True
     #: Each replica also reads the revocation records newer than the last it saw this often, so a

@@ -7,7 +7,7 @@ round-trip can shift hundredths); month and day filters become ranges over the i
 from __future__ import annotations
 
 import calendar
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 KST = ZoneInfo("Asia/Seoul")
@@ -72,5 +72,27 @@ def month_of_year(value: int) -> int:
 
 def now_kst() -> int:
     """The current moment as the client writes it."""
-    now = datetime.now(KST)
-    return int(now.strftime("%Y%m%d%H%M%S")) * 100 + now.microsecond // 10_000
+    return from_moment(datetime.now(KST))
+
+
+def from_moment(moment: datetime) -> int:
+    """``yyyyMMddHHmmssSS`` of an aware datetime, in KST."""
+    kst = moment.astimezone(KST)
+    return int(kst.strftime("%Y%m%d%H%M%S")) * 100 + kst.microsecond // 10_000
+
+
+def to_moment(value: int) -> datetime:
+    """The KST moment of a timestamp that ``check_date`` accepts."""
+    digits = str(value)
+    year, month, day, hour, minute, second, hundredths = (
+        int(digits[i : i + w]) for i, w in ((0, 4), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 2))
+    )
+    return datetime(year, month, day, hour, minute, second, hundredths * 10_000, tzinfo=KST)
+
+
+def near_now(value: int, now: int, tolerance_seconds: float) -> int:
+    """``value`` if it lies within ``tolerance_seconds`` of ``now`` (both checked timestamps), else
+    ``now``: a client clock far off (or a chosen ``9999…``) cannot date a message away from its sending."""
+    if abs(to_moment(value) - to_moment(now)) <= timedelta(seconds=tolerance_seconds):
+        return value
+    return now

@@ -38,6 +38,13 @@ def record_message(conn: Connection, sender_id: int, receiver_id: int, message: 
         conn.execute(update(DmRoom).where(*key).values(**values))
 
 
+def latest_date(conn: Connection, user_a: int, user_b: int) -> int | None:
+    """The date of the latest message of the room of two users (``None``: they have no room)."""
+    low, high = sorted((user_a, user_b))
+    query = select(DmRoom.last_date).where(DmRoom.user_low == low, DmRoom.user_high == high)
+    return conn.execute(query).scalar()
+
+
 def latest_rooms(conn: Connection, user_id: int, limit: int = ROOM_LIST_MAX) -> list[StoredMessage]:
     """The latest message of each of the user's rooms, newest first (ties: the later stored)."""
     sender, receiver = aliased(User), aliased(User)

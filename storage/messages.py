@@ -58,15 +58,20 @@ class MessageStore:
         for side in PARTICIPANT_FIELDS:
             self._messages.create_index([(side, ASCENDING), ("date", DESCENDING), ("_id", DESCENDING)])
 
-    def insert(self, sender: str, receiver: str, date: int, text: str) -> StoredMessage:
-        """Store one message and return it with its id."""
-        doc = {
+    def insert(
+        self, sender: str, receiver: str, date: int, text: str, message_id: str | None = None
+    ) -> StoredMessage:
+        """Store one message and return it with its id (``message_id`` when given: chosen before the
+        insert, so a failed write can be undone by id)."""
+        doc: dict[str, Any] = {
             "messageRoomId": room_id(sender, receiver),
             "date": date,
             "sender": sender,
             "receiver": receiver,
             "text": text,
         }
+        if message_id is not None:
+            doc["_id"] = ObjectId(message_id)
         result = self._messages.insert_one(doc)
         doc["_id"] = result.inserted_id
         return _from_doc(doc)
@@ -78,6 +83,10 @@ class MessageStore:
         except InvalidId:
             return None
         return _from_doc(doc) if doc is not None else None
+
+    def delete(self, message_id: str) -> bool:
+        """Remove one message (idempotent); True if it was there."""
+        return self._messages.delete_one({"_id": ObjectId(message_id)}).deleted_count == 1
 
     def room_page(self, a: str, b: str, before: int, limit: int) -> list[StoredMessage]:
         """Up to ``limit`` messages of the room of ``a`` and ``b`` dated before ``before``, oldest first."""

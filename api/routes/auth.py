@@ -36,6 +36,7 @@ from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocations
 from api.security import CurrentUser
 from storage import devices, logins, nickname_changes, users
+from storage.models import Revocation
 from storage.outbox import QueuedStart
 from temporal import search_attributes as sa
 from temporal.accounts import PROVIDERS, NicknameChange, ResignInput, SignInInput, SignInResult
@@ -189,11 +190,16 @@ def _rotate(res: Resources, claims: TokenClaims) -> logins.RotationResult:
 
 
 @router.post("/signOut")
-async def sign_out(user: CurrentUser, session: SessionDep, res: ResourcesDep) -> dict[str, Any]:
+async def sign_out(user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
     """Revoke this login and forget its device token."""
-    revocation = logins.revoke_session(session, user.session_id)
-    devices.remove_session_devices(session, user.session_id)
-    session.commit()
+
+    def revoke() -> Revocation | None:  # in the threadpool: a lock wait must not stall the event loop
+        with res.sessions.begin() as session:
+            revocation = logins.revoke_session(session, user.session_id)
+            devices.remove_session_devices(session, user.session_id)
+        return revocation
+
+    revocation = await run_in_threadpool(revoke)
     if revocation is not None:
         await publish_revocations(res, user.id, [revocation])
     return {"email": user.account_email, "success": True}
@@ -209,19 +215,23 @@ async def resign(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dic
     email = params.text("email", required=False, max_length=320) or user.account_email
     if not same_account(email, user.account_email):
         raise Forbidden("email must be the caller's own account")
-    with res.sessions.begin() as session:
-        row = users.by_id_locked(session, user.id)
-        if row is None:
-            raise Forbidden("the account no longer exists")
-        req = ResignInput(
-            user_id=row.id,
-            account_email=row.account_email,
-            nickname=row.nickname,
-            provider=row.provider,
-            apple_refresh_token=row.apple_refresh_token,
-        )
-        revoked = logins.revoke_user_sessions(session, user.id)
-        queued = outbox.queue_resign(session, req)
+
+    def revoke_all() -> tuple[list[Revocation], QueuedStart]:  # in the threadpool (row lock)
+        with res.sessions.begin() as session:
+            row = users.by_id_locked(session, user.id)
+            if row is None:
+                raise Forbidden("the account no longer exists")
+            req = ResignInput(
+                user_id=row.id,
+                account_email=row.account_email,
+                nickname=row.nickname,
+                provider=row.provider,
+                apple_refresh_token=row.apple_refresh_token,
+            )
+            revoked = logins.revoke_user_sessions(session, user.id)
+            return revoked, outbox.queue_resign(session, req)
+
+    revoked, queued = await run_in_threadpool(revoke_all)
     await publish_revocations(res, user.id, revoked)
     bind_workflow(queued.workflow_id)
     await outbox.start_now(res, queued)
@@ -258,24 +268,28 @@ async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
         image_type = sniff_image_type(image)
         if image_type is None:
             raise BadRequest("profileImg must be a JPEG, PNG or HEIC image")
-    with res.sessions.begin() as session:
-        owner = users.by_nickname(session, nickname)
-        if owner is not None and owner.id != user.id:
-            raise Conflict(f"nickname {nickname!r} is taken")
-        row = users.by_id_locked(session, user.id)
-        if row is None:
-            raise Forbidden("the account no longer exists")
-        old_nickname = row.nickname
-        row.nickname = nickname
-        if introduction is not None:
-            row.introduction = introduction.rstrip()
-        if image is not None:
-            row.profile_image, row.profile_image_type = image, image_type
-        try:
-            session.flush()
-        except IntegrityError:  # a concurrent claim of the same nickname
-            raise Conflict(f"nickname {nickname!r} is taken") from None
-        queued = _propagate_rename(session, user.id, old_nickname, nickname)
+
+    def update() -> QueuedStart | None:  # in the threadpool: a lock wait must not stall the event loop
+        with res.sessions.begin() as session:
+            owner = users.by_nickname(session, nickname)
+            if owner is not None and owner.id != user.id:
+                raise Conflict(f"nickname {nickname!r} is taken")
+            row = users.by_id_locked(session, user.id)
+            if row is None:
+                raise Forbidden("the account no longer exists")
+            old_nickname = row.nickname
+            row.nickname = nickname
+            if introduction is not None:
+                row.introduction = introduction.rstrip()
+            if image is not None:
+                row.profile_image, row.profile_image_type = image, image_type
+            try:
+                session.flush()
+            except IntegrityError:  # a concurrent claim of the same nickname
+                raise Conflict(f"nickname {nickname!r} is taken") from None
+            return _propagate_rename(session, user.id, old_nickname, nickname)
+
+    queued = await run_in_threadpool(update)
     if queued is not None:
         bind_workflow(queued.workflow_id)
         await outbox.start_now(res, queued)

@@ -59,9 +59,23 @@ def find_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep)
         default=DEFAULT_MESSAGE_COUNT,
     )
     assert count is not None
-    if _caller_nickname(res, user) not in (sender, receiver):
+    own = _caller_nickname(res, user)
+    if own not in (sender, receiver):
         raise Forbidden("the caller must be the sender or the receiver of the conversation")
+    boundary = _committed_before(res, user.id, receiver if own == sender else sender, boundary)
+    if boundary == 0:
+        return _messages([])
     return _messages(res.messages.room_page(sender, receiver, before=boundary, limit=count))
+
+
+def _committed_before(res: Resources, caller_id: int, other: str, boundary: int) -> int:
+    """``boundary``, lowered to just past the room's latest message in the room list: a message whose
+    SQL side never committed (its replica died between the two writes, ``api.dm_hub.store_message``)
+    is not shown, so the history and the room list agree (no room row: nothing committed)."""
+    with res.engine.connect() as conn:
+        other_id = users.id_of(conn, other)
+        last = dm_rooms.latest_date(conn, caller_id, other_id) if other_id is not None else None
+    return min(boundary, last + 1) if last is not None else 0
 
 
 @router.post("/findMultipleDirectMessage")

@@ -1,5 +1,6 @@
 """The DM WebSocket ``/dm-service/connect-dm``: authenticated before the upgrade, frames as the original
-server took them, errors answered in an error frame on a socket that stays open."""
+server took them, errors answered in an error frame on a socket that stays open; frames over the size
+or rate limits (``api.dm_limits``) are refused before they are parsed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from accounts.nicknames import nickname_key
 from api.dm_hub import REFUSED, DirectMessageHub, FrameRefused, Socket, error_frame
+from api.dm_limits import FrameGate
 from api.errors import Forbidden
 from api.resources import Resources, ServiceUnavailable
 from api.security import authenticate_websocket
@@ -42,13 +44,22 @@ async def connect_dm(websocket: WebSocket) -> None:
         await websocket.close(code=1008, reason=str(exc)[:120])  # before accept: HTTP 403
         return
     await websocket.accept()
-    sock = Socket(websocket, login=user)
+    sock = Socket(websocket, send_timeout=res.settings.dm_send_timeout_seconds, login=user)
+    gate = FrameGate(res.settings, websocket.app.state.clock)
     await hub.attach(user.id, sock)
     try:
         while True:
-            message = await websocket.receive()
+            message = await sock.receive()
             if message["type"] == "websocket.disconnect":
                 break
+            refusal = gate.admit(message)  # size and rate, before anything is parsed
+            if refusal is not None:
+                REFUSED.labels(refusal.code).inc()
+                if refusal.close is not None:
+                    sock.close(*refusal.close)
+                else:
+                    await sock.send(error_frame(refusal.reason, message.get("text") or ""))
+                continue
             try:
                 admitted = await hub.logins.admits(sock)
             except Exception:  # the database had to say and could not: refuse this frame only
@@ -76,4 +87,7 @@ async def connect_dm(websocket: WebSocket) -> None:
                 REFUSED.labels("unavailable").inc()
                 await sock.send(error_frame("the message could not be stored; try again", raw))
     finally:
-        await hub.detach(user.id, sock)
+        try:
+            await hub.detach(user.id, sock)
+        finally:
+            await sock.finish()

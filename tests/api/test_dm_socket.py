@@ -21,6 +21,7 @@ from activities.deps import ActivityDeps
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port
 from emulators.control import FcmEmulator
+from feeds.dates import now_kst
 from tests.api.feed_helpers import hangul_nick, look_alikes, spellings
 from tests.fixtures.ios_client import IOSClient
 
@@ -92,10 +93,11 @@ def _socket(app: IOSClient, addr: str, nickname: str | None = None) -> ClientCon
     return connect(f"ws://{addr}/dm-service/connect-dm{query}", additional_headers=headers, open_timeout=10)
 
 
-def _frame(sender: IOSClient, receiver: IOSClient, text: str, date: int | None = 2024012017042712) -> str:
+def _frame(sender: IOSClient, receiver: IOSClient, text: str, date: int | bool | None = True) -> str:
+    """A frame from ``sender`` dated now by the client (``date=None``: undated; else that date)."""
     frame: dict[str, Any] = {"sender": sender.nickname, "receiver": receiver.nickname, "text": text}
     if date is not None:
-        frame["date"] = date
+        frame["date"] = now_kst() if date is True else date
     return json.dumps(frame, ensure_ascii=False)
 
 
@@ -136,13 +138,9 @@ def test_same_replica_delivery_reaches_every_device_once_and_is_stored_first(
         _socket(alice, cluster.a) as tablet,
         _socket(bob, cluster.a) as b,
     ):
-        b.send(_frame(bob, alice, "안녕 🩷"))
-        expected = {
-            "sender": bob.nickname,
-            "receiver": alice.nickname,
-            "date": 2024012017042712,
-            "text": "안녕 🩷",
-        }
+        date = now_kst()
+        b.send(_frame(bob, alice, "안녕 🩷", date))
+        expected = {"sender": bob.nickname, "receiver": alice.nickname, "date": date, "text": "안녕 🩷"}
         assert json.loads(phone.recv(timeout=5)) == expected
         assert json.loads(tablet.recv(timeout=5)) == expected
         assert _silent(phone) and _silent(b)  # once each, and no echo to the sender
@@ -285,13 +283,13 @@ def test_every_spelling_of_a_nickname_names_the_same_user_on_the_socket(
     sent = []
     for mine, theirs in zip(spellings(me.nickname), spellings(you.nickname), strict=True):
         with _socket(me, cluster.a, nickname=mine) as ws, _socket(you, cluster.a, nickname=theirs) as inbox:
-            text = f"to {theirs!r}"
-            ws.send(json.dumps({"sender": mine, "receiver": theirs, "text": text, "date": 2024012017042712}))
+            text, date = f"to {theirs!r}", now_kst()
+            ws.send(json.dumps({"sender": mine, "receiver": theirs, "text": text, "date": date}))
             got = json.loads(inbox.recv(timeout=5))
             assert got == {
                 "sender": me.nickname,
                 "receiver": you.nickname,
-                "date": 2024012017042712,
+                "date": date,
                 "text": text,
             }
             sent.append(got)

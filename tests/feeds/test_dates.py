@@ -10,9 +10,12 @@ from feeds.dates import (
     day_of,
     day_of_month,
     days_in_month,
+    from_moment,
     month_of_year,
     month_range,
+    near_now,
     now_kst,
+    to_moment,
     year_range,
 )
 
@@ -59,3 +62,21 @@ def test_month_length_is_the_requested_months(value: int, days: int) -> None:
 def test_now_is_a_valid_16_digit_kst_moment() -> None:
     now = now_kst()
     assert len(str(now)) == 16 and check_date(now) == now
+
+
+def test_a_date_within_the_tolerance_is_kept_and_one_outside_becomes_now() -> None:
+    now = 2024012017042712  # 2024-01-20 17:04:27.12 KST
+    assert near_now(now, now, 300) == now
+    assert near_now(2024012016592712, now, 300) == 2024012016592712  # exactly 5 minutes before
+    assert near_now(2024012017092712, now, 300) == 2024012017092712  # exactly 5 minutes after
+    assert near_now(2024012017092713, now, 300) == now  # a hundredth of a second more
+    assert near_now(2024012016592711, now, 300) == now
+    assert near_now(9999123123595999, now, 300) == now  # would pin a room at the top of every list
+    assert near_now(2000010100000000, now, 300) == now
+    assert near_now(2024012100000000, 2024012023590000, 300) == 2024012100000000  # across midnight
+
+
+def test_a_timestamp_round_trips_through_its_moment() -> None:
+    for value in (2024012017042712, 2000010100000000, 2024022923595999):
+        assert from_moment(to_moment(value)) == value
+    assert len(str(now_kst())) == 16
