@@ -146,6 +146,13 @@ def _presence(deps: ActivityDeps, user_id: int) -> int:
         return sum(counts)
 
 
+def _recorded(deps: ActivityDeps, receiver: IOSClient) -> None:
+    """Wait until the receiver's one socket is recorded: before that a message to it is pushed instead
+    of delivered."""
+    receiver_id = _user_id(deps, receiver)
+    _wait(lambda: _presence(deps, receiver_id) == 1, "the receiver's socket recorded")
+
+
 def _has_sockets(deps: ActivityDeps, user_id: int, count: int) -> bool:
     return _presence(deps, user_id) == count
 
@@ -175,6 +182,7 @@ def test_a_frame_over_16_kib_is_refused_with_1009_and_not_stored(
     assert limit == 16 * 1024
     me, you = _member(http), _member(http)
     with _socket(me, addr) as ws, _socket(you, addr) as inbox:
+        _recorded(activity_deps, you)
         ws.send(_padded(_frame(me, you, "exactly at the limit"), limit))
         assert json.loads(inbox.recv(timeout=DEADLINE))["text"] == "exactly at the limit"
         ws.send(_padded(_frame(me, you, "one byte over"), limit + 1))
@@ -304,6 +312,7 @@ def test_far_future_and_far_past_dates_are_replaced_by_the_server_time(
     me, you, other = _member(http), _member(http), _member(http)
     recent = now_kst() - 200  # two seconds ago: within ±5 minutes, kept as sent
     with _socket(me, cluster.a) as ws, _socket(you, cluster.a) as inbox:
+        _recorded(activity_deps, you)
         before = now_kst()
         ws.send(_frame(me, you, "from the year 9999", 9999123123595999))
         ws.send(_frame(me, you, "from the year 2000", 2000010100000000))
@@ -354,6 +363,7 @@ def test_a_failing_sql_write_leaves_no_mongo_document(
     me, you = _member(http), _member(http)
     low, high = sorted((_user_id(activity_deps, me), _user_id(activity_deps, you)))
     with _socket(me, cluster.a) as ws, _socket(you, cluster.a) as inbox:
+        _recorded(activity_deps, you)
         ws.send(_frame(me, you, "first"))
         assert json.loads(inbox.recv(timeout=DEADLINE))["text"] == "first"
         with locker.connect() as holder, locker.connect() as watcher:
@@ -405,6 +415,7 @@ def test_a_message_whose_sql_side_never_committed_is_not_in_the_history(
 ) -> None:
     me, you = _member(http), _member(http)
     with _socket(me, cluster.a) as ws, _socket(you, cluster.a) as inbox:
+        _recorded(activity_deps, you)
         ws.send(_frame(me, you, "committed"))
         committed = json.loads(inbox.recv(timeout=DEADLINE))
     # What a replica that died between the Mongo insert and the SQL commit leaves behind.
