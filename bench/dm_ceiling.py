@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pymongo import MongoClient
 
-from storage.messages import MessageStore
+from dm.messages import MessageStore
 
 INTERVAL = 3.0
 

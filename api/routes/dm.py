@@ -5,7 +5,7 @@ or the ``sender`` whose rooms are listed (findMultipleDirectMessage), else 403 โ
 anyone read any room (ยง14.2). ``sender`` and ``receiver`` are read as canonical nicknames
 (``Params.nickname``: NFC, trimmed; 400 when invalid). A history page reads MongoDB through the room index (on MongoDB only
 its own index entries); the room list reads its read model in the relational store
-(``storage.dm_rooms``, one row per room). Both run in the threadpool (sync endpoints).
+(``dm.rooms``, one row per room). Both run in the threadpool (sync endpoints).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from api.errors import Forbidden
 from api.params import ParamsDep
 from api.resources import Resources
 from api.security import AuthenticatedUser, CurrentUser
-from storage import dm_rooms, users
-from storage.messages import StoredMessage
+from dm import rooms as dm_rooms
+from dm.messages import StoredMessage
+from storage import users
 
 router = APIRouter(prefix="/dm-service", tags=["dm"])
 
@@ -67,7 +68,7 @@ def find_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep)
 @router.post("/findMultipleDirectMessage")
 def find_multiple_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
     """The last message (by ``date``, ties: the later stored) of each of the caller's conversations,
-    newest first, at most ``storage.dm_rooms.ROOM_LIST_MAX``, from the room-list read model (one indexed
+    newest first, at most ``dm.rooms.ROOM_LIST_MAX``, from the room-list read model (one indexed
     query, however long the conversations); ``sender`` must be the caller."""
     sender = params.nickname("sender")
     if _caller_nickname(res, user) != sender:

@@ -9,10 +9,11 @@ from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
 from accounts.nicknames import nickname_key
-from api.dm_hub import REFUSED, DirectMessageHub, FrameRefused, Socket, error_frame
 from api.errors import Forbidden
 from api.resources import Resources, ServiceUnavailable
 from api.security import authenticate_websocket
+from dm.frames import FrameRefused, error_frame
+from dm.hub import REFUSED, DirectMessageHub, Socket
 from storage import users
 
 log = logging.getLogger(__name__)

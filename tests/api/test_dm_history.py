@@ -13,8 +13,9 @@ from activities.deps import ActivityDeps
 from api.main import create_app
 from config import Settings
 from devstack.processes import free_port
-from storage import dm_rooms, users
-from storage.messages import StoredMessage
+from dm import rooms as dm_rooms
+from dm.messages import StoredMessage
+from storage import users
 from tests.api.feed_helpers import look_alikes, spellings
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient

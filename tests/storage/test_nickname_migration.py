@@ -23,8 +23,8 @@ from sqlalchemy.engine import make_url
 
 from activities.deps import ActivityDeps
 from config import Settings
+from dm.messages import room_id
 from storage.db import alembic_config, create_db_engine
-from storage.messages import room_id
 from storage.models import User
 from tests.storage.helpers import NOW
 

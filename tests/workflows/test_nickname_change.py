@@ -16,8 +16,8 @@ from temporalio.worker import Worker
 from activities.deps import ActivityDeps
 from activities.nickname import NicknameActivities
 from api.outbox import STARTERS
+from dm.messages import room_id
 from storage import nickname_changes
-from storage.messages import room_id
 from storage.models import NicknameChangeCounter, User
 from temporal.accounts import NicknameChange
 from tests.fixtures.ios_client import IOSClient

@@ -6,7 +6,7 @@ import uuid
 
 from pymongo import MongoClient
 
-from storage.messages import MessageStore, room_id
+from dm.messages import MessageStore, room_id
 
 
 def test_room_id_sorts_by_utf16_code_units() -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from storage.messages import StoredMessage
+from dm.messages import StoredMessage
 from storage.models import DmRoom, User
 
 ROOM_LIST_MAX = 100  # rooms in one room list

@@ -6,6 +6,9 @@ replicas that hold other sockets of the receiver get it through the Kafka topic 
 (``dm_presence`` in the database says which do), and a receiver with no socket anywhere gets a DM push.
 Records a replica published itself are skipped when they come back, so nobody gets a message twice.
 With the broker down, messages are still stored, delivered on this replica and pushed otherwise.
+
+The hub imports nothing of the API process: the API hands it its database engine, message store,
+settings, the broadcast topic between replicas (``api.kafka.TopicBroadcast``) and how to start a push.
 """
 
 from __future__ import annotations
@@ -15,78 +18,45 @@ import json
 import logging
 import socket
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket
 
-from accounts.nicknames import InvalidNickname, nickname_key, normalize_nickname
-from api.kafka import broadcast_consumer, stop_consumer, topic_partitions
-from api.metrics import OPEN_WEBSOCKETS
-from api.push import dm_push_in_background
-from api.resources import Resources
-from feeds.dates import InvalidDate, check_date, now_kst
-from storage import dm_rooms, presence, users
-from storage.messages import StoredMessage
+from config import Settings
+from dm import presence
+from dm import rooms as dm_rooms
+from dm.frames import FrameRefused, parse_frame
+from dm.messages import MessageStore, StoredMessage
+from storage import users
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 2000
 DELIVERED = Counter(
     "sosohappy_dm_delivered_total", "Direct messages delivered, by path", ["path"]
 )  # local | cross_replica | pushed
 REFUSED = Counter("sosohappy_dm_refused_total", "DM frames refused, by reason", ["reason"])
+OPEN_WEBSOCKETS = Gauge("sosohappy_open_websockets", "DM WebSockets currently open on this replica")
+
+#: Starts the DM push of one stored message: ``(sender id, receiver id, message id)``, fire-and-forget.
+StartPush = Callable[[int, int, str], None]
 
 
-class FrameRefused(Exception):
-    """A frame that cannot be sent; the reason goes back to the sender in an error frame."""
+class ReplicaBroadcast(Protocol):
+    """The topic every API replica reads, for frames whose receiver is connected elsewhere."""
 
-    def __init__(self, reason: str, code: str) -> None:
-        super().__init__(reason)
-        self.reason, self.code = reason, code
+    async def publish(self, key: bytes, value: bytes) -> bool:
+        """Publish one record within a bounded wait; False when no broker is connected, raises when
+        the broker does not take it."""
+        ...
 
-
-def parse_frame(raw: str, sender: str) -> tuple[str, int, str]:
-    """``(receiver, date, text)`` of a ``{"sender","receiver","date","text"}`` frame sent by ``sender``
-    (the caller's stored nickname); both names are read as canonical nicknames, so the receiver is the
-    key it is stored under, and a missing ``date`` is now (16-digit KST)."""
-    try:
-        frame = json.loads(raw)
-    except ValueError:
-        raise FrameRefused("the frame is not JSON", "malformed") from None
-    if not isinstance(frame, dict):
-        raise FrameRefused("the frame must be a JSON object", "malformed")
-    claimed, named = frame.get("sender"), frame.get("receiver")
-    if not isinstance(claimed, str) or nickname_key(claimed) != sender:
-        raise FrameRefused("sender must be your own nickname", "sender")
-    text, date = frame.get("text"), frame.get("date")
-    if not isinstance(named, str) or not named.strip():
-        raise FrameRefused("receiver is required", "receiver")
-    try:
-        receiver = normalize_nickname(named)
-    except InvalidNickname as exc:
-        raise FrameRefused(exc.for_field("receiver"), "receiver") from None
-    if receiver == sender:
-        raise FrameRefused("you cannot message yourself", "receiver")
-    if not isinstance(text, str) or not text.strip():
-        raise FrameRefused("text must be a non-empty string", "text")
-    if len(text) > MAX_TEXT:
-        raise FrameRefused(f"text must be at most {MAX_TEXT} characters", "text")
-    if date is None:
-        return receiver, now_kst(), text
-    if not isinstance(date, int) or isinstance(date, bool):
-        raise FrameRefused("date must be a 16-digit integer yyyyMMddHHmmssSS", "date")
-    try:
-        return receiver, check_date(date), text
-    except InvalidDate as exc:
-        raise FrameRefused(f"date {exc}", "date") from None
-
-
-def error_frame(reason: str, raw: str) -> str:
-    """What the sender gets back for a refused frame (the socket stays open)."""
-    return json.dumps({"error": reason, "frame": raw[:200]}, ensure_ascii=False)
+    async def follow(self, handle: Callable[[bytes], Awaitable[None]]) -> None:
+        """Hand every record published from now on to ``handle``, reconnecting after broker loss,
+        until cancelled."""
+        ...
 
 
 class Socket:
@@ -109,8 +79,16 @@ class Socket:
 class DirectMessageHub:
     """The DM sockets of one API replica and the routing of messages to them, to other replicas or to push."""
 
-    def __init__(self, res: Resources) -> None:
-        self.res = res
+    def __init__(
+        self,
+        engine: Engine,
+        messages: MessageStore,
+        settings: Settings,
+        broadcast: ReplicaBroadcast,
+        start_push: StartPush,
+    ) -> None:
+        self._engine, self._messages, self._settings = engine, messages, settings
+        self._broadcast, self._start_push = broadcast, start_push
         self.replica_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self._sockets: dict[int, set[Socket]] = {}
 
@@ -136,7 +114,7 @@ class DirectMessageHub:
 
     async def _in_transaction(self, work: Callable[[Any], Any]) -> Any:
         def run() -> Any:
-            with self.res.engine.begin() as conn:
+            with self._engine.begin() as conn:
                 return work(conn)
 
         return await run_in_threadpool(run)
@@ -157,9 +135,9 @@ class DirectMessageHub:
                 raise FrameRefused(f"there is no user {receiver!r}", "receiver")
             if users.is_blocked(conn, receiver_id, sender_id):
                 raise FrameRefused(f"{receiver} does not accept your messages", "blocked")
-            stored = self.res.messages.insert(sender, receiver, date, text)
+            stored = self._messages.insert(sender, receiver, date, text)
             dm_rooms.record_message(conn, sender_id, receiver_id, stored)
-            fresh = self.res.settings.dm_presence_fresh_seconds
+            fresh = self._settings.dm_presence_fresh_seconds
             elsewhere = presence.connected_elsewhere(conn, receiver_id, self.replica_id, fresh)
             return receiver_id, stored, elsewhere
 
@@ -175,24 +153,15 @@ class DirectMessageHub:
                 self._push(sender_id, receiver_id, stored)
 
     def _push(self, sender_id: int, receiver_id: int, stored: StoredMessage) -> None:
-        dm_push_in_background(self.res, sender_id, receiver_id, stored.id)
+        self._start_push(sender_id, receiver_id, stored.id)
         DELIVERED.labels("pushed").inc()
 
     async def _publish(self, stored: StoredMessage, receiver_id: int, frame: str) -> bool:
-        producer = self.res.producer
-        if producer is None:
-            return False
         record = {"origin": self.replica_id, "receiver_id": receiver_id, "id": stored.id, "frame": frame}
         try:
-            await asyncio.wait_for(
-                producer.send_and_wait(
-                    self.res.settings.kafka_dm_topic,
-                    json.dumps(record, ensure_ascii=False).encode(),
-                    key=str(receiver_id).encode(),
-                ),
-                timeout=2,
+            return await self._broadcast.publish(
+                str(receiver_id).encode(), json.dumps(record, ensure_ascii=False).encode()
             )
-            return True
         except Exception:
             log.warning("DM %s not broadcast: Kafka unavailable", stored.id, exc_info=True)
             return False
@@ -200,26 +169,7 @@ class DirectMessageHub:
     async def follow(self) -> None:
         """Deliver the messages other replicas publish for this replica's sockets, from the end of the
         topic; reconnect after broker loss."""
-        topic = self.res.settings.kafka_dm_topic
-        while True:
-            consumer = broadcast_consumer(self.res.settings, "dm")
-            try:
-                await asyncio.wait_for(consumer.start(), timeout=10)
-                partitions = await asyncio.wait_for(topic_partitions(consumer, topic), timeout=10)
-                consumer.assign(partitions)
-                await consumer.seek_to_end(*partitions)
-                while True:
-                    batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                    for records in batches.values():
-                        for record in records:
-                            await self._deliver_record(record.value or b"{}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("DM feed lost (%r); reconnecting", exc)
-            finally:
-                await stop_consumer(consumer)
-            await asyncio.sleep(1)
+        await self._broadcast.follow(self._deliver_record)
 
     async def _deliver_record(self, value: bytes) -> None:
         try:
@@ -234,7 +184,7 @@ class DirectMessageHub:
     async def heartbeat(self) -> None:
         """Keep this replica's presence rows fresh while it lives."""
         while True:
-            await asyncio.sleep(self.res.settings.dm_heartbeat_seconds)
+            await asyncio.sleep(self._settings.dm_heartbeat_seconds)
             try:
                 await self._in_transaction(lambda conn: presence.heartbeat(conn, self.replica_id))
             except Exception:

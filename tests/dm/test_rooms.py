@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from storage import dm_rooms
-from storage.messages import StoredMessage
+from dm import rooms as dm_rooms
+from dm.messages import StoredMessage
 from tests.storage.helpers import make_user
 
 
