@@ -29,7 +29,7 @@ from starlette.websockets import WebSocket
 from config import Settings
 from dm import presence
 from dm import rooms as dm_rooms
-from dm.frames import FrameRefused, parse_frame
+from dm.frames import FrameRefused, error_frame, parse_frame
 from dm.messages import MessageStore, StoredMessage
 from storage import users
 
@@ -124,6 +124,34 @@ class DirectMessageHub:
         targets = list(self._sockets.get(user_id, ()))
         sent = await asyncio.gather(*(s.send(frame) for s in targets))
         return sum(sent)
+
+    async def relay(self, user_id: int, nickname: str, websocket: WebSocket) -> None:
+        """Serve an accepted socket of ``user_id`` (who connected as ``nickname``) until it closes: every
+        text frame is handled; a refused or failed one is answered with an error frame and the socket
+        stays open."""
+        sock = Socket(websocket)
+        await self.attach(user_id, sock)
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text")
+                if raw is None:
+                    REFUSED.labels("binary").inc()
+                    await sock.send(error_frame("frames must be text (JSON)", ""))
+                    continue
+                try:
+                    await self.handle(user_id, nickname, raw)
+                except FrameRefused as refused:
+                    REFUSED.labels(refused.code).inc()
+                    await sock.send(error_frame(refused.reason, raw))
+                except Exception:
+                    log.exception("DM from user %s failed", user_id)
+                    REFUSED.labels("unavailable").inc()
+                    await sock.send(error_frame("the message could not be stored; try again", raw))
+        finally:
+            await self.detach(user_id, sock)
 
     async def handle(self, sender_id: int, sender: str, raw: str) -> None:
         """Check, store and deliver one frame from ``sender``; ``FrameRefused`` if it cannot be sent."""

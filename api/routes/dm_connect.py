@@ -1,5 +1,5 @@
-"""The DM WebSocket ``/dm-service/connect-dm``: authenticated before the upgrade, frames as the original
-server took them, errors answered in an error frame on a socket that stays open."""
+"""The DM WebSocket ``/dm-service/connect-dm``: authenticated and authorised before the upgrade, then
+handed to the replica's hub (``dm.hub``), which relays its frames."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from accounts.nicknames import nickname_key
 from api.errors import Forbidden
 from api.resources import Resources, ServiceUnavailable
 from api.security import authenticate_websocket
-from dm.frames import FrameRefused, error_frame
-from dm.hub import REFUSED, DirectMessageHub, Socket
+from dm.hub import DirectMessageHub
 from storage import users
 
 log = logging.getLogger(__name__)
@@ -43,26 +42,4 @@ async def connect_dm(websocket: WebSocket) -> None:
         await websocket.close(code=1008, reason=str(exc)[:120])  # before accept: HTTP 403
         return
     await websocket.accept()
-    sock = Socket(websocket)
-    await hub.attach(user.id, sock)
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            raw = message.get("text")
-            if raw is None:
-                REFUSED.labels("binary").inc()
-                await sock.send(error_frame("frames must be text (JSON)", ""))
-                continue
-            try:
-                await hub.handle(user.id, nickname, raw)
-            except FrameRefused as refused:
-                REFUSED.labels(refused.code).inc()
-                await sock.send(error_frame(refused.reason, raw))
-            except Exception:
-                log.exception("DM from user %s failed", user.id)
-                REFUSED.labels("unavailable").inc()
-                await sock.send(error_frame("the message could not be stored; try again", raw))
-    finally:
-        await hub.detach(user.id, sock)
+    await hub.relay(user.id, nickname, websocket)
