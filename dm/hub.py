@@ -30,7 +30,7 @@ from config import Settings
 from dm import presence
 from dm import rooms as dm_rooms
 from dm.frames import FrameRefused, error_frame, parse_frame
-from dm.messages import MessageStore, StoredMessage
+from dm.messages import MessageStore, Party, StoredMessage
 from storage import users
 
 log = logging.getLogger(__name__)
@@ -154,23 +154,31 @@ class DirectMessageHub:
             await self.detach(user_id, sock)
 
     async def handle(self, sender_id: int, sender: str, raw: str) -> None:
-        """Check, store and deliver one frame from ``sender``; ``FrameRefused`` if it cannot be sent."""
+        """Check, store and deliver one frame from user ``sender_id`` (connected as ``sender``);
+        ``FrameRefused`` if it cannot be sent. The receiver is the user holding the frame's nickname
+        now; the message is stored under both ids and delivered with both current nicknames."""
         receiver, date, text = parse_frame(raw, sender)
 
-        def accept(conn: Any) -> tuple[int, StoredMessage, bool]:
-            receiver_id = users.id_of(conn, receiver)
+        def accept(conn: Any) -> tuple[int, StoredMessage, str, bool]:
+            found = users.current_nicknames(conn, ids=[sender_id], nicknames=[receiver])
+            own = found.get(sender_id)
+            if own is None:
+                raise FrameRefused("your account has no nickname any more", "sender")
+            receiver_id = next((uid for uid, name in found.items() if name == receiver), None)
             if receiver_id is None:
                 raise FrameRefused(f"there is no user {receiver!r}", "receiver")
+            if receiver_id == sender_id:
+                raise FrameRefused("you cannot message yourself", "receiver")
             if users.is_blocked(conn, receiver_id, sender_id):
                 raise FrameRefused(f"{receiver} does not accept your messages", "blocked")
-            stored = self._messages.insert(sender, receiver, date, text)
+            stored = self._messages.insert(Party(sender_id, own), Party(receiver_id, receiver), date, text)
             dm_rooms.record_message(conn, sender_id, receiver_id, stored)
             fresh = self._settings.dm_presence_fresh_seconds
             elsewhere = presence.connected_elsewhere(conn, receiver_id, self.replica_id, fresh)
-            return receiver_id, stored, elsewhere
+            frame = stored.dto({sender_id: own, receiver_id: receiver}).model_dump_json()
+            return receiver_id, stored, frame, elsewhere
 
-        receiver_id, stored, elsewhere = await self._in_transaction(accept)
-        frame = json.dumps(stored.wire(), ensure_ascii=False)
+        receiver_id, stored, frame, elsewhere = await self._in_transaction(accept)
         if await self.deliver_local(receiver_id, frame):
             DELIVERED.labels("local").inc()
         elif not elsewhere:

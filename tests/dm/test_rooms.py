@@ -21,7 +21,7 @@ def test_each_room_keeps_its_latest_message_by_date(engine: Engine) -> None:
     ]
     with engine.begin() as conn:
         for i, (src, dst, date, text) in enumerate(sent):
-            message = StoredMessage(f"{i:024x}", "?", "?", date, text)
+            message = StoredMessage(f"{i:024x}", src, dst, date, text)
             dm_rooms.record_message(conn, src, dst, message)
     with engine.connect() as conn:
         rooms = dm_rooms.latest_rooms(conn, ann)
