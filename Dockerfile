@@ -27,8 +27,10 @@ COPY activities ./activities
 COPY api ./api
 COPY config ./config
 COPY devstack ./devstack
+COPY dm ./dm
 COPY emulators ./emulators
 COPY feeds ./feeds
+COPY kst ./kst
 COPY storage ./storage
 COPY temporal ./temporal
 COPY workers ./workers

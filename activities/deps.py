@@ -9,8 +9,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from config import Settings
+from dm.messages import MessageStore
 from storage.db import create_db_engine, session_factory
-from storage.messages import MessageStore
 
 
 @dataclass

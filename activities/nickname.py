@@ -1,10 +1,19 @@
-"""Nickname propagation: stores that keep nicknames by value (the Mongo messages) follow a rename."""
+"""Renames queued before messages were keyed by user id: what is left for ``NicknameChangeWorkflow``.
+
+Messages name their users by id and responses show current nicknames, so a rename today needs nothing
+outside the users row and setProfile starts no workflow. Runs started (or queued in the outbox) before
+that still arrive; for them the activity pins the *legacy* messages (stored by nickname, not converted
+yet) under the old nickname to the renamed user's id, so the conversion cannot give them to whoever holds
+that nickname now, and runs the conversion (``dm.migrate_messages``) once no such rename is pending.
+Converted messages are never touched.
+"""
 
 from __future__ import annotations
 
 from temporalio import activity
 
 from activities.deps import ActivityDeps
+from dm.migrate_messages import convert_legacy_messages, log_report
 from storage import nickname_changes
 from temporal.accounts import NicknameChange
 
@@ -21,18 +30,22 @@ class NicknameActivities:
 
     @activity.defn(name="rename_in_messages")
     def rename_in_messages(self, change: NicknameChange) -> int:
-        """Rename the user in every direct message and room id; returns rooms touched, or
-        ``ALREADY_APPLIED`` for a numbered rename applied before (a re-delivered start).
+        """Pin the legacy messages under the old nickname to the user; returns how many sides were
+        pinned, or ``ALREADY_APPLIED`` for a numbered rename applied before (a re-delivered start).
+        When no numbered rename is pending any more, the legacy messages are converted to ids.
 
-        Idempotent: a retry after the messages were rewritten but before the number was recorded
-        rewrites nothing more (no message carries the old name any longer).
+        Idempotent: a retry after the messages were pinned but before the number was recorded pins
+        nothing more (pinned sides are left alone).
         """
         if change.change_id is not None:
             with self._deps.sessions() as session:
                 if not nickname_changes.is_pending(session, change.user_id, change.change_id):
                     return ALREADY_APPLIED
-        rooms = self._deps.messages.rename_participant(change.old, change.new)
+        pinned = self._deps.messages.claim_legacy(change.old, change.user_id)
         if change.change_id is not None:
             with self._deps.sessions.begin() as session:
                 nickname_changes.mark_applied(session, change.user_id, change.change_id)
-        return rooms
+        report = convert_legacy_messages(self._deps.engine, self._deps.messages)
+        if report.converted or report.unresolved:
+            log_report(report)
+        return pinned

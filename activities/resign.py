@@ -9,7 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.apple import AppleClient, AppleRejected, AppleUnavailable
 from activities.deps import ActivityDeps
-from storage import devices, logins
+from storage import devices, logins, users
 from storage.models import Block, Feed, FeedLike, User
 
 FEED_BATCH = 500
@@ -61,10 +61,27 @@ class ResignActivities:
                 delete(Block).where(or_(Block.blocker_id == user_id, Block.blocked_id == user_id))
             )
 
+    @activity.defn(name="resign_delete_user_messages")
+    def delete_user_messages(self, user_id: int) -> int:
+        """Delete every direct message the user sent or received, by id (and the legacy ones still
+        stored under the user's nickname, while the account row still says which that is)."""
+        deleted = self._deps.messages.delete_user(user_id)
+        with self._deps.sessions() as session:
+            nickname = users.nickname_of(session, user_id)
+        if nickname:
+            deleted += self._deps.messages.delete_legacy(nickname)
+        return deleted
+
     @activity.defn(name="resign_delete_messages")
     def delete_messages(self, nickname: str) -> int:
-        """Delete every direct message the user sent or received."""
-        return self._deps.messages.delete_participant(nickname)
+        """For resigns started before messages were keyed by id (their histories schedule this with the
+        nickname): the nickname's owner is still the resigning user (the account row goes last and its
+        logins are revoked, so it cannot be renamed), so delete that user's messages by id, and the
+        legacy ones under the nickname."""
+        with self._deps.sessions() as session:
+            user_id = users.id_of(session, nickname)
+        deleted = self._deps.messages.delete_user(user_id) if user_id is not None else 0
+        return deleted + self._deps.messages.delete_legacy(nickname)
 
     @activity.defn(name="resign_remove_devices")
     def remove_devices(self, user_id: int) -> int:

@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from api.resources import Resources
 from config import Settings
-from storage.messages import MessageStore
+from dm.messages import MessageStore
 
 
 async def get_resources(request: Request) -> Resources:

@@ -22,7 +22,7 @@ from api.resources import Resources
 from api.security import login_revoked
 
 if TYPE_CHECKING:
-    from api.dm_hub import Socket
+    from dm.sockets import Socket
 
 #: The login was revoked (sign-out, refresh-token reuse, resign, account deleted): sign in again.
 CLOSE_REVOKED = 4401

@@ -4,14 +4,18 @@ group), starts and stops within bounded time, and creates its topic on a fresh b
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import Gauge
 
 from config import Settings
+
+log = logging.getLogger(__name__)
 
 CONSUMER_LAG = Gauge("sosohappy_kafka_consumer_lag", "Messages behind the end of a topic", ["topic"])
 
@@ -60,3 +64,43 @@ async def _create_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
         pass
     finally:
         await admin.close()
+
+
+class TopicBroadcast:
+    """One broadcast topic between API replicas (``dm.hub.ReplicaBroadcast``): publish through the
+    process's producer with a bounded wait, follow from the end of the topic."""
+
+    def __init__(
+        self, settings: Settings, topic: str, name: str, producer: Callable[[], AIOKafkaProducer | None]
+    ) -> None:
+        self._settings, self._topic, self._name, self._producer = settings, topic, name, producer
+
+    async def publish(self, key: bytes, value: bytes) -> bool:
+        """Publish one record within two seconds; False while no producer is connected."""
+        producer = self._producer()
+        if producer is None:
+            return False
+        await asyncio.wait_for(producer.send_and_wait(self._topic, value, key=key), timeout=2)
+        return True
+
+    async def follow(self, handle: Callable[[bytes], Awaitable[None]]) -> None:
+        """Hand every record published from now on to ``handle``; reconnect after broker loss."""
+        while True:
+            consumer = broadcast_consumer(self._settings, self._name)
+            try:
+                await asyncio.wait_for(consumer.start(), timeout=10)
+                partitions = await asyncio.wait_for(topic_partitions(consumer, self._topic), timeout=10)
+                consumer.assign(partitions)
+                await consumer.seek_to_end(*partitions)
+                while True:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                    for records in batches.values():
+                        for record in records:
+                            await handle(record.value or b"{}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s feed lost (%r); reconnecting", self._name, exc)
+            finally:
+                await stop_consumer(consumer)
+            await asyncio.sleep(1)

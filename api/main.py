@@ -13,10 +13,12 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from temporalio.runtime import Runtime, TelemetryConfig
 
-from api.dm_hub import DirectMessageHub
+from api.dm_logins import LoginSockets
 from api.errors import install_error_handlers
+from api.kafka import TopicBroadcast
 from api.metrics import MetricsMiddleware
 from api.outbox import OutboxDrainer
+from api.push import dm_push_in_background
 from api.rate_limits import sign_in_limiter_from
 from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
@@ -24,6 +26,7 @@ from api.revocations import start_revocation_view
 from api.routes import auth, dm, dm_connect, feed, health
 from config import Settings
 from config.logging import configure_logging, temporal_core_logging
+from dm.hub import DirectMessageHub
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         resources = await open_resources(settings)
         if settings.revocation_view_enabled:
             await start_revocation_view(resources)
-        hub = DirectMessageHub(resources)
+        hub = _direct_message_hub(resources)
         resources.spawn(hub.follow(), "follow-direct-messages")
         resources.spawn(hub.heartbeat(), "dm-presence-heartbeat")
         resources.spawn(_ensure_message_indexes(resources), "ensure-message-indexes")
@@ -70,6 +73,17 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     for module in (health, auth, feed, dm, dm_connect):
         app.include_router(module.router)
     return app
+
+
+def _direct_message_hub(res: Resources) -> DirectMessageHub:
+    """The replica's DM hub over this process's clients: Kafka for the other replicas, DmPushWorkflow
+    for receivers connected nowhere, and the revocation view closing the sockets of ended logins."""
+    broadcast = TopicBroadcast(res.settings, res.settings.kafka_dm_topic, "dm", lambda: res.producer)
+
+    def start_push(sender_id: int, receiver_id: int, message_id: str) -> None:
+        dm_push_in_background(res, sender_id, receiver_id, message_id)
+
+    return DirectMessageHub(res.engine, res.messages, res.settings, broadcast, start_push, LoginSockets(res))
 
 
 async def _ensure_message_indexes(res: Resources) -> None:

@@ -27,7 +27,6 @@ LATENCY = Histogram(
     ["route", "method"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-OPEN_WEBSOCKETS = Gauge("sosohappy_open_websockets", "DM WebSockets currently open on this replica")
 DEPENDENCY_UP = Gauge(
     "sosohappy_dependency_up",
     "1 when the backing service answered this replica's last readiness check, else 0",

@@ -1,12 +1,14 @@
-"""Workflow starts that must not be lost once the database change is committed (renames, resigns).
+"""Workflow starts that must not be lost once the database change is committed (resigns).
 
-A route queues the start in its own transaction (``queue_rename``, ``queue_resign``: a row of
-``storage.outbox``), commits, then calls ``start_now``: the start is tried at once and the row deleted.
-If Temporal does not take it, the request still succeeds (the change is committed and its follow-up is
-queued) and the ``OutboxDrainer`` every API process runs retries it with backoff until it does. Starts
-are safe to repeat: a resign's ID is rejected as a duplicate once started (counted as done), and a
-rename carries its number, which ``NicknameChangeWorkflow`` and its activity use to skip one already
-applied. Logs name the kind, row and workflow id, never the payload (it holds nicknames and tokens).
+A route queues the start in its own transaction (``queue_resign``: a row of ``storage.outbox``),
+commits, then calls ``start_now``: the start is tried at once and the row deleted. If Temporal does not
+take it, the request still succeeds (the change is committed and its follow-up is queued) and the
+``OutboxDrainer`` every API process runs retries it with backoff until it does. Starts are safe to
+repeat: a resign's ID is rejected as a duplicate once started (counted as done). Rename rows
+(``NicknameChangeWorkflow``) are no longer queued, since messages are keyed by user id; rows queued
+before that are still started, each carrying its number, which the workflow and its activity use to
+skip one already applied. Logs name the kind, row and workflow id, never the payload (it holds
+nicknames and tokens).
 """
 
 from __future__ import annotations
@@ -115,15 +117,6 @@ async def _start_resign(client: Client, payload: str) -> None:
 #: How each kind of queued start is made; each is safe to repeat.
 Starter = Callable[[Client, str], Awaitable[None]]
 STARTERS: dict[str, Starter] = {RENAME: _start_rename, RESIGN: _start_resign}
-
-
-def queue_rename(session: Session, change: NicknameChange) -> QueuedStart:
-    """Queue the rename on the user's ``NicknameChangeWorkflow`` in the caller's transaction (the caller
-    holds the user's row lock); returns the row to hand to ``start_now`` after the commit."""
-    workflow_id = nickname_change_workflow_id(change.user_id)
-    return outbox.enqueue(
-        session, RENAME, workflow_id, change.user_id, change.model_dump_json(), LEASE_SECONDS
-    )
 
 
 def queue_resign(session: Session, req: ResignInput) -> QueuedStart:

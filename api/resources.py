@@ -22,8 +22,8 @@ from temporalio.client import Client
 from accounts.revocations import RevocationView
 from accounts.tokens import TokenIssuer
 from config import Settings
+from dm.messages import MessageStore
 from storage.db import create_db_engine, session_factory
-from storage.messages import MessageStore
 from temporal.client import connect as connect_temporal
 
 log = logging.getLogger(__name__)

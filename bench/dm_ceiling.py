@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pymongo import MongoClient
 
-from storage.messages import MessageStore
+from dm.messages import MessageStore, Party
 
 INTERVAL = 3.0
 
@@ -57,7 +57,8 @@ def measure(
     def insert(t: int) -> None:
         k = 0
         while not stop.is_set():
-            sender, receiver = nicknames[k % len(nicknames)], nicknames[(k + 1) % len(nicknames)]
+            a, b = k % len(nicknames), (k + 1) % len(nicknames)
+            sender, receiver = Party(a + 1, nicknames[a]), Party(b + 1, nicknames[b])
             try:
                 store.insert(sender, receiver, 2025061512000000, f"{k} {time.perf_counter():.6f}")
                 count[t] += 1

@@ -1,9 +1,9 @@
 """``make run``: the whole backend on this machine, on real servers, supervised until Ctrl-C.
 
 Starts, in order: Temporal dev server (+ Web UI), Kafka-protocol broker, MongoDB-wire server, the relational
-database (SQLite file in the data folder, or ``SOSOHAPPY_DATABASE_URL``), migrations, the FCM and Apple
-emulators, the worker and the API. Any failure names the server and exits non-zero; Ctrl-C or SIGTERM
-stops every child. State lives under the data folder (``SOSOHAPPY_DATA_DIR``, default ``.data``).
+database (SQLite file in the data folder, or ``SOSOHAPPY_DATABASE_URL``), migrations (and, once MongoDB is
+up, the conversion of legacy messages), the FCM and Apple emulators, the worker and the API. Any failure
+names the server and exits non-zero; Ctrl-C or SIGTERM stops every child. State lives under the data folder (``SOSOHAPPY_DATA_DIR``, default ``.data``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from activities.apple import apple_public_key_pem, generate_apple_private_key
 from config import Settings
 from devstack.processes import ManagedProcess, StartError, broker_argv, ensure_port_free, mongo_argv
+from dm.migrate_messages import convert_from_settings
 from storage.db import migrate, probe_database, shown_url
 from temporal.devserver import start_dev_args
 
@@ -121,6 +122,19 @@ def _prepare_database(settings: Settings) -> None:
     say(f"  ✓ migrations applied in {time.monotonic() - t0:.1f}s")
 
 
+def _convert_messages(settings: Settings) -> None:
+    """Give the messages stored by nickname only their users' ids (idempotent), before any API serves."""
+    try:
+        report = convert_from_settings(settings, timeout=30)
+    except Exception as exc:
+        raise StartError(f"converting the direct messages failed: {type(exc).__name__}: {exc}") from exc
+    left = f", {report.unresolved_total} unresolved" if report.unresolved_total else ""
+    deferred = (
+        f" (deferred: {report.deferred_for_renames} renames pending)" if report.deferred_for_renames else ""
+    )
+    say(f"  ✓ legacy messages: {report.converted} converted{left}{deferred}")
+
+
 def _wait_ready(proc: ManagedProcess, url: str, timeout: float = 60) -> None:
     """Wait until ``url``/readyz answers 200 (API or worker)."""
 
@@ -176,6 +190,9 @@ def run() -> int:
             mongo_argv(ports.mongo_port, data_dir / "mongo"),
             ports.mongo_port,
             setting="SOSOHAPPY_MONGO_PORT",
+        )
+        _convert_messages(
+            settings.model_copy(update={"mongo_url": f"mongodb://127.0.0.1:{ports.mongo_port}"})
         )
         apple_key, apple_pub = _apple_key(data_dir)
         py = sys.executable

@@ -1,1 +1,1 @@
-"""Feed rules shared by the API and activities: KST dates, entry fields, happiness analysis."""
+"""Feed rules shared by the API and activities: entry fields, happiness analysis (dates: `kst`)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from feeds.dates import day_of_month, days_in_month, month_of_year
+from kst.dates import day_of_month, days_in_month, month_of_year
 
 MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 BEST_COUNT = 3

@@ -33,8 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from feeds.dates import day_of, month_range
 from feeds.happiness import Entry
+from kst.dates import day_of, month_range
 from storage.logins import utcnow
 from storage.models import Block, Feed, FeedCategory, FeedImage, FeedImageChunk, FeedLike, User
 

@@ -2,7 +2,9 @@
 
 Waits for the database to answer (retrying with backoff for ``--timeout`` seconds, default
 ``SOSOHAPPY_DATABASE_WAIT_SECONDS``, saying what it waits for), then brings it to the newest Alembic
-revision. Exit 0 when migrated, 1 with the database named when it never answered or migrating failed.
+revision, then converts the direct messages still stored by nickname only (``dm.migrate_messages``,
+waiting as long for MongoDB). Exit 0 when migrated, 1 with the store named when it never answered or
+migrating failed.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     parser = argparse.ArgumentParser(
         prog="python -m storage.migrate",
-        description="Wait for the database, then migrate it to the newest revision.",
+        description="Wait for the database, migrate it to the newest revision, then convert legacy messages.",
     )
     parser.add_argument(
         "--timeout",
@@ -80,6 +82,18 @@ def main(argv: list[str] | None = None) -> int:
             shown_url(url),
             type(exc).__name__,
             extra={"event": "migrate_failed", "database": shown_url(url)},
+        )
+        return 1
+    # The pre-start step brings every store to what this release reads: MongoDB's messages too.
+    from dm.migrate_messages import convert_from_settings
+
+    try:
+        convert_from_settings(settings, args.timeout)
+    except Exception as exc:
+        log.exception(
+            "converting the direct messages in MongoDB failed: %s",
+            type(exc).__name__,
+            extra={"event": "migrate_failed", "database": "mongodb"},
         )
         return 1
     log.info(

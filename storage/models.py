@@ -1,7 +1,7 @@
 """SQLAlchemy models for users, logins, devices, blocks and feeds (MySQL in production, SQLite locally).
 
-Users are keyed by a stable ``users.id``; every other table refers to that id, never to a nickname, so a
-nickname change touches one row here (plus the Mongo messages, which keep nicknames on the wire format).
+Users are keyed by a stable ``users.id``; every other table (and the Mongo messages, ``dm.messages``)
+refers to that id, never to a nickname, so a nickname change touches one row here.
 Each model has a matching revision under ``storage/migrations``; ``tests/storage/test_migrations.py``
 fails when the two drift apart.
 """

@@ -1,14 +1,16 @@
-"""The per-user rename sequence that makes re-delivered renames harmless.
+"""The per-user rename numbers of the renames queued before messages were keyed by user id.
 
-setProfile numbers each rename in its transaction (``issued``); the activity that rewrites the Mongo
-messages applies a rename only when its number is above ``applied`` and then raises ``applied``. A rename
-whose start is retried after it already went through (a queued start retried by the outbox drainer, a
-new workflow run) is then skipped instead of renaming back or twice.
+setProfile used to number each rename in its transaction (``issued``) and queue it on the user's
+``NicknameChangeWorkflow``; the activity rewrites the legacy (nickname-keyed) messages only when its
+number is above ``applied`` and then raises ``applied``, so a re-delivered start is skipped instead of
+renaming back or twice. Renames no longer queue anything (messages name their users by id), so
+``issued`` only moves for renames made before that; ``pending_count`` tells the legacy-message
+conversion (``dm.migrate_messages``) whether such a rename is still on its way.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -52,3 +54,10 @@ def mark_applied(session: Session, user_id: int, change_id: int) -> None:
         .where(NicknameChangeCounter.user_id == user_id, NicknameChangeCounter.applied < change_id)
         .values(applied=change_id)
     )
+
+
+def pending_count(conn: Session | Connection) -> int:
+    """How many users have a numbered rename not applied to the legacy messages yet (renames numbered
+    before setProfile stopped queueing them, whose ``NicknameChangeWorkflow`` has not run)."""
+    query = select(func.count()).where(NicknameChangeCounter.applied < NicknameChangeCounter.issued)
+    return int(conn.scalar(query) or 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, or_, select
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -47,6 +47,20 @@ def ids_by_nicknames(session: Session, names: Iterable[str]) -> dict[str, int]:
         return {}
     rows = session.execute(select(User.nickname, User.id).where(User.nickname.in_(wanted)))
     return {str(name): int(uid) for name, uid in rows}
+
+
+def current_nicknames(
+    conn: Session | Connection, *, ids: Iterable[int] = (), nicknames: Iterable[str] = ()
+) -> dict[int, str | None]:
+    """``user id -> current nickname`` of the users with any of ``ids`` or of ``nicknames`` (exact
+    match), in one query; ids and nicknames that name nobody are left out."""
+    wanted_ids, wanted_names = list(set(ids)), list(set(nicknames))
+    if not wanted_ids and not wanted_names:
+        return {}
+    rows = conn.execute(
+        select(User.id, User.nickname).where(or_(User.id.in_(wanted_ids), User.nickname.in_(wanted_names)))
+    )
+    return {int(uid): name for uid, name in rows}
 
 
 class ProviderMismatch(Exception):

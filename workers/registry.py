@@ -42,6 +42,7 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
             resign.revoke_apple,
             resign.delete_feeds,
             resign.delete_likes_and_blocks,
+            resign.delete_user_messages,
             resign.delete_messages,
             resign.remove_devices,
             resign.cancel_pushes,

@@ -18,6 +18,10 @@ with workflow.unsafe.imports_passed_through():
     from temporal import search_attributes as sa
     from temporal.accounts import ResignInput, ResignResult
 
+#: ``workflow.patched`` id of deleting the messages by user id (histories recorded before it delete
+#: them by the nickname in the input).
+DELETE_MESSAGES_BY_USER_ID = "resign-delete-messages-by-user-id"
+
 STEP_TIMEOUT = timedelta(minutes=5)
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 
@@ -48,7 +52,9 @@ class ResignWorkflow:
             ResignActivities.delete_feeds, req.user_id, heartbeat=timedelta(minutes=1)
         )
         await _step(ResignActivities.delete_likes_and_blocks, req.user_id)
-        if req.nickname:
+        if workflow.patched(DELETE_MESSAGES_BY_USER_ID):
+            result.messages_deleted = await _step(ResignActivities.delete_user_messages, req.user_id)
+        elif req.nickname:
             result.messages_deleted = await _step(ResignActivities.delete_messages, req.nickname)
         result.devices_removed = await _step(ResignActivities.remove_devices, req.user_id)
         result.pushes_cancelled = await _step(ResignActivities.cancel_pushes, req.user_id)

@@ -35,11 +35,11 @@ from api.request_context import bind_user, bind_workflow
 from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocations
 from api.security import CurrentUser
-from storage import devices, logins, nickname_changes, users
+from storage import devices, logins, users
 from storage.models import Revocation
 from storage.outbox import QueuedStart
 from temporal import search_attributes as sa
-from temporal.accounts import PROVIDERS, NicknameChange, ResignInput, SignInInput, SignInResult
+from temporal.accounts import PROVIDERS, ResignInput, SignInInput, SignInResult
 from temporal.ids import sign_in_workflow_id
 from temporal.task_queues import ACCOUNTS
 from workflows.sign_in import SignInWorkflow
@@ -249,8 +249,8 @@ def check_duplicate_nickname(params: ParamsDep, user: CurrentUser, session: Sess
 async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
     """Set the caller's nickname, introduction and profile picture (the caller only).
 
-    A rename is committed with its queued propagation to the messages (``api.outbox``), so it is
-    answered 200 and carried out even when Temporal is down right now.
+    A rename is the users row alone: everything else refers to the user id (direct messages too, shown
+    with the current nickname), so it starts no workflow and the old nickname is free at once.
     """
     email = params.required_text("email", max_length=320)
     if not same_account(email, user.account_email):
@@ -269,7 +269,7 @@ async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
         if image_type is None:
             raise BadRequest("profileImg must be a JPEG, PNG or HEIC image")
 
-    def update() -> QueuedStart | None:  # in the threadpool: a lock wait must not stall the event loop
+    def update() -> None:  # in the threadpool: a lock wait must not stall the event loop
         with res.sessions.begin() as session:
             owner = users.by_nickname(session, nickname)
             if owner is not None and owner.id != user.id:
@@ -277,7 +277,6 @@ async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
             row = users.by_id_locked(session, user.id)
             if row is None:
                 raise Forbidden("the account no longer exists")
-            old_nickname = row.nickname
             row.nickname = nickname
             if introduction is not None:
                 row.introduction = introduction.rstrip()
@@ -287,23 +286,9 @@ async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
                 session.flush()
             except IntegrityError:  # a concurrent claim of the same nickname
                 raise Conflict(f"nickname {nickname!r} is taken") from None
-            return _propagate_rename(session, user.id, old_nickname, nickname)
 
-    queued = await run_in_threadpool(update)
-    if queued is not None:
-        bind_workflow(queued.workflow_id)
-        await outbox.start_now(res, queued)
+    await run_in_threadpool(update)
     return {"email": user.account_email, "success": True}
-
-
-def _propagate_rename(session: Session, user_id: int, old: str | None, new: str) -> QueuedStart | None:
-    """Queue the rename on the user's ``NicknameChangeWorkflow`` in the transaction that renames the users
-    row, numbered so a re-sent start is ignored (``None`` when nothing keeps the old name)."""
-    if not old or old == new:
-        return None
-    change_id = nickname_changes.next_change_id(session, user_id)
-    change = NicknameChange(user_id=user_id, old=old, new=new, change_id=change_id)
-    return outbox.queue_rename(session, change)
 
 
 @router.post("/findProfileImg")

@@ -1,6 +1,7 @@
-"""The DM WebSocket ``/dm-service/connect-dm``: authenticated before the upgrade, frames as the original
-server took them, errors answered in an error frame on a socket that stays open; frames over the size
-or rate limits (``api.dm_limits``) are refused before they are parsed."""
+"""The DM WebSocket ``/dm-service/connect-dm``: authenticated and authorised before the upgrade, then
+handed to the replica's hub (``dm.hub``), which relays its frames; frames over the size or rate limits
+(``api.dm_limits``) are refused before they are parsed, and the socket follows its login
+(``api.dm_logins``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
 from accounts.nicknames import nickname_key
-from api.dm_hub import REFUSED, DirectMessageHub, FrameRefused, Socket, error_frame
 from api.dm_limits import FrameGate
 from api.errors import Forbidden
 from api.resources import Resources, ServiceUnavailable
 from api.security import authenticate_websocket
+from dm.hub import DirectMessageHub
+from dm.sockets import Socket
 from storage import users
 
 log = logging.getLogger(__name__)
@@ -46,48 +48,4 @@ async def connect_dm(websocket: WebSocket) -> None:
     await websocket.accept()
     sock = Socket(websocket, send_timeout=res.settings.dm_send_timeout_seconds, login=user)
     gate = FrameGate(res.settings, websocket.app.state.clock)
-    await hub.attach(user.id, sock)
-    try:
-        while True:
-            message = await sock.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            refusal = gate.admit(message)  # size and rate, before anything is parsed
-            if refusal is not None:
-                REFUSED.labels(refusal.code).inc()
-                if refusal.close is not None:
-                    sock.close(*refusal.close)
-                else:
-                    await sock.send(error_frame(refusal.reason, message.get("text") or ""))
-                continue
-            try:
-                admitted = await hub.logins.admits(sock)
-            except Exception:  # the database had to say and could not: refuse this frame only
-                log.warning("DM login of user %s not checked", user.id, exc_info=True)
-                REFUSED.labels("unavailable").inc()
-                await sock.send(
-                    error_frame("the message could not be stored; try again", message.get("text") or "")
-                )
-                continue
-            if not admitted:  # login revoked or token expired: the socket is closed, the frame dropped
-                REFUSED.labels("login_ended").inc()
-                break
-            raw = message.get("text")
-            if raw is None:
-                REFUSED.labels("binary").inc()
-                await sock.send(error_frame("frames must be text (JSON)", ""))
-                continue
-            try:
-                await hub.handle(user.id, nickname, raw)
-            except FrameRefused as refused:
-                REFUSED.labels(refused.code).inc()
-                await sock.send(error_frame(refused.reason, raw))
-            except Exception:
-                log.exception("DM from user %s failed", user.id)
-                REFUSED.labels("unavailable").inc()
-                await sock.send(error_frame("the message could not be stored; try again", raw))
-    finally:
-        try:
-            await hub.detach(user.id, sock)
-        finally:
-            await sock.finish()
+    await hub.relay(user.id, nickname, sock, gate)

@@ -26,7 +26,6 @@ from api.push import push_in_background
 from api.resources import Resources
 from api.security import AuthenticatedUser, CurrentUser
 from feeds import happiness
-from feeds.dates import InvalidDate, check_date, day_of, month_range, year_range
 from feeds.entries import (
     MAX_HAPPINESS,
     MAX_IMAGE_BYTES,
@@ -37,6 +36,7 @@ from feeds.entries import (
     check_weather,
     clean_categories,
 )
+from kst.dates import InvalidDate, check_date, day_of, month_range, year_range
 from storage import feeds, users
 from storage.db import retry_deadlocks
 from storage.feeds import FeedView, NewEntry, NewImage

@@ -13,27 +13,22 @@ from activities.deps import ActivityDeps
 from api.main import create_app
 from config import Settings
 from devstack.processes import free_port
-from storage import dm_rooms, users
-from storage.messages import StoredMessage
+from dm.messages import StoredMessage
 from tests.api.feed_helpers import look_alikes, spellings
+from tests.dm.helpers import store_message
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient
 
 
 class Hub:
-    """Stores messages as the DM hub does with an accepted frame: in MongoDB, then in the room list."""
+    """Stores messages as the DM hub does with an accepted frame (``tests.dm.helpers``)."""
 
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
 
     def insert(self, sender: str, receiver: str, date: int, text: str) -> StoredMessage:
-        """Store one message from ``sender`` to ``receiver``."""
-        with self._deps.engine.begin() as conn:
-            stored = self._deps.messages.insert(sender, receiver, date, text)
-            sender_id, receiver_id = users.id_of(conn, sender), users.id_of(conn, receiver)
-            assert sender_id is not None and receiver_id is not None
-            dm_rooms.record_message(conn, sender_id, receiver_id, stored)
-        return stored
+        """Store one message from the user holding ``sender`` to the one holding ``receiver``."""
+        return store_message(self._deps, sender, receiver, date, text)
 
 
 HISTORY = "/dm-service/findDirectMessage"

@@ -1,4 +1,4 @@
-"""The DM socket limits as pure logic (``api.dm_limits``) and the socket's send path (``api.dm_hub.Socket``)
+"""The DM socket limits as pure logic (``dm.limits``, ``api.dm_limits``) and the socket's send path (``dm.sockets.Socket``)
 against a fake connection: counted frames on a fake clock, nothing waits on the wall clock."""
 
 from __future__ import annotations
@@ -7,18 +7,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from api.dm_hub import Socket
-from api.dm_limits import (
-    FLOODING,
-    REPLACED,
-    SEND_QUEUE_CHARS,
-    SLOW,
-    TOO_BIG,
-    FrameGate,
-    SocketCap,
-    SocketStamp,
-)
+from api.dm_limits import FrameGate
 from config import Settings
+from dm.limits import FLOODING, REPLACED, SEND_QUEUE_CHARS, SLOW, TOO_BIG, SocketCap, SocketStamp
+from dm.sockets import Socket
 
 
 @dataclass

@@ -26,17 +26,19 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from activities.deps import ActivityDeps
-from api.dm_hub import store_message
-from api.dm_limits import FLOODING, REPLACED, TOO_BIG
 from api.main import create_app
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port
-from feeds.dates import now_kst
-from storage import dm_rooms, users
+from dm import rooms as dm_rooms
+from dm.hub import Draft, store_message
+from dm.limits import FLOODING, REPLACED, TOO_BIG
+from dm.messages import Party
+from kst.dates import now_kst
+from storage import users
 from storage.db import create_db_engine
-from storage.messages import StoredMessage
 from storage.models import DmPresence
 from tests.api.test_dm_socket import Cluster, _env, _replica
+from tests.dm.helpers import party
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient
 
@@ -129,7 +131,7 @@ def _close_code(ws: ClientConnection) -> int | None:
 
 
 def _stored_texts(deps: ActivityDeps, a: IOSClient, b: IOSClient) -> list[str]:
-    return [m.text for m in deps.messages.room_page(a.nickname, b.nickname, 10**16, 100)]
+    return [m.text for m in deps.messages.room_page(_user_id(deps, a), _user_id(deps, b), 10**16, 100)]
 
 
 def _user_id(deps: ActivityDeps, app: IOSClient) -> int:
@@ -322,7 +324,9 @@ def test_far_future_and_far_past_dates_are_replaced_by_the_server_time(
         assert all(before <= m["date"] <= after for m in got), got
         ws.send(_frame(me, you, "just now", recent))
         assert json.loads(inbox.recv(timeout=DEADLINE))["date"] == recent
-    stored = activity_deps.messages.room_page(me.nickname, you.nickname, 10**16, 10)
+    stored = activity_deps.messages.room_page(
+        _user_id(activity_deps, me), _user_id(activity_deps, you), 10**16, 10
+    )
     assert sorted(m.date for m in stored) == sorted([recent, *(m["date"] for m in got)])
     # A later message in another room comes first in the room list: no room is pinned at the top.
     with _socket(other, cluster.a) as ws:
@@ -391,7 +395,8 @@ def test_a_failed_commit_deletes_the_mongo_document_again(
 ) -> None:
     me, you = _member(http), _member(http)
     me_id, you_id = _user_id(activity_deps, me), _user_id(activity_deps, you)
-    message = StoredMessage(os.urandom(12).hex(), me.nickname, you.nickname, now_kst(), "lost commit")
+    draft = Draft(os.urandom(12).hex(), now_kst(), "lost commit")
+    parties = (Party(me_id, me.nickname), Party(you_id, you.nickname))
 
     def fail(_conn: Any) -> None:
         raise RuntimeError("the commit did not happen")
@@ -401,11 +406,11 @@ def test_a_failed_commit_deletes_the_mongo_document_again(
         store_message(
             locker,
             activity_deps.messages,
-            message,
-            lambda conn: dm_rooms.record_message(conn, me_id, you_id, message),
+            draft,
+            lambda conn: (parties, None),
         )
     event.remove(locker, "commit", fail)
-    assert activity_deps.messages.by_id(message.id) is None
+    assert activity_deps.messages.by_id(draft.id) is None
     with activity_deps.engine.connect() as conn:
         assert dm_rooms.latest_date(conn, me_id, you_id) is None
 
@@ -419,7 +424,8 @@ def test_a_message_whose_sql_side_never_committed_is_not_in_the_history(
         ws.send(_frame(me, you, "committed"))
         committed = json.loads(inbox.recv(timeout=DEADLINE))
     # What a replica that died between the Mongo insert and the SQL commit leaves behind.
-    activity_deps.messages.insert(me.nickname, you.nickname, committed["date"] + 100, "orphan")
+    me_side, you_side = party(activity_deps, me.nickname), party(activity_deps, you.nickname)
+    activity_deps.messages.insert(me_side, you_side, committed["date"] + 100, "orphan")
     history = me.post_multipart(
         "/dm-service/findDirectMessage",
         [("sender", me.nickname), ("receiver", you.nickname), ("timeBoundary", str(10**16 - 1))],
@@ -428,7 +434,9 @@ def test_a_message_whose_sql_side_never_committed_is_not_in_the_history(
     assert [m["text"] for m in history.json()] == ["committed"]
     assert [m["text"] for m in rooms.json()] == ["committed"]  # the two agree
     stranger, other = _member(http), _member(http)  # a room whose very first message never committed
-    activity_deps.messages.insert(stranger.nickname, other.nickname, now_kst(), "orphan")
+    activity_deps.messages.insert(
+        party(activity_deps, stranger.nickname), party(activity_deps, other.nickname), now_kst(), "orphan"
+    )
     history = stranger.post_multipart(
         "/dm-service/findDirectMessage",
         [("sender", stranger.nickname), ("receiver", other.nickname), ("timeBoundary", str(10**16 - 1))],

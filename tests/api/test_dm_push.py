@@ -19,6 +19,7 @@ from emulators import fcm
 from emulators.control import FcmEmulator
 from storage import devices, users
 from temporal.ids import dm_push_workflow_id
+from tests.dm.helpers import party
 from tests.fixtures.ios_client import IOSClient
 from tests.workflows.push_helpers import tokens_of
 
@@ -70,7 +71,9 @@ async def test_a_1990_character_korean_dm_to_an_offline_user_fits_and_keeps_ever
         ws.send(raw)
         _wait(lambda: all(fcm_emulator.messages(t) for t in receiver_tokens))
 
-    [stored] = activity_deps.messages.room_page(sender.nickname, receiver.nickname, 10**16, 10)
+    [stored] = activity_deps.messages.room_page(
+        party(activity_deps, sender.nickname).id, party(activity_deps, receiver.nickname).id, 10**16, 10
+    )
     for token in receiver_tokens:
         [push] = fcm_emulator.messages(token)
         message = push["message"]

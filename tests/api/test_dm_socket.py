@@ -21,8 +21,9 @@ from activities.deps import ActivityDeps
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port
 from emulators.control import FcmEmulator
-from feeds.dates import now_kst
+from kst.dates import now_kst
 from tests.api.feed_helpers import hangul_nick, look_alikes, spellings
+from tests.dm.helpers import room_page
 from tests.fixtures.ios_client import IOSClient
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -144,8 +145,7 @@ def test_same_replica_delivery_reaches_every_device_once_and_is_stored_first(
         assert json.loads(phone.recv(timeout=5)) == expected
         assert json.loads(tablet.recv(timeout=5)) == expected
         assert _silent(phone) and _silent(b)  # once each, and no echo to the sender
-    [stored] = activity_deps.messages.room_page(alice.nickname, bob.nickname, 10**16, 10)
-    assert stored.wire() == expected
+    assert room_page(activity_deps, alice.nickname, bob.nickname) == [expected]
 
 
 def test_cross_replica_delivery_and_devices_on_both_replicas(http: httpx.Client, cluster: Cluster) -> None:
@@ -224,7 +224,7 @@ def test_without_the_broker_messages_are_stored_delivered_locally_and_pushed(
             assert json.loads(a.recv(timeout=5))["text"] == "local while the broker is down"
             b.send(_frame(bob, carol, "carol is offline"))
             _wait(lambda: fcm_emulator.messages(carol.device_token), 30)
-        assert len(activity_deps.messages.room_page(bob.nickname, carol.nickname, 10**16, 10)) == 1
+        assert len(room_page(activity_deps, bob.nickname, carol.nickname)) == 1
     finally:
         cluster.broker.start().wait_for_port(cluster.broker_port)
     # Replicas reconnect: cross-replica delivery works again.
@@ -294,5 +294,4 @@ def test_every_spelling_of_a_nickname_names_the_same_user_on_the_socket(
             }
             sent.append(got)
     # Stored under the canonical names, so the room is one room whatever the spelling.
-    stored = activity_deps.messages.room_page(me.nickname, you.nickname, 10**16, 10)
-    assert [m.wire() for m in stored] == sent
+    assert room_page(activity_deps, me.nickname, you.nickname) == sent

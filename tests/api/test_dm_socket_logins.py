@@ -24,10 +24,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
 from activities.deps import ActivityDeps
-from api.dm_hub import DirectMessageHub
 from api.main import create_app
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port
+from dm.hub import DirectMessageHub
 from storage import logins
 from storage.models import DmPresence
 from tests.api.test_dm_socket import Cluster, _env, _frame, _member, _replica, _socket, _wait

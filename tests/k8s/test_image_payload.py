@@ -178,7 +178,7 @@ CHECK_INSTALLED = textwrap.dedent(
 
 
 def test_installed_image_payload_imports_and_migrates_apart_from_the_checkout(
-    image_site: Path, runtime_site: Path, tmp_path: Path
+    image_site: Path, runtime_site: Path, tmp_path: Path, mongo_url: str
 ) -> None:
     """With only the runtime lock's packages and the installed project (no checkout, no dev venv: `-S`
     skips site-packages), the entry points import, everything they import is pinned in requirements.lock,
@@ -208,6 +208,8 @@ def test_installed_image_payload_imports_and_migrates_apart_from_the_checkout(
 
     db = tmp_path / "migrated.db"
     env["SOSOHAPPY_DATABASE_URL"] = f"sqlite:///{db}"
+    # The Job also converts the legacy direct messages in MongoDB (dm.migrate_messages).
+    env["SOSOHAPPY_MONGO_URL"], env["SOSOHAPPY_MONGO_DATABASE"] = mongo_url, f"dm_{tmp_path.name[-8:]}"
     migrate = subprocess.run(
         [sys.executable, "-S", "-P", "-m", "storage.migrate", "--timeout", "10"],
         capture_output=True,

@@ -22,9 +22,11 @@ from storage.db import alembic_config, create_db_engine
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(url: str, *args: str) -> subprocess.Popen[str]:
+def _run(url: str, *args: str, mongo_url: str | None = None) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOSOHAPPY_")}
     env |= {"SOSOHAPPY_ENV": "test", "SOSOHAPPY_DATABASE_URL": url}
+    if mongo_url is not None:  # the step converts the legacy messages after the schema (dm.migrate_messages)
+        env |= {"SOSOHAPPY_MONGO_URL": mongo_url, "SOSOHAPPY_MONGO_DATABASE": f"dm_{uuid.uuid4().hex[:8]}"}
     return subprocess.Popen(
         [sys.executable, "-m", "storage.migrate", *args],
         cwd=ROOT,
@@ -75,11 +77,11 @@ def _head() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-def test_migrates_a_new_database_to_head_and_again_is_a_no_op(fresh_database: URL) -> None:
+def test_migrates_a_new_database_to_head_and_again_is_a_no_op(fresh_database: URL, mongo_url: str) -> None:
     _create(fresh_database)
     url = fresh_database.render_as_string(hide_password=False)
     for _ in range(2):
-        proc = _run(url, "--timeout", "20")
+        proc = _run(url, "--timeout", "20", mongo_url=mongo_url)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert _revision(url) == _head()
@@ -88,9 +90,9 @@ def test_migrates_a_new_database_to_head_and_again_is_a_no_op(fresh_database: UR
         assert last["database"] == fresh_database.render_as_string(hide_password=True)
 
 
-def test_waits_for_a_database_that_appears_later(fresh_database: URL) -> None:
+def test_waits_for_a_database_that_appears_later(fresh_database: URL, mongo_url: str) -> None:
     url = fresh_database.render_as_string(hide_password=False)
-    proc = _run(url, "--timeout", "60")
+    proc = _run(url, "--timeout", "60", mongo_url=mongo_url)
     assert proc.stderr is not None
     first = json.loads(proc.stderr.readline())  # the first refusal, before the database exists
     assert first["event"] == "database_wait" and first["attempt"] == 1

@@ -21,8 +21,8 @@ from sqlalchemy import Engine, select
 
 from activities.deps import ActivityDeps
 from config import Settings
+from dm.messages import room_id
 from storage.db import alembic_config, create_db_engine
-from storage.messages import room_id
 from storage.models import User
 from tests.fixtures.databases import scratch_mysql_database
 from tests.storage.helpers import add_user
@@ -56,10 +56,12 @@ def _nicknames(engine: Engine) -> dict[int, str | None]:
         return {user_id: nickname for user_id, nickname in conn.execute(select(User.id, User.nickname))}
 
 
-def _migrate(url: str) -> list[dict[str, Any]]:
-    """``python -m storage.migrate`` as the pre-start Job runs it; its JSON log lines."""
+def _migrate(url: str, mongo_url: str) -> list[dict[str, Any]]:
+    """``python -m storage.migrate`` as the pre-start Job runs it (legacy messages in a database of its
+    own); its JSON log lines."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOSOHAPPY_")}
     env |= {"SOSOHAPPY_ENV": "test", "SOSOHAPPY_DATABASE_URL": url}
+    env |= {"SOSOHAPPY_MONGO_URL": mongo_url, "SOSOHAPPY_MONGO_DATABASE": f"dm_{uuid.uuid4().hex[:8]}"}
     proc = subprocess.run(
         [sys.executable, "-m", "storage.migrate", "--timeout", "20"],
         cwd=ROOT,
@@ -72,7 +74,7 @@ def _migrate(url: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in proc.stderr.splitlines()]
 
 
-def test_stored_nicknames_are_normalised_where_no_other_row_has_the_key(at_0004: str) -> None:
+def test_stored_nicknames_are_normalised_where_no_other_row_has_the_key(at_0004: str, mongo_url: str) -> None:
     engine = create_db_engine(at_0004)
     try:
         fine, korean, padded = "s" + uuid.uuid4().hex[:8], _hangul(), "p" + uuid.uuid4().hex[:6]
@@ -91,7 +93,7 @@ def test_stored_nicknames_are_normalised_where_no_other_row_has_the_key(at_0004:
         }
         before = _nicknames(engine)
 
-        lines = _migrate(at_0004)
+        lines = _migrate(at_0004, mongo_url)
 
         after = _nicknames(engine)
         assert after[ids["decomposed"]] == korean
@@ -129,7 +131,7 @@ def test_stored_nicknames_are_normalised_where_no_other_row_has_the_key(at_0004:
         assert "\\u1106\\u1161" in decomposed_line["msg"] and korean[1:] in decomposed_line["msg"]
 
         # At head, migrating again changes nothing.
-        assert not any(line.get("event") == "nickname_normalised" for line in _migrate(at_0004))
+        assert not any(line.get("event") == "nickname_normalised" for line in _migrate(at_0004, mongo_url))
         assert _nicknames(engine) == after
     finally:
         engine.dispose()
@@ -146,10 +148,24 @@ def test_the_logged_rename_brings_the_dm_history_along(
         korean, friend = _hangul(), "f" + uuid.uuid4().hex[:8]
         user_id = add_user(engine, _nfd(korean))
         add_user(engine, friend)
-        messages = activity_deps.messages
-        messages.insert(_nfd(korean), friend, 2024012017042712, "before the rules")
-        messages.insert(friend, _nfd(korean), 2024012017042713, "reply")
-        [line] = [line for line in _migrate(url) if line.get("event") == "nickname_normalised"]
+        # Stored by the nickname-keyed releases, under the decomposed spelling.
+        collection = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
+        for sender, receiver, text in (
+            (_nfd(korean), friend, "before the rules"),
+            (friend, _nfd(korean), "reply"),
+        ):
+            collection.insert_one(
+                {
+                    "messageRoomId": room_id(sender, receiver),
+                    "sender": sender,
+                    "receiver": receiver,
+                    "date": 1,
+                    "text": text,
+                }
+            )
+        [line] = [
+            line for line in _migrate(url, settings.mongo_url) if line.get("event") == "nickname_normalised"
+        ]
         assert line["user_id"] == user_id
     finally:
         engine.dispose()
@@ -183,15 +199,18 @@ def test_the_logged_rename_brings_the_dm_history_along(
         capture_output=True,
         timeout=60,
     )
+
+    # The legacy messages under the decomposed spelling are pinned to the user the line names.
+    def pinned() -> list[str]:
+        mine = {
+            "$or": [
+                {"sender": _nfd(korean), "senderId": user_id},
+                {"receiver": _nfd(korean), "receiverId": user_id},
+            ]
+        }
+        return sorted(doc["text"] for doc in collection.find(mine))
+
     deadline = time.monotonic() + 60
-    while not (page := messages.room_page(korean, friend, 10**16, 10)):
+    while pinned() != ["before the rules", "reply"]:
         assert time.monotonic() < deadline, "the rename never reached the messages"
         time.sleep(0.2)
-    assert [(m.sender, m.receiver, m.text) for m in page] == [
-        (korean, friend, "before the rules"),
-        (friend, korean, "reply"),
-    ]
-    assert messages.room_page(_nfd(korean), friend, 10**16, 10) == []
-    collection = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
-    docs = collection.find({"$or": [{"sender": friend}, {"receiver": friend}]})
-    assert {doc["messageRoomId"] for doc in docs} == {room_id(korean, friend)}

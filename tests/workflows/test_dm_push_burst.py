@@ -22,6 +22,7 @@ from activities.push import DmDeviceSend, PushActivities
 from api.push import request_dm_push
 from emulators.control import FcmEmulator
 from temporal.push import DmPushRequest
+from tests.dm.helpers import party
 from tests.workflows.push_helpers import tokens_of, user_with_devices
 from tests.workflows.time_skipping import time_skipping_env
 from workflows.dm_push import DmPushWorkflow
@@ -56,7 +57,8 @@ async def _events(client: Client, workflow_id: str, kind: EventType.ValueType) -
 
 
 def _messages(deps: ActivityDeps, sender: str, receiver: str, texts: list[str]) -> list[str]:
-    return [deps.messages.insert(sender, receiver, 2024012017042700 + i, t).id for i, t in enumerate(texts)]
+    a, b = party(deps, sender), party(deps, receiver)
+    return [deps.messages.insert(a, b, 2024012017042700 + i, t).id for i, t in enumerate(texts)]
 
 
 async def test_five_dms_in_a_burst_are_one_push_with_the_count(

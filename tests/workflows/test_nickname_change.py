@@ -1,90 +1,127 @@
-"""A nickname change through setProfile reaches every store that keeps nicknames (NicknameChangeWorkflow)."""
+"""``NicknameChangeWorkflow`` after messages were keyed by user id: setProfile starts none, and the runs
+queued before the upgrade (outbox rows, re-sent starts) still complete, pinning the legacy messages
+under the old nickname to the renamed user and converting them, each rename once."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
 from activities.nickname import NicknameActivities
 from api.outbox import STARTERS
 from storage import nickname_changes
-from storage.messages import room_id
-from storage.models import NicknameChangeCounter, User
+from storage.models import NicknameChangeCounter, User, WorkflowOutbox
 from temporal.accounts import NicknameChange
-from tests.fixtures.ios_client import IOSClient
 from tests.workflows.test_resign import _member, _user_id
 from workflows.nickname import NicknameChangeWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def _rename(app: IOSClient, new: str) -> None:
+def _rename(app: Any, new: str) -> None:
     resp = app.post_multipart("/auth-service/setProfile", [("email", app.email), ("nickname", new)])
     assert resp.status_code == 200, resp.text
 
 
-async def _settled(deps: ActivityDeps, nickname: str, expected: int) -> None:
-    coll = deps.mongo[deps.settings.mongo_database]["message"]
-    for _ in range(100):
-        if coll.count_documents({"$or": [{"sender": nickname}, {"receiver": nickname}]}) == expected:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"messages of {nickname} never reached {expected}")
+def _collection(deps: ActivityDeps) -> Any:
+    return deps.mongo[deps.settings.mongo_database]["message"]
 
 
-async def test_rename_reaches_messages_and_room_ids(
-    http: httpx.Client, activity_deps: ActivityDeps, temporal_client: Client
-) -> None:
-    app, old = _member(http)
-    _, friend = _member(http)
-    uid = _user_id(activity_deps, old)
-    store = activity_deps.messages
-    store.insert(old, friend, 2024012010000000, "hi")
-    store.insert(friend, old, 2024012010000001, "hello")
-    new = "z" + uuid.uuid4().hex[:7]
-    _rename(app, new)
-    await _settled(activity_deps, new, 2)
-    coll = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
-    assert coll.count_documents({"$or": [{"sender": old}, {"receiver": old}]}) == 0
-    assert {d["messageRoomId"] for d in coll.find({"$or": [{"sender": new}, {"receiver": new}]})} == {
-        room_id(new, friend)
-    }
-    assert [m.text for m in store.room_page(friend, new, before=2**62, limit=10)] == ["hi", "hello"]
-    with activity_deps.sessions() as s:
-        assert s.scalars(select(User.nickname).where(User.id == uid)).one() == new
-    applied = await temporal_client.get_workflow_handle(f"nickname-change:{uid}").result()
-    assert applied == [f"{old}->{new}"]
-
-
-async def test_quick_successive_renames_end_consistent(
-    http: httpx.Client, activity_deps: ActivityDeps, temporal_client: Client
-) -> None:
-    app, first = _member(http)
-    _, friend = _member(http)
-    activity_deps.messages.insert(first, friend, 2024012010000000, "hi")
-    second, third = "s" + uuid.uuid4().hex[:7], "t" + uuid.uuid4().hex[:7]
-    _rename(app, second)
-    _rename(app, third)
-    await _settled(activity_deps, third, 1)
-    coll = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
-    assert coll.count_documents({"sender": {"$in": [first, second]}}) == 0
-    # The old nickname is free again for someone else.
-    other, _ = _member(http)
-    _rename(other, first)
+def _legacy(deps: ActivityDeps, sender: str, receiver: str, text: str) -> None:
+    """A message as the nickname-keyed releases stored it."""
+    _collection(deps).insert_one(
+        {
+            "messageRoomId": f"{sender},{receiver}",
+            "sender": sender,
+            "receiver": receiver,
+            "date": 1,
+            "text": text,
+        }
+    )
 
 
 def _applied(deps: ActivityDeps, user_id: int) -> int:
     with deps.sessions() as s:
-        return s.scalar(select(NicknameChangeCounter.applied).where(NicknameChangeCounter.user_id == user_id))
+        return (
+            s.scalar(select(NicknameChangeCounter.applied).where(NicknameChangeCounter.user_id == user_id))
+            or 0
+        )
+
+
+def _pre_upgrade_rename(deps: ActivityDeps, user_id: int, old: str, new: str) -> NicknameChange:
+    """What setProfile committed before the upgrade: the users row and a numbered rename."""
+    with deps.sessions.begin() as s:
+        user = s.get(User, user_id)
+        assert user is not None
+        user.nickname = new
+        return NicknameChange(
+            user_id=user_id, old=old, new=new, change_id=nickname_changes.next_change_id(s, user_id)
+        )
+
+
+async def test_set_profile_starts_no_rename_workflow(
+    http: httpx.Client, activity_deps: ActivityDeps, temporal_client: Client
+) -> None:
+    app, old = _member(http)
+    uid = _user_id(activity_deps, old)
+    _rename(app, "n" + uuid.uuid4().hex[:7])
+    with activity_deps.sessions() as s:
+        assert (
+            s.scalar(select(func.count()).select_from(WorkflowOutbox).where(WorkflowOutbox.user_id == uid))
+            == 0
+        )
+        assert s.get(NicknameChangeCounter, uid) is None
+    with pytest.raises(RPCError):
+        await temporal_client.get_workflow_handle(f"nickname-change:{uid}").describe()
+
+
+async def test_a_queued_pre_upgrade_rename_pins_the_legacy_messages_to_its_user(
+    http: httpx.Client, activity_deps: ActivityDeps, temporal_client: Client
+) -> None:
+    _, old = _member(http)
+    friend_app, friend = _member(http)
+    uid, fid = _user_id(activity_deps, old), _user_id(activity_deps, friend)
+    _legacy(activity_deps, old, friend, "hi")
+    _legacy(activity_deps, friend, old, "hello")
+    new = "z" + uuid.uuid4().hex[:7]
+    change = _pre_upgrade_rename(activity_deps, uid, old, new)
+    # Someone else takes the freed nickname before the queued rename runs (the worker was away).
+    taker, _ = _member(http)
+    _rename(taker, old)
+
+    await STARTERS["rename"](temporal_client, change.model_dump_json())  # the outbox drainer's start
+    applied = await temporal_client.get_workflow_handle(f"nickname-change:{uid}").result()
+    assert applied == [f"{old}->{new}"]
+    assert _applied(activity_deps, uid) == change.change_id
+    # Pinned to the renamed user and converted: in their room with the friend, nobody else's.
+    key = f"{min(uid, fid)}-{max(uid, fid)}"
+    room = {
+        d["text"]: (d["senderId"], d["receiverId"]) for d in _collection(activity_deps).find({"roomKey": key})
+    }
+    assert room == {"hi": (uid, fid), "hello": (fid, uid)}
+    page = friend_app.post_multipart(
+        "/dm-service/findDirectMessage", [("sender", friend), ("receiver", new), ("timeBoundary", "2")]
+    )
+    assert page.status_code == 200, page.text
+    assert [(m["sender"], m["receiver"], m["text"]) for m in page.json()] == [
+        (new, friend, "hi"),
+        (friend, new, "hello"),
+    ]
+    theirs = taker.post_multipart(
+        "/dm-service/findDirectMessage", [("sender", old), ("receiver", friend), ("timeBoundary", "2")]
+    )
+    assert theirs.status_code == 200 and theirs.json() == []
 
 
 async def test_a_rename_sent_twice_to_one_run_is_applied_once(
@@ -94,13 +131,8 @@ async def test_a_rename_sent_twice_to_one_run_is_applied_once(
     _, old = _member(http)
     _, friend = _member(http)
     uid = _user_id(activity_deps, old)
-    activity_deps.messages.insert(old, friend, 2024012010000000, "hi")
-    new = "d" + uuid.uuid4().hex[:7]
-    with activity_deps.sessions.begin() as s:  # what setProfile commits, minus the start
-        s.get(User, uid).nickname = new
-        change = NicknameChange(
-            user_id=uid, old=old, new=new, change_id=nickname_changes.next_change_id(s, uid)
-        )
+    _legacy(activity_deps, old, friend, "hi")
+    change = _pre_upgrade_rename(activity_deps, uid, old, "d" + uuid.uuid4().hex[:7])
     queue = f"rename-twice-{uuid.uuid4().hex[:8]}"  # no worker polls it until both starts are in
     for _ in range(2):
         handle = await temporal_client.start_workflow(
@@ -118,35 +150,35 @@ async def test_a_rename_sent_twice_to_one_run_is_applied_once(
             activities=[NicknameActivities(activity_deps).rename_in_messages],
             activity_executor=executor,
         ):
-            assert await handle.result() == [f"{old}->{new}"]
+            assert await handle.result() == [f"{old}->{change.new}"]
     history = await handle.fetch_history()
     activities = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
     signals = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
     assert (len(signals), len(activities)) == (2, 1)
-    coll = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
-    assert coll.count_documents({"sender": new}) == 1
+    assert _collection(activity_deps).count_documents({"senderId": uid, "text": "hi"}) == 1
     assert _applied(activity_deps, uid) == change.change_id
 
 
 async def test_a_rename_re_sent_after_a_later_one_changes_nothing(
     http: httpx.Client, activity_deps: ActivityDeps, temporal_client: Client
 ) -> None:
-    """A → B, then B → A; a late re-send of the first (a new workflow run) must not rename back to B."""
-    app, first = _member(http)
+    """A → B, then B → A, both queued before the upgrade; a late re-send of the first (a new workflow
+    run) is skipped by its number."""
+    _, first = _member(http)
     _, friend = _member(http)
     uid = _user_id(activity_deps, first)
-    activity_deps.messages.insert(first, friend, 2024012010000000, "hi")
+    _legacy(activity_deps, first, friend, "hi")
     second = "b" + uuid.uuid4().hex[:7]
-    before = _applied(activity_deps, uid) or 0
-    _rename(app, second)
-    _rename(app, first)
-    for _ in range(300):
-        if _applied(activity_deps, uid) == before + 2:
+    one = _pre_upgrade_rename(activity_deps, uid, first, second)
+    two = _pre_upgrade_rename(activity_deps, uid, second, first)
+    for change in (one, two):
+        await STARTERS["rename"](temporal_client, change.model_dump_json())
+    for _ in range(300):  # a generous deadline on the condition
+        if _applied(activity_deps, uid) == two.change_id:
             break
         await asyncio.sleep(0.1)
-    assert _applied(activity_deps, uid) == before + 2
-    late = NicknameChange(user_id=uid, old=first, new=second, change_id=before + 1)
-    await STARTERS["rename"](temporal_client, late.model_dump_json())
+    assert _applied(activity_deps, uid) == two.change_id
+    await STARTERS["rename"](temporal_client, one.model_dump_json())
     handle = temporal_client.get_workflow_handle(f"nickname-change:{uid}")
     for _ in range(300):  # the re-sent start runs (its own run, or the tail of the last one) and ends
         desc = await handle.describe()
@@ -154,8 +186,8 @@ async def test_a_rename_re_sent_after_a_later_one_changes_nothing(
             break
         await asyncio.sleep(0.1)
     assert desc.status == WorkflowExecutionStatus.COMPLETED
-    coll = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
-    assert coll.count_documents({"sender": first}) == 1
-    assert coll.count_documents({"sender": second}) == 0
+    assert _applied(activity_deps, uid) == two.change_id
+    assert _collection(activity_deps).count_documents({"senderId": uid, "text": "hi"}) == 1
     with activity_deps.sessions() as s:
-        assert s.get(User, uid).nickname == first
+        user = s.get(User, uid)
+        assert user is not None and user.nickname == first

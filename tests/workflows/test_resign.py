@@ -12,6 +12,7 @@ from sqlalchemy import func, or_, select
 from temporalio.client import Client
 
 from activities.deps import ActivityDeps
+from dm.messages import Party
 from emulators.control import AppleEmulator
 from storage import feeds
 from storage.feeds import NewEntry, NewImage
@@ -81,14 +82,22 @@ async def test_resign_removes_every_trace(
                 Block(blocker_id=fid, blocked_id=uid, created_at=NOW),
             ]
         )
+    _other, other_nick = _member(http)
+    me, friend = Party(uid, nick), Party(fid, friend_nick)
+    other = Party(_user_id(activity_deps, other_nick), other_nick)
     store = activity_deps.messages
-    store.insert(nick, friend_nick, 2024012010000000, "hi")
-    store.insert(friend_nick, nick, 2024012010000001, "hello")
-    store.insert(friend_nick, "someone", 2024012010000002, "unrelated")
+    store.insert(me, friend, 2024012010000000, "hi")
+    store.insert(friend, me, 2024012010000001, "hello")
+    # Another user stored under the same nickname (they held it before): not the resigning user's.
+    store.insert(Party(other.id, nick), friend, 2024012010000002, "same name, another user")
+    store.insert(friend, other, 2024012010000003, "unrelated")
+    coll = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
+    # A legacy message (stored by nickname only, not converted): the resigning user's by their nickname.
+    coll.insert_one({"sender": nick, "receiver": friend_nick, "date": 2024012010000004, "text": "legacy"})
 
     result = await _resign(app, temporal_client, uid)
 
-    assert (result.feeds_deleted, result.messages_deleted, result.devices_removed) == (1, 2, 1)
+    assert (result.feeds_deleted, result.messages_deleted, result.devices_removed) == (1, 3, 1)
     with activity_deps.sessions() as s:
         assert s.get(User, uid) is None
         assert s.scalar(select(func.count()).select_from(Feed).where(Feed.user_id == uid)) == 0
@@ -125,9 +134,12 @@ async def test_resign_removes_every_trace(
         )
         assert s.get(User, fid) is not None  # the friend and their feed stay
         assert s.get(Feed, friends_feed) is not None
-    coll = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
-    assert coll.count_documents({"$or": [{"sender": nick}, {"receiver": nick}]}) == 0
-    assert coll.count_documents({"sender": friend_nick, "receiver": "someone"}) == 1
+    assert coll.count_documents({"$or": [{"senderId": uid}, {"receiverId": uid}]}) == 0
+    assert coll.count_documents({"text": "legacy"}) == 0
+    assert sorted(d["text"] for d in coll.find({"$or": [{"senderId": fid}, {"receiverId": fid}]})) == [
+        "same name, another user",
+        "unrelated",
+    ]
     # The tokens are dead at once, and a second resign call cannot start a second workflow.
     assert app.get_query("/auth-service/checkDuplicateNickname", {"nickname": "x"}).status_code == 403
     desc = await temporal_client.get_workflow_handle(f"resign:{uid}").describe()

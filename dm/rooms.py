@@ -8,7 +8,7 @@ from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from storage.messages import StoredMessage
+from dm.messages import MessageDto, StoredMessage
 from storage.models import DmRoom, User
 
 ROOM_LIST_MAX = 100  # rooms in one room list
@@ -45,8 +45,9 @@ def latest_date(conn: Connection, user_a: int, user_b: int) -> int | None:
     return conn.execute(query).scalar()
 
 
-def latest_rooms(conn: Connection, user_id: int, limit: int = ROOM_LIST_MAX) -> list[StoredMessage]:
-    """The latest message of each of the user's rooms, newest first (ties: the later stored)."""
+def latest_rooms(conn: Connection, user_id: int, limit: int = ROOM_LIST_MAX) -> list[MessageDto]:
+    """The latest message of each of the user's rooms, newest first (ties: the later stored), with both
+    users' current nicknames (joined in the same query)."""
     sender, receiver = aliased(User), aliased(User)
     rows = conn.execute(
         select(DmRoom.last_message_id, sender.nickname, receiver.nickname, DmRoom.last_date, DmRoom.last_text)
@@ -56,7 +57,4 @@ def latest_rooms(conn: Connection, user_id: int, limit: int = ROOM_LIST_MAX) -> 
         .order_by(DmRoom.last_date.desc(), DmRoom.last_message_id.desc())
         .limit(limit)
     )
-    return [
-        StoredMessage(id=r[0], sender=r[1] or "", receiver=r[2] or "", date=int(r[3]), text=r[4])
-        for r in rows
-    ]
+    return [MessageDto(sender=r[1] or "", receiver=r[2] or "", date=int(r[3]), text=r[4]) for r in rows]

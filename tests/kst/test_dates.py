@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from feeds.dates import (
+from kst.dates import (
     InvalidDate,
     check_date,
     day_of,

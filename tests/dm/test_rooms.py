@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from storage import dm_rooms
-from storage.messages import StoredMessage
+from dm import rooms as dm_rooms
+from dm.messages import StoredMessage
 from tests.storage.helpers import make_user
 
 
@@ -21,7 +21,7 @@ def test_each_room_keeps_its_latest_message_by_date(engine: Engine) -> None:
     ]
     with engine.begin() as conn:
         for i, (src, dst, date, text) in enumerate(sent):
-            message = StoredMessage(f"{i:024x}", "?", "?", date, text)
+            message = StoredMessage(f"{i:024x}", src, dst, date, text)
             dm_rooms.record_message(conn, src, dst, message)
     with engine.connect() as conn:
         rooms = dm_rooms.latest_rooms(conn, ann)

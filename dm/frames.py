@@ -1,0 +1,60 @@
+"""The frames of the DM socket as the original server took them: ``{"sender","receiver","date","text"}``
+in, the stored ``MessageDto`` out, and an error frame for a refused one (the socket stays open)."""
+
+from __future__ import annotations
+
+import json
+
+from accounts.nicknames import InvalidNickname, nickname_key, normalize_nickname
+from kst.dates import InvalidDate, check_date, now_kst
+
+MAX_TEXT = 2000
+
+
+class FrameRefused(Exception):
+    """A frame that cannot be sent; the reason goes back to the sender in an error frame."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason, self.code = reason, code
+
+
+def parse_frame(raw: str, sender: str) -> tuple[str, int, str]:
+    """``(receiver, date, text)`` of a ``{"sender","receiver","date","text"}`` frame sent by ``sender``
+    (the caller's stored nickname); both names are read as canonical nicknames, so the receiver is the
+    key it is stored under, and a missing ``date`` is now (16-digit KST)."""
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        raise FrameRefused("the frame is not JSON", "malformed") from None
+    if not isinstance(frame, dict):
+        raise FrameRefused("the frame must be a JSON object", "malformed")
+    claimed, named = frame.get("sender"), frame.get("receiver")
+    if not isinstance(claimed, str) or nickname_key(claimed) != sender:
+        raise FrameRefused("sender must be your own nickname", "sender")
+    text, date = frame.get("text"), frame.get("date")
+    if not isinstance(named, str) or not named.strip():
+        raise FrameRefused("receiver is required", "receiver")
+    try:
+        receiver = normalize_nickname(named)
+    except InvalidNickname as exc:
+        raise FrameRefused(exc.for_field("receiver"), "receiver") from None
+    if receiver == sender:
+        raise FrameRefused("you cannot message yourself", "receiver")
+    if not isinstance(text, str) or not text.strip():
+        raise FrameRefused("text must be a non-empty string", "text")
+    if len(text) > MAX_TEXT:
+        raise FrameRefused(f"text must be at most {MAX_TEXT} characters", "text")
+    if date is None:
+        return receiver, now_kst(), text
+    if not isinstance(date, int) or isinstance(date, bool):
+        raise FrameRefused("date must be a 16-digit integer yyyyMMddHHmmssSS", "date")
+    try:
+        return receiver, check_date(date), text
+    except InvalidDate as exc:
+        raise FrameRefused(f"date {exc}", "date") from None
+
+
+def error_frame(reason: str, raw: str) -> str:
+    """What the sender gets back for a refused frame (the socket stays open)."""
+    return json.dumps({"error": reason, "frame": raw[:200]}, ensure_ascii=False)

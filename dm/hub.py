@@ -1,0 +1,379 @@
+"""Direct messages between users on any API replica: checked, stored, then delivered exactly once.
+
+Each replica keeps its own users' sockets (a user may hold several: phone and tablet). A message is
+written to MongoDB first; then the receiver's sockets on this replica get the frame at once, the
+replicas that hold other sockets of the receiver get it through the Kafka topic every replica reads
+(``dm_presence`` in the database says which do), and a receiver with no socket anywhere gets a DM push.
+Records a replica published itself are skipped when they come back, so nobody gets a message twice.
+With the broker down, messages are still stored, delivered on this replica and pushed otherwise.
+
+The hub imports nothing of the API process: the API hands it its database engine, message store,
+settings, the broadcast topic between replicas (``api.kafka.TopicBroadcast``), how to start a push
+and what follows the sockets' logins (``api.dm_logins.LoginSockets``). The same topic carries each
+user's open sockets (``dm.limits.SocketCap``), so a user keeps at most ``dm_max_sockets_per_user``
+across replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from bson import ObjectId
+from prometheus_client import Counter, Gauge
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from config import Settings
+from dm import presence
+from dm import rooms as dm_rooms
+from dm.frames import FrameRefused, error_frame, parse_frame
+from dm.limits import REPLACED, Refusal, SocketCap, SocketStamp
+from dm.messages import MessageStore, Party, StoredMessage
+from dm.sockets import Socket
+from kst.dates import near_now, now_kst
+from storage import users
+
+log = logging.getLogger(__name__)
+
+DELIVERED = Counter(
+    "sosohappy_dm_delivered_total", "Direct messages delivered, by path", ["path"]
+)  # local | cross_replica | pushed
+REFUSED = Counter("sosohappy_dm_refused_total", "DM frames refused, by reason", ["reason"])
+OPEN_WEBSOCKETS = Gauge("sosohappy_open_websockets", "DM WebSockets currently open on this replica")
+
+#: Starts the DM push of one stored message: ``(sender id, receiver id, message id)``, fire-and-forget.
+StartPush = Callable[[int, int, str], None]
+T = TypeVar("T")
+
+
+class ReplicaBroadcast(Protocol):
+    """The topic every API replica reads, for frames whose receiver is connected elsewhere."""
+
+    async def publish(self, key: bytes, value: bytes) -> bool:
+        """Publish one record within a bounded wait; False when no broker is connected, raises when
+        the broker does not take it."""
+        ...
+
+    async def follow(self, handle: Callable[[bytes], Awaitable[None]]) -> None:
+        """Hand every record published from now on to ``handle``, reconnecting after broker loss,
+        until cancelled."""
+        ...
+
+
+class SocketLogins(Protocol):
+    """What closes a socket when the login it was opened with ends (``api.dm_logins.LoginSockets``)."""
+
+    def bind(self, user_id: int, sock: Socket) -> None:
+        """Follow a newly accepted socket's login."""
+        ...
+
+    def unbind(self, user_id: int, sock: Socket) -> None:
+        """Stop following a closed socket."""
+        ...
+
+    async def admits(self, sock: Socket) -> bool:
+        """Whether a frame just received on ``sock`` may be handled (False: the socket is closed)."""
+        ...
+
+
+class FrameAdmission(Protocol):
+    """The size and rate limits of one socket's incoming frames (``api.dm_limits.FrameGate``)."""
+
+    def admit(self, message: Mapping[str, Any]) -> Refusal | None:
+        """``None`` when the ASGI message may be handled, else the refusal."""
+        ...
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message before its transaction: its id (chosen first, so a failed write is undone by id),
+    date and text."""
+
+    id: str
+    date: int
+    text: str
+
+
+def store_message(
+    engine: Engine,
+    messages: MessageStore,
+    draft: Draft,
+    accept: Callable[[Any], tuple[tuple[Party, Party], T]],
+) -> tuple[StoredMessage, T]:
+    """Store ``draft`` in one SQL transaction with ``accept`` (the checks, naming the sender and the
+    receiver) and the room row, inserting it into MongoDB as the last step before the commit, so both
+    are written or neither: an SQL failure comes before the insert, and a failed insert or commit
+    deletes the document again (by id: idempotent). A replica dying between the insert and the commit
+    leaves a document newer than its room's row, which the history does not show
+    (``dm.conversations.committed_before``)."""
+    inserted = False
+    try:
+        with engine.begin() as conn:
+            (sender, receiver), result = accept(conn)
+            stored = StoredMessage(draft.id, sender.id, receiver.id, draft.date, draft.text)
+            dm_rooms.record_message(conn, sender.id, receiver.id, stored)
+            inserted = True
+            messages.insert(sender, receiver, draft.date, draft.text, draft.id)
+        return stored, result
+    except BaseException:
+        if inserted:
+            try:
+                messages.delete(draft.id)
+            except Exception:
+                log.exception("DM %s stored without its room row; the history does not show it", draft.id)
+        raise
+
+
+class DirectMessageHub:
+    """The DM sockets of one API replica and the routing of messages to them, to other replicas or to push."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        messages: MessageStore,
+        settings: Settings,
+        broadcast: ReplicaBroadcast,
+        start_push: StartPush,
+        logins: SocketLogins,
+    ) -> None:
+        self._engine, self._messages, self._settings = engine, messages, settings
+        self._broadcast, self._start_push = broadcast, start_push
+        self.replica_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self._sockets: dict[int, set[Socket]] = {}
+        self.logins = logins
+        self.cap = SocketCap(settings.dm_max_sockets_per_user, settings.dm_presence_fresh_seconds)
+        self._announcing: set[asyncio.Task[None]] = set()
+
+    async def attach(self, user_id: int, sock: Socket) -> None:
+        """Register a newly accepted socket of ``user_id``. Beyond ``dm_max_sockets_per_user`` the user's
+        oldest sockets close (``REPLACED``): here at once, on other replicas through the broker."""
+        self._sockets.setdefault(user_id, set()).add(sock)
+        self.logins.bind(user_id, sock)
+        OPEN_WEBSOCKETS.inc()
+        self.cap.forget(user_id)  # a fresh round: the replicas holding this user's sockets answer it
+        self._trim(user_id)
+        count, fresh = len(self._sockets[user_id]), self._settings.dm_presence_fresh_seconds
+
+        def record(conn: Any) -> bool:
+            presence.set_sockets(conn, self.replica_id, user_id, count)
+            return presence.connected_elsewhere(conn, user_id, self.replica_id, fresh)
+
+        if await self._in_transaction(record):  # only then is there anything to count elsewhere
+            self._announce(user_id, ask=True)
+
+    async def detach(self, user_id: int, sock: Socket) -> None:
+        """Forget a closed socket (only that one: the user's other sockets stay)."""
+        mine = self._sockets.get(user_id, set())
+        self.logins.unbind(user_id, sock)
+        if sock in mine:
+            mine.discard(sock)
+            OPEN_WEBSOCKETS.dec()
+        if not mine:
+            self._sockets.pop(user_id, None)
+        await self._record_presence(user_id)
+        if self.cap.knows(user_id):  # other replicas hold sockets of theirs: tell them what is left
+            self._announce(user_id, ask=False)
+        if not mine:
+            self.cap.forget(user_id)
+
+    def _stamp(self, sock: Socket) -> SocketStamp:
+        return SocketStamp(sock.opened_at, self.replica_id, sock.seq)
+
+    def _open(self, user_id: int) -> dict[SocketStamp, Socket]:
+        return {self._stamp(s): s for s in self._sockets.get(user_id, ()) if s.close_code is None}
+
+    def _trim(self, user_id: int) -> None:
+        """Close this replica's sockets of ``user_id`` that are not among the user's newest."""
+        for sock in self.cap.over_limit(user_id, self._open(user_id)):
+            sock.close(*REPLACED)
+
+    def _announce(self, user_id: int, ask: bool) -> None:
+        """Tell the other replicas which sockets ``user_id`` has open here (``ask``: and to answer with
+        theirs), in the background; without the broker each replica only keeps its own count within
+        the limit."""
+        stamps = [stamp.wire() for stamp in self._open(user_id)]
+        record = {"origin": self.replica_id, "kind": "sockets", "user_id": user_id, "ask": ask}
+        data = json.dumps(record | {"sockets": stamps}).encode()
+
+        async def send() -> None:
+            try:
+                await self._broadcast.publish(str(user_id).encode(), data)
+            except Exception:
+                log.warning("DM sockets of user %s not announced: Kafka unavailable", user_id)
+
+        task = asyncio.ensure_future(send())
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    def _heard_sockets(self, record: dict[str, Any]) -> None:
+        user_id = int(record["user_id"])
+        if user_id not in self._sockets:
+            return  # none of theirs here: nothing to close, and our next socket asks afresh
+        stamps = [SocketStamp.from_wire(s) for s in record["sockets"]]
+        self.cap.heard(user_id, str(record["origin"]), stamps)
+        self._trim(user_id)
+        if record.get("ask"):
+            self._announce(user_id, ask=False)
+
+    async def _record_presence(self, user_id: int) -> None:
+        count = len(self._sockets.get(user_id, ()))
+        await self._in_transaction(lambda conn: presence.set_sockets(conn, self.replica_id, user_id, count))
+
+    async def _in_transaction(self, work: Callable[[Any], Any]) -> Any:
+        def run() -> Any:
+            with self._engine.begin() as conn:
+                return work(conn)
+
+        return await run_in_threadpool(run)
+
+    async def deliver_local(self, user_id: int, frame: str) -> int:
+        """Send ``frame`` to every socket ``user_id`` has on this replica; how many got it."""
+        targets = list(self._sockets.get(user_id, ()))
+        sent = await asyncio.gather(*(s.send(frame) for s in targets))
+        return sum(sent)
+
+    async def relay(self, user_id: int, nickname: str, sock: Socket, gate: FrameAdmission) -> None:
+        """Serve an accepted socket of ``user_id`` (who connected as ``nickname``) until it closes: every
+        text frame within ``gate``'s size and rate limits (checked before parsing) whose login still
+        holds (``logins.admits``) is handled; a refused or failed one is answered with an error frame
+        and the socket stays open, unless the refusal closes it (too big, flooding, login ended)."""
+        await self.attach(user_id, sock)
+        try:
+            while True:
+                message = await sock.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                refusal = gate.admit(message)  # size and rate, before anything is parsed
+                if refusal is not None:
+                    REFUSED.labels(refusal.code).inc()
+                    if refusal.close is not None:
+                        sock.close(*refusal.close)
+                    else:
+                        await sock.send(error_frame(refusal.reason, message.get("text") or ""))
+                    continue
+                try:
+                    admitted = await self.logins.admits(sock)
+                except Exception:  # the database had to say and could not: refuse this frame only
+                    log.warning("DM login of user %s not checked", user_id, exc_info=True)
+                    REFUSED.labels("unavailable").inc()
+                    await sock.send(
+                        error_frame("the message could not be stored; try again", message.get("text") or "")
+                    )
+                    continue
+                if not admitted:  # login revoked or token expired: the socket is closed, the frame dropped
+                    REFUSED.labels("login_ended").inc()
+                    break
+                raw = message.get("text")
+                if raw is None:
+                    REFUSED.labels("binary").inc()
+                    await sock.send(error_frame("frames must be text (JSON)", ""))
+                    continue
+                try:
+                    await self.handle(user_id, nickname, raw)
+                except FrameRefused as refused:
+                    REFUSED.labels(refused.code).inc()
+                    await sock.send(error_frame(refused.reason, raw))
+                except Exception:
+                    log.exception("DM from user %s failed", user_id)
+                    REFUSED.labels("unavailable").inc()
+                    await sock.send(error_frame("the message could not be stored; try again", raw))
+        finally:
+            try:
+                await self.detach(user_id, sock)
+            finally:
+                await sock.finish()
+
+    async def handle(self, sender_id: int, sender: str, raw: str) -> None:
+        """Check, store and deliver one frame from user ``sender_id`` (connected as ``sender``);
+        ``FrameRefused`` if it cannot be sent. The receiver is the user holding the frame's nickname
+        now; the message is stored under both ids and delivered with both current nicknames."""
+        receiver, date, text = parse_frame(raw, sender)
+        date = near_now(date, now_kst(), self._settings.dm_date_tolerance_seconds)
+        draft = Draft(str(ObjectId()), date, text)
+
+        def accept(conn: Any) -> tuple[tuple[Party, Party], tuple[str, bool]]:
+            found = users.current_nicknames(conn, ids=[sender_id], nicknames=[receiver])
+            own = found.get(sender_id)
+            if own is None:
+                raise FrameRefused("your account has no nickname any more", "sender")
+            receiver_id = next((uid for uid, name in found.items() if name == receiver), None)
+            if receiver_id is None:
+                raise FrameRefused(f"there is no user {receiver!r}", "receiver")
+            if receiver_id == sender_id:
+                raise FrameRefused("you cannot message yourself", "receiver")
+            if users.is_blocked(conn, receiver_id, sender_id):
+                raise FrameRefused(f"{receiver} does not accept your messages", "blocked")
+            fresh = self._settings.dm_presence_fresh_seconds
+            elsewhere = presence.connected_elsewhere(conn, receiver_id, self.replica_id, fresh)
+            return (Party(sender_id, own), Party(receiver_id, receiver)), (own, elsewhere)
+
+        stored, (own, elsewhere) = await run_in_threadpool(
+            store_message, self._engine, self._messages, draft, accept
+        )
+        receiver_id = stored.receiver_id
+        frame = stored.dto({sender_id: own, receiver_id: receiver}).model_dump_json()
+        if await self.deliver_local(receiver_id, frame):
+            DELIVERED.labels("local").inc()
+        elif not elsewhere:
+            self._push(sender_id, receiver_id, stored)
+            return
+        if elsewhere and not await self._publish(stored, receiver_id, frame):
+            if receiver_id not in self._sockets:  # nobody got it live: notify instead
+                self._push(sender_id, receiver_id, stored)
+
+    def _push(self, sender_id: int, receiver_id: int, stored: StoredMessage) -> None:
+        self._start_push(sender_id, receiver_id, stored.id)
+        DELIVERED.labels("pushed").inc()
+
+    async def _publish(self, stored: StoredMessage, receiver_id: int, frame: str) -> bool:
+        record = {"origin": self.replica_id, "receiver_id": receiver_id, "id": stored.id, "frame": frame}
+        try:
+            return await self._broadcast.publish(
+                str(receiver_id).encode(), json.dumps(record, ensure_ascii=False).encode()
+            )
+        except Exception:
+            log.warning("DM %s not broadcast: Kafka unavailable", stored.id, exc_info=True)
+            return False
+
+    async def follow(self) -> None:
+        """Deliver the messages other replicas publish for this replica's sockets, from the end of the
+        topic; reconnect after broker loss."""
+        await self._broadcast.follow(self._deliver_record)
+
+    async def _deliver_record(self, value: bytes) -> None:
+        try:
+            record = json.loads(value)
+            if record["origin"] == self.replica_id:
+                return  # published here, already delivered to this replica's sockets
+            if record.get("kind") == "sockets":
+                self._heard_sockets(record)
+                return
+            if await self.deliver_local(int(record["receiver_id"]), str(record["frame"])):
+                DELIVERED.labels("cross_replica").inc()
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed DM record")
+
+    async def heartbeat(self) -> None:
+        """Keep this replica's presence rows fresh while it lives."""
+        while True:
+            await asyncio.sleep(self._settings.dm_heartbeat_seconds)
+            try:
+                await self._in_transaction(lambda conn: presence.heartbeat(conn, self.replica_id))
+            except Exception:
+                log.warning("DM presence heartbeat failed", exc_info=True)
+
+    async def close(self) -> None:
+        """Forget this replica's presence (its sockets close with the process)."""
+        for task in list(self._announcing):
+            task.cancel()
+        try:
+            await self._in_transaction(lambda conn: presence.forget_replica(conn, self.replica_id))
+        except Exception:
+            log.warning("could not clear DM presence of %s", self.replica_id, exc_info=True)

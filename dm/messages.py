@@ -1,0 +1,230 @@
+"""The MongoDB store of direct messages (database ``dm``, collection ``message``, as the original).
+
+A message belongs to its two users by id: ``senderId``, ``receiverId`` and the room ``roomKey``
+(``<low id>-<high id>``) are what every query filters on, so a nickname that changes hands names nobody's
+past messages. The original's fields stay in the document as at send time (``sender``, ``receiver``,
+``messageRoomId``: the nicknames then, BACKEND_SPEC §5.2); nothing reads them for identity or display:
+responses carry the users' current nicknames (``StoredMessage.dto``).
+
+Documents stored before ids existed ("legacy": no ``roomKey``) are converted by ``dm.migrate_messages``;
+until then no query returns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pydantic import BaseModel
+from pymongo import ASCENDING, DESCENDING, MongoClient, UpdateOne
+from pymongo.collection import Collection
+
+from temporal.ids import dm_room_key
+
+COLLECTION = "message"
+#: A legacy document: stored by nickname only and not yet converted (nor found unresolvable).
+LEGACY = {"roomKey": {"$exists": False}, "unresolved": {"$exists": False}}
+
+
+def room_id(a: str, b: str) -> str:
+    """The original's room of two nicknames: sorted by UTF-16 code units (as Java did), joined with ``,``."""
+    first, second = sorted((a, b), key=lambda s: s.encode("utf-16-be"))
+    return f"{first},{second}"
+
+
+class Party(NamedTuple):
+    """One side of a message: the user's id and their nickname at send time."""
+
+    id: int
+    nickname: str
+
+
+class MessageDto(BaseModel):
+    """A direct message as the client decodes it (``MessageDto``): current nicknames, never ids."""
+
+    sender: str
+    receiver: str
+    date: int
+    text: str
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A direct message as stored, identified by its users' ids."""
+
+    id: str
+    sender_id: int
+    receiver_id: int
+    date: int
+    text: str
+
+    def dto(self, nicknames: Mapping[int, str]) -> MessageDto:
+        """The wire form with the nicknames ``nicknames`` gives the two ids (``""`` for one it lacks)."""
+        return MessageDto(
+            sender=nicknames.get(self.sender_id, ""),
+            receiver=nicknames.get(self.receiver_id, ""),
+            date=self.date,
+            text=self.text,
+        )
+
+
+@dataclass(frozen=True)
+class LegacyMessage:
+    """A legacy document's id, the nicknames it was stored under and the sides already pinned to a
+    user id (``claim_legacy``)."""
+
+    id: ObjectId
+    sender: str
+    receiver: str
+    sender_id: int | None
+    receiver_id: int | None
+
+
+def _from_doc(doc: dict[str, Any]) -> StoredMessage:
+    return StoredMessage(
+        id=str(doc["_id"]),
+        sender_id=int(doc["senderId"]),
+        receiver_id=int(doc["receiverId"]),
+        date=int(doc["date"]),
+        text=doc["text"],
+    )
+
+
+class MessageStore:
+    """Direct-message history by user id: insert, a room's page before a time boundary, deletion of a
+    user's messages, and the conversion of legacy documents."""
+
+    def __init__(self, client: MongoClient, database: str) -> None:
+        self._messages: Collection = client[database][COLLECTION]
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes the history page and resign rely on (idempotent)."""
+        # ``_id`` last so a page's (date, _id) order is read off the index, never sorted in memory.
+        self._messages.create_index([("roomKey", ASCENDING), ("date", DESCENDING), ("_id", DESCENDING)])
+        for side in ("senderId", "receiverId"):
+            self._messages.create_index([(side, ASCENDING)])
+
+    def insert(
+        self, sender: Party, receiver: Party, date: int, text: str, message_id: str | None = None
+    ) -> StoredMessage:
+        """Store one message and return it with its id (``message_id`` when given: chosen before the
+        insert, so a failed write can be undone by id)."""
+        doc: dict[str, Any] = {
+            "senderId": sender.id,
+            "receiverId": receiver.id,
+            "roomKey": dm_room_key(sender.id, receiver.id),
+            "date": date,
+            "text": text,
+            # The original's fields, as at send time (never read back).
+            "messageRoomId": room_id(sender.nickname, receiver.nickname),
+            "sender": sender.nickname,
+            "receiver": receiver.nickname,
+        }
+        if message_id is not None:
+            doc["_id"] = ObjectId(message_id)
+        result = self._messages.insert_one(doc)
+        doc["_id"] = result.inserted_id
+        return _from_doc(doc)
+
+    def by_id(self, message_id: str) -> StoredMessage | None:
+        """The message with ``message_id`` (``None`` if it is gone, legacy, or the id is not one of ours)."""
+        try:
+            doc = self._messages.find_one({"_id": ObjectId(message_id), "roomKey": {"$exists": True}})
+        except InvalidId:
+            return None
+        return _from_doc(doc) if doc is not None else None
+
+    def delete(self, message_id: str) -> bool:
+        """Remove one message (idempotent); True if it was there."""
+        return self._messages.delete_one({"_id": ObjectId(message_id)}).deleted_count == 1
+
+    def room_page(self, a_id: int, b_id: int, before: int, limit: int) -> list[StoredMessage]:
+        """Up to ``limit`` messages between users ``a_id`` and ``b_id`` dated before ``before``, oldest first."""
+        cursor = (
+            self._messages.find({"roomKey": dm_room_key(a_id, b_id), "date": {"$lt": before}})
+            .sort([("date", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+        )
+        return [_from_doc(d) for d in cursor][::-1]
+
+    def delete_user(self, user_id: int) -> int:
+        """Delete every message the user sent or received (by id); returns how many."""
+        result = self._messages.delete_many({"$or": [{"senderId": user_id}, {"receiverId": user_id}]})
+        return int(result.deleted_count)
+
+    # -- legacy documents (stored by nickname before ids existed) ----------------------------------
+
+    def delete_legacy(self, nickname: str) -> int:
+        """Delete the legacy documents naming ``nickname`` on either side; returns how many."""
+        result = self._messages.delete_many({**LEGACY, "$or": [{"sender": nickname}, {"receiver": nickname}]})
+        return int(result.deleted_count)
+
+    def claim_legacy(self, nickname: str, user_id: int) -> int:
+        """Pin the legacy documents stored under ``nickname`` to ``user_id`` (the user who held it when
+        they were stored, as a pre-upgrade rename says), side by side, so their conversion does not ask
+        who holds the name now; returns how many sides were pinned. Idempotent; sides already pinned
+        and converted documents are never touched."""
+        pinned = 0
+        for name_field, id_field in (("sender", "senderId"), ("receiver", "receiverId")):
+            query = {**LEGACY, name_field: nickname, id_field: {"$exists": False}}
+            pinned += int(self._messages.update_many(query, {"$set": {id_field: user_id}}).modified_count)
+        return pinned
+
+    def legacy_batches(self, size: int) -> Iterator[list[LegacyMessage]]:
+        """The legacy documents in ``_id`` order, ``size`` at a time (each batch read after the previous
+        one was handled, so the caller may convert as it goes)."""
+        after: ObjectId | None = None
+        while True:
+            query: dict[str, Any] = dict(LEGACY)
+            if after is not None:
+                query["_id"] = {"$gt": after}
+            fields = {"sender": 1, "receiver": 1, "senderId": 1, "receiverId": 1}
+            docs = list(self._messages.find(query, fields).sort("_id", ASCENDING).limit(size))
+            if not docs:
+                return
+            yield [
+                LegacyMessage(
+                    d["_id"],
+                    str(d.get("sender")),
+                    str(d.get("receiver")),
+                    d.get("senderId"),
+                    d.get("receiverId"),
+                )
+                for d in docs
+            ]
+            after = docs[-1]["_id"]
+
+    def attach_ids(self, resolved: Iterable[tuple[ObjectId, int | None, int | None]]) -> tuple[int, int]:
+        """Give legacy documents their users' ids: ``(document id, sender id, receiver id)``, ``None``
+        for a side whose nickname names nobody. A document with both ids joins its room; one without is
+        marked ``unresolved`` (listing the sides) and stays out of every query, though resign still
+        deletes it by the id it has. Only documents still legacy are written (idempotent, safe next to
+        another run). Returns ``(converted, unresolved)``."""
+        operations, converted = [], 0
+        for doc_id, sender_id, receiver_id in resolved:
+            update: dict[str, Any] = {}
+            if sender_id is not None:
+                update["senderId"] = sender_id
+            if receiver_id is not None:
+                update["receiverId"] = receiver_id
+            if sender_id is not None and receiver_id is not None:
+                update["roomKey"] = dm_room_key(sender_id, receiver_id)
+                converted += 1
+            else:
+                update["unresolved"] = [
+                    side
+                    for side, found in (("sender", sender_id), ("receiver", receiver_id))
+                    if found is None
+                ]
+            operations.append(UpdateOne({"_id": doc_id, **LEGACY}, {"$set": update}))
+        if not operations:
+            return 0, 0
+        self._messages.bulk_write(operations, ordered=False)
+        return converted, len(operations) - converted
+
+    def count_unresolved(self) -> int:
+        """Documents whose nicknames named nobody when they were converted."""
+        return int(self._messages.count_documents({"unresolved": {"$exists": True}}))
