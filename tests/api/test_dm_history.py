@@ -224,8 +224,12 @@ def test_non_ascii_and_emoji_nicknames(http: httpx.Client, activity_deps: Activi
     assert {doc["messageRoomId"] for doc in collection.find({"sender": s})} == {f"{s},{t}"}
 
 
-def test_an_unreachable_mongodb_is_a_503_not_a_500(http: httpx.Client, settings: Settings) -> None:
+def test_an_unreachable_mongodb_is_a_503_not_a_500(
+    http: httpx.Client, settings: Settings, activity_deps: ActivityDeps
+) -> None:
     alice, bob = _member(http), _member(http)
+    # A room row, so the page is read from MongoDB (a room with none has nothing committed to read).
+    store_message(activity_deps, alice.nickname, bob.nickname, BASE - 1, "hi")
     dead = settings.model_copy(update={"mongo_url": f"mongodb://127.0.0.1:{free_port()}"})
     with serve_in_thread(create_app(dead), http="h11") as url:
         replica = IOSClient(httpx.Client(base_url=url, timeout=30), access=alice.access, email=alice.email)
