@@ -21,6 +21,7 @@ from websockets.sync.client import ClientConnection
 from activities.deps import ActivityDeps
 from config import Settings
 from devstack.processes import free_port
+from kst.dates import now_kst
 from storage.models import DmPresence, NicknameChangeCounter, WorkflowOutbox
 from tests.api.test_dm_socket import _env, _replica, _silent, _socket, _wait
 from tests.dm.helpers import party, store_message
@@ -138,6 +139,7 @@ def _dto(sender: str, receiver: str, text: str, date: int = DATE) -> dict[str, A
 def test_a_freed_nickname_shows_its_next_owner_nothing_without_any_worker(
     http: httpx.Client, workerless: Workerless, activity_deps: ActivityDeps
 ) -> None:
+    sent = now_kst()  # a client date the server keeps (within its tolerance)
     signed_up = [IOSClient(http).sign_up(_nick()) for _ in range(3)]
     alice, bob, carol = (
         workerless.on(signed_up[0], workerless.a),
@@ -149,10 +151,10 @@ def test_a_freed_nickname_shows_its_next_owner_nothing_without_any_worker(
     # Alice (replica A) and Bob (replica B) talk.
     with _socket(alice, workerless.a) as a_ws, _socket(bob, workerless.b) as b_ws:
         _connected(activity_deps, alice, bob)
-        _send(a_ws, old, bob.nickname, "비밀 1")
-        assert json.loads(b_ws.recv(timeout=10)) == _dto(old, bob.nickname, "비밀 1")
-        _send(b_ws, bob.nickname, old, "secret 2", DATE + 1)
-        assert json.loads(a_ws.recv(timeout=10)) == _dto(bob.nickname, old, "secret 2", DATE + 1)
+        _send(a_ws, old, bob.nickname, "비밀 1", sent)
+        assert json.loads(b_ws.recv(timeout=10)) == _dto(old, bob.nickname, "비밀 1", sent)
+        _send(b_ws, bob.nickname, old, "secret 2", sent + 1)
+        assert json.loads(a_ws.recv(timeout=10)) == _dto(bob.nickname, old, "secret 2", sent + 1)
 
     # Alice renames; Carol takes her old nickname at once. No worker runs, none is needed.
     new = _nick("n")
@@ -174,7 +176,7 @@ def test_a_freed_nickname_shows_its_next_owner_nothing_without_any_worker(
         assert _history(as_carol, bob.nickname, old) == []
         assert _rooms(as_carol) == []
     # Bob sees Alice under her new nickname, in the history and the room list.
-    expected = [_dto(new, bob.nickname, "비밀 1"), _dto(bob.nickname, new, "secret 2", DATE + 1)]
+    expected = [_dto(new, bob.nickname, "비밀 1", sent), _dto(bob.nickname, new, "secret 2", sent + 1)]
     assert _history(bob, bob.nickname, new) == expected
     assert _history(workerless.on(alice, workerless.b), new, bob.nickname) == expected
     assert _rooms(bob) == [expected[-1]]
@@ -188,18 +190,18 @@ def test_a_freed_nickname_shows_its_next_owner_nothing_without_any_worker(
         _socket(bob, workerless.b) as b_ws,
     ):
         _connected(activity_deps, alice, carol, bob)
-        _send(b_ws, bob.nickname, new, "to alice")
-        assert json.loads(a_ws.recv(timeout=10)) == _dto(bob.nickname, new, "to alice")
-        _send(a_ws, new, bob.nickname, "from alice")
-        assert json.loads(b_ws.recv(timeout=10)) == _dto(new, bob.nickname, "from alice")
-        _send(b_ws, bob.nickname, old, "to carol")
-        _send(b_ws, bob.nickname, new, "to alice again")
+        _send(b_ws, bob.nickname, new, "to alice", sent)
+        assert json.loads(a_ws.recv(timeout=10)) == _dto(bob.nickname, new, "to alice", sent)
+        _send(a_ws, new, bob.nickname, "from alice", sent)
+        assert json.loads(b_ws.recv(timeout=10)) == _dto(new, bob.nickname, "from alice", sent)
+        _send(b_ws, bob.nickname, old, "to carol", sent)
+        _send(b_ws, bob.nickname, new, "to alice again", sent)
         # Frames reach a socket in order (one topic partition): each one's first frame is its own.
-        assert json.loads(c_ws.recv(timeout=10)) == _dto(bob.nickname, old, "to carol")
-        assert json.loads(a_ws.recv(timeout=10)) == _dto(bob.nickname, new, "to alice again")
+        assert json.loads(c_ws.recv(timeout=10)) == _dto(bob.nickname, old, "to carol", sent)
+        assert json.loads(a_ws.recv(timeout=10)) == _dto(bob.nickname, new, "to alice again", sent)
         assert _silent(c_ws)
-    assert _history(carol, old, bob.nickname) == [_dto(bob.nickname, old, "to carol")]
-    assert _rooms(carol) == [_dto(bob.nickname, old, "to carol")]
+    assert _history(carol, old, bob.nickname) == [_dto(bob.nickname, old, "to carol", sent)]
+    assert _rooms(carol) == [_dto(bob.nickname, old, "to carol", sent)]
     # (One date for all: messages stored by two replicas tie in any order.)
     assert sorted(m["text"] for m in _history(bob, bob.nickname, new)) == sorted(
         ["비밀 1", "secret 2", "to alice", "from alice", "to alice again"]
