@@ -100,8 +100,9 @@ def store_message(
     """Run ``accept`` (the SQL side of taking ``message``: checks and the room row) in one transaction
     and insert ``message`` into MongoDB as its last step before the commit, so both are written or
     neither: an SQL failure comes before the insert, and a failed insert or commit deletes the document
-    again (by id: idempotent). A replica dying between the insert and the commit leaves a document
-    newer than its room's row, which the history does not show (``api.routes.dm``)."""
+    again (by id: idempotent). A replica dying between the insert and the commit leaves a document its
+    room row does not know; the history shows nothing dated after the room's latest message
+    (``api.routes.dm``), so it and the room list still agree."""
     inserted = False
     try:
         with engine.begin() as conn:

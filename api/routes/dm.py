@@ -63,8 +63,6 @@ def find_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep)
     if own not in (sender, receiver):
         raise Forbidden("the caller must be the sender or the receiver of the conversation")
     boundary = _committed_before(res, user.id, receiver if own == sender else sender, boundary)
-    if boundary == 0:
-        return _messages([])
     return _messages(res.messages.room_page(sender, receiver, before=boundary, limit=count))
 
 

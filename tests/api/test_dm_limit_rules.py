@@ -18,6 +18,7 @@ from api.dm_limits import (
     SocketCap,
     SocketStamp,
 )
+from api.serve import uvicorn_options
 from config import Settings
 
 
@@ -176,3 +177,8 @@ async def test_a_server_side_close_sends_what_is_queued_then_the_close_frame() -
     assert (await sock.receive())["code"] == REPLACED[0]
     await asyncio.wait_for(sock.finish(), 30)
     assert sent == ["error 1", "error 2", REPLACED]
+
+
+def test_the_api_process_refuses_oversized_frames_in_uvicorn_too() -> None:
+    settings = Settings(env="test", dm_max_frame_bytes=4096)
+    assert uvicorn_options(settings)["ws_max_size"] == 4096  # so nothing larger is even buffered
