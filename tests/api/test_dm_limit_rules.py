@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.dm_limits import FrameGate
+from api.serve import uvicorn_options
 from config import Settings
 from dm.limits import FLOODING, REPLACED, SEND_QUEUE_CHARS, SLOW, TOO_BIG, SocketCap, SocketStamp
 from dm.sockets import Socket
@@ -168,3 +169,8 @@ async def test_a_server_side_close_sends_what_is_queued_then_the_close_frame() -
     assert (await sock.receive())["code"] == REPLACED[0]
     await asyncio.wait_for(sock.finish(), 30)
     assert sent == ["error 1", "error 2", REPLACED]
+
+
+def test_the_api_process_refuses_oversized_frames_in_uvicorn_too() -> None:
+    settings = Settings(env="test", dm_max_frame_bytes=4096)
+    assert uvicorn_options(settings)["ws_max_size"] == 4096  # so nothing larger is even buffered
