@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -21,7 +21,7 @@ from activities.deps import ActivityDeps
 from activities.nickname import NicknameActivities
 from api.outbox import STARTERS
 from storage import nickname_changes
-from storage.models import NicknameChangeCounter, User, WorkflowOutbox
+from storage.models import DmRoom, NicknameChangeCounter, User, WorkflowOutbox
 from temporal.accounts import NicknameChange
 from tests.workflows.test_resign import _member, _user_id
 from workflows.nickname import NicknameChangeWorkflow
@@ -94,6 +94,18 @@ async def test_a_queued_pre_upgrade_rename_pins_the_legacy_messages_to_its_user(
     uid, fid = _user_id(activity_deps, old), _user_id(activity_deps, friend)
     _legacy(activity_deps, old, friend, "hi")
     _legacy(activity_deps, friend, old, "hello")
+    with activity_deps.engine.begin() as conn:  # the room row the nickname-keyed release wrote with them
+        conn.execute(
+            insert(DmRoom).values(
+                user_low=min(uid, fid),
+                user_high=max(uid, fid),
+                last_sender_id=fid,
+                last_receiver_id=uid,
+                last_date=1,
+                last_text="hello",
+                last_message_id="0" * 24,
+            )
+        )
     new = "z" + uuid.uuid4().hex[:7]
     change = _pre_upgrade_rename(activity_deps, uid, old, new)
     # Someone else takes the freed nickname before the queued rename runs (the worker was away).
