@@ -25,7 +25,7 @@ from dm.migrate_messages import ConversionReport, convert_legacy_messages
 from storage import nickname_changes
 from storage.db import create_db_engine, session_factory
 from storage.models import User
-from tests.storage.helpers import make_user
+from tests.storage.helpers import make_user, run_prestart
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,14 +141,7 @@ def test_the_pre_start_step_converts_and_reports(
     url = f"sqlite:///{tmp_path / 'prestart.db'}"
     env = _env(database_url=url, mongo_url=mongo_url, mongo_database=db)
     # storage.migrate (the migration Job, before every rollout) migrates the schema, then the messages.
-    first = subprocess.run(
-        [sys.executable, "-m", "storage.migrate", "--timeout", "20"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    first = run_prestart(env)
     assert first.returncode == 0, first.stderr
     engine = create_db_engine(url)
     try:
@@ -157,14 +150,7 @@ def test_the_pre_start_step_converts_and_reports(
         engine.dispose()
     collection.insert_many([_legacy(ann_n, bob_n, 1, "hi"), _legacy("ghost", bob_n, 2, "boo")])
 
-    run = subprocess.run(
-        [sys.executable, "-m", "storage.migrate", "--timeout", "20"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_prestart(env)
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stderr.splitlines()]
     [report] = [line for line in lines if line.get("event") == "messages_converted"]
@@ -189,14 +175,7 @@ def test_the_pre_start_step_converts_and_reports(
 
 def test_an_unreachable_mongodb_fails_the_pre_start_step_naming_it(tmp_path: Path) -> None:
     env = _env(database_url=f"sqlite:///{tmp_path / 'x.db'}", mongo_url=f"mongodb://127.0.0.1:{free_port()}")
-    run = subprocess.run(
-        [sys.executable, "-m", "storage.migrate", "--timeout", "2"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_prestart(env, timeout="2")
     assert run.returncode == 1
     last = json.loads(run.stderr.splitlines()[-1])
     assert last["event"] == "migrate_failed" and "MongoDB" in last["msg"]

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import Engine, insert
 
 from storage.models import User
 
 NOW = datetime(2024, 1, 20)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_prestart(env: dict[str, str], timeout: str = "20") -> subprocess.CompletedProcess[str]:
+    """``python -m storage.migrate`` as the migration Job runs it (schema, then legacy messages), with
+    ``env`` and its own database wait of ``timeout`` seconds; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "storage.migrate", "--timeout", timeout],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def add_user(engine: Engine, nickname: str | None) -> int:

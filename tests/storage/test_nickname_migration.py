@@ -25,7 +25,7 @@ from dm.messages import room_id
 from storage.db import alembic_config, create_db_engine
 from storage.models import User
 from tests.fixtures.databases import scratch_mysql_database
-from tests.storage.helpers import add_user
+from tests.storage.helpers import add_user, run_prestart
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPORAL_CLI = Path(sys.executable).with_name("temporal")
@@ -62,14 +62,7 @@ def _migrate(url: str, mongo_url: str) -> list[dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOSOHAPPY_")}
     env |= {"SOSOHAPPY_ENV": "test", "SOSOHAPPY_DATABASE_URL": url}
     env |= {"SOSOHAPPY_MONGO_URL": mongo_url, "SOSOHAPPY_MONGO_DATABASE": f"dm_{uuid.uuid4().hex[:8]}"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "storage.migrate", "--timeout", "20"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_prestart(env)
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in proc.stderr.splitlines()]
 
