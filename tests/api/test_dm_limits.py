@@ -28,7 +28,6 @@ from websockets.sync.client import ClientConnection, connect
 from activities.deps import ActivityDeps
 from api.main import create_app
 from config import Settings
-from devstack.processes import ManagedProcess, broker_argv, free_port
 from dm import rooms as dm_rooms
 from dm.hub import Draft, store_message
 from dm.limits import FLOODING, REPLACED, TOO_BIG
@@ -37,7 +36,7 @@ from kst.dates import now_kst
 from storage import users
 from storage.db import create_db_engine
 from storage.models import DmPresence
-from tests.api.test_dm_socket import Cluster, _env, _replica
+from tests.api.test_dm_socket import Cluster, replica_cluster
 from tests.dm.helpers import party
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient
@@ -67,19 +66,7 @@ def _wait(predicate: Callable[[], Any], what: str, timeout: float = DEADLINE) ->
 @pytest.fixture(scope="module")
 def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory, api_url: str) -> Iterator[Cluster]:
     """Two API replica processes sharing a broker of their own (as in ``test_dm_socket``)."""
-    logs = tmp_path_factory.mktemp("dm-limit-replicas")
-    port = free_port()
-    broker = ManagedProcess("kafka", broker_argv(port), logs / "kafka.log").start().wait_for_port(port)
-    env = _env(settings, kafka_bootstrap=f"127.0.0.1:{port}", worker_metrics_port=0)
-    a, a_addr = _replica("api-a", env, logs)
-    b, b_addr = _replica("api-b", env, logs)
-    try:
-        for url in (f"http://{a_addr}/readyz", f"http://{b_addr}/readyz"):
-            _wait(partial(_answers_200, url), "replica ready", 60)
-        yield Cluster(broker, port, a_addr, b_addr)
-    finally:
-        for proc in (a, b, broker):
-            proc.stop()
+    yield from replica_cluster(settings, tmp_path_factory.mktemp("dm-limit-replicas"))
 
 
 @pytest.fixture(scope="module")

@@ -59,12 +59,11 @@ class Cluster:
         self.broker, self.broker_port, self.a, self.b = broker, broker_port, a, b
 
 
-@pytest.fixture(scope="module")
-def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory, api_url: str) -> Iterator[Cluster]:
-    logs = tmp_path_factory.mktemp("dm-replicas")
+def replica_cluster(settings: Settings, logs: Path, **overrides: Any) -> Iterator[Cluster]:
+    """Two API replica processes on a private broker (settings with ``overrides``), until closed."""
     port = free_port()
     broker = ManagedProcess("kafka", broker_argv(port), logs / "kafka.log").start().wait_for_port(port)
-    env = _env(settings, kafka_bootstrap=f"127.0.0.1:{port}", worker_metrics_port=0)
+    env = _env(settings, kafka_bootstrap=f"127.0.0.1:{port}", worker_metrics_port=0, **overrides)
     a, a_addr = _replica("api-a", env, logs)
     b, b_addr = _replica("api-b", env, logs)
     for addr in (a_addr, b_addr):
@@ -74,6 +73,11 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory, api_ur
     finally:
         for proc in (a, b, broker):
             proc.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory, api_url: str) -> Iterator[Cluster]:
+    yield from replica_cluster(settings, tmp_path_factory.mktemp("dm-replicas"))
 
 
 def _wait(predicate: Any, timeout: float = 15) -> None:

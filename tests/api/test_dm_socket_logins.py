@@ -26,11 +26,11 @@ from websockets.sync.client import ClientConnection
 from activities.deps import ActivityDeps
 from api.main import create_app
 from config import Settings
-from devstack.processes import ManagedProcess, broker_argv, free_port
+from devstack.processes import free_port
 from dm.hub import DirectMessageHub
 from storage import logins
 from storage.models import DmPresence
-from tests.api.test_dm_socket import Cluster, _env, _frame, _member, _replica, _socket, _wait
+from tests.api.test_dm_socket import Cluster, _frame, _member, _socket, _wait, replica_cluster
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient
 
@@ -43,24 +43,9 @@ REVOKED, EXPIRED = 4401, 4403  # the close codes the README documents
 def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory, api_url: str) -> Iterator[Cluster]:
     """Two replicas on a private broker that never poll the revocations table during the tests: what
     closes a socket on the other replica came through the broker."""
-    logs = tmp_path_factory.mktemp("dm-logins")
-    port = free_port()
-    broker = ManagedProcess("kafka", broker_argv(port), logs / "kafka.log").start().wait_for_port(port)
-    env = _env(
-        settings,
-        kafka_bootstrap=f"127.0.0.1:{port}",
-        worker_metrics_port=0,
-        revocation_reconcile_seconds=3600,
+    yield from replica_cluster(
+        settings, tmp_path_factory.mktemp("dm-logins"), revocation_reconcile_seconds=3600
     )
-    a, a_addr = _replica("api-a", env, logs)
-    b, b_addr = _replica("api-b", env, logs)
-    for addr in (a_addr, b_addr):
-        _wait(lambda addr=addr: httpx.get(f"http://{addr}/readyz").status_code == 200, 60)
-    try:
-        yield Cluster(broker, port, a_addr, b_addr)
-    finally:
-        for proc in (a, b, broker):
-            proc.stop()
 
 
 def _on(app: IOSClient, base_url: str) -> IOSClient:
