@@ -73,14 +73,16 @@ class StoredMessage:
 
 @dataclass(frozen=True)
 class LegacyMessage:
-    """A legacy document's id, the nicknames it was stored under and the sides already pinned to a
-    user id (``claim_legacy``)."""
+    """A legacy document's id, the nicknames it was stored under, the sides already pinned to a user id
+    (``claim_legacy``), and its date and text (for its room's row)."""
 
     id: ObjectId
     sender: str
     receiver: str
     sender_id: int | None
     receiver_id: int | None
+    date: int = 0
+    text: str = ""
 
 
 def _from_doc(doc: dict[str, Any]) -> StoredMessage:
@@ -181,7 +183,7 @@ class MessageStore:
             query: dict[str, Any] = dict(LEGACY)
             if after is not None:
                 query["_id"] = {"$gt": after}
-            fields = {"sender": 1, "receiver": 1, "senderId": 1, "receiverId": 1}
+            fields = {"sender": 1, "receiver": 1, "senderId": 1, "receiverId": 1, "date": 1, "text": 1}
             docs = list(self._messages.find(query, fields).sort("_id", ASCENDING).limit(size))
             if not docs:
                 return
@@ -192,6 +194,8 @@ class MessageStore:
                     str(d.get("receiver")),
                     d.get("senderId"),
                     d.get("receiverId"),
+                    int(d.get("date") or 0),
+                    str(d.get("text") or ""),
                 )
                 for d in docs
             ]

@@ -8,7 +8,9 @@ Each side of a legacy document that a pre-upgrade rename has not pinned to its u
 (``MessageStore.claim_legacy``) is resolved against the users as they are now: the user holding exactly
 that nickname, else the one holding its canonical form (stored before nicknames were normalised, see
 revision 0007). A document whose two names resolve gets ``senderId``,
-``receiverId`` and ``roomKey`` and is visible again. One whose name resolves to nobody (a user gone, or
+``receiverId`` and ``roomKey`` and is visible again, and its room's row in the room list
+(``dm.rooms``, revision 0004) is brought up to the latest converted message, so the room is listed and
+its history pages as any other. One whose name resolves to nobody (a user gone, or
 renamed without the rename reaching the messages) is marked ``unresolved`` with the sides it could not
 place: it is shown to no one (nobody can be shown to own it), resign deletes it by the id it has, and it
 is counted in the report (find them with ``{"unresolved": {"$exists": true}}``).
@@ -35,7 +37,8 @@ from sqlalchemy import Connection, Engine
 from accounts.nicknames import nickname_key
 from config import Settings
 from config.logging import configure_logging
-from dm.messages import MessageStore
+from dm import rooms
+from dm.messages import LegacyMessage, MessageStore, StoredMessage
 from storage import nickname_changes, users
 from storage.db import create_db_engine
 
@@ -68,6 +71,20 @@ def resolve_nicknames(conn: Connection, names: Iterable[str]) -> dict[str, int]:
     return exact | {name: by_key[key] for name, key in keys.items() if key is not None and key in by_key}
 
 
+def latest_per_room(resolved: Iterable[tuple[LegacyMessage, int | None, int | None]]) -> list[StoredMessage]:
+    """The latest message (by date, then by storage order) of each room among the documents whose two
+    sides resolved: what the room list's row of that pair must hold at least."""
+    latest: dict[tuple[int, int], StoredMessage] = {}
+    for message, sender_id, receiver_id in resolved:
+        if sender_id is None or receiver_id is None:
+            continue
+        pair = (min(sender_id, receiver_id), max(sender_id, receiver_id))
+        current = latest.get(pair)
+        if current is None or (message.date, str(message.id)) >= (current.date, current.id):
+            latest[pair] = StoredMessage(str(message.id), sender_id, receiver_id, message.date, message.text)
+    return list(latest.values())
+
+
 def convert_legacy_messages(engine: Engine, messages: MessageStore, batch: int = BATCH) -> ConversionReport:
     """Convert every legacy message (see the module docstring); the report says what was done."""
     report = ConversionReport()
@@ -82,14 +99,20 @@ def convert_legacy_messages(engine: Engine, messages: MessageStore, batch: int =
         for found in itertools.chain([first], batches):
             with engine.connect() as conn:
                 ids = resolve_nicknames(conn, {m.sender for m in found} | {m.receiver for m in found})
-            converted, unresolved = messages.attach_ids(
+            resolved = [
                 (
-                    m.id,
+                    m,
                     m.sender_id if m.sender_id is not None else ids.get(m.sender),
                     m.receiver_id if m.receiver_id is not None else ids.get(m.receiver),
                 )
                 for m in found
-            )
+            ]
+            # Room rows first: a run stopped between the two steps leaves a row whose message is still
+            # legacy (shown once the next run converts it), never a converted message without its room.
+            with engine.begin() as conn:
+                for latest in latest_per_room(resolved):
+                    rooms.record_message(conn, latest.sender_id, latest.receiver_id, latest)
+            converted, unresolved = messages.attach_ids((m.id, s, r) for m, s, r in resolved)
             report.converted += converted
             report.unresolved += unresolved
     report.unresolved_total = messages.count_unresolved()

@@ -20,6 +20,7 @@ from pymongo.collection import Collection
 from sqlalchemy import Engine, update
 
 from devstack.processes import free_port
+from dm import rooms
 from dm.messages import MessageStore, Party
 from dm.migrate_messages import ConversionReport, convert_legacy_messages
 from storage import nickname_changes
@@ -61,7 +62,7 @@ def test_legacy_messages_join_their_rooms_by_id_and_the_rest_is_reported(
     own_engine: Engine, mongo: tuple[MessageStore, Collection, str]
 ) -> None:
     store, collection, _ = mongo
-    (ann, ann_n), (bob, bob_n), (cat, _cat_n) = (make_user(own_engine) for _ in range(3))
+    (ann, ann_n), (bob, bob_n), (cat, cat_n) = (make_user(own_engine) for _ in range(3))
     hangul = "마" + uuid.uuid4().hex[:5]
     (han, _) = make_user(own_engine)
     _rename(own_engine, han, hangul)
@@ -94,12 +95,41 @@ def test_legacy_messages_join_their_rooms_by_id_and_the_rest_is_reported(
     assert ghost is not None and ghost["unresolved"] == ["sender"] and ghost["receiverId"] == bob
     assert "roomKey" not in ghost
     assert {d["text"]: d for d in collection.find({"text": "already by id"})} == before
+    # Each converted room has its room-list row at its latest converted message (the room list, and the
+    # history pages that end at that row, show it), under the users' current nicknames.
+    rooms_of_bob = _room_list(own_engine, bob)
+    assert rooms_of_bob == [
+        (bob_n, cat_n, 5, "pinned"),
+        (hangul, bob_n, 3, "decomposed"),
+        (bob_n, ann_n, 2, "bob to ann"),
+    ]
+    assert _room_list(own_engine, ann) == [(bob_n, ann_n, 2, "bob to ann")]
 
-    # Idempotent: a second run converts nothing and leaves every document as it was.
+    # Idempotent: a second run converts nothing and leaves every document and room row as it was.
     documents = sorted(collection.find(), key=lambda d: d["_id"])
     again = convert_legacy_messages(own_engine, store)
     assert again == ConversionReport(converted=0, unresolved=0, unresolved_total=1, deferred_for_renames=0)
     assert sorted(collection.find(), key=lambda d: d["_id"]) == documents
+    assert _room_list(own_engine, bob) == rooms_of_bob
+
+
+def test_a_room_row_already_later_than_the_legacy_messages_is_kept(
+    own_engine: Engine, mongo: tuple[MessageStore, Collection, str]
+) -> None:
+    store, collection, _ = mongo
+    (ann, ann_n), (bob, bob_n) = (make_user(own_engine) for _ in range(2))
+    collection.insert_many([_legacy(ann_n, bob_n, 1, "old"), _legacy(bob_n, ann_n, 3, "older reply")])
+    newer = store.insert(Party(ann, ann_n), Party(bob, bob_n), 7, "sent after the upgrade")
+    with own_engine.begin() as conn:
+        rooms.record_message(conn, ann, bob, newer)
+
+    assert convert_legacy_messages(own_engine, store).converted == 2
+    assert _room_list(own_engine, bob) == [(ann_n, bob_n, 7, "sent after the upgrade")]
+
+
+def _room_list(engine: Engine, user_id: int) -> list[tuple[str, str, int, str]]:
+    with engine.connect() as conn:
+        return [(m.sender, m.receiver, m.date, m.text) for m in rooms.latest_rooms(conn, user_id)]
 
 
 def test_a_pending_pre_upgrade_rename_defers_the_conversion(
