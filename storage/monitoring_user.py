@@ -50,7 +50,9 @@ def ensure_monitoring_user(admin_url: str, user: str, password: str) -> None:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             kind = _server_kind(conn)
             limit = f"WITH MAX_USER_CONNECTIONS {MAX_CONNECTIONS}"
-            conn.execute(text(f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY :pw {limit}"), {"pw": password})
+            conn.execute(
+                text(f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY :pw {limit}"), {"pw": password}
+            )
             conn.execute(text(f"ALTER USER {account} IDENTIFIED BY :pw {limit}"), {"pw": password})
             conn.execute(text(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {account}"))
             conn.execute(text(f"GRANT {REPLICA_STATUS_PRIVILEGE[kind]} ON *.* TO {account}"))
