@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import shutil
 import subprocess
 import time
@@ -99,7 +100,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def primary_scrape(logs: Path) -> Iterator[str]:
     """mysqld_exporter on the test MariaDB, as a fresh monitoring user, after reads of a migrated database."""
     exe = tool_or_skip(MYSQLD_EXPORTER, f"Debian/Ubuntu: apt-get install {MYSQLD_EXPORTER}")
-    admin = make_url(DEFAULT_TEST_DATABASE_URL)
+    admin = make_url(os.environ.get("SOSOHAPPY_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL))
     user, password = f"mon_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
     ensure_monitoring_user(admin.render_as_string(hide_password=False), user, password)
     try:
@@ -112,8 +113,10 @@ def primary_scrape(logs: Path) -> Iterator[str]:
                 exe, logs, admin.host or "127.0.0.1", admin.port or 3306, user, password
             )
     finally:
-        with pymysql.connect(host=admin.host, port=admin.port or 3306, user="root", autocommit=True) as conn:
-            conn.cursor().execute(f"DROP USER IF EXISTS '{user}'@'%'")
+        engine = create_db_engine(admin.render_as_string(hide_password=False))
+        with engine.connect() as conn:
+            conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        engine.dispose()
 
 
 def _mariadbd(name: str, datadir: Path, port: int, server_id: int, logs: Path) -> ManagedProcess:

@@ -113,7 +113,9 @@ def _prestart_env(mysql_url: str, mongo_url: str, **extra: str) -> dict[str, str
 def test_the_pre_start_step_creates_the_user_when_given_an_admin_url(
     server: URL, monitor_user: str, mysql_url: str, mongo_url: str
 ) -> None:
-    skipped = run_prestart(_prestart_env(mysql_url, mongo_url, SOSOHAPPY_MONITORING_DATABASE_USER=monitor_user))
+    skipped = run_prestart(
+        _prestart_env(mysql_url, mongo_url, SOSOHAPPY_MONITORING_DATABASE_USER=monitor_user)
+    )
     assert skipped.returncode == 0, skipped.stderr
     events = [json.loads(line).get("event") for line in skipped.stderr.splitlines()]
     assert "monitoring_user_skipped" in events
