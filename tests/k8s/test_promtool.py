@@ -178,7 +178,7 @@ def test_scrape_config_finds_the_exporters_of_the_small_overlay(tmp_path: Path) 
         },
     }
     _write_file_sd_copy(tmp_path, {"sosohappy": groups, "kafka-exporter": _targets(strimzi, "10.0.2.1")})
-    found = {}
+    found: dict[str, set[str]] = {}
     for job in ("sosohappy", "kafka-exporter"):
         sd_run = _run(
             promtool, "check", "service-discovery", "--timeout=2s", "prometheus.yml", job, cwd=tmp_path
