@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=16, ge=1, le=200)
     #: ``python -m storage.migrate`` waits this long for the database to answer before giving up.
     database_wait_seconds: float = Field(default=60.0, ge=0)
+    #: The pre-start step creates the monitoring user (storage/monitoring_user.py) through this URL of a
+    #: user allowed to CREATE USER and GRANT; unset (or no password below): it leaves the user alone.
+    #: Only the migration Job gets it (Secret sosohappy-monitoring), never the API or the worker.
+    database_admin_url: str | None = None
+    #: Name and password of the read-only monitoring user (mysqld_exporter, Grafana's MySQL datasource).
+    monitoring_database_user: str = "sosohappy_monitor"
+    monitoring_database_password: str | None = None
 
     # MongoDB (messages)
     mongo_url: str = "mongodb://127.0.0.1:27017"

@@ -2,9 +2,10 @@
 
 Waits for the database to answer (retrying with backoff for ``--timeout`` seconds, default
 ``SOSOHAPPY_DATABASE_WAIT_SECONDS``, saying what it waits for), then brings it to the newest Alembic
-revision, then converts the direct messages still stored by nickname only (``dm.migrate_messages``,
-waiting as long for MongoDB). Exit 0 when migrated, 1 with the store named when it never answered or
-migrating failed.
+revision, creates or updates the read-only monitoring user when an admin URL and its password are set
+(``storage.monitoring_user``), then converts the direct messages still stored by nickname only
+(``dm.migrate_messages``, waiting as long for MongoDB). Exit 0 when migrated, 1 with the store named when
+it never answered or migrating failed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from config import Settings
 from config.logging import configure_logging
 from storage.db import migrate, probe_database, shown_url
+from storage.monitoring_user import ensure_monitoring_user
 
 log = logging.getLogger("storage.migrate")
 
@@ -73,6 +75,18 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_database(url, args.timeout)
         log.info("database %s answers; migrating to head", shown_url(url), extra={"database": shown_url(url)})
         migrate(url)
+        if settings.database_admin_url and settings.monitoring_database_password:
+            ensure_monitoring_user(
+                settings.database_admin_url,
+                settings.monitoring_database_user,
+                settings.monitoring_database_password,
+            )
+        else:
+            log.info(
+                "no SOSOHAPPY_DATABASE_ADMIN_URL or SOSOHAPPY_MONITORING_DATABASE_PASSWORD: "
+                "the monitoring user is left as it is",
+                extra={"event": "monitoring_user_skipped"},
+            )
     except TimeoutError as exc:
         log.error("%s", exc, extra={"event": "migrate_failed", "database": shown_url(url)})
         return 1

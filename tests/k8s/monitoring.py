@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import promql_parser
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.k8s.manifests import K8S
 
@@ -135,3 +137,92 @@ def label_matchers(selector: Any) -> list[Any]:
 def recorded_names() -> set[str]:
     """The series the recording rules make."""
     return {rule["record"] for rule in all_rules() if "record" in rule}
+
+
+#: Scrape jobs of the exporters (k8s/monitoring/prometheus/prometheus.yml) and the labels Prometheus
+#: attaches to their series; the rules and dashboards always select those metrics by their job.
+EXPORTER_TARGET_LABELS = {
+    "sosohappy-mysql": {"job", "instance", "pod", "namespace", "container"},
+    "sosohappy-mongodb": {"job", "instance", "pod", "namespace", "container"},
+    "kafka-exporter": {"job", "instance", "pod", "namespace"},
+    # The server's own `namespace` label (a Temporal namespace) is renamed temporal_namespace.
+    "temporal-server": {"job", "instance", "pod", "namespace", "temporal_service"},
+}
+
+
+def selector_job(selector: Any) -> str | None:
+    """The job a vector selector asks for with ``job="..."``, if any."""
+    jobs = [
+        m.value for m in label_matchers(selector) if m.name == "job" and m.op == promql_parser.MatchOp.Equal
+    ]
+    return str(jobs[0]) if jobs else None
+
+
+def exporter_metrics() -> dict[str, str]:
+    """Metric name -> exporter job, for every metric a rule or dashboard selects with an exporter's job."""
+    found: dict[str, str] = {}
+    for expr in parsed_expressions():
+        for selector in vector_selectors(expr.ast):
+            job = selector_job(selector)
+            if job in EXPORTER_TARGET_LABELS:
+                found[metric_name(selector)] = job
+    return found
+
+
+def unknown_names_and_labels(job: str, labels_of: Callable[[str], set[str] | None]) -> set[str]:
+    """What the expressions name of ``job``'s metrics that ``labels_of`` (metric -> its label names, None
+    when the metric is not there) lacks: metrics, matched labels, and labels grouped by."""
+    metrics = {name for name, of in exporter_metrics().items() if of == job}
+    target = EXPORTER_TARGET_LABELS[job] | ({"temporal_namespace"} if job == "temporal-server" else set())
+    problems: set[str] = set()
+    for expr in parsed_expressions():
+
+        def check(node: Any, where: str = expr.where) -> None:
+            if isinstance(node, promql_parser.VectorSelector) and metric_name(node) in metrics:
+                have = labels_of(metric_name(node))
+                if have is None:
+                    problems.add(f"{metric_name(node)} ({where})")
+                    return
+                for m in label_matchers(node):
+                    if m.name not in have | target:
+                        problems.add(f"{metric_name(node)} has no label {m.name} ({where})")
+            if isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+                names = {metric_name(s) for s in vector_selectors(node.expr)}
+                if names and names <= metrics:
+                    have = set().union(*(labels_of(n) or set() for n in names)) | target
+                    for label in set(node.modifier.labels) - have:
+                        problems.add(f"{sorted(names)} have no label {label} to group by ({where})")
+
+        promql_parser.walk(expr.ast, check)
+    return problems
+
+
+@dataclass
+class Scrape:
+    """Metric names and the label names of their samples, per scrape job."""
+
+    jobs: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+
+    def add(self, job: str, text: str) -> None:
+        names: dict[str, set[str]] = {}
+        # The parser names every counter sample <family>_total; Prometheus keeps the exposed name, which
+        # for some exporters (the Temporal server's persistence_requests) has no _total.
+        exposed = {m.group(0) for m in re.finditer(r"^[a-zA-Z_:][\w:]*", text, re.MULTILINE)}
+
+        def as_exposed(name: str) -> str:
+            return name if name in exposed or name.removesuffix("_total") not in exposed else name[:-6]
+
+        for family in text_string_to_metric_families(text):
+            declared = {
+                "counter": [f"{family.name}_total"],
+                "histogram": [f"{family.name}_{s}" for s in ("bucket", "sum", "count")],
+            }.get(family.type, [family.name])
+            for name in declared:
+                names.setdefault(as_exposed(name), set())
+            for sample in family.samples:
+                names.setdefault(as_exposed(sample.name), set()).update(sample.labels)
+        self.jobs[job] = names
+
+    def labels(self, metric: str) -> set[str] | None:
+        found = [names[metric] for names in self.jobs.values() if metric in names]
+        return set().union(*found) if found else None

@@ -1,6 +1,7 @@
 """The rules and dashboards read what the application really exports: the dev stack (API, worker and
 Temporal SDK endpoints) is started, driven with real traffic, including a push that fails, and scraped;
-every metric name and label name a PromQL expression selects or groups by must be in that scrape."""
+every metric name and label name a PromQL expression selects or groups by must be in that scrape (the
+exporters' metrics, selected by their jobs, are checked in test_database_exporters)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ import httpx
 import jwt
 import promql_parser
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import WorkflowFailureError
 from websockets.sync.client import connect as ws_connect
 
@@ -31,6 +30,8 @@ from tests.api.feed_helpers import kst, like, nick, unique_year
 from tests.fixtures.devstack import PORT_VARIABLES, read_until_ready, stack_env, start_stack, stop_stack
 from tests.fixtures.ios_client import IOSClient
 from tests.k8s.monitoring import (
+    Scrape,
+    exporter_metrics,
     label_matchers,
     metric_name,
     parsed_expressions,
@@ -42,30 +43,6 @@ from tests.k8s.monitoring import (
 SYNTHESISED = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 #: Labels Prometheus attaches to every scraped series of ours (prometheus.yml relabel_configs).
 TARGET_LABELS = {"job", "instance", "pod", "namespace", "container"}
-
-
-@dataclass
-class Scrape:
-    """Metric names and the label names of their samples, per scrape job."""
-
-    jobs: dict[str, dict[str, set[str]]] = field(default_factory=dict)
-
-    def add(self, job: str, text: str) -> None:
-        names: dict[str, set[str]] = {}
-        for family in text_string_to_metric_families(text):
-            declared = {
-                "counter": [f"{family.name}_total"],
-                "histogram": [f"{family.name}_{s}" for s in ("bucket", "sum", "count")],
-            }.get(family.type, [family.name])
-            for name in declared:
-                names.setdefault(name, set())
-            for sample in family.samples:
-                names.setdefault(sample.name, set()).update(sample.labels)
-        self.jobs[job] = names
-
-    def labels(self, metric: str) -> set[str] | None:
-        found = [names[metric] for names in self.jobs.values() if metric in names]
-        return set().union(*found) if found else None
 
 
 def _start_stack(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, int], str]:
@@ -152,7 +129,8 @@ def live_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
 
 @pytest.mark.slow
 def test_every_metric_used_is_exported_by_the_running_stack(live_scrape: Scrape) -> None:
-    known = SYNTHESISED | recorded_names()
+    # The exporters' metrics are checked against their own scrapes (test_database_exporters).
+    known = SYNTHESISED | recorded_names() | set(exporter_metrics())
     missing, wrong_job = set(), set()
     for expr in parsed_expressions():
         for selector in vector_selectors(expr.ast):
@@ -174,7 +152,7 @@ def test_every_metric_used_is_exported_by_the_running_stack(live_scrape: Scrape)
 
 @pytest.mark.slow
 def test_every_label_matched_or_grouped_exists_on_the_scraped_series(live_scrape: Scrape) -> None:
-    skip = SYNTHESISED | recorded_names()
+    skip = SYNTHESISED | recorded_names() | set(exporter_metrics())
 
     def labels_of(name: str) -> set[str]:
         found = live_scrape.labels(name) or set()

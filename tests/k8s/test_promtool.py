@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from tests.k8s.manifests import K8S, render
+from tests.k8s.manifests import K8S, OVERLAYS, render
 from tests.k8s.monitoring import PROMETHEUS, RULE_FILES
 from tests.k8s.tools import tool_or_skip
 
@@ -152,3 +152,48 @@ def test_scrape_config_turns_the_manifests_pods_into_the_three_jobs(tmp_path: Pa
         "sosohappy-worker-sdk": ("9465", "sosohappy"),
     }, scraped
     assert len(scraped) == 3 and all(pod.endswith("-7d9f-x2x4q") for _, _, pod, _, _ in scraped)
+
+
+def test_scrape_config_finds_the_exporters_of_the_small_overlay(tmp_path: Path) -> None:
+    """The exporter Deployments become jobs sosohappy-mysql and sosohappy-mongodb; their databases'
+    own pods are not scraped; Strimzi's Kafka Exporter pod becomes kafka-exporter."""
+    promtool = _promtool()
+    pods = [
+        {"name": d["metadata"]["name"], "namespace": d["metadata"]["namespace"], **d["spec"]["template"]}
+        for d in render(OVERLAYS / "small")
+        if d["kind"] in {"Deployment", "StatefulSet"}
+    ]
+    groups = [group for i, pod in enumerate(pods) for group in _targets(pod, f"10.0.1.{i + 1}")]
+    # What Strimzi makes of spec.kafkaExporter (its labels and port name).
+    strimzi = {
+        "name": "sosohappy-kafka-exporter",
+        "namespace": "sosohappy",
+        "metadata": {
+            "labels": {"strimzi.io/cluster": "sosohappy", "strimzi.io/name": "sosohappy-kafka-exporter"}
+        },
+        "spec": {
+            "containers": [
+                {"name": "kafka-exporter", "ports": [{"name": "tcp-prometheus", "containerPort": 9404}]}
+            ]
+        },
+    }
+    _write_file_sd_copy(tmp_path, {"sosohappy": groups, "kafka-exporter": _targets(strimzi, "10.0.2.1")})
+    found: dict[str, set[str]] = {}
+    for job in ("sosohappy", "kafka-exporter"):
+        sd_run = _run(
+            promtool, "check", "service-discovery", "--timeout=2s", "prometheus.yml", job, cwd=tmp_path
+        )
+        assert sd_run.returncode == 0, sd_run.stdout + sd_run.stderr
+        for target in json.loads(sd_run.stdout):
+            if target["labels"]:
+                found.setdefault(target["labels"]["job"], set()).add(
+                    target["labels"]["instance"].rsplit(":", 1)[1]
+                )
+    assert found == {
+        "sosohappy-api": {"8888"},
+        "sosohappy-worker": {"9464"},
+        "sosohappy-worker-sdk": {"9465"},
+        "sosohappy-mysql": {"9104"},
+        "sosohappy-mongodb": {"9216"},
+        "kafka-exporter": {"9404"},
+    }

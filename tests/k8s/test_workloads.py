@@ -29,10 +29,7 @@ from tests.k8s.manifests import (
 def test_deployments_probe_named_ports_run_unprivileged_and_have_resources(size: str) -> None:
     docs = render(OVERLAYS / size)
     config = config_data(docs)
-    assert {d["metadata"]["name"] for d in of_kind(docs, "Deployment")} == {
-        "sosohappy-api",
-        "sosohappy-worker",
-    }
+    assert {d["metadata"]["name"] for d in app_deployments(docs)} == {"sosohappy-api", "sosohappy-worker"}
     assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {"sosohappy"}
     expected = {
         "sosohappy-api": (["api.serve"], {"http": int(config["SOSOHAPPY_API_PORT"])}, "http"),
@@ -45,7 +42,7 @@ def test_deployments_probe_named_ports_run_unprivileged_and_have_resources(size:
             "metrics",
         ),
     }
-    for deployment in of_kind(docs, "Deployment"):
+    for deployment in app_deployments(docs):
         name = deployment["metadata"]["name"]
         args, ports, probe_port = expected[name]
         assert deployment["metadata"]["namespace"] == "sosohappy"
@@ -94,6 +91,72 @@ def test_every_pod_we_ship_meets_the_restricted_pod_security_standard(size: str)
             assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}, ident(workload)
 
 
+#: The exporters and the stores they watch, per size: MongoDB's only where it runs in the cluster.
+EXPORTERS = {
+    "small": {
+        "sosohappy-mysqld-exporter": "mysqld-exporter",
+        "sosohappy-mongodb-exporter": "mongodb-exporter",
+    },
+    "large": {"sosohappy-mysqld-exporter": "mysqld-exporter"},
+}
+#: Who may scrape an exporter: Prometheus' pods in namespace monitoring (k8s/monitoring/README.md).
+PROMETHEUS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+
+
+def app_deployments(docs: tuple[dict, ...]) -> list[dict]:
+    """The Deployments that run our image (the exporters run their own)."""
+    return [
+        d
+        for d in of_kind(docs, "Deployment")
+        if all(c["image"] == APP_IMAGE for c in d["spec"]["template"]["spec"]["containers"])
+    ]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_exporters_are_single_deployments_that_only_prometheus_reaches(size: str) -> None:
+    docs = render(OVERLAYS / size)
+    exporters = {
+        d["metadata"]["name"]: d for d in of_kind(docs, "Deployment") if d not in app_deployments(docs)
+    }
+    assert {
+        name: d["metadata"]["labels"]["app.kubernetes.io/component"] for name, d in exporters.items()
+    } == (EXPORTERS[size])
+    targets = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler")}
+    for name, deployment in exporters.items():
+        # One replica: a second would double the queries on the database and every series.
+        assert deployment["spec"]["replicas"] == 1 and name not in targets, name
+        template = deployment["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "sosohappy"  # Prometheus discovers pods by it
+        (container,) = template["spec"]["containers"]
+        assert [p["name"] for p in container["ports"]] == ["metrics"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"]["port"] == "metrics", (name, probe)
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+        assert "memory" in container["resources"]["limits"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", container["image"]), "exporter images are pinned"
+        assert not [e for e in container.get("env", []) if "value" in e and "PASSWORD" in e["name"]]
+        policies = [p for p in of_kind(docs, "NetworkPolicy") if selects(p["spec"]["podSelector"], labels)]
+        assert len(policies) == 1, name
+        assert policies[0]["spec"]["ingress"] == [
+            {"from": [PROMETHEUS_PEER], "ports": [{"port": "metrics", "protocol": "TCP"}]}
+        ], name
+    kafka = named(docs, "Kafka", "sosohappy")
+    assert "kafkaExporter" in kafka["spec"]
+    (policy,) = [
+        p
+        for p in of_kind(docs, "NetworkPolicy")
+        if p["spec"]["podSelector"]["matchLabels"].get("strimzi.io/name") == "sosohappy-kafka-exporter"
+    ]
+    assert policy["spec"]["ingress"] == [
+        {"from": [PROMETHEUS_PEER], "ports": [{"port": "tcp-prometheus", "protocol": "TCP"}]}
+    ]
+
+
 def test_api_and_workers_drain_before_they_are_killed() -> None:
     docs = render(OVERLAYS / "small")
     pod = named(docs, "Deployment", "sosohappy-api")["spec"]["template"]["spec"]
@@ -110,7 +173,7 @@ def test_api_and_workers_drain_before_they_are_killed() -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_each_deployment_has_an_autoscaler_a_disruption_budget_and_its_services(size: str) -> None:
     docs = render(OVERLAYS / size)
-    for deployment in of_kind(docs, "Deployment"):
+    for deployment in app_deployments(docs):
         name = deployment["metadata"]["name"]
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         hpas = [
@@ -209,6 +272,18 @@ def test_sign_in_paths_and_only_they_are_rate_limited_per_client_ip(size: str) -
 def test_network_policies_select_existing_pods_and_ports(size: str) -> None:
     docs = render(OVERLAYS / size)
     templates = [t for _, t in pod_templates(docs)]
+    kafka = named(docs, "Kafka", "sosohappy")
+    # The Kafka Exporter's pods are made by Strimzi from the Kafka's spec.kafkaExporter, with these labels
+    # and their metrics port named tcp-prometheus.
+    if "kafkaExporter" in kafka["spec"]:
+        name = f"{kafka['metadata']['name']}-kafka-exporter"
+        labels = {
+            "strimzi.io/cluster": kafka["metadata"]["name"],
+            "strimzi.io/kind": "Kafka",
+            "strimzi.io/name": name,
+        }
+        container = {"name": "kafka-exporter", "ports": [{"name": "tcp-prometheus", "containerPort": 9404}]}
+        templates.append({"metadata": {"labels": labels}, "spec": {"containers": [container]}})
     for policy in of_kind(docs, "NetworkPolicy"):
         name = policy["metadata"]["name"]
         guarded = [t for t in templates if selects(policy["spec"]["podSelector"], t["metadata"]["labels"])]
@@ -219,7 +294,6 @@ def test_network_policies_select_existing_pods_and_ports(size: str) -> None:
             peers = [p["podSelector"] for p in rule["from"] if "namespaceSelector" not in p]
             for peer in peers:
                 assert any(selects(peer, t["metadata"]["labels"]) for t in templates), f"{name}: dead peer"
-    kafka = named(docs, "Kafka", "sosohappy")
     for listener in kafka["spec"]["kafka"]["listeners"]:
         peers = [p["podSelector"] for p in listener["networkPolicyPeers"]]
         api = named(docs, "Deployment", "sosohappy-api")["spec"]["template"]["metadata"]["labels"]
