@@ -315,6 +315,20 @@ def test_small_runs_its_stores_in_the_cluster_and_large_does_not() -> None:
         assert service["spec"]["clusterIP"] == "None"
         assert statefulset["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     assert images == {"sosohappy-mysql": "mysql:8.4", "sosohappy-mongodb": "mongo:7"}
+    # Both stores admit every pod that uses them: the API, the worker and the migration Job (Alembic on
+    # MySQL, then the legacy-message conversion on MongoDB).
+    users = [t for _, t in pod_templates(small + render(OVERLAYS / "small" / "migrate"))]
+    clients = {t["metadata"]["labels"].get("app.kubernetes.io/component") for t in users}
+    assert {"api", "worker", "migrate"} <= clients
+    for store in ("sosohappy-mysql", "sosohappy-mongodb"):
+        policy = named(small, "NetworkPolicy", store)
+        peers = [
+            p["podSelector"] for rule in policy["spec"]["ingress"] for p in rule["from"] if "podSelector" in p
+        ]
+        for template in users:
+            labels = template["metadata"]["labels"]
+            if labels.get("app.kubernetes.io/component") in {"api", "worker", "migrate"}:
+                assert any(selects(peer, labels) for peer in peers), f"{store} refuses {labels}"
     # The first install brings MySQL up before Temporal with
     # `kubectl apply -k k8s/overlays/small -l app.kubernetes.io/instance=sosohappy-mysql`.
     mysql = [
