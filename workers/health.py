@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -36,10 +36,12 @@ class WorkerHealth:
         beat_interval: float = 1.0,
         check_interval: float = 10.0,
         check_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stale_after, self.beat_interval = stale_after, beat_interval
         self.check_interval, self.check_timeout = check_interval, check_timeout
-        self._last_beat = time.monotonic()
+        self._clock = clock
+        self._last_beat = clock()
         self._workers: Sequence[Worker] = ()
         self._temporal_ok_at: float | None = None
         self._temporal_error: str | None = None
@@ -56,8 +58,12 @@ class WorkerHealth:
     async def keep_beating(self) -> None:
         """Stamp the time every ``beat_interval`` seconds, for as long as the loop runs this task."""
         while True:
-            self._last_beat = time.monotonic()
+            self.beat()
             await asyncio.sleep(self.beat_interval)
+
+    def beat(self) -> None:
+        """Stamp the time: the loop is alive now."""
+        self._last_beat = self._clock()
 
     async def keep_checking(self, client: Client) -> None:
         """Ask Temporal's health service every ``check_interval`` seconds."""
@@ -73,13 +79,13 @@ class WorkerHealth:
             self._temporal_error = f"{type(exc).__name__}: {exc}"[:200]
         else:
             if serving:
-                self._temporal_ok_at, self._temporal_error = time.monotonic(), None
+                self._temporal_ok_at, self._temporal_error = self._clock(), None
             else:
                 self._temporal_error = "the frontend reports NOT_SERVING"
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         """Whether the event loop stamped its heartbeat within ``stale_after`` seconds."""
-        age = time.monotonic() - self._last_beat
+        age = self._clock() - self._last_beat
         alive = age <= self.stale_after
         body: dict[str, Any] = {"status": "ok" if alive else "stale", "heartbeat_age_seconds": round(age, 3)}
         return alive, body
@@ -99,7 +105,7 @@ class WorkerHealth:
             reasons.append(f"temporal health check failed: {self._temporal_error}")
         elif self._temporal_ok_at is None:
             reasons.append("temporal not checked yet")
-        elif time.monotonic() - self._temporal_ok_at > 3 * self.check_interval + self.check_timeout:
+        elif self._clock() - self._temporal_ok_at > 3 * self.check_interval + self.check_timeout:
             reasons.append("temporal health check is overdue")
         body: dict[str, Any] = {"status": "not ready" if reasons else "ready", "workers": queues}
         if reasons:

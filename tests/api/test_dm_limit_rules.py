@@ -4,7 +4,6 @@ against a fake connection: counted frames on a fake clock, nothing waits on the 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 from api.dm_limits import FrameGate
@@ -12,16 +11,7 @@ from api.serve import uvicorn_options
 from config import Settings
 from dm.limits import FLOODING, REPLACED, SEND_QUEUE_CHARS, SLOW, TOO_BIG, SocketCap, SocketStamp
 from dm.sockets import Socket
-
-
-@dataclass
-class FakeClock:
-    """Monotonic seconds that move only when the test says so."""
-
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fixtures.clock import FakeClock
 
 
 def _gate(clock: FakeClock, **limits: Any) -> FrameGate:

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -39,21 +38,12 @@ from storage.models import DmPresence
 from tests.api.test_dm_socket import Cluster, replica_cluster
 from tests.dm.helpers import party
 from tests.fixtures.asgi import serve_in_thread
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.ios_client import IOSClient
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 DEADLINE = 30.0
-
-
-@dataclass
-class FakeClock:
-    """Monotonic seconds that move only when the test says so (the limited replica's frame rate)."""
-
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _wait(predicate: Callable[[], Any], what: str, timeout: float = DEADLINE) -> None:

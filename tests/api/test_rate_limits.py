@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -14,17 +13,8 @@ from api.main import create_app
 from api.rate_limits import RateLimiter
 from config import Settings
 from tests.fixtures.asgi import serve_in_thread
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.ios_client import IOSClient, code_challenge, code_verifier
-
-
-@dataclass
-class FakeClock:
-    """Monotonic seconds that move only when the test says so."""
-
-    now: float = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_bucket_allows_the_burst_then_refills_at_the_rate() -> None:

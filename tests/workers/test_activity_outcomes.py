@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from api.push import request_push
 from temporal.push import PushOutcome, like_push
 from tests.fixtures.logs import CapturedLogs, captured_logs
+from tests.fixtures.waiting import eventually
 from workers.interceptors import ActivityAttemptInterceptor
 
 
@@ -162,10 +163,11 @@ async def test_a_cancelled_attempt_is_counted_as_cancelled(
     handle = await temporal_client.start_workflow(
         OneStepWorkflow.run, "outcome_waits", id=f"waits-{uuid.uuid4()}", task_queue=queue
     )
-    for _ in range(100):  # until the attempt is running
-        if (await handle.describe()).raw_description.pending_activities:
-            break
-        await asyncio.sleep(0.1)
+
+    async def running() -> bool:
+        return bool((await handle.describe()).raw_description.pending_activities)
+
+    await eventually(running, "the attempt running")
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
         await handle.result()

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from config import Settings
 from devstack.processes import free_port
 from temporal.client import connect
+from tests.fixtures.clock import FakeClock
 from workers.health import HealthServer, WorkerHealth
 from workers.interceptors import ActivityAttemptInterceptor
 from workers.main import temporal_runtime
@@ -40,9 +41,17 @@ class HealthProbeWorkflow:
 
 
 @pytest.fixture
-async def health() -> AsyncIterator[tuple[WorkerHealth, str]]:
-    """A health state beating on this test's event loop, served on a free port."""
-    state = WorkerHealth(stale_after=0.5, beat_interval=0.05, check_interval=0.2, check_timeout=2)
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def health(clock: FakeClock) -> AsyncIterator[tuple[WorkerHealth, str]]:
+    """A health state on a fake clock (time passes only when a test moves it), beating on this test's
+    event loop, served on a free port."""
+    state = WorkerHealth(
+        stale_after=30, beat_interval=0.05, check_interval=0.2, check_timeout=10, clock=clock
+    )
     server = HealthServer(state, "127.0.0.1", 0).start()
     beating = asyncio.create_task(state.keep_beating())
     try:
@@ -53,9 +62,9 @@ async def health() -> AsyncIterator[tuple[WorkerHealth, str]]:
 
 
 async def _until(url: str, status: int, reason: str | None = None) -> httpx.Response:
-    """Poll ``url`` (up to 15 s) until it answers ``status`` (with ``reason``, when given); the last
+    """Poll ``url`` (up to 60 s) until it answers ``status`` (with ``reason``, when given); the last
     answer either way."""
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     async with httpx.AsyncClient() as http:
         while True:
             resp = await http.get(url)
@@ -133,15 +142,20 @@ async def test_ready_only_while_every_worker_polls_and_sdk_metrics_are_served(
         checking.cancel()
 
 
-async def test_liveness_fails_while_the_event_loop_is_blocked(health: tuple[WorkerHealth, str]) -> None:
+async def test_liveness_fails_while_the_event_loop_is_blocked(
+    health: tuple[WorkerHealth, str], clock: FakeClock
+) -> None:
     _, base = health
     assert (await _until(f"{base}/healthz", 200)).status_code == 200
-    time.sleep(1.0)  # block this loop: the heartbeat task cannot run
+    # Block this loop (the heartbeat task cannot run) while more than stale_after seconds pass; the
+    # server's thread still answers, with 503.
+    clock.now += 31
     blocked = httpx.get(f"{base}/healthz")
     assert blocked.status_code == 503
-    assert blocked.json()["status"] == "stale" and blocked.json()["heartbeat_age_seconds"] >= 0.9
-    await asyncio.sleep(0.2)
-    assert httpx.get(f"{base}/healthz").status_code == 200
+    assert blocked.json() == {"status": "stale", "heartbeat_age_seconds": 31.0}
+    # Once the loop runs again, its heartbeat task stamps the time.
+    alive = await _until(f"{base}/healthz", 200)
+    assert alive.json() == {"status": "ok", "heartbeat_age_seconds": 0.0}
     assert httpx.get(f"{base}/nothing").status_code == 404
 
 

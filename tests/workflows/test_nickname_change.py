@@ -4,7 +4,6 @@ under the old nickname to the renamed user and converting them, each rename once
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,6 +22,7 @@ from api.outbox import STARTERS
 from storage import nickname_changes
 from storage.models import DmRoom, NicknameChangeCounter, User, WorkflowOutbox
 from temporal.accounts import NicknameChange
+from tests.fixtures.waiting import eventually
 from tests.workflows.test_resign import _member, _user_id
 from workflows.nickname import NicknameChangeWorkflow
 
@@ -185,19 +185,19 @@ async def test_a_rename_re_sent_after_a_later_one_changes_nothing(
     two = _pre_upgrade_rename(activity_deps, uid, second, first)
     for change in (one, two):
         await STARTERS["rename"](temporal_client, change.model_dump_json())
-    for _ in range(300):  # a generous deadline on the condition
-        if _applied(activity_deps, uid) == two.change_id:
-            break
-        await asyncio.sleep(0.1)
-    assert _applied(activity_deps, uid) == two.change_id
+
+    async def applied_second() -> bool:
+        return _applied(activity_deps, uid) == two.change_id
+
+    await eventually(applied_second, "the second rename applied")
     await STARTERS["rename"](temporal_client, one.model_dump_json())
     handle = temporal_client.get_workflow_handle(f"nickname-change:{uid}")
-    for _ in range(300):  # the re-sent start runs (its own run, or the tail of the last one) and ends
-        desc = await handle.describe()
-        if desc.status == WorkflowExecutionStatus.COMPLETED:
-            break
-        await asyncio.sleep(0.1)
-    assert desc.status == WorkflowExecutionStatus.COMPLETED
+
+    async def completed() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+    # The re-sent start runs (its own run, or the tail of the last one) and ends.
+    await eventually(completed, "the re-sent rename completed")
     assert _applied(activity_deps, uid) == two.change_id
     assert _collection(activity_deps).count_documents({"senderId": uid, "text": "hi"}) == 1
     with activity_deps.sessions() as s:
