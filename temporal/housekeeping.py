@@ -68,7 +68,6 @@ def schedule(settings: Settings) -> Schedule:
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=INTERVAL)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note="SoSoHappy housekeeping (temporal/housekeeping.py)"),
     )
 
 
