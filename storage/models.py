@@ -101,7 +101,8 @@ class LoginSession(Base):
     # after ``rotated_at`` (the client's parallel re-issues); anything older is reuse.
     generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime)
-    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    #: Indexed for housekeeping, which deletes the logins whose refresh lifetime is over.
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
     #: When the current generation was minted (NULL until the first re-issue).
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 from activities.deps import ActivityDeps
 from config import Settings
 from config.logging import configure_logging, temporal_core_logging
+from temporal import task_queues
 from temporal.client import connect
 from workers import registry
 from workers.health import HealthServer, WorkerHealth
@@ -36,9 +37,11 @@ def build_workers(
     executor: ThreadPoolExecutor,
     graceful_shutdown: timedelta = timedelta(0),
 ) -> list[Worker]:
-    """One ``Worker`` per task queue that has anything registered, each recording its activity attempts;
-    on shutdown running activities get ``graceful_shutdown`` to finish before they are cancelled."""
+    """One ``Worker`` per task queue that has anything registered, named under the settings' task-queue
+    prefix, each recording its activity attempts; on shutdown running activities get ``graceful_shutdown``
+    to finish before they are cancelled."""
     acts = registry.activities(deps)
+    prefix = deps.settings.temporal_task_queue_prefix
     workers = []
     for queue, workflows in registry.WORKFLOWS.items():
         queue_activities = acts.get(queue, [])
@@ -47,7 +50,7 @@ def build_workers(
         workers.append(
             Worker(
                 client,
-                task_queue=queue,
+                task_queue=task_queues.named(queue, prefix),
                 workflows=workflows,
                 activities=queue_activities,
                 activity_executor=executor,

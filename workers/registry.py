@@ -11,18 +11,20 @@ from typing import Any
 
 from activities.accounts import AccountActivities
 from activities.deps import ActivityDeps
+from activities.housekeeping import HousekeepingActivities
 from activities.nickname import NicknameActivities
 from activities.push import PushActivities
 from activities.resign import ResignActivities
 from temporal import task_queues
 from workflows.dm_push import DmPushWorkflow
+from workflows.housekeeping import HousekeepingWorkflow
 from workflows.nickname import NicknameChangeWorkflow
 from workflows.push import PushDeliveryWorkflow
 from workflows.resign import ResignWorkflow
 from workflows.sign_in import SignInWorkflow
 
 WORKFLOWS: dict[str, list[type]] = {
-    task_queues.ACCOUNTS: [SignInWorkflow, ResignWorkflow, NicknameChangeWorkflow],
+    task_queues.ACCOUNTS: [SignInWorkflow, ResignWorkflow, NicknameChangeWorkflow, HousekeepingWorkflow],
     task_queues.PUSH: [PushDeliveryWorkflow, DmPushWorkflow],
 }
 
@@ -33,6 +35,7 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
     push = PushActivities(deps)
     resign = ResignActivities(deps)
     nickname = NicknameActivities(deps)
+    housekeeping = HousekeepingActivities(deps)
     return {
         task_queues.ACCOUNTS: [
             accounts.consume_authorize_code,
@@ -48,6 +51,10 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
             resign.cancel_pushes,
             resign.delete_account,
             nickname.rename_in_messages,
+            housekeeping.delete_expired_logins,
+            housekeeping.delete_spent_authorize_codes,
+            housekeeping.delete_dead_presence,
+            housekeeping.delete_stale_revocations,
         ],
         task_queues.PUSH: [
             push.device_tokens,

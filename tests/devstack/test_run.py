@@ -79,6 +79,7 @@ def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunne
     assert 'temporal_num_pollers{namespace="default",poller_type="activity_task"' in sdk.text
     assert 'temporal_worker_task_slots_available{namespace="default"' in sdk.text
     assert 'task_queue="sosohappy-push"' in sdk.text
+    assert "✓ schedule housekeeping created (hourly; Web UI → Schedules)" in output
 
     # Every line the API and the worker wrote is one JSON object; the API logged its /readyz calls.
     logs = tmp_path / "data" / "logs"

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from config import Settings
-from temporal import search_attributes
+from temporal import housekeeping, search_attributes
 from tests.k8s import ROOT
 from tests.k8s.manifests import (
     APP_IMAGE,
@@ -156,6 +156,8 @@ def test_register_job_registers_exactly_our_namespace_and_search_attributes() ->
     config = env_file_keys(K8S / "components" / "app-config" / "config.env")
     assert env["SOSO_NAMESPACE"] == config["SOSOHAPPY_TEMPORAL_NAMESPACE"]
     assert env["TEMPORAL_ADDRESS"] == config["SOSOHAPPY_TEMPORAL_ADDRESS"]
+    assert env["SOSO_TASK_QUEUE_PREFIX"] == config["SOSOHAPPY_TEMPORAL_TASK_QUEUE_PREFIX"]
+    assert env["SOSO_SCHEDULE_ID"] == housekeeping.SCHEDULE_ID
     script = container["args"][0]
     assert "$SOSO_SEARCH_ATTRIBUTES" in script and "search-attribute create" in script
     done = subprocess.run(

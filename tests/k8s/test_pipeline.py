@@ -3,6 +3,7 @@ Jenkins stages in order, each stage does what its name says, and its scripts pas
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,10 +77,10 @@ def test_pipeline_jobs_do_what_their_stage_says(workflow: dict[Any, Any]) -> Non
     assert service["image"].startswith(("mariadb:", "mysql:"))
     assert "3306:3306" in service["ports"]
     assert test["env"]["SOSOHAPPY_TEST_DATABASE_URL"].startswith("mysql+pymysql://root@127.0.0.1:3306")
-    # make install-dev runs npm ci for k8s/tools (kubectl comes from requirements-dev.lock); the test job
-    # installs promtool so that no monitoring check is skipped
-    for name in ("build", "test"):
-        assert any(u.startswith("actions/setup-node@") for u in _uses(jobs[name])), name
+    # make install-dev installs kubectl and check-jsonschema from requirements-dev.lock: no job needs Node;
+    # the test job installs promtool so that no monitoring check is skipped
+    for name in PIPELINE_JOBS:
+        assert not any(u.startswith("actions/setup-node@") for u in _uses(jobs[name])), name
     assert "apt-get install -y -qq --no-install-recommends prometheus" in _runs(test)
 
     image = jobs["image"]
@@ -130,3 +131,18 @@ def test_pipeline_scripts_pass_shellcheck_and_take_inputs_from_env(
             timeout=60,
         )
         assert proc.returncode == 0, f"{where}\n{proc.stdout}"
+
+
+def test_nothing_installs_or_runs_node() -> None:
+    """The checks need Python tools only: no npm step in the Makefile or .ci/run, no package.json to install,
+    and the Strimzi schemas the k8s checks use are in the repository."""
+    for script in (ROOT / "Makefile", ROOT / ".ci" / "run"):
+        assert not re.search(r"\b(npm|npx|node)\b", script.read_text(encoding="utf-8")), script.name
+    assert not (ROOT / "package.json").exists() and not list((ROOT / "k8s").rglob("package*.json"))
+    assert sorted(
+        p.name for p in (ROOT / "k8s" / "schemas" / "strimzi" / "kafka.strimzi.io" / "v1").iterdir()
+    ) == [
+        "kafka.json",
+        "kafkanodepool.json",
+        "kafkatopic.json",
+    ]

@@ -1,6 +1,7 @@
 """The registration Job's script (``temporal/k8s/register-job.yaml``), run for real with the installed
 ``temporal`` CLI against the session's Temporal server: it creates the namespace and every search
-attribute of ``temporal.search_attributes``, and running it again changes nothing."""
+attribute of ``temporal.search_attributes`` and the housekeeping Schedule of ``temporal.housekeeping``, and
+running it again changes nothing (a schedule an operator paused stays paused)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import uuid
 from typing import Any
 
-from temporal import search_attributes
+from temporal import housekeeping, search_attributes, task_queues
 from tests.k8s.manifests import register_container
 from tests.k8s.tools import require_tool
 
@@ -62,3 +63,65 @@ def test_the_register_script_creates_the_namespace_and_search_attributes_once(te
     for key in search_attributes.ALL:
         assert f"search attribute {key.name} already registered" in again.stderr + again.stdout
     assert _registered(temporal_address, namespace) == registered
+
+
+def _schedule(address: str, namespace: str, *command: str) -> Any:
+    flags = ["--address", address, "--namespace", namespace, "--schedule-id", housekeeping.SCHEDULE_ID]
+    out = subprocess.run(
+        [require_tool("temporal"), "schedule", *command, *flags, "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout) if out.stdout.strip() else None
+
+
+def test_the_register_script_creates_the_housekeeping_schedule_as_the_code_defines_it(
+    temporal_address: str,
+) -> None:
+    namespace = f"register-{uuid.uuid4().hex[:8]}"
+    first = _run_script(temporal_address, namespace)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"schedule {housekeeping.SCHEDULE_ID} created" in first.stdout
+    described = _schedule(temporal_address, namespace, "describe")["schedule"]
+    (interval,) = described["spec"]["interval"]
+    assert interval["interval"] == f"{int(housekeeping.INTERVAL.total_seconds())}s"
+    assert described["policies"]["overlapPolicy"] == "SCHEDULE_OVERLAP_POLICY_SKIP"
+    action = described["action"]["startWorkflow"]
+    assert action["workflowType"]["name"] == housekeeping.WORKFLOW_TYPE
+    assert action["workflowId"] == housekeeping.WORKFLOW_ID
+    container = register_container()
+    prefix = {e["name"]: e["value"] for e in container["env"]}["SOSO_TASK_QUEUE_PREFIX"]
+    assert action["taskQueue"]["name"] == task_queues.named(task_queues.ACCOUNTS, prefix)
+    assert "SosoKind" in action["searchAttributes"]["indexedFields"]
+    assert not described["state"].get("paused")
+
+    # an operator pauses it; the next run of the Job updates it and leaves it paused
+    subprocess.run(
+        [
+            require_tool("temporal"),
+            "schedule",
+            "toggle",
+            "--address",
+            temporal_address,
+            "--namespace",
+            namespace,
+            "--schedule-id",
+            housekeeping.SCHEDULE_ID,
+            "--pause",
+            "--reason",
+            "test",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    again = _run_script(temporal_address, namespace)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"schedule {housekeeping.SCHEDULE_ID} updated" in again.stdout
+    after = _schedule(temporal_address, namespace, "describe")["schedule"]
+    assert after["state"]["paused"] is True
+    assert {k: after[k] for k in ("spec", "action", "policies")} == {
+        k: described[k] for k in ("spec", "action", "policies")
+    }

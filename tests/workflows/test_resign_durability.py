@@ -42,7 +42,9 @@ def _worker(settings: Settings, address: str, log: Path) -> ManagedProcess:
         "SOSOHAPPY_MONGO_DATABASE": settings.mongo_database,
         "SOSOHAPPY_APPLE_BASE_URL": settings.apple_base_url,
         "SOSOHAPPY_APPLE_PRIVATE_KEY": settings.apple_private_key or "",
+        # No fixed port: a `make run` (or any worker) on this machine holds the defaults.
         "SOSOHAPPY_WORKER_METRICS_PORT": "0",
+        "SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT": "0",
     }
     return ManagedProcess("worker", [sys.executable, "-m", "workers.main"], log, env=env, cwd=ROOT).start()
 

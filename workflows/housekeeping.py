@@ -1,0 +1,49 @@
+"""``HousekeepingWorkflow``: delete what no longer means anything (expired logins, spent authorize codes,
+presence rows of dead replicas, stale revocation records), one idempotent activity per kind, and return
+how many rows of each kind went. Started every hour by the ``housekeeping`` Schedule
+(``temporal/housekeeping.py``), which skips a run while the previous one is still going."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.housekeeping import HousekeepingActivities
+    from temporal.housekeeping import HousekeepingInput, HousekeepingResult
+
+STEP_TIMEOUT = timedelta(minutes=30)
+HEARTBEAT = timedelta(minutes=2)
+#: A step that keeps failing gives up after a few tries: the next hourly run starts over anyway.
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=2), maximum_attempts=5
+)
+
+
+async def _step(activity: Any, req: HousekeepingInput) -> int:
+    result: int = await workflow.execute_activity_method(
+        activity,
+        req,
+        start_to_close_timeout=STEP_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=STEP_RETRY,
+    )
+    return result
+
+
+@workflow.defn
+class HousekeepingWorkflow:
+    """One run of housekeeping (scheduled ids ``housekeeping-<time>``)."""
+
+    @workflow.run
+    async def run(self, req: HousekeepingInput) -> HousekeepingResult:
+        """Delete each kind in turn; the counts per kind."""
+        return HousekeepingResult(
+            login_sessions=await _step(HousekeepingActivities.delete_expired_logins, req),
+            authorize_codes=await _step(HousekeepingActivities.delete_spent_authorize_codes, req),
+            dm_presence=await _step(HousekeepingActivities.delete_dead_presence, req),
+            revocations=await _step(HousekeepingActivities.delete_stale_revocations, req),
+        )
