@@ -6,5 +6,8 @@ from __future__ import annotations
 ACCOUNTS = "sosohappy-accounts"
 #: Push delivery through firebase-admin.
 PUSH = "sosohappy-push"
+#: Sign-in alone: every API process's own worker polls it (eager start, api.sign_in_worker) and so
+#: does the worker pool.
+SIGN_IN = "sosohappy-sign-in"
 
-ALL = (ACCOUNTS, PUSH)
+ALL = (ACCOUNTS, PUSH, SIGN_IN)
