@@ -75,7 +75,10 @@ async def run() -> None:
         "SOSOHAPPY_SIGN_IN_RATE_LIMIT_PER_MINUTE": "0",
     }
     py = sys.executable
+    # Keep-alive longer than any pause of a loaded run: a connection uvicorn closes while the client
+    # reuses it is a ReadError, not a figure.
     uvicorn = [py, "-m", "uvicorn", "--http", "h11", "--log-level", "warning", "--no-access-log"]
+    uvicorn += ["--timeout-keep-alive", "120"]
     procs = [
         ManagedProcess(
             "temporal",
