@@ -93,7 +93,17 @@ async def dev_server(
     server = ManagedProcess(f"temporal-{slug}", argv, work / f"temporal-{slug}.log").start()
     try:
         server.wait_for_port(port, timeout=90)
-        yield await connect(Settings(env="test", temporal_address=f"127.0.0.1:{port}"))
+        settings = Settings(env="test", temporal_address=f"127.0.0.1:{port}")
+        deadline = time.monotonic() + 90
+        while True:  # the port opens before the frontend answers ("Frontend is not healthy yet")
+            try:
+                client = await connect(settings)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        yield client
     finally:
         server.stop()
 
@@ -127,18 +137,25 @@ async def run(n: int) -> None:
     """Measure every variant, then print the table."""
     work = Path(tempfile.mkdtemp(prefix="bench-devserver-"))
     rows: dict[str, Figures] = {}
+
+    def row(name: str, figures: Figures) -> None:
+        rows[name] = figures
+        say(f"  {name:40s} {figures.line()}")  # as it comes: a run cut short still has its figures
+
     for name, (db_file, pragmas) in VARIANTS.items():
         say(f"{name}: {n} no-op workflows with one activity at 20 concurrent")
         async with dev_server(work, name, db_file=db_file, pragmas=pragmas) as client:
-            rows[name] = await noop_ceiling(client, n, 20)
+            row(name, await noop_ceiling(client, n, 20))
             if name == "configured":
                 say(f"{name}: the same with a local activity and eager start, at 20 and at 1")
-                rows["configured, local activity, eager @20"] = await noop_ceiling(
-                    client, n, 20, local=True, eager=True
+                row(
+                    "configured, local activity, eager @20",
+                    await noop_ceiling(client, n, 20, local=True, eager=True),
                 )
-                rows["configured, activity @1"] = await noop_ceiling(client, n // 3, 1)
-                rows["configured, local activity, eager @1"] = await noop_ceiling(
-                    client, n // 3, 1, local=True, eager=True
+                row("configured, activity @1", await noop_ceiling(client, n // 3, 1))
+                row(
+                    "configured, local activity, eager @1",
+                    await noop_ceiling(client, n // 3, 1, local=True, eager=True),
                 )
     say("")
     say(f"no-op workflows (n={n}; logs in {work}):")
