@@ -170,6 +170,7 @@ async def measure(db_url: str, env: dict[str, str], ports: dict[str, int]) -> No
                     assert resp.status_code == 200, resp.text
 
                 results[f"{label}@{concurrency}"] = await load(n, concurrency, sign_in)
+                say(f"  {label}@{concurrency}: {results[f'{label}@{concurrency}'].line()}")
 
         say("no-op workflow with one activity: 300 at 20 concurrent")
         settings = Settings(env="test", temporal_address=env["SOSOHAPPY_TEMPORAL_ADDRESS"])
