@@ -24,6 +24,7 @@ from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
 from api.revocations import start_revocation_view
 from api.routes import auth, dm, dm_connect, feed, health
+from api.sign_in_worker import start_sign_in_worker
 from config import Settings
 from config.logging import configure_logging, temporal_core_logging
 from dm.hub import DirectMessageHub
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         resources.wake_outbox = drainer.wake
         resources.spawn(drainer.run(), "drain-workflow-outbox")
         resources.on_close(hub.close)
+        start_sign_in_worker(resources)  # closed first: drained before the clients it uses
         app.state.resources, app.state.dm_hub = resources, hub
         try:
             yield

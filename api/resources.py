@@ -53,6 +53,7 @@ class Resources:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     #: Callbacks run at shutdown, newest first (consumers, caches added by feature modules).
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _temporal_up: asyncio.Event = field(default_factory=asyncio.Event)
     #: Wakes this process's outbox drainer (``api.outbox``; set in the lifespan, a no-op before).
     wake_outbox: Callable[[], None] = lambda: None
 
@@ -62,6 +63,11 @@ class Resources:
         if self._temporal is None:
             raise ServiceUnavailable("temporal")
         return self._temporal
+
+    async def temporal_connected(self) -> Client:
+        """The Temporal client, once connected (for work that needs it, like the sign-in worker)."""
+        await self._temporal_up.wait()
+        return self.temporal
 
     @property
     def temporal_if_connected(self) -> Client | None:
@@ -121,6 +127,7 @@ async def open_resources(settings: Settings) -> Resources:
 
     async def temporal_attempt() -> None:
         res._temporal = await connect_temporal(settings)
+        res._temporal_up.set()
 
     async def kafka_attempt() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, acks=1)

@@ -24,3 +24,15 @@ class NoopWorkflow:
         return await workflow.execute_activity(
             noop_activity, value, start_to_close_timeout=timedelta(seconds=30)
         )
+
+
+@workflow.defn(name="BenchNoopLocalWorkflow")
+class NoopLocalWorkflow:
+    """The same with the activity run as a local activity (sign-in's shape)."""
+
+    @workflow.run
+    async def run(self, value: int) -> int:
+        """Run the no-op activity once, in the worker that runs the workflow."""
+        return await workflow.execute_local_activity(
+            noop_activity, value, start_to_close_timeout=timedelta(seconds=30)
+        )

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     api_forwarded_allow_ips: str = "127.0.0.1"
     #: On SIGTERM, open requests and sockets get this long before the API process exits.
     api_graceful_shutdown_seconds: int = Field(default=20, ge=0)
+    #: Each API process runs a small Temporal worker for the sign-in task queue, so sign-ins start
+    #: eagerly in it (``api.sign_in_worker``); off, the worker pool runs every sign-in.
+    api_sign_in_worker: bool = True
 
     # Relational store: SQLite file in data_dir unless a MySQL URL is given.
     database_url: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from temporal.search_attributes import cli_flags
@@ -31,10 +32,24 @@ def test_server_path() -> str:
     return found
 
 
+#: SQLite settings of the dev server's state file (README, Benchmarks: ``bench.devserver`` measures them
+#: against the defaults). WAL appends each commit to a log instead of rewriting pages through a rollback
+#: journal, and ``synchronous=normal`` syncs that log at checkpoints instead of at every commit: a
+#: crash of the process loses nothing, a power cut may lose the last commits. They apply to the file
+#: only: the in-memory store (no ``db_file``) has no journal to tune.
+SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+
+
 def start_dev_args(
-    *, port: int, ui_port: int | None, db_file: Path | None, namespace: str = "default"
+    *,
+    port: int,
+    ui_port: int | None,
+    db_file: Path | None,
+    namespace: str = "default",
+    sqlite_pragmas: Sequence[str] = SQLITE_PRAGMAS,
 ) -> list[str]:
-    """Arguments for ``temporal server start-dev`` with our search attributes and one partition per queue."""
+    """Arguments for ``temporal server start-dev`` with our search attributes, one partition per queue
+    and, with a state file, ``sqlite_pragmas`` (pass ``()`` for the CLI's defaults)."""
     args = [
         cli_path(),
         "server",
@@ -60,4 +75,6 @@ def start_dev_args(
         args += ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"]
     if db_file is not None:
         args += ["--db-filename", str(db_file)]
+        for pragma in sqlite_pragmas:
+            args += ["--sqlite-pragma", pragma]
     return args

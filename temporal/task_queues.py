@@ -13,8 +13,11 @@ DEFAULT_PREFIX = "sosohappy"
 ACCOUNTS = f"{DEFAULT_PREFIX}-accounts"
 #: Push delivery through firebase-admin.
 PUSH = f"{DEFAULT_PREFIX}-push"
+#: Sign-in alone: every API process's own worker polls it (eager start, api.sign_in_worker) and so
+#: does the worker pool.
+SIGN_IN = f"{DEFAULT_PREFIX}-sign-in"
 
-ALL = (ACCOUNTS, PUSH)
+ALL = (ACCOUNTS, PUSH, SIGN_IN)
 
 
 def named(queue: str, prefix: str) -> str:

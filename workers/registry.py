@@ -26,21 +26,32 @@ from workflows.sign_in import SignInWorkflow
 WORKFLOWS: dict[str, list[type]] = {
     task_queues.ACCOUNTS: [SignInWorkflow, ResignWorkflow, NicknameChangeWorkflow, HousekeepingWorkflow],
     task_queues.PUSH: [PushDeliveryWorkflow, DmPushWorkflow],
+    # Sign-ins start here (eagerly, on the API process's own worker: api.sign_in_worker); the pool
+    # polls it too, for starts no API worker takes. SignInWorkflow stays on ACCOUNTS for the runs
+    # started there before.
+    task_queues.SIGN_IN: [SignInWorkflow],
 }
+
+#: Every workflow class once (``SignInWorkflow`` is on two queues), e.g. for a replayer.
+ALL_WORKFLOWS: list[type] = list(dict.fromkeys(wf for listed in WORKFLOWS.values() for wf in listed))
+
+
+def sign_in_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
+    """The activities of ``SignInWorkflow``, constructed over ``deps`` (also the API's sign-in worker)."""
+    accounts = AccountActivities(deps)
+    return [accounts.consume_authorize_code, accounts.exchange_apple_code, accounts.open_login]
 
 
 def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
     """The bound activity methods per task queue, constructed over ``deps``."""
-    accounts = AccountActivities(deps)
+    sign_in = sign_in_activities(deps)
     push = PushActivities(deps)
     resign = ResignActivities(deps)
     nickname = NicknameActivities(deps)
     housekeeping = HousekeepingActivities(deps)
     return {
         task_queues.ACCOUNTS: [
-            accounts.consume_authorize_code,
-            accounts.exchange_apple_code,
-            accounts.open_login,
+            *sign_in,
             resign.revoke_logins,
             resign.revoke_apple,
             resign.delete_feeds,
@@ -63,4 +74,5 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
             push.remove_device_token,
             push.record_push_failure,
         ],
+        task_queues.SIGN_IN: sign_in,
     }

@@ -41,7 +41,7 @@ from storage.outbox import QueuedStart
 from temporal import search_attributes as sa
 from temporal.accounts import PROVIDERS, ResignInput, SignInInput, SignInResult
 from temporal.ids import sign_in_workflow_id
-from temporal.task_queues import ACCOUNTS, named
+from temporal.task_queues import SIGN_IN, named
 from workflows.sign_in import SignInWorkflow
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,10 @@ async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -
             SignInWorkflow.run,
             req,
             id=workflow_id,
-            task_queue=named(ACCOUNTS, res.settings.temporal_task_queue_prefix),
+            # Eager: this process's own sign-in worker (api.sign_in_worker) gets the first task in the
+            # start response when it has a free slot; otherwise the worker pool takes it from the queue.
+            task_queue=named(SIGN_IN, res.settings.temporal_task_queue_prefix),
+            request_eager_start=True,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, "sign-in")]),
         )

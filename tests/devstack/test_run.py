@@ -11,8 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 
+from config import Settings
+from temporal.client import connect
+from temporal.ids import sign_in_workflow_id
 from tests.fixtures.devstack import read_until_ready, stack_env, start_stack, stop_stack
+from tests.fixtures.ios_client import IOSClient, code_verifier
+from workflows.sign_in import SignInWorkflow
 
 StackRunner = Callable[[dict[str, str]], subprocess.Popen[str]]
 
@@ -73,7 +79,11 @@ def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunne
     assert httpx.get(f"{worker}/healthz", timeout=10).json()["status"] == "ok"
     ready = httpx.get(f"{worker}/readyz", timeout=10)
     assert ready.status_code == 200, ready.text
-    assert ready.json()["workers"] == {"sosohappy-accounts": "polling", "sosohappy-push": "polling"}
+    assert ready.json()["workers"] == {
+        "sosohappy-accounts": "polling",
+        "sosohappy-push": "polling",
+        "sosohappy-sign-in": "polling",
+    }
     sdk = httpx.get(f"http://127.0.0.1:{env['SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT']}/metrics", timeout=10)
     # Before any workflow runs, the SDK already reports its pollers and free task slots per queue.
     assert 'temporal_num_pollers{namespace="default",poller_type="activity_task"' in sdk.text
@@ -97,6 +107,31 @@ def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunne
     assert "stopped." in rest
     assert [pid for pid in children if _alive(pid)] == []
     assert (tmp_path / "data" / "temporal" / "temporal.db").exists()  # state kept for the next start
+
+
+@pytest.mark.slow
+async def test_workflows_survive_a_stop_and_start_of_the_stack(
+    run_stack: StackRunner, tmp_path: Path
+) -> None:
+    env = stack_env(tmp_path / "data")
+    state = tmp_path / "data" / "temporal" / "temporal.db"
+    proc = run_stack(env)
+    assert "Press Ctrl-C" in read_until_ready(proc)
+    assert state.with_name("temporal.db-wal").exists()  # the tuned pragmas are in effect (WAL)
+    with httpx.Client(base_url=f"http://127.0.0.1:{env['SOSOHAPPY_API_PORT']}", timeout=60) as http:
+        app, verifier = IOSClient(http), code_verifier()
+        code = app.authorize_code(verifier)
+        assert app.present_code(code, verifier, "restart@gmail.com").status_code == 200
+    settings = Settings(env="test", temporal_address=f"127.0.0.1:{env['SOSOHAPPY_TEMPORAL_PORT']}")
+    before = await (await connect(settings)).get_workflow_handle(sign_in_workflow_id(code)).fetch_history()
+    assert "stopped." in stop_stack(proc)
+
+    proc = run_stack(env)  # same data directory and ports
+    assert "Press Ctrl-C" in read_until_ready(proc)
+    handle = (await connect(settings)).get_workflow_handle_for(SignInWorkflow.run, sign_in_workflow_id(code))
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    assert (await handle.result()).account_email == "restart@gmail.com+kakao"
+    assert (await handle.fetch_history()).events == before.events
 
 
 def test_unreachable_database_fails_fast_naming_the_setting(run_stack: StackRunner, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workers.registry import WORKFLOWS
+from workers.registry import ALL_WORKFLOWS
 
 HISTORIES = sorted(Path(__file__).with_name("histories").glob("*.json"))
 
@@ -26,7 +26,7 @@ def test_every_workflow_has_a_recorded_history() -> None:
         ]
         for p in HISTORIES
     }
-    registered = {wf.__name__ for workflows in WORKFLOWS.values() for wf in workflows}
+    registered = {wf.__name__ for wf in ALL_WORKFLOWS}
     assert registered <= recorded, f"no recorded history for {registered - recorded}"
 
 
@@ -34,7 +34,7 @@ def test_every_workflow_has_a_recorded_history() -> None:
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
-        workflows=[wf for workflows in WORKFLOWS.values() for wf in workflows],
+        workflows=ALL_WORKFLOWS,
         data_converter=pydantic_data_converter,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
