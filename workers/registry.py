@@ -38,8 +38,11 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
             accounts.consume_authorize_code,
             accounts.exchange_apple_code,
             accounts.open_login,
+            accounts.check_apple_code,
+            accounts.open_requested_login,
             resign.revoke_logins,
             resign.revoke_apple,
+            resign.revoke_apple_of_user,
             resign.delete_feeds,
             resign.delete_likes_and_blocks,
             resign.delete_user_messages,
@@ -51,9 +54,11 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
         ],
         task_queues.PUSH: [
             push.device_tokens,
+            push.device_ids,
             push.send_to_device,
             push.send_dm_to_device,
             push.remove_device_token,
+            push.remove_device,
             push.record_push_failure,
         ],
     }
