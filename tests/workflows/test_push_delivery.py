@@ -15,6 +15,7 @@ from api.push import request_push
 from emulators.control import FcmEmulator
 from temporal.push import PushOutcome, PushRequest, like_push
 from tests.workflows.push_helpers import device_ids_by_token, named_user, tokens_of, user_with_devices
+from tests.workflows.recording import record_if_asked
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -92,8 +93,12 @@ async def test_unregistered_token_is_removed_without_retry_and_others_still_serv
     owner, [dead, alive] = user_with_devices(activity_deps, 2)
     ids = device_ids_by_token(activity_deps, owner)
     fcm_emulator.fail(dead, "UNREGISTERED")
-    outcome = await _deliver(temporal_client, _like(activity_deps, owner))
+    req = _like(activity_deps, owner)
+    outcome = await _deliver(temporal_client, req)
     assert (outcome.sent, outcome.removed) == ([ids[alive]], [ids[dead]])
+    await record_if_asked(
+        temporal_client.get_workflow_handle(req.workflow_id), "push_delivery_removal_by_device_id"
+    )
     assert [a["outcome"] for a in fcm_emulator.attempts(dead)] == ["UNREGISTERED"]
     assert tokens_of(activity_deps, owner) == [alive]
     assert len(fcm_emulator.messages(alive)) == 1
