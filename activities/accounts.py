@@ -1,4 +1,9 @@
-"""Account activities: authorize codes, the Apple code exchange, and opening a login. Each is idempotent."""
+"""Account activities: authorize codes, the Apple code exchange, and opening a login. Each is idempotent.
+
+Sign-ins of this version name a stored request (``storage.sign_in_requests``): the exchange reads the
+Apple code from it and writes the refresh token back, opening the login reads the rest, so neither the
+codes, the token, the e-mail nor the device token is an activity's input or result.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,35 @@ import base64
 import binascii
 
 import httpx
+from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from accounts.emails import same_account
 from accounts.identities import bound_provider_id
 from accounts.pkce import challenge_matches
-from activities.apple import AppleClient, AppleKeys, AppleRejected, AppleUnavailable
+from activities.apple import AppleClient, AppleKeys, AppleRejected, AppleTokens, AppleUnavailable
 from activities.deps import ActivityDeps
-from storage import devices, logins, users
+from storage import devices, logins, sign_in_requests, users
+from storage.models import SignInRequest
 from temporal.accounts import (
+    AppleCheck,
     AppleExchangeInput,
     AppleIdentity,
     ConsumeCodeInput,
     OpenLoginInput,
     OpenLoginResult,
+    OpenRequestedLogin,
 )
+
+#: The stored sign-in request is gone (answered, or expired): nothing to do, not worth retrying.
+REQUEST_GONE = "SignInRequestGone"
+
+
+def _gone() -> ApplicationError:
+    return ApplicationError(
+        "the sign-in request is gone (answered or expired)", type=REQUEST_GONE, non_retryable=True
+    )
 
 
 class AccountActivities:
@@ -44,9 +63,40 @@ class AccountActivities:
     @activity.defn(name="exchange_apple_code")
     def exchange_apple_code(self, req: AppleExchangeInput) -> AppleIdentity:
         """Exchange the client's Apple authorization code for Apple's verified identity; 4xx and a
-        forged or foreign id_token are permanent, 5xx/network are retried."""
+        forged or foreign id_token are permanent, 5xx/network are retried. (Sign-ins started with the
+        code in their input; ``check_apple_code`` now.)"""
+        tokens = self._exchange(req.authorization_code_b64)
+        return AppleIdentity(sub=tokens.sub, email=tokens.email, refresh_token=tokens.refresh_token)
+
+    @activity.defn(name="check_apple_code")
+    def check_apple_code(self, request_id: str) -> AppleCheck:
+        """Exchange the stored request's Apple authorization code, keep the refresh token in the request
+        (in place of the spent code) and say whether Apple's identity is the one the client named (its
+        ``sub`` and, when the id_token has one, its e-mail). A retry after the exchange answers from the
+        request: the code is single-use."""
+        with self._deps.sessions() as session:
+            row = sign_in_requests.get(session, request_id)
+            if row is None:
+                raise _gone()
+            if row.apple_sub_matches is not None:
+                return _apple_check(row)
+            code_b64 = row.apple_authorization_code or ""
+            provider_id, email = row.provider_id, row.email
+        tokens = self._exchange(code_b64)
+        with self._deps.sessions.begin() as session:
+            row = sign_in_requests.get(session, request_id, lock=True)
+            if row is None:
+                raise _gone()
+            row.apple_sub_matches = tokens.sub == provider_id
+            row.apple_email_matches = not tokens.email or same_account(tokens.email, email)
+            matched = row.apple_sub_matches and row.apple_email_matches
+            row.apple_refresh_token = tokens.refresh_token if matched else None
+            row.apple_authorization_code = None
+            return _apple_check(row)
+
+    def _exchange(self, authorization_code_b64: str) -> AppleTokens:
         try:
-            code = base64.b64decode(req.authorization_code_b64, validate=True).decode()
+            code = base64.b64decode(authorization_code_b64, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise ApplicationError(
                 "authorizationCode is not base64 of a UTF-8 Apple code",
@@ -58,36 +108,96 @@ class AccountActivities:
                 "authorizationCode is empty", type="InvalidAuthorizationCode", non_retryable=True
             )
         try:
-            tokens = AppleClient(self._deps.settings, self._http, self._apple_keys).exchange_code(code)
+            return AppleClient(self._deps.settings, self._http, self._apple_keys).exchange_code(code)
         except AppleRejected as exc:
-            raise ApplicationError(str(exc), type="AppleRejected", non_retryable=True) from exc
+            raise ApplicationError(str(exc), type="AppleRejected", non_retryable=True) from None
         except AppleUnavailable as exc:
-            raise ApplicationError(str(exc), type="AppleUnavailable") from exc
-        return AppleIdentity(sub=tokens.sub, email=tokens.email, refresh_token=tokens.refresh_token)
+            raise ApplicationError(str(exc), type="AppleUnavailable") from None
 
     @activity.defn(name="open_login")
     def open_login(self, req: OpenLoginInput) -> OpenLoginResult:
         """Upsert the account, open the login ``req.session_id`` and register its device token, or
-        ``provider-mismatch`` (nothing written) when the account is bound to another identity."""
+        ``provider-mismatch`` (nothing written) when the account is bound to another identity. (Sign-ins
+        started with the request in their input; ``open_requested_login`` now.)"""
         try:
             with self._deps.sessions.begin() as session:
-                user = users.upsert_account(
+                return _open(
                     session,
                     req.account_email,
                     req.provider,
-                    bound_provider_id(req.provider_id),
+                    req.provider_id,
                     req.apple_refresh_token,
-                )
-                logins.open_session(session, user.id, req.refresh_ttl_seconds, req.session_id)
-                registered = devices.register_device(session, user.id, req.device_token, req.session_id)
-                return OpenLoginResult(
-                    user_id=user.id,
-                    nickname=user.nickname,
-                    session_id=req.session_id,
-                    device_registered=registered,
+                    req.device_token,
+                    req.session_id,
+                    req.refresh_ttl_seconds,
                 )
         except users.ProviderMismatch:
-            activity.logger.warning(
-                "sign-in refused: the account is bound to another %s identity", req.provider
-            )
-            return OpenLoginResult(status="provider-mismatch")
+            return _mismatch(req.provider)
+
+    @activity.defn(name="open_requested_login")
+    def open_requested_login(self, req: OpenRequestedLogin) -> OpenLoginResult:
+        """``open_login`` for the stored request ``req.request_id``: the account, provider identity,
+        device token and Apple refresh token come from the request, whose device token and refresh
+        token are cleared in the same transaction (they now live in their own rows). A retry after the
+        commit answers from the request."""
+        try:
+            with self._deps.sessions.begin() as session:
+                row = sign_in_requests.get(session, req.request_id, lock=True)
+                if row is None:
+                    raise _gone()
+                if row.user_id is not None and row.session_id is not None:
+                    user = users.by_id(session, row.user_id)
+                    return OpenLoginResult(
+                        user_id=row.user_id,
+                        nickname=user.nickname if user is not None else None,
+                        session_id=row.session_id,
+                    )
+                result = _open(
+                    session,
+                    f"{row.email}+{row.provider}",
+                    row.provider,
+                    row.provider_id,
+                    row.apple_refresh_token,
+                    row.device_token or "",
+                    req.session_id,
+                    req.refresh_ttl_seconds,
+                )
+                row.user_id, row.session_id = result.user_id, result.session_id
+                row.device_token = row.apple_refresh_token = None
+                return result
+        except users.ProviderMismatch:
+            with self._deps.sessions() as session:
+                row = sign_in_requests.get(session, req.request_id)
+                provider = row.provider if row is not None else "provider"
+            return _mismatch(provider)
+
+
+def _apple_check(row: SignInRequest) -> AppleCheck:
+    return AppleCheck(sub_matches=bool(row.apple_sub_matches), email_matches=bool(row.apple_email_matches))
+
+
+def _open(
+    session: Session,
+    account_email: str,
+    provider: str,
+    provider_id: str,
+    apple_refresh_token: str | None,
+    device_token: str,
+    session_id: str,
+    refresh_ttl_seconds: int,
+) -> OpenLoginResult:
+    """Upsert the account, open the login and register the device, in the caller's transaction;
+    ``users.ProviderMismatch`` when the account is bound to another identity."""
+    user = users.upsert_account(
+        session, account_email, provider, bound_provider_id(provider_id), apple_refresh_token
+    )
+    logins.open_session(session, user.id, refresh_ttl_seconds, session_id)
+    registered = devices.register_device(session, user.id, device_token, session_id)
+    return OpenLoginResult(
+        user_id=user.id, nickname=user.nickname, session_id=session_id, device_registered=registered
+    )
+
+
+def _mismatch(provider: str) -> OpenLoginResult:
+    activity.logger.warning("sign-in refused: the account is bound to another %s identity", provider)
+    return OpenLoginResult(status="provider-mismatch")

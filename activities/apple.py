@@ -99,6 +99,16 @@ class AppleKeys:
             return self._keys[kid]
 
 
+def _error_code(resp: httpx.Response) -> str:
+    """Apple's ``error`` code (``invalid_grant``, …) of a refused request: only that, never the body,
+    which could echo what was sent (the message ends up in workflow failures and logs)."""
+    try:
+        error = resp.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return error[:64] if isinstance(error, str) and error.isascii() and error.isprintable() else ""
+
+
 class AppleClient:
     """Talks to Apple's ``/auth/token`` and ``/auth/revoke`` with a fresh client secret per call."""
 
@@ -133,7 +143,7 @@ class AppleClient:
         if resp.status_code >= 500:
             raise AppleUnavailable(f"{path}: HTTP {resp.status_code}")
         if resp.status_code >= 400:
-            raise AppleRejected(f"{path}: HTTP {resp.status_code} {resp.text[:200]}")
+            raise AppleRejected(f"{path}: HTTP {resp.status_code} {_error_code(resp)}".rstrip())
         return resp
 
     def exchange_code(self, code: str) -> AppleTokens:

@@ -6,6 +6,10 @@ by Temporal, honouring Retry-After; the token is removed only when FCM says the 
 (UNREGISTERED, SENDER_ID_MISMATCH, or INVALID_ARGUMENT whose details name the registration token); any
 other INVALID_ARGUMENT (a message FCM refuses, e.g. too big) is ``INVALID_MESSAGE``: not retried, the
 device is kept, and the workflow records the push as rejected.
+
+Workflows address a device by its registration id: the send activities read the token (only while it is
+still registered to the receiver) and compose the notice from ids, so neither a token nor a notice's text
+is an activity input or result, and failure messages name only FCM's error code.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from activities.firebase import firebase_app
 from activities.push_text import dm_burst_body
 from storage import devices, users
 from temporal.ids import dm_room_key
-from temporal.push import LIKE_TITLE
+from temporal.push import LIKE_TITLE, LikeNotice, like_body
 
 log = logging.getLogger(__name__)
 
@@ -40,38 +44,50 @@ PUSH_FAILED = Counter("sosohappy_push_failed_total", "Pushes given up on a devic
 TOKEN_DEAD = ("UNREGISTERED", "INVALID_ARGUMENT", "SENDER_ID_MISMATCH")
 #: FCM refused the message itself (any other INVALID_ARGUMENT): not retried, and the device is kept.
 MESSAGE_REJECTED = "INVALID_MESSAGE"
+#: The device id is no longer registered to the receiver (signed out, resigned, or its token moved to
+#: another account): nothing is sent and nothing removed.
+DEVICE_GONE = "DEVICE_GONE"
 #: Every non-retryable ApplicationError type of the send activities.
-PERMANENT = (*TOKEN_DEAD, MESSAGE_REJECTED)
+PERMANENT = (*TOKEN_DEAD, MESSAGE_REJECTED, DEVICE_GONE)
 
 
 class DeviceSend(BaseModel):
-    """One notification to one device token."""
+    """One notification to one device: ``device_id`` of ``receiver_user_id`` and the ``like`` it is
+    about. Sends of runs from before devices were addressed by id carry ``token`` and the composed
+    ``title``/``body``/``data`` instead (pushes requested by an older API still carry the text)."""
 
     kind: str
-    token: str
-    title: str
-    body: str
-    data: dict[str, str]
+    device_id: int = 0
+    receiver_user_id: int = 0
+    like: LikeNotice | None = None
+    token: str = ""
+    title: str = ""
+    body: str = ""
+    data: dict[str, str] = {}
 
 
 class DmDeviceSend(BaseModel):
-    """One DM push to one device: the activity reads the sender's nickname and the text by id."""
+    """One DM push to one device: the activity reads the token, the sender's nickname and the text by
+    id (``token`` instead of ``device_id`` in runs from before devices were addressed by id)."""
 
-    token: str
     receiver_user_id: int
     sender_user_id: int
     #: The newest message of the batch (its text is the preview).
     message_id: str
     count: int
+    device_id: int = 0
+    token: str = ""
 
 
 class FailureRecord(BaseModel):
-    """A push given up on one device, for metrics and logs."""
+    """A push given up on one device, for metrics and logs (``token`` only in runs from before devices
+    were addressed by id)."""
 
     kind: str
-    token: str
     reason: str
     workflow_id: str
+    device_id: int = 0
+    token: str = ""
 
 
 #: firebase-admin error classes, most specific first: (class, FCM reason, permanent).
@@ -133,15 +149,31 @@ class PushActivities:
 
     @activity.defn(name="device_tokens")
     def device_tokens(self, user_id: int) -> list[str]:
-        """The receiver's registered device tokens."""
+        """The receiver's registered device tokens (runs from before devices were addressed by id)."""
         with self._deps.sessions() as session:
             return devices.tokens_for(session, user_id)
 
+    @activity.defn(name="device_ids")
+    def device_ids(self, user_id: int) -> list[int]:
+        """The registration ids of the receiver's devices."""
+        with self._deps.sessions() as session:
+            return devices.ids_for(session, user_id)
+
     @activity.defn(name="send_to_device")
     def send_to_device(self, req: DeviceSend) -> str:
-        """Send one notice as given (fitted to FCM's limit); returns FCM's message name. Raises a typed
+        """Send one notice (fitted to FCM's limit): a like's is composed here from its ids (title
+        ``소소해피``, body with the liker's and owner's current nicknames, data the entry's date); a push
+        requested with its text is sent as given. Returns FCM's message name; raises a typed
         ``ApplicationError`` on failure."""
-        return self._send(req.kind, req.token, Notice(title=req.title, body=req.body, data=req.data))
+        token = self._token(req.device_id, req.receiver_user_id) if req.device_id else req.token
+        if req.like is not None:
+            with self._deps.sessions() as session:
+                liker = users.nickname_of(session, req.like.liker_user_id) or ""
+                owner = users.nickname_of(session, req.like.owner_user_id) or ""
+            notice = Notice(title=LIKE_TITLE, body=like_body(liker, owner), data={"date": str(req.like.date)})
+        else:
+            notice = Notice(title=req.title, body=req.body, data=req.data)
+        return self._send(req.kind, token, notice)
 
     @activity.defn(name="send_dm_to_device")
     def send_dm_to_device(self, req: DmDeviceSend) -> str:
@@ -162,9 +194,22 @@ class PushActivities:
             },
             collapse_key=f"dm-{dm_room_key(req.sender_user_id, req.receiver_user_id)}",
         )
-        return self._send("dm", req.token, notice)
+        token = self._token(req.device_id, req.receiver_user_id) if req.device_id else req.token
+        return self._send("dm", token, notice)
+
+    def _token(self, device_id: int, receiver_user_id: int) -> str:
+        """The token of ``device_id`` while it is registered to the receiver, else ``DEVICE_GONE``."""
+        with self._deps.sessions() as session:
+            token = devices.token_of(session, device_id, receiver_user_id)
+        if token is None:
+            raise ApplicationError(
+                "the device is no longer registered to the receiver", type=DEVICE_GONE, non_retryable=True
+            )
+        return token
 
     def _send(self, kind: str, token: str, notice: Notice) -> str:
+        """Send to FCM. Failure messages name FCM's error code only (no token, no text: they are kept
+        in the workflow history)."""
         try:
             message = fitted_message(token, notice)
         except MessageTooLarge as exc:
@@ -174,21 +219,26 @@ class PushActivities:
             name = messaging.send(message, app=firebase_app(self._deps.settings))
         except Exception as exc:  # every firebase-admin and transport error is classified below
             reason, permanent = fcm_reason(exc)
+            log.info("FCM %s on a %s push (%s)", reason, kind, type(exc).__name__)
             if permanent:
                 PUSH_FAILED.labels(kind, reason).inc()
-                raise ApplicationError(f"FCM {reason}: {exc}", type=reason, non_retryable=True) from None
+                raise ApplicationError(f"FCM {reason}", type=reason, non_retryable=True) from None
             PUSH_RETRIED.labels(kind, reason).inc()
-            raise ApplicationError(
-                f"FCM {reason}: {exc}", type=reason, next_retry_delay=_retry_after(exc)
-            ) from None
+            raise ApplicationError(f"FCM {reason}", type=reason, next_retry_delay=_retry_after(exc)) from None
         PUSH_SENT.labels(kind).inc()
         return str(name)
 
     @activity.defn(name="remove_device_token")
     def remove_device_token(self, token: str) -> int:
-        """Forget a token FCM called dead (idempotent)."""
+        """Forget a token FCM called dead (idempotent; runs from before devices were addressed by id)."""
         with self._deps.sessions.begin() as session:
             return devices.remove_token(session, token)
+
+    @activity.defn(name="remove_device")
+    def remove_device(self, device_id: int) -> int:
+        """Forget a device whose token FCM called dead (idempotent)."""
+        with self._deps.sessions.begin() as session:
+            return devices.remove_device(session, device_id)
 
     @activity.defn(name="record_push_failure")
     def record_push_failure(self, record: FailureRecord) -> None:

@@ -30,13 +30,29 @@ class ResignActivities:
 
     @activity.defn(name="resign_revoke_apple")
     def revoke_apple(self, refresh_token: str) -> str:
-        """Revoke the Apple refresh token: ``revoked``, or ``refused`` when Apple says no (permanent)."""
+        """Revoke the Apple refresh token: ``revoked``, or ``refused`` when Apple says no (permanent).
+        (Resigns started with the token in their input; ``revoke_apple_of_user`` now.)"""
+        return self._revoke(refresh_token)
+
+    @activity.defn(name="resign_revoke_apple_of_user")
+    def revoke_apple_of_user(self, user_id: int) -> str:
+        """Revoke the Apple refresh token stored on the account row (still there: the row is deleted by
+        the last step): ``revoked``, ``refused`` when Apple says no (permanent), or ``not-apple`` when
+        the account holds no token. Revoking twice is harmless, so a retry simply revokes again."""
+        with self._deps.sessions() as session:
+            user = session.get(User, user_id)
+            token = user.apple_refresh_token if user is not None else None
+        if not token or token == "-":
+            return "not-apple"
+        return self._revoke(token)
+
+    def _revoke(self, refresh_token: str) -> str:
         try:
             AppleClient(self._deps.settings, self._http).revoke(refresh_token)
         except AppleRejected:
             return "refused"
         except AppleUnavailable as exc:
-            raise ApplicationError(str(exc), type="AppleUnavailable") from exc
+            raise ApplicationError(str(exc), type="AppleUnavailable") from None
         return "revoked"
 
     @activity.defn(name="resign_delete_feeds")

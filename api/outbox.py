@@ -8,7 +8,7 @@ repeat: a resign's ID is rejected as a duplicate once started (counted as done).
 (``NicknameChangeWorkflow``) are no longer queued, since messages are keyed by user id; rows queued
 before that are still started, each carrying its number, which the workflow and its activity use to
 skip one already applied. Logs name the kind, row and workflow id, never the payload (it holds
-nicknames and tokens).
+nicknames and tokens in rows queued by older APIs).
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ async def _start_resign(client: Client, payload: str, task_queue: str = ACCOUNTS
     try:
         await client.start_workflow(
             ResignWorkflow.run,
-            req,
+            # Rows queued by an older API also hold the e-mail, nickname and Apple token: not sent on.
+            ResignInput(user_id=req.user_id, provider=req.provider),
             id=resign_workflow_id(req.user_id),
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -118,7 +118,7 @@ async def run(n: int) -> None:
             emulator.reset()
 
             async def push(i: int) -> object:
-                req = like_push(10_000 + i, 1, "bench", user_ids[i], "owner", 2024012017042712)
+                req = like_push(10_000 + i, user_ids[0], user_ids[i], 2024012017042712)
                 await request_push(client, req)
                 return await client.get_workflow_handle(req.workflow_id).result()
 

@@ -52,6 +52,30 @@ def tokens_for(session: Session, user_id: int) -> list[str]:
     return list(session.scalars(stmt))
 
 
+def ids_for(session: Session, user_id: int) -> list[int]:
+    """The registration ids of ``user_id``'s devices, oldest first (what push workflows address)."""
+    stmt = (
+        select(DeviceRegistration.id)
+        .where(DeviceRegistration.user_id == user_id)
+        .order_by(DeviceRegistration.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def token_of(session: Session, device_id: int, user_id: int) -> str | None:
+    """The token of registration ``device_id`` while it belongs to ``user_id`` (a token moves with its
+    row when another account signs in on the device), else ``None``."""
+    stmt = select(DeviceRegistration.token).where(
+        DeviceRegistration.id == device_id, DeviceRegistration.user_id == user_id
+    )
+    return session.scalars(stmt).one_or_none()
+
+
+def remove_device(session: Session, device_id: int) -> int:
+    """Forget registration ``device_id`` (FCM said its token is dead); returns how many rows went."""
+    return session.execute(delete(DeviceRegistration).where(DeviceRegistration.id == device_id)).rowcount  # type: ignore[attr-defined]
+
+
 def remove_token(session: Session, token: str) -> int:
     """Forget ``token`` (FCM said it is dead); returns how many rows went."""
     return session.execute(delete(DeviceRegistration).where(DeviceRegistration.token == token)).rowcount  # type: ignore[attr-defined]

@@ -288,3 +288,30 @@ class NicknameChangeCounter(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     issued: Mapped[int] = mapped_column(BigInteger)
     applied: Mapped[int] = mapped_column(BigInteger)
+
+
+class SignInRequest(Base):
+    """A validated sign-in, handed to ``SignInWorkflow`` by ``id`` only, so the e-mail, the device token
+    and Apple's codes never enter a workflow history (``storage.sign_in_requests``).
+
+    Short-lived: the Apple exchange replaces the authorization code by the refresh token, opening the
+    login clears the device token and the refresh token (they moved to their own rows), the API deletes
+    the row once the workflow answered, and rows left by a crash are purged when they expire.
+    """
+
+    __tablename__ = "sign_in_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    email: Mapped[str] = mapped_column(AccountText)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[str] = mapped_column(String(255))
+    device_token: Mapped[str | None] = mapped_column(Text)
+    apple_authorization_code: Mapped[str | None] = mapped_column(Text)
+    apple_refresh_token: Mapped[str | None] = mapped_column(String(1024))
+    #: Set by the Apple exchange: whether Apple's ``sub`` is ``provider_id`` and its e-mail ``email``.
+    apple_sub_matches: Mapped[bool | None] = mapped_column(Boolean)
+    apple_email_matches: Mapped[bool | None] = mapped_column(Boolean)
+    #: Set by opening the login (a retried opening answers from them).
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    session_id: Mapped[str | None] = mapped_column(String(36))
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)

@@ -10,23 +10,25 @@ PROVIDERS = ("apple", "google", "kakao")
 
 
 class SignInInput(BaseModel):
-    """What the client sent to ``/auth-service/signIn``, after the API validated it and redeemed the
-    authorize code; ``email`` is canonical (``accounts.emails``)."""
+    """A sign-in the API validated, redeemed the authorize code of and stored (``storage.sign_in_requests``):
+    only the stored request's random id and non-secret options, so no e-mail, device token or Apple
+    code enters the history; the activities read the rest from the row."""
 
-    email: str
+    request_id: str = ""
     provider: Literal["apple", "google", "kakao"]
-    provider_id: str
-    #: Only in starts from before the API redeemed codes itself (recorded histories, a rollout in
-    #: progress); the API leaves both empty, so neither the code nor its verifier reaches the history.
+    refresh_ttl_seconds: int = 14 * 24 * 3600
+    #: Only in starts from before sign-in requests were stored (recorded histories, a rollout in
+    #: progress): the request itself. The API leaves them all empty now.
+    email: str = ""
+    provider_id: str = ""
     code_verifier: str = ""
     authorize_code: str = ""
     authorization_code: str = ""
     device_token: str = ""
-    refresh_ttl_seconds: int = 14 * 24 * 3600
 
     @property
     def account_email(self) -> str:
-        """The account id ``<email>+<provider>`` the client keys everything on."""
+        """The account id ``<email>+<provider>`` of a start that carried the e-mail (legacy)."""
         return f"{self.email}+{self.provider}"
 
 
@@ -36,6 +38,8 @@ class SignInResult(BaseModel):
     status: Literal["ok", "forbidden", "unavailable"]
     reason: str = ""
     user_id: int = 0
+    #: Only in results of runs from before sign-in requests were stored: the API reads the account
+    #: e-mail from the database by ``user_id``.
     account_email: str = ""
     nickname: str | None = None
     session_id: str = ""
@@ -55,11 +59,19 @@ class AppleExchangeInput(BaseModel):
 
 
 class AppleIdentity(BaseModel):
-    """Who Apple says signed in, and the refresh token to revoke at resign."""
+    """Who Apple says signed in, and the refresh token to revoke at resign (results of runs from before
+    sign-in requests were stored; ``AppleCheck`` now)."""
 
     sub: str
     email: str
     refresh_token: str
+
+
+class AppleCheck(BaseModel):
+    """What the Apple exchange of a stored sign-in request found; the refresh token stayed in the row."""
+
+    sub_matches: bool
+    email_matches: bool
 
 
 class OpenLoginInput(BaseModel):
@@ -70,6 +82,14 @@ class OpenLoginInput(BaseModel):
     provider_id: str
     apple_refresh_token: str | None = None
     device_token: str = ""
+    session_id: str
+    refresh_ttl_seconds: int
+
+
+class OpenRequestedLogin(BaseModel):
+    """Open the login of a stored sign-in request (``OpenLoginInput`` with the request read by id)."""
+
+    request_id: str
     session_id: str
     refresh_ttl_seconds: int
 
@@ -86,12 +106,14 @@ class OpenLoginResult(BaseModel):
 
 
 class ResignInput(BaseModel):
-    """Everything the resign steps need, captured when the user asked to leave."""
+    """Which account leaves: the steps read everything else (the Apple refresh token too) by user id."""
 
     user_id: int
-    account_email: str
-    nickname: str | None = None
     provider: str
+    #: Only in resigns queued or started before the steps read the account by id (recorded histories,
+    #: outbox rows of an older API); the API leaves them empty now.
+    account_email: str = ""
+    nickname: str | None = None
     apple_refresh_token: str | None = None
 
 

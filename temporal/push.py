@@ -1,8 +1,10 @@
 """The inputs and outcomes of the push workflows, and the like notice as the original sent it (BACKEND_SPEC §8).
 
-A like is one ``PushDeliveryWorkflow`` (its notice composed by the API). DMs to an offline user go to the
-``DmPushWorkflow`` of their (receiver, room): it carries only ids (message ids, user ids) and its send
-activity composes the text, so no message text enters a workflow history.
+Only ids cross Temporal. A like is one ``PushDeliveryWorkflow`` carrying the like's ids (``LikeNotice``);
+DMs to an offline user go to the ``DmPushWorkflow`` of their (receiver, room), carrying message and user
+ids. The workflows address devices by registration id and the send activities read the token and compose
+the text (current nicknames, the message preview), so neither device tokens, nicknames nor message text
+enter a workflow history; outcomes list device ids.
 """
 
 from __future__ import annotations
@@ -16,20 +18,34 @@ from temporal.ids import dm_push_workflow_id, like_push_workflow_id
 LIKE_TITLE = "소소해피"
 
 
+class LikeNotice(BaseModel):
+    """The like a notice is about: the send activity composes its text from these ids."""
+
+    feed_id: int
+    liker_user_id: int
+    owner_user_id: int
+    #: The liked entry's ``date`` (``yyyyMMddHHmmssSS``), sent as the notice's data.
+    date: int
+
+
 class PushRequest(BaseModel):
-    """One notification to every device of one user, identified by the business event that caused it."""
+    """One notification to every device of one user, identified by the business event that caused it:
+    ``like`` names it by ids. ``title``, ``body`` and ``data`` are only set in pushes requested before
+    notices were composed by the send activity (recorded histories, an older API during a rollout)."""
 
     kind: Literal["like", "dm"]
     workflow_id: str
     receiver_user_id: int
-    title: str
-    body: str
-    data: dict[str, str]
+    like: LikeNotice | None = None
+    title: str = ""
+    body: str = ""
+    data: dict[str, str] = {}
     deadline_seconds: int = 24 * 3600
 
 
 class PushOutcome(BaseModel):
-    """What happened to each device of the receiver."""
+    """What happened to each device of the receiver, by device registration id (as text; runs from
+    before devices were addressed by id list their tokens)."""
 
     sent: list[str] = []
     removed: list[str] = []
@@ -51,17 +67,18 @@ class PushOutcome(BaseModel):
         return "sent"
 
 
-def like_push(
-    feed_id: int, liker_user_id: int, liker_nickname: str, owner_user_id: int, owner_nickname: str, date: int
-) -> PushRequest:
-    """``<liker>님이 <owner>님의 행복을 응원합니다🩷``, once per (feed, liker)."""
+def like_body(liker_nickname: str, owner_nickname: str) -> str:
+    """``<liker>님이 <owner>님의 행복을 응원합니다🩷`` (BACKEND_SPEC §8.1)."""
+    return f"{liker_nickname}님이 {owner_nickname}님의 행복을 응원합니다\U0001fa77"
+
+
+def like_push(feed_id: int, liker_user_id: int, owner_user_id: int, date: int) -> PushRequest:
+    """The like notice to the owner, once per (feed, liker); its text is composed at send time."""
     return PushRequest(
         kind="like",
         workflow_id=like_push_workflow_id(feed_id, liker_user_id),
         receiver_user_id=owner_user_id,
-        title=LIKE_TITLE,
-        body=f"{liker_nickname}님이 {owner_nickname}님의 행복을 응원합니다\U0001fa77",
-        data={"date": str(date)},
+        like=LikeNotice(feed_id=feed_id, liker_user_id=liker_user_id, owner_user_id=owner_user_id, date=date),
     )
 
 

@@ -39,7 +39,13 @@ ALL_WORKFLOWS: list[type] = list(dict.fromkeys(wf for listed in WORKFLOWS.values
 def sign_in_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     """The activities of ``SignInWorkflow``, constructed over ``deps`` (also the API's sign-in worker)."""
     accounts = AccountActivities(deps)
-    return [accounts.consume_authorize_code, accounts.exchange_apple_code, accounts.open_login]
+    return [
+        accounts.consume_authorize_code,
+        accounts.exchange_apple_code,
+        accounts.open_login,
+        accounts.check_apple_code,
+        accounts.open_requested_login,
+    ]
 
 
 def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
@@ -54,6 +60,7 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
             *sign_in,
             resign.revoke_logins,
             resign.revoke_apple,
+            resign.revoke_apple_of_user,
             resign.delete_feeds,
             resign.delete_likes_and_blocks,
             resign.delete_user_messages,
@@ -69,9 +76,11 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
         ],
         task_queues.PUSH: [
             push.device_tokens,
+            push.device_ids,
             push.send_to_device,
             push.send_dm_to_device,
             push.remove_device_token,
+            push.remove_device,
             push.record_push_failure,
         ],
         task_queues.SIGN_IN: sign_in,

@@ -5,8 +5,9 @@ The API signals each stored message to it with signal-with-start, so the first m
 starts it and the next ones join it. It waits ``window_seconds`` (a workflow timer), then sends one push
 for everything gathered, with the count in the body; messages that arrive meanwhile make the next batch,
 again one window later. So a room never pushes more than once per window, and every message is counted
-in exactly one push. Only ids cross Temporal: the send activity reads the sender's nickname and the
-newest message's text itself.
+in exactly one push. Only ids cross Temporal: devices are addressed by registration id, and the send
+activity reads the token, the sender's nickname and the newest message's text itself (runs without the
+``push-by-device-id`` patch marker address tokens).
 
 A message signalled while the run completes makes Temporal refuse the completion and replay the run
 with the signal, so the loop sends it too; a run that has sent many batches continues as new with what
@@ -27,7 +28,14 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.push import DmDeviceSend, PushActivities
     from temporal.push import DmArrived, DmPushOutcome, DmPushRequest, PushOutcome
-    from workflows.push import deliver_to_device, device_tokens, raise_if_failed, send_retry_policy, settle
+    from workflows.push import (
+        BY_DEVICE_ID,
+        deliver_to_device,
+        devices_of,
+        raise_if_failed,
+        send_retry_policy,
+        settle,
+    )
 
 
 @workflow.defn
@@ -37,6 +45,7 @@ class DmPushWorkflow:
     def __init__(self) -> None:
         self._pending: list[str] = []
         self._seen: set[str] = set()
+        self._by_id = False
 
     @workflow.signal(name="message_arrived")
     def message_arrived(self, arrived: DmArrived) -> None:
@@ -49,6 +58,7 @@ class DmPushWorkflow:
     async def run(self, req: DmPushRequest) -> DmPushOutcome:
         """Push every gathered message, one push per batch; returns how many pushes and messages, and
         what the last push did per device."""
+        self._by_id = workflow.patched(BY_DEVICE_ID)
         carried = [m for m in req.carried_message_ids if m not in self._seen]
         self._seen.update(carried)
         self._pending = carried + self._pending  # signal-with-start: the signal is handled before run
@@ -70,19 +80,19 @@ class DmPushWorkflow:
         return outcome
 
     async def _push(self, req: DmPushRequest, batch: list[str]) -> PushOutcome:
-        tokens = await device_tokens(req.receiver_user_id)
+        device_list = await devices_of(req.receiver_user_id, self._by_id)
         send = DmDeviceSend(
-            token="",
             receiver_user_id=req.receiver_user_id,
             sender_user_id=req.sender_user_id,
             message_id=batch[-1],
             count=len(batch),
         )
 
-        def sender(token: str) -> Awaitable[Any]:
+        def sender(device: int | str) -> Awaitable[Any]:
+            address = {"device_id": device} if isinstance(device, int) else {"token": device}
             return workflow.execute_activity_method(
                 PushActivities.send_dm_to_device,
-                send.model_copy(update={"token": token}),
+                send.model_copy(update=address),
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=timedelta(seconds=req.deadline_seconds),
                 retry_policy=send_retry_policy(),
@@ -90,6 +100,6 @@ class DmPushWorkflow:
 
         wf_id = workflow.info().workflow_id
         results = await asyncio.gather(
-            *(deliver_to_device("dm", wf_id, t, functools.partial(sender, t)) for t in tokens)
+            *(deliver_to_device("dm", wf_id, d, functools.partial(sender, d)) for d in device_list)
         )
-        return settle(tokens, list(results))
+        return settle(device_list, list(results))

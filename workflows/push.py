@@ -5,6 +5,10 @@ errors are retried with exponential backoff until the request's deadline; a toke
 removed; a message FCM refuses (not the token) is recorded as rejected and the device kept. If no device
 could be reached before the deadline, or FCM refused the message for every device, the workflow fails,
 so it shows as Failed in the Web UI and can be re-run with ``temporal workflow reset``.
+
+Devices are addressed by registration id and a like by its ids: the send activity reads the token and
+composes the text, so no token, nickname or text enters the history (runs recorded before that, without
+the ``push-by-device-id`` patch marker, replay their token-addressed steps).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.push import (
+        DEVICE_GONE,
         MESSAGE_REJECTED,
         PERMANENT,
         TOKEN_DEAD,
@@ -30,6 +35,9 @@ with workflow.unsafe.imports_passed_through():
     from temporal import search_attributes as sa
     from temporal.push import PushOutcome, PushRequest
 
+#: ``workflow.patched`` id of addressing devices by registration id (``device_ids``, ``remove_device``);
+#: runs without it look up and remove tokens.
+BY_DEVICE_ID = "push-by-device-id"
 LOCAL = timedelta(seconds=10)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
 
@@ -44,50 +52,61 @@ def send_retry_policy() -> RetryPolicy:
     )
 
 
-async def device_tokens(user_id: int) -> list[str]:
-    """The user's registered device tokens (a local activity: read again for every push)."""
+async def devices_of(user_id: int, by_id: bool) -> list[int] | list[str]:
+    """The user's devices, read again for every push (a local activity): registration ids, or tokens
+    in runs from before devices were addressed by id."""
+    lookup = PushActivities.device_ids if by_id else PushActivities.device_tokens
     return await workflow.execute_local_activity_method(
-        PushActivities.device_tokens, user_id, start_to_close_timeout=LOCAL, retry_policy=LOCAL_RETRY
+        lookup,
+        user_id,
+        start_to_close_timeout=LOCAL,
+        retry_policy=LOCAL_RETRY,
     )
 
 
 async def deliver_to_device(
-    kind: str, workflow_id: str, token: str, send: Callable[[], Awaitable[Any]]
+    kind: str, workflow_id: str, device: int | str, send: Callable[[], Awaitable[Any]]
 ) -> str:
-    """Run ``send`` (the device's send activity) and settle the device: ``sent``, ``removed`` (FCM
-    called the token bad: it is forgotten), ``rejected`` (FCM refused the message: the device stays)
-    or ``undelivered`` (transient failures until the deadline: recorded)."""
+    """Run ``send`` (the device's send activity) and settle the device (a registration id, or a token
+    in runs from before ids): ``sent``, ``removed`` (FCM called the token bad: it is forgotten; or the
+    device is no longer the receiver's), ``rejected`` (FCM refused the message: the device stays) or
+    ``undelivered`` (transient failures until the deadline: recorded)."""
     try:
         await send()
         return "sent"
     except ActivityError as err:
         cause = err.cause
         error_type = cause.type if isinstance(cause, ApplicationError) else None
+        if error_type == DEVICE_GONE:
+            return "removed"
         if error_type in TOKEN_DEAD:
             await workflow.execute_local_activity_method(
-                PushActivities.remove_device_token,
-                token,
+                PushActivities.remove_device
+                if isinstance(device, int)
+                else PushActivities.remove_device_token,  # type: ignore[arg-type]
+                device,
                 start_to_close_timeout=LOCAL,
                 retry_policy=LOCAL_RETRY,
             )
             return "removed"
         if error_type == MESSAGE_REJECTED:  # the activity counted it (reason INVALID_MESSAGE)
             return "rejected"
+        reason = f"deadline:{error_type or 'DEADLINE'}"
+        record = (
+            FailureRecord(kind=kind, device_id=device, reason=reason, workflow_id=workflow_id)
+            if isinstance(device, int)
+            else FailureRecord(kind=kind, token=device, reason=reason, workflow_id=workflow_id)
+        )
         await workflow.execute_local_activity_method(
-            PushActivities.record_push_failure,
-            FailureRecord(
-                kind=kind, token=token, reason=f"deadline:{error_type or 'DEADLINE'}", workflow_id=workflow_id
-            ),
-            start_to_close_timeout=LOCAL,
-            retry_policy=LOCAL_RETRY,
+            PushActivities.record_push_failure, record, start_to_close_timeout=LOCAL, retry_policy=LOCAL_RETRY
         )
         return "undelivered"
 
 
-def settle(tokens: list[str], results: list[str]) -> PushOutcome:
+def settle(device_list: list[int] | list[str], results: list[str]) -> PushOutcome:
     """The outcome of one push from each device's result, recorded as ``SosoOutcome``."""
-    pairs = list(zip(tokens, results, strict=True))
-    outcome = PushOutcome(**{r: [t for t, got in pairs if got == r] for r in PushOutcome.model_fields})
+    pairs = [(str(d), got) for d, got in zip(device_list, results, strict=True)]
+    outcome = PushOutcome(**{r: [d for d, got in pairs if got == r] for r in PushOutcome.model_fields})
     workflow.upsert_search_attributes([sa.OUTCOME.value_set(outcome.label)])
     return outcome
 
@@ -119,21 +138,35 @@ class PushDeliveryWorkflow:
 
     @workflow.run
     async def run(self, req: PushRequest) -> PushOutcome:
-        """Return which devices got it, which tokens were removed and which stayed undelivered."""
-        tokens = await device_tokens(req.receiver_user_id)
-        results = await asyncio.gather(*(self._deliver(req, token) for token in tokens))
-        outcome = settle(tokens, list(results))
+        """Return which devices got it, which were removed and which stayed undelivered (by id)."""
+        device_list = await devices_of(req.receiver_user_id, workflow.patched(BY_DEVICE_ID))
+        results = await asyncio.gather(*(self._deliver(req, device) for device in device_list))
+        outcome = settle(device_list, list(results))
         raise_if_failed(outcome, req.deadline_seconds)
         return outcome
 
-    async def _deliver(self, req: PushRequest, token: str) -> str:
+    async def _deliver(self, req: PushRequest, device: int | str) -> str:
+        if isinstance(device, int):
+            # Pushes requested by an older API during a rollout still carry their text: sent as given.
+            send_req = DeviceSend(
+                kind=req.kind,
+                device_id=device,
+                receiver_user_id=req.receiver_user_id,
+                like=req.like,
+                title=req.title,
+                body=req.body,
+                data=req.data,
+            )
+        else:
+            send_req = DeviceSend(kind=req.kind, token=device, title=req.title, body=req.body, data=req.data)
+
         def send() -> Awaitable[Any]:
             return workflow.execute_activity_method(
                 PushActivities.send_to_device,
-                DeviceSend(kind=req.kind, token=token, title=req.title, body=req.body, data=req.data),
+                send_req,
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=timedelta(seconds=req.deadline_seconds),
                 retry_policy=send_retry_policy(),
             )
 
-        return await deliver_to_device(req.kind, req.workflow_id, token, send)
+        return await deliver_to_device(req.kind, req.workflow_id, device, send)

@@ -3,6 +3,10 @@
 Logins are revoked first (the API already did so synchronously; repeating is harmless), then the Apple
 token is revoked for Apple users (a permanent refusal is recorded, not fatal), then feeds, likes, blocks,
 messages, devices and pending pushes, and finally the account row.
+
+The input is the user id and provider only: the Apple step reads the refresh token from the account row
+itself, which is deleted last, so the token is there whenever that step (or a retry of it) runs, and it
+never enters the history.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ with workflow.unsafe.imports_passed_through():
 #: ``workflow.patched`` id of deleting the messages by user id (histories recorded before it delete
 #: them by the nickname in the input).
 DELETE_MESSAGES_BY_USER_ID = "resign-delete-messages-by-user-id"
+
+#: ``workflow.patched`` id of revoking the Apple token read from the account row (histories recorded
+#: before it pass the token in the input to ``resign_revoke_apple``).
+APPLE_TOKEN_FROM_ACCOUNT = "resign-apple-token-from-account"
 
 STEP_TIMEOUT = timedelta(minutes=5)
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
@@ -46,7 +54,10 @@ class ResignWorkflow:
         """Delete the user's data everywhere and return what was removed."""
         result = ResignResult()
         await _step(ResignActivities.revoke_logins, req.user_id)
-        if req.provider == "apple" and req.apple_refresh_token and req.apple_refresh_token != "-":
+        if workflow.patched(APPLE_TOKEN_FROM_ACCOUNT):
+            if req.provider == "apple":
+                result.apple = await _step(ResignActivities.revoke_apple_of_user, req.user_id)
+        elif req.provider == "apple" and req.apple_refresh_token and req.apple_refresh_token != "-":
             result.apple = await _step(ResignActivities.revoke_apple, req.apple_refresh_token)
         result.feeds_deleted = await _step(
             ResignActivities.delete_feeds, req.user_id, heartbeat=timedelta(minutes=1)

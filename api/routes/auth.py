@@ -35,7 +35,7 @@ from api.request_context import bind_user, bind_workflow
 from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocations
 from api.security import CurrentUser
-from storage import devices, logins, users
+from storage import devices, logins, sign_in_requests, users
 from storage.models import Revocation
 from storage.outbox import QueuedStart
 from temporal import search_attributes as sa
@@ -116,12 +116,13 @@ async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -
     if provider == "apple" and not authorization_code:
         raise BadRequest("authorizationCode is required for Apple sign-in")
     await run_in_threadpool(_redeem_code, res, code, verifier)
+    request_id = await run_in_threadpool(
+        _store_request, res, email, provider, provider_id, device_token, authorization_code
+    )
+    # Only the stored request's id and non-secret options enter the workflow's history.
     req = SignInInput(
-        email=email,
+        request_id=request_id,
         provider=provider,  # type: ignore[arg-type]
-        provider_id=provider_id,
-        authorization_code=authorization_code,
-        device_token=device_token,
         refresh_ttl_seconds=res.settings.refresh_token_ttl_seconds,
     )
     workflow_id = sign_in_workflow_id(code)
@@ -146,14 +147,42 @@ async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -
     except RPCError as exc:  # Temporal went away after the code was redeemed: the app asks for a new one
         log.warning("sign-in workflow not run: %s", exc)
         raise ServiceUnavailable("temporal") from exc
+    finally:
+        account_email = await run_in_threadpool(_finish_request, res, request_id)
     if result.status == "forbidden":
         raise Forbidden(result.reason)
     if result.status == "unavailable":
         raise ServiceUnavailable("apple")
+    if account_email is None:  # resigned between the login opening and now
+        raise Forbidden("the account no longer exists")
     bind_user(result.user_id)
-    access, refresh = _issue(res, result.account_email, result.user_id, result.session_id, 0)
+    access, refresh = _issue(res, account_email, result.user_id, result.session_id, 0)
     response = JSONResponse({"nickname": visible_nickname(result.nickname)})
-    return token_headers(response, access, refresh, result.account_email)
+    return token_headers(response, access, refresh, account_email)
+
+
+def _store_request(
+    res: Resources, email: str, provider: str, provider_id: str, device_token: str, apple_code: str
+) -> str:
+    """Store the validated sign-in for ``SignInWorkflow`` to read by id (``storage.sign_in_requests``)."""
+    with res.sessions.begin() as session:
+        return sign_in_requests.create(
+            session,
+            email=email,
+            provider=provider,
+            provider_id=provider_id,
+            device_token=device_token,
+            apple_authorization_code=apple_code,
+        )
+
+
+def _finish_request(res: Resources, request_id: str) -> str | None:
+    """Delete the answered request; the account e-mail of the login it opened (``None`` when none)."""
+    with res.sessions.begin() as session:
+        row = sign_in_requests.get(session, request_id)
+        user = users.by_id(session, row.user_id) if row is not None and row.user_id is not None else None
+        sign_in_requests.remove(session, request_id)
+        return user.account_email if user is not None else None
 
 
 @router.api_route("/reIssueToken", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
@@ -224,13 +253,7 @@ async def resign(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dic
             row = users.by_id_locked(session, user.id)
             if row is None:
                 raise Forbidden("the account no longer exists")
-            req = ResignInput(
-                user_id=row.id,
-                account_email=row.account_email,
-                nickname=row.nickname,
-                provider=row.provider,
-                apple_refresh_token=row.apple_refresh_token,
-            )
+            req = ResignInput(user_id=row.id, provider=row.provider)
             revoked = logins.revoke_user_sessions(session, user.id)
             return revoked, outbox.queue_resign(session, req)
 

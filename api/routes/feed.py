@@ -214,7 +214,7 @@ async def update_like(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
 
     liked, feed_id, author_id = await run_in_threadpool(toggle)
     if liked and author_id != user.id:
-        push_in_background(res, like_push(feed_id, user.id, src, author_id, author_nickname, date))
+        push_in_background(res, like_push(feed_id, user.id, author_id, date))
     return {"like": liked}
 
 

@@ -116,5 +116,7 @@ async def test_the_code_and_verifier_reach_neither_database_nor_workflow(
     [payload] = started.workflow_execution_started_event_attributes.input.payloads
     sent = json.loads(payload.data)
     assert sent["authorize_code"] == "" and sent["code_verifier"] == ""
+    # Only the stored request's id and non-secret options (issue 14): nothing the client sent.
+    assert {k for k, v in sent.items() if v} == {"request_id", "provider", "refresh_ttl_seconds"}
     everything = history.to_json()
     assert code not in everything and verifier not in everything

@@ -181,17 +181,17 @@ async def test_the_projects_workers_record_their_attempts(
     temporal_client: Client, logs: CapturedLogs
 ) -> None:
     """``workers.main.build_workers`` (the session worker) installs the interceptor on every queue."""
-    before = _counts("device_tokens")
-    req = like_push(int(uuid.uuid4().int % 10**9), 1, "nobody", 10**9 + 7, "ghost", 2024012017042712)
+    before = _counts("device_ids")
+    req = like_push(int(uuid.uuid4().int % 10**9), 1, 10**9 + 7, 2024012017042712)
     await request_push(temporal_client, req)
     outcome = await temporal_client.get_workflow_handle(req.workflow_id, result_type=PushOutcome).result()
     assert outcome.sent == []
     # Pushes started by earlier tests may finish meanwhile on the shared worker: at least ours counted.
-    delta = _delta(before, _counts("device_tokens"))
+    delta = _delta(before, _counts("device_ids"))
     assert delta["success"] >= 1 and delta["timed"] == delta["success"] and set(delta) == {"success", "timed"}
     [line] = logs.lines(event="activity_attempt", workflow_id=req.workflow_id)
     assert (line["activity"], line["workflow_type"], line["task_queue"]) == (
-        "device_tokens",
+        "device_ids",
         "PushDeliveryWorkflow",
         "sosohappy-push",
     )

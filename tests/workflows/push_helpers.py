@@ -25,3 +25,17 @@ def tokens_of(deps: ActivityDeps, user_id: int) -> list[str]:
     """The tokens still registered for ``user_id``."""
     with deps.sessions() as session:
         return devices.tokens_for(session, user_id)
+
+
+def device_ids_by_token(deps: ActivityDeps, user_id: int) -> dict[str, str]:
+    """Each registered token of ``user_id`` with its registration id as push outcomes list it (text)."""
+    with deps.sessions() as session:
+        ids = devices.ids_for(session, user_id)
+        return {devices.token_of(session, i, user_id) or "": str(i) for i in ids}
+
+
+def named_user(deps: ActivityDeps, prefix: str) -> tuple[int, str]:
+    """A new user (no device) with a unique nickname starting with ``prefix``."""
+    nickname = f"{prefix}{uuid.uuid4().hex[:6]}"
+    user_id, _ = user_with_devices(deps, 0, nickname)
+    return user_id, nickname

@@ -25,7 +25,7 @@ async def test_transient_failures_past_the_deadline_fail_the_workflow(
 ) -> None:
     owner, [token] = user_with_devices(activity_deps, 1)
     fcm_emulator.fail(token, "UNAVAILABLE", retry_after=3600)
-    req = like_push(1, 2, "jin", owner, "mina", 2024012017042712)
+    req = like_push(1, 2, owner, 2024012017042712)
     assert req.deadline_seconds == 24 * 3600
     queue = f"push-deadline-{uuid.uuid4()}"
     activities = PushActivities(activity_deps)
@@ -37,9 +37,9 @@ async def test_transient_failures_past_the_deadline_fail_the_workflow(
                 workflows=[PushDeliveryWorkflow],
                 activity_executor=executor,
                 activities=[
-                    activities.device_tokens,
+                    activities.device_ids,
                     activities.send_to_device,
-                    activities.remove_device_token,
+                    activities.remove_device,
                     activities.record_push_failure,
                 ],
             ):

@@ -14,7 +14,8 @@ from activities.deps import ActivityDeps
 from api.push import request_push
 from emulators.control import FcmEmulator
 from temporal.push import PushOutcome, PushRequest, like_push
-from tests.workflows.push_helpers import tokens_of, user_with_devices
+from tests.workflows.push_helpers import device_ids_by_token, named_user, tokens_of, user_with_devices
+from tests.workflows.recording import record_if_asked
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -35,18 +36,29 @@ async def _activity_attempts(client: Client, workflow_id: str) -> list[tuple[int
     return [(a.attempt, a.last_failure.message) for a in started]
 
 
+def _like(
+    deps: ActivityDeps, owner: int, feed_id: int | None = None, date: int = 2024012017042712
+) -> PushRequest:
+    """The like notice of a new liker on one of ``owner``'s entries."""
+    liker, _ = named_user(deps, "liker")
+    return like_push(random.randrange(10**9) if feed_id is None else feed_id, liker, owner, date)
+
+
 async def test_like_push_reaches_every_device_with_the_original_payload(
     temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
 ) -> None:
-    owner, tokens = user_with_devices(activity_deps, 2)
-    req = like_push(random.randrange(10**9), 7, "mina", owner, "소소해피", 2024012017042712)
+    owner_nickname = f"소소{random.randrange(10**6)}"
+    owner, tokens = user_with_devices(activity_deps, 2, owner_nickname)
+    liker, liker_nickname = named_user(activity_deps, "mina")
+    req = like_push(random.randrange(10**9), liker, owner, 2024012017042712)
     outcome = await _deliver(temporal_client, req)
-    assert sorted(outcome.sent) == sorted(tokens)
+    ids = device_ids_by_token(activity_deps, owner)
+    assert sorted(outcome.sent) == sorted(ids[t] for t in tokens)
     for token in tokens:
         [msg] = fcm_emulator.messages(token)
         assert msg["message"]["notification"] == {
             "title": "소소해피",
-            "body": "mina님이 소소해피님의 행복을 응원합니다🩷",
+            "body": f"{liker_nickname}님이 {owner_nickname}님의 행복을 응원합니다🩷",
         }
         assert msg["message"]["data"] == {"date": "2024012017042712"}
     desc = await temporal_client.get_workflow_handle(req.workflow_id).describe()
@@ -57,34 +69,36 @@ async def test_like_push_reaches_every_device_with_the_original_payload(
 async def test_transient_failures_are_retried_until_sent(
     temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
 ) -> None:
-    owner, [token] = user_with_devices(activity_deps, 1)
+    owner, [token] = user_with_devices(activity_deps, 1, f"jin{random.randrange(10**6)}")
     # Without Retry-After firebase-admin does not retry a 429 itself, so each failure is a Temporal retry.
     fcm_emulator.fail(token, "QUOTA_EXCEEDED", times=2)
-    req = like_push(random.randrange(10**9), 6, "mina", owner, "jin", 2024012017042712)
+    liker, liker_nickname = named_user(activity_deps, "mina")
+    req = like_push(random.randrange(10**9), liker, owner, 2024012017042712)
     outcome = await _deliver(temporal_client, req)
-    assert outcome.sent == [token]
+    assert outcome.sent == [device_ids_by_token(activity_deps, owner)[token]]
     assert [a["outcome"] for a in fcm_emulator.attempts(token)] == [
         "QUOTA_EXCEEDED",
         "QUOTA_EXCEEDED",
         "accepted",
     ]
     [(attempt, last_failure)] = await _activity_attempts(temporal_client, req.workflow_id)
-    assert attempt == 3 and "QUOTA_EXCEEDED" in last_failure
+    assert attempt == 3 and last_failure == "FCM QUOTA_EXCEEDED"  # the code only: no token, no text
     [msg] = fcm_emulator.messages(token)
-    assert msg["message"]["notification"] == {
-        "title": "소소해피",
-        "body": "mina님이 jin님의 행복을 응원합니다🩷",
-    }
+    assert msg["message"]["notification"]["body"].startswith(f"{liker_nickname}님이 jin")
 
 
 async def test_unregistered_token_is_removed_without_retry_and_others_still_served(
     temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
 ) -> None:
     owner, [dead, alive] = user_with_devices(activity_deps, 2)
+    ids = device_ids_by_token(activity_deps, owner)
     fcm_emulator.fail(dead, "UNREGISTERED")
-    req = like_push(random.randrange(10**9), 8, "jin", owner, "mina", 2024012017042712)
+    req = _like(activity_deps, owner)
     outcome = await _deliver(temporal_client, req)
-    assert (outcome.sent, outcome.removed) == ([alive], [dead])
+    assert (outcome.sent, outcome.removed) == ([ids[alive]], [ids[dead]])
+    await record_if_asked(
+        temporal_client.get_workflow_handle(req.workflow_id), "push_delivery_removal_by_device_id"
+    )
     assert [a["outcome"] for a in fcm_emulator.attempts(dead)] == ["UNREGISTERED"]
     assert tokens_of(activity_deps, owner) == [alive]
     assert len(fcm_emulator.messages(alive)) == 1
@@ -94,10 +108,10 @@ async def test_only_dead_tokens_complete_with_token_removed(
     temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
 ) -> None:
     owner, [dead] = user_with_devices(activity_deps, 1)
+    ids = device_ids_by_token(activity_deps, owner)
     fcm_emulator.fail(dead, "INVALID_ARGUMENT")
-    req = like_push(random.randrange(10**9), 9, "jin", owner, "mina", 2024012017042712)
-    outcome = await _deliver(temporal_client, req)
-    assert outcome.removed == [dead] and outcome.label == "token-removed"
+    outcome = await _deliver(temporal_client, _like(activity_deps, owner))
+    assert outcome.removed == [ids[dead]] and outcome.label == "token-removed"
     assert tokens_of(activity_deps, owner) == []
 
 
@@ -105,10 +119,10 @@ async def test_an_invalid_token_answer_removes_only_that_token(
     temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
 ) -> None:
     owner, [bad, good] = user_with_devices(activity_deps, 2)
+    ids = device_ids_by_token(activity_deps, owner)
     fcm_emulator.fail(bad, "INVALID_ARGUMENT")  # FCM's answer names message.token
-    req = like_push(random.randrange(10**9), 12, "jin", owner, "mina", 2024012017042712)
-    outcome = await _deliver(temporal_client, req)
-    assert (outcome.sent, outcome.removed, outcome.label) == ([good], [bad], "sent-token-removed")
+    outcome = await _deliver(temporal_client, _like(activity_deps, owner))
+    assert (outcome.sent, outcome.removed, outcome.label) == ([ids[good]], [ids[bad]], "sent-token-removed")
     assert tokens_of(activity_deps, owner) == [good]
     assert [a["outcome"] for a in fcm_emulator.attempts(bad)] == ["INVALID_ARGUMENT"]  # not retried
 
@@ -124,7 +138,7 @@ async def test_an_invalid_argument_not_about_the_token_fails_visibly_and_keeps_t
     for token in tokens:  # FCM refuses the message (a field of it), not the tokens
         fcm_emulator.fail(token, "INVALID_ARGUMENT", field="message.apns.payload.aps")
     before = _failed("like", "INVALID_MESSAGE")
-    req = like_push(random.randrange(10**9), 13, "jin", owner, "mina", 2024012017042712)
+    req = _like(activity_deps, owner)
     await request_push(temporal_client, req)
     handle = temporal_client.get_workflow_handle(req.workflow_id)
     with pytest.raises(WorkflowFailureError) as info:
@@ -144,7 +158,7 @@ async def test_a_repeated_trigger_sends_once(
     temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
 ) -> None:
     owner, [token] = user_with_devices(activity_deps, 1)
-    req = like_push(random.randrange(10**9), 10, "jin", owner, "mina", 2024012017042712)
+    req = _like(activity_deps, owner)
     await request_push(temporal_client, req)
     await _deliver(temporal_client, req)
     await request_push(temporal_client, req)
@@ -153,9 +167,9 @@ async def test_a_repeated_trigger_sends_once(
 
 async def test_no_device_completes_quietly(temporal_client: Client, activity_deps: ActivityDeps) -> None:
     owner, _ = user_with_devices(activity_deps, 0)
-    outcome = await _deliver(temporal_client, like_push(random.randrange(10**9), 11, "a", owner, "b", 1))
+    outcome = await _deliver(temporal_client, _like(activity_deps, owner, date=1))
     assert outcome.label == "no-device"
 
 
 async def test_request_push_never_raises_without_temporal(activity_deps: ActivityDeps) -> None:
-    await request_push(None, like_push(1, 2, "a", 3, "b", 4))
+    await request_push(None, like_push(1, 2, 3, 4))

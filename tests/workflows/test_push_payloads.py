@@ -11,18 +11,19 @@ from firebase_admin import messaging
 from activities.fcm_message import FCM_MAX_PAYLOAD_BYTES, Notice, build_message, fitted_message, payload_bytes
 from activities.push_text import dm_body, dm_burst_body, graphemes
 from emulators.fcm import payload_bytes as fcm_counted_bytes
-from temporal.push import DmPushRequest, like_push
+from temporal.push import DmPushRequest, LikeNotice, like_body, like_push
 
 
 def test_like_payload() -> None:
-    req = like_push(5, 6, "mina", 7, "소소해피", 2024012017042712)
-    assert (req.title, req.body, req.data) == (
-        "소소해피",
-        "mina님이 소소해피님의 행복을 응원합니다🩷",
-        {"date": "2024012017042712"},
-    )
-    assert req.body.endswith("\U0001fa77")
+    assert like_body("mina", "소소해피") == "mina님이 소소해피님의 행복을 응원합니다🩷"
+    assert like_body("mina", "소소해피").endswith("\U0001fa77")
+
+
+def test_like_push_workflow_input_carries_ids_only() -> None:
+    req = like_push(5, 6, 7, 2024012017042712)
     assert (req.workflow_id, req.receiver_user_id, req.kind) == ("push:like:5:6", 7, "like")
+    assert req.like == LikeNotice(feed_id=5, liker_user_id=6, owner_user_id=7, date=2024012017042712)
+    assert (req.title, req.body, req.data) == ("", "", {})  # composed by the send activity
 
 
 def test_dm_push_workflow_input_carries_ids_only() -> None:

@@ -1,0 +1,155 @@
+"""Issue 14: after sign-in (Kakao and Apple), a like, a DM to an offline user and an Apple resign on the
+real dev server, through the API and the workers, no history holds an e-mail, a device token, an
+authorize code or its verifier, an Apple code or refresh token, an access or refresh token, a nickname,
+a provider id or the message text: only ids crossed Temporal (``history_scan.find_secrets`` reads the
+raw payload bytes, whatever codec wrote them). The same run records the replay histories of these
+versions (``recording.record_if_asked``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+from websockets.sync.client import connect
+
+from activities.deps import ActivityDeps
+from activities.push_text import dm_body
+from emulators.control import AppleEmulator, FcmEmulator
+from storage.models import Feed, SignInRequest, User
+from temporal.accounts import ResignResult
+from temporal.ids import dm_push_workflow_id, like_push_workflow_id, resign_workflow_id, sign_in_workflow_id
+from temporal.push import DmPushOutcome, PushOutcome
+from tests.api.feed_helpers import kst
+from tests.fixtures.ios_client import IOSClient, code_verifier
+from tests.workflows.history_scan import find_secrets
+from tests.workflows.recording import record_if_asked
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.1)
+
+
+def _user_id(deps: ActivityDeps, nickname: str) -> int:
+    with deps.sessions() as s:
+        return s.scalars(select(User.id).where(User.nickname == nickname)).one()
+
+
+def _set_nickname(app: IOSClient, nickname: str) -> None:
+    resp = app.post_multipart("/auth-service/setProfile", [("email", app.email), ("nickname", nickname)])
+    assert resp.status_code == 200, resp.text
+    app.nickname = nickname
+
+
+async def test_no_secret_in_the_histories_of_sign_in_like_dm_and_resign(
+    http: httpx.Client,
+    api_url: str,
+    activity_deps: ActivityDeps,
+    fcm_emulator: FcmEmulator,
+    apple_emulator: AppleEmulator,
+    temporal_client: Client,
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    # Kakao sign-in: the feed's owner, offline when the DM arrives.
+    owner, owner_verifier = IOSClient(http), code_verifier()
+    owner_code = owner.authorize_code(owner_verifier)
+    owner_email, owner_provider_id = f"kakao{tag}@gmail.com", f"kakao-id-{tag}"
+    assert (
+        owner.present_code(owner_code, owner_verifier, owner_email, "kakao", owner_provider_id).status_code
+        == 200
+    )
+    # Apple sign-in: the liker and DM sender, who resigns at the end.
+    apple_code, apple_sub, apple_email = f"apple-code-{tag}", f"apple-sub-{tag}", f"apple{tag}@icloud.com"
+    apple_code_b64 = base64.b64encode(apple_code.encode()).decode()
+    apple_emulator.register_code(apple_code, sub=apple_sub, email=apple_email)
+    liker, liker_verifier = IOSClient(http), code_verifier()
+    liker_code = liker.authorize_code(liker_verifier)
+    resp = liker.present_code(liker_code, liker_verifier, apple_email, "apple", apple_sub, apple_code_b64)
+    assert resp.status_code == 200, resp.text
+    _set_nickname(owner, f"o{tag}")
+    _set_nickname(liker, f"l{tag}")
+    owner_id, liker_id = _user_id(activity_deps, owner.nickname), _user_id(activity_deps, liker.nickname)
+    with activity_deps.sessions() as s:
+        refresh_token = s.get(User, liker_id).apple_refresh_token
+        assert refresh_token  # stored where resign reads it
+        # Every sign-in request was answered: no row keeps an e-mail, a code or a token.
+        assert (
+            s.scalars(select(SignInRequest).where(SignInRequest.email.in_([owner_email, apple_email]))).all()
+            == []
+        )
+
+    # A like: one push to the owner's device, its text composed by the send activity.
+    date = kst(2024, 1, 20)
+    assert owner.save_feed(date).status_code == 200
+    resp = liker.post_multipart(
+        "/feed-service/updateLike",
+        [("nickname", owner.nickname), ("date", str(date)), ("srcNickname", liker.nickname)],
+    )
+    assert resp.json() == {"like": True}
+    like_body = f"{liker.nickname}님이 {owner.nickname}님의 행복을 응원합니다🩷"
+    _wait(lambda: len(fcm_emulator.messages(owner.device_token)) == 1)
+    assert fcm_emulator.messages(owner.device_token)[0]["message"]["notification"]["body"] == like_body
+    with activity_deps.sessions() as s:
+        feed_id = s.scalars(select(Feed.id).where(Feed.user_id == owner_id)).one()
+    like = temporal_client.get_workflow_handle(
+        like_push_workflow_id(feed_id, liker_id), result_type=PushOutcome
+    )
+    assert (await like.result()).label == "sent"
+
+    # A DM to the offline owner: one push, its preview read by the send activity.
+    text = f"비밀 메시지 {tag} 오늘 저녁에 만나요"
+    headers = {"Authorization": liker.access, "email": liker.email}
+    ws_url = api_url.replace("http://", "ws://") + f"/dm-service/connect-dm?nickname={liker.nickname}"
+    frame = {"sender": liker.nickname, "receiver": owner.nickname, "text": text}
+    with connect(ws_url, additional_headers=headers, open_timeout=10) as ws:
+        ws.send(json.dumps(frame, ensure_ascii=False))
+        _wait(lambda: len(fcm_emulator.messages(owner.device_token)) == 2)
+    assert fcm_emulator.messages(owner.device_token)[1]["message"]["notification"]["body"] == dm_body(text)
+    dm = temporal_client.get_workflow_handle(
+        dm_push_workflow_id(owner_id, liker_id), result_type=DmPushOutcome
+    )
+    assert (await dm.result()).messages == 1
+
+    # The Apple user resigns: the token read from the account row is revoked.
+    liker_access, liker_refresh = liker.access, liker.refresh
+    assert liker.post_multipart("/auth-service/resign", [("email", liker.email)]).status_code == 200
+    resign = temporal_client.get_workflow_handle(resign_workflow_id(liker_id), result_type=ResignResult)
+    assert (await resign.result()).apple == "revoked"
+    assert refresh_token in [r["token"] for r in apple_emulator.revocations()]
+
+    needles = [
+        owner_email, apple_email, owner.email, liker.email,  # e-mails, and the account ids built of them
+        owner.device_token, liker.device_token,
+        owner_code, owner_verifier, liker_code, liker_verifier,
+        apple_code, apple_code_b64, refresh_token,
+        owner.access, owner.refresh, liker_access, liker_refresh,
+        text, text[:25], like_body,
+        owner.nickname, liker.nickname, owner_provider_id, apple_sub,
+    ]  # fmt: skip
+    flows: dict[str, Any] = {
+        "sign_in_kakao_request": temporal_client.get_workflow_handle(sign_in_workflow_id(owner_code)),
+        "sign_in_apple_request": temporal_client.get_workflow_handle(sign_in_workflow_id(liker_code)),
+        "push_delivery_like_by_ids": like,
+        "dm_push_by_device_ids": dm,
+        "resign_apple_by_user_id": resign,
+    }
+    found: dict[str, list[str]] = {}
+    for name, handle in flows.items():
+        events: list[HistoryEvent] = list((await handle.fetch_history()).events)
+        assert find_secrets(events, [str(handle.id)]), "the scanner read the events"  # positive control
+        found[name] = find_secrets(events, needles)
+        await record_if_asked(handle, name)
+    assert found == {name: [] for name in flows}
