@@ -212,6 +212,8 @@ class CpuMeter:
 
 
 def _cpu_per_message(phase: str, meter: CpuMeter, st: Stats) -> None:
+    if not phase.startswith("API"):
+        return
     CPU_PER_MESSAGE[phase] = meter.per_message(st.received)
     say(f"  API CPU per delivered message: {CPU_PER_MESSAGE[phase]:.2f} ms")
 

@@ -110,7 +110,11 @@ class Session:
         async def one(end: End) -> ClientConnection:
             async with gate:
                 return await connect(
-                    end.url, additional_headers=end.headers, compression=None, open_timeout=30
+                    end.url,
+                    additional_headers=end.headers,
+                    compression=None,
+                    open_timeout=30,
+                    ping_interval=None,
                 )
 
         self.receivers = list(await asyncio.gather(*(one(p.receiver) for p in self.pairs)))
@@ -146,7 +150,10 @@ class Session:
             "text": f"{seq} {sent_at:.6f}",
         }
         self.stats.sent += 1
-        await self.senders[i].send(json.dumps(frame))
+        try:
+            await self.senders[i].send(json.dumps(frame))
+        except ConnectionClosed as exc:  # counted (and the message lost), the run goes on
+            self.stats.error(f"sender {i} closed: {exc}")
 
     async def _read_sender(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):

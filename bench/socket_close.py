@@ -89,7 +89,10 @@ async def _one(stack: Stack, user: int, kind: str, via: str, other: str, closes:
     headers = {"Authorization": f"Bearer {access}", "email": account(user)}
     if kind == "refresh reuse":
         stale = stack.issuer.issue(REFRESH, account(user), user, session_id(user), 0)
-        path, headers = "/auth-service/reIssueToken", {"authorization-refresh": stale, "email": account(user)}
+        path, headers = (
+            "/auth-service/reIssueToken",
+            {"authorization-refresh": f"Bearer {stale}", "email": account(user)},
+        )
         expected = 403
     else:
         path, expected = "/auth-service/" + kind, 200
@@ -98,6 +101,8 @@ async def _one(stack: Stack, user: int, kind: str, via: str, other: str, closes:
         sent = time.perf_counter()
         response = await http.post(path, headers=headers, data=data)
         answered = time.perf_counter()
+    if kind == "refresh reuse" and "already used" not in response.text:
+        raise SystemExit(f"{kind} answered {response.status_code}: {response.text[:200]}")
     if response.status_code != expected:
         raise SystemExit(f"{kind} answered {response.status_code}: {response.text[:200]}")
     done, _ = await asyncio.wait(watchers, timeout=10)
