@@ -103,7 +103,7 @@ def start(work: Path, db_url: str, args: argparse.Namespace, procs: dict[str, Ma
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "api.main:app", "--factory", "--http", "h11"]
     uvicorn += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log"]
-    uvicorn += ["--log-level", "warning"]
+    uvicorn += ["--log-level", "warning", "--ws-ping-timeout", "300"]  # a starved client still counts
     relay = [sys.executable, "-m", "bench.dm_relay", "--port"]
     specs: list[tuple[str, list[str], dict[str, str] | None]] = [
         ("kafka", broker_argv(ports["kafka"]), None),

@@ -4,9 +4,10 @@ indexed query whose cost grows with the user's rooms, never with their history."
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Connection, case, exists, func, literal, or_, select
+from sqlalchemy import Connection, bindparam, case, exists, func, or_, select
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import aliased
 
@@ -19,8 +20,7 @@ ROOM_LIST_MAX = 100  # rooms in one room list
 def record_message(conn: Connection, sender_id: int, receiver_id: int, message: StoredMessage) -> None:
     """Make ``message`` its room's latest unless a later-dated one is there (equal dates: the newer
     insert wins, as the history orders them): one upsert statement."""
-    values = _room_values(sender_id, receiver_id, message)
-    conn.execute(_on_conflict(_insert(conn).values(**values), conn.dialect.name))
+    conn.execute(_statement(conn.dialect.name, checked=False), _room_values(sender_id, receiver_id, message))
 
 
 def record_checked(conn: Connection, sender: Party, receiver: Party, message: StoredMessage) -> bool:
@@ -28,21 +28,48 @@ def record_checked(conn: Connection, sender: Party, receiver: Party, message: St
     nicknames, are two users, and the receiver has not blocked the sender; False (nothing written)
     otherwise. One statement (an ``INSERT … SELECT`` upsert), so the checks and the room row are one
     round trip and a replica's cached nicknames can never store a message under a stale one."""
-    values = _room_values(sender.id, receiver.id, message)
-    to, by, blocks = aliased(User), aliased(User), aliased(Block)
+    params = _room_values(sender.id, receiver.id, message)
+    params |= {"sender_nickname": sender.nickname, "receiver_nickname": receiver.nickname}
+    return bool(conn.execute(_statement(conn.dialect.name, checked=True), params).rowcount)
+
+
+@functools.cache
+def _statement(dialect: str, checked: bool) -> Any:
+    """The upsert of one room row for ``dialect``, built once (its values are bound parameters named
+    as the columns; ``checked`` adds the nickname and block conditions of ``record_checked``)."""
+    columns = DmRoom.__table__.c
+    insert = mysql.insert(DmRoom) if dialect in ("mysql", "mariadb") else sqlite.insert(DmRoom)
+    if not checked:
+        return _on_conflict(
+            insert.values({k: bindparam(k, type_=columns[k].type) for k in _COLUMNS}), dialect
+        )
+    users, blocks = User.__table__, Block.__table__
+    to, by = users.alias("receiver"), users.alias("sender")
+    binds = {k: bindparam(k, type_=columns[k].type) for k in _COLUMNS}
+    sender_id, receiver_id = binds["last_sender_id"], binds["last_receiver_id"]
     source = (
-        select(*(literal(v, DmRoom.__table__.c[k].type).label(k) for k, v in values.items()))
+        select(*(bind.label(k) for k, bind in binds.items()))
         .select_from(to)
         .where(
-            to.id == receiver.id,
-            to.nickname == receiver.nickname,
-            to.id != sender.id,
-            exists().where(by.id == sender.id, by.nickname == sender.nickname),
-            ~exists().where(blocks.blocker_id == receiver.id, blocks.blocked_id == sender.id),
+            to.c.id == receiver_id,
+            to.c.nickname == bindparam("receiver_nickname"),
+            to.c.id != sender_id,
+            exists().where(by.c.id == sender_id, by.c.nickname == bindparam("sender_nickname")),
+            ~exists().where(blocks.c.blocker_id == receiver_id, blocks.c.blocked_id == sender_id),
         )
     )
-    stmt = _on_conflict(_insert(conn).from_select(list(values), source), conn.dialect.name)
-    return bool(conn.execute(stmt).rowcount)
+    return _on_conflict(insert.from_select(list(_COLUMNS), source), dialect)
+
+
+_COLUMNS = (
+    "user_low",
+    "user_high",
+    "last_sender_id",
+    "last_receiver_id",
+    "last_date",
+    "last_text",
+    "last_message_id",
+)
 
 
 def _room_values(sender_id: int, receiver_id: int, message: StoredMessage) -> dict[str, Any]:
@@ -59,10 +86,6 @@ def _room_values(sender_id: int, receiver_id: int, message: StoredMessage) -> di
 
 
 _LATEST = ("last_sender_id", "last_receiver_id", "last_text", "last_message_id", "last_date")
-
-
-def _insert(conn: Connection) -> Any:
-    return mysql.insert(DmRoom) if conn.dialect.name in ("mysql", "mariadb") else sqlite.insert(DmRoom)
 
 
 def _on_conflict(stmt: Any, dialect: str) -> Any:
