@@ -1,6 +1,6 @@
 """Direct-message benchmark: socket pairs over two API replicas against a minimal relay and the insert ceiling.
 
-    .venv/bin/python -m bench.dm [--pairs 20] [--rate 100] [--duration 15] [--fetch-wait-ms 20]
+    .venv/bin/python -m bench.dm [--pairs 20] [--rate 100] [--duration 15] [--sustained 300] [--close-reps 20]
 
 Starts a throwaway MySQL database (``SOSOHAPPY_TEST_DATABASE_URL``, default the local MariaDB), the Tansu
 broker, the SecantusDB MongoDB-wire server, two API replicas (uvicorn, websockets-sansio,
@@ -9,14 +9,20 @@ pushed) and two ``bench.dm_relay`` processes linked to each other (the baseline:
 For same-replica pairs (pair i on replica i % 2) and cross-replica pairs (sender on one replica,
 receiver on the other, half each way) it measures end-to-end latency at ``--rate`` messages/s in
 total (open loop) and the most messages/s with ``--window`` in flight per sender (closed loop), on the
-API and on the relay; then the server's sustained ``insert_one`` rate right before and after the API's
-throughput runs. Targets: cross-replica p99 < 50 ms at 100/s; throughput >= 0.7 × the insert ceiling
-measured right before it.
+API and on the relay; then a sustained cross-replica run of ``--sustained`` seconds at ``--rate``
+(p99 per minute); then the server's sustained ``insert_one`` rate right before and after the API's
+throughput runs; then how fast a revoked login's sockets close on both replicas (``bench.socket_close``).
+Every API phase prints the replicas' CPU per delivered message. Targets: cross-replica p99 < 50 ms at
+100/s; over the sustained run p99 < 50 ms and the last minute's p99 <= 1.5 × the first minute's;
+throughput >= 0.7 × the insert ceiling measured right before it; API CPU <= 1.5 ms per delivered
+message; sockets closed < 1 s after the revoking response.
 
-Both dev servers age: SecantusDB keeps a record of every retryable write for 30 minutes and scans them
-all on each write (sorting them once there are 10,000), and the in-memory Tansu broker costs more CPU
-per request as the topic grows, so figures depend on what ran before them. ``--no-retry-writes`` adds
-``retryWrites=false`` to the replicas' and the ceiling's Mongo URL, which removes the store's decay.
+The replicas' per-socket frame rate limit is raised (it would cap each sender at 20 frames/s: the
+throughput runs measure the message path, not the limiter). The Mongo URL is the local one without
+retryable writes (``devstack.processes.local_mongo_url``); ``--retry-writes`` uses the driver's default,
+with which SecantusDB keeps a record of every write for 30 minutes and scans them all on each write, so
+its inserts fall from ~120/s to ~25/s within minutes. The in-memory Tansu broker costs more CPU per
+request as the topic grows, so figures still depend somewhat on what ran before them.
 """
 
 from __future__ import annotations
@@ -36,14 +42,14 @@ from pathlib import Path
 import httpx
 
 from accounts.tokens import ACCESS, TokenIssuer
-from bench import dm_ceiling
+from bench import dm_ceiling, socket_close
 from bench.dm_ceiling import Ceiling
 from bench.dm_load import End, Pair, Session, Stats, closed_loop, open_loop, probe
 from bench.feed import cpu_seconds, server_facts
 from bench.feed_seed import account, connect, insert_users, nickname, session_id
 from bench.signin import say, throwaway_mysql
 from config import Settings
-from devstack.processes import ManagedProcess, broker_argv, free_port, mongo_argv
+from devstack.processes import ManagedProcess, broker_argv, free_port, local_mongo_url, mongo_argv
 from storage.db import migrate
 
 REPLICAS = ("api-a", "api-b")
@@ -80,9 +86,10 @@ def start(work: Path, db_url: str, args: argparse.Namespace, procs: dict[str, Ma
     process goes into ``procs`` at once, so the caller stops it whatever happens)."""
     names = ("kafka", "mongo", "temporal", *REPLICAS, *RELAYS)
     ports = {name: free_port() for name in names}
-    mongo_url = f"mongodb://127.0.0.1:{ports['mongo']}"
-    if not args.retry_writes:  # for the replicas and the insert ceiling alike
-        mongo_url += "/?retryWrites=false"
+    # For the replicas and the insert ceiling alike.
+    mongo_url = (
+        f"mongodb://127.0.0.1:{ports['mongo']}" if args.retry_writes else local_mongo_url(ports["mongo"])
+    )
     env = {
         "SOSOHAPPY_ENV": "test",
         "SOSOHAPPY_DATABASE_URL": db_url,
@@ -91,10 +98,12 @@ def start(work: Path, db_url: str, args: argparse.Namespace, procs: dict[str, Ma
         "SOSOHAPPY_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",  # nothing listens: no pushes
         "SOSOHAPPY_WORKER_METRICS_PORT": "0",
         "SOSOHAPPY_KAFKA_FETCH_MAX_WAIT_MS": str(args.fetch_wait_ms),
+        "SOSOHAPPY_DM_FRAME_RATE_PER_SECOND": "100000",  # the limiter is not what is measured
+        "SOSOHAPPY_DM_FRAME_BURST": "100000",
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "api.main:app", "--factory", "--http", "h11"]
     uvicorn += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log"]
-    uvicorn += ["--log-level", "warning"]
+    uvicorn += ["--log-level", "warning", "--ws-ping-timeout", "300"]  # a starved client still counts
     relay = [sys.executable, "-m", "bench.dm_relay", "--port"]
     specs: list[tuple[str, list[str], dict[str, str] | None]] = [
         ("kafka", broker_argv(ports["kafka"]), None),
@@ -176,7 +185,19 @@ class CpuMeter:
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
         self.before: dict[str, float] = {}
+        self.last: dict[str, float] = {}  # CPU seconds per process of the last start..stop
+        self.span = 0.0
         self.t0 = 0.0
+
+    def api_seconds(self) -> float:
+        """The API replicas' CPU seconds over the last start..stop."""
+        return sum(self.last.get(name, 0.0) for name in REPLICAS)
+
+    def per_message(self, delivered: int, idle: float = 0.0) -> float:
+        """The API replicas' CPU milliseconds per delivered message over the last start..stop, less
+        ``idle`` CPU seconds per second (what they burn with no message: broker polls, heartbeats)."""
+        api = self.api_seconds() - idle * self.span
+        return 1000 * api / delivered if delivered else math.nan
 
     def _now(self) -> dict[str, float]:
         seconds = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
@@ -189,10 +210,25 @@ class CpuMeter:
     def stop(self) -> str:
         """Each process's CPU as % of one core since ``start``, then the machine's of all cores."""
         span, after = time.perf_counter() - self.t0, self._now()
-        used = {name: 100 * (after[name] - self.before[name]) / span for name in after}
+        self.span = span
+        self.last = {name: after[name] - self.before[name] for name in after}
+        used = {name: 100 * seconds / span for name, seconds in self.last.items()}
         machine = used.pop("machine")
         ours = ", ".join(f"{name} {pct:.0f}%" for name, pct in used.items() if pct >= 1)
         return f"{ours}; machine {machine:.0f}% of {100 * (os.cpu_count() or 1)}%"
+
+
+def _cpu_per_message(phase: str, meter: CpuMeter, st: Stats) -> None:
+    if not phase.startswith("API"):  # a relay phase: the replicas are idle, their CPU is the baseline
+        IDLE_API_CPU.append(meter.api_seconds() / meter.span if meter.span else 0.0)
+        return
+    idle = min(IDLE_API_CPU, default=0.0)
+    CPU_PER_MESSAGE[phase] = meter.per_message(st.received)
+    NET_CPU_PER_MESSAGE[phase] = meter.per_message(st.received, idle)
+    say(
+        f"  API CPU per delivered message: {CPU_PER_MESSAGE[phase]:.2f} ms "
+        f"({NET_CPU_PER_MESSAGE[phase]:.2f} ms beyond the idle replicas' {1000 * idle:.0f} ms/s)"
+    )
 
 
 def line(st: Stats) -> str:
@@ -204,31 +240,48 @@ def line(st: Stats) -> str:
     )
 
 
+#: API CPU milliseconds per delivered message, by phase (filled as the phases run).
+CPU_PER_MESSAGE: dict[str, float] = {}
+#: The same less what the idle replicas burn (``IDLE_API_CPU``: CPU seconds per second of both replicas
+#: during each relay phase, when no message reaches them).
+NET_CPU_PER_MESSAGE: dict[str, float] = {}
+IDLE_API_CPU: list[float] = []
+
+
 async def phases(
     session: Session, prefix: str, args: argparse.Namespace, meter: CpuMeter, only: str = "both"
 ) -> dict[str, Stats]:
-    """The latency run at ``args.rate`` and/or the throughput run on an open session."""
+    """The latency run at ``args.rate`` and/or the throughput run on an open session (``only``:
+    ``latency``, ``max``, ``sustained``: the latency run for ``args.sustained`` seconds)."""
     found: dict[str, Stats] = {}
     gc.collect()  # not in the middle of a run
-    if only in ("both", "latency"):
-        say(f"{prefix} @{args.rate:g}/s: {args.warmup:g} s warm-up + {args.duration:g} s, open loop")
+    if only in ("both", "latency", "sustained"):
+        seconds = args.sustained if only == "sustained" else args.duration
+        say(f"{prefix} @{args.rate:g}/s: {args.warmup:g} s warm-up + {seconds:g} s, open loop")
         meter.start()
-        found["latency"] = await open_loop(session, prefix, args.rate, args.warmup, args.duration)
+        found["latency"] = await open_loop(session, prefix, args.rate, args.warmup, seconds)
         say(f"  {line(found['latency'])}\n  CPU: {meter.stop()}")
+        _cpu_per_message(
+            f"{prefix} {'sustained' if only == 'sustained' else 'latency'}", meter, found["latency"]
+        )
     if only in ("both", "max"):
         gc.collect()
         say(f"{prefix} max: {args.window} in flight per sender, {args.warmup:g} s + {args.duration:g} s")
         meter.start()
         found["max"] = await closed_loop(session, prefix, args.window, args.warmup, args.duration)
         say(f"  {line(found['max'])}\n  CPU: {meter.stop()}")
+        _cpu_per_message(f"{prefix} max", meter, found["max"])
     for st in found.values():
         for sample in st.samples:
             say(f"  ERROR {sample}")
     return found
 
 
-async def measure(stack: Stack, args: argparse.Namespace) -> tuple[dict[str, Stats], list[Ceiling]]:
-    """Every measurement, in order: relay, API at the rate, insert ceiling, API max, insert ceiling."""
+async def measure(
+    stack: Stack, args: argparse.Namespace
+) -> tuple[dict[str, Stats], list[Ceiling], dict[str, socket_close.Closes]]:
+    """Every measurement, in order: relay, API at the rate, API sustained, insert ceiling, API max,
+    insert ceiling, socket closes."""
     n, results, ceilings = args.pairs, {}, []
     mariadb = (await asyncio.to_thread(server_facts, stack.db_url))[1]
     meter = CpuMeter(stack.pids() | ({"mariadb": mariadb} if mariadb else {}))
@@ -256,9 +309,14 @@ async def measure(stack: Stack, args: argparse.Namespace) -> tuple[dict[str, Sta
             raise SystemExit(f"only {rows} dm_presence rows of {expected} after 30 s")
         await asyncio.sleep(0.2)
     say(f"{4 * n} users connected ({rows} presence rows including the probes)")
+    await asyncio.sleep(1)  # the replicas' presence broadcasts heard (a lost one: the next heartbeat)
     for kind in ("same", "cross"):
         st = (await phases(sessions[kind], f"API {kind}-replica", args, meter, "latency"))["latency"]
         results[f"api {kind} latency"] = st
+    if args.sustained > 0:
+        st = (await phases(sessions["cross"], "API cross-replica", args, meter, "sustained"))["latency"]
+        results["api cross sustained"] = st
+        say(f"  p99 per minute: {', '.join(f'{v:.1f}' for v in st.by_minute(0.99))} ms")
 
     nicknames = [nickname(i) for i in range(1, 4 * n + 1)]
 
@@ -280,7 +338,13 @@ async def measure(stack: Stack, args: argparse.Namespace) -> tuple[dict[str, Sta
     await ceiling(args.threads, f"after, {args.threads} thr")
     for session in (*sessions.values(), probes):
         await session.close()
-    return results, ceilings
+    closes: dict[str, socket_close.Closes] = {}
+    if args.close_reps > 0:
+        first = 4 * n + 5
+        users = list(range(first, first + socket_close.users_needed(args.close_reps)))
+        say(f"socket closes: {args.close_reps} repetitions each of {', '.join(socket_close.KINDS)}")
+        closes = await socket_close.measure(stack, users, args.close_reps, say)
+    return results, ceilings, closes
 
 
 def delivery_metrics(stack: Stack) -> str:
@@ -297,7 +361,12 @@ def delivery_metrics(stack: Stack) -> str:
     return "; ".join(parts)
 
 
-def report(results: dict[str, Stats], ceilings: list[Ceiling], args: argparse.Namespace) -> None:
+def report(
+    results: dict[str, Stats],
+    ceilings: list[Ceiling],
+    closes: dict[str, socket_close.Closes],
+    args: argparse.Namespace,
+) -> None:
     """The summary table: every API figure beside the relay's and the ratio, then the targets."""
     say("")
     say(
@@ -334,6 +403,23 @@ def report(results: dict[str, Stats], ceilings: list[Ceiling], args: argparse.Na
             f"{ratio:.2f} (>= 0.7): {'met' if ratio >= 0.7 else 'NOT met'}; vs the ceiling just after "
             f"({after:.0f}/s): {rate / after if after else math.nan:.2f}"
         )
+    if (sustained := results.get("api cross sustained")) is not None:
+        minutes = sustained.by_minute(0.99)
+        p99, growth = sustained.pct(0.99), minutes[-1] / minutes[0] if minutes and minutes[0] else math.nan
+        say(
+            f"target 3: sustained cross-replica {args.sustained:g} s at {args.rate:g}/s: {sustained.rate:.1f}/s, "
+            f"p50 {sustained.pct(0.5):.1f} ms, p99 {p99:.1f} ms (< 50 ms: {'met' if p99 < 50 else 'NOT met'}); "
+            f"p99 per minute {', '.join(f'{v:.1f}' for v in minutes)} ms; last / first minute {growth:.2f} "
+            f"(<= 1.5: {'met' if growth <= 1.5 else 'NOT met'}); lost {sustained.lost}, dup {sustained.dup}"
+        )
+    for phase, net in NET_CPU_PER_MESSAGE.items():
+        say(f"API CPU per delivered message beyond the idle baseline, {phase}: {net:.2f} ms")
+    for phase, ms in CPU_PER_MESSAGE.items():
+        say(
+            f"target 4: API CPU per delivered message, {phase}: {ms:.2f} ms (<= 1.5: {'met' if ms <= 1.5 else 'NOT met'})"
+        )
+    for kind, closed in closes.items():
+        say(f"target 5: sockets closed after {kind}: {socket_close.line(closed)}")
     if any(st.lost or st.dup or st.errors for st in results.values()):
         say("SOME MESSAGES WERE LOST, DUPLICATED OR REFUSED: see the ERROR lines above")
 
@@ -351,10 +437,15 @@ def arguments() -> argparse.Namespace:
         "--fetch-wait-ms", type=int, default=20, help="replicas' SOSOHAPPY_KAFKA_FETCH_MAX_WAIT_MS"
     )
     parser.add_argument(
-        "--no-retry-writes",
-        dest="retry_writes",
-        action="store_false",
-        help="add retryWrites=false to the Mongo URL (the server's per-write bookkeeping is what ages it)",
+        "--retry-writes",
+        action="store_true",
+        help="the driver's default retryable writes on the Mongo URL (SecantusDB's bookkeeping then ages it)",
+    )
+    parser.add_argument(
+        "--sustained", type=float, default=300.0, help="seconds of the sustained cross-replica run (0: none)"
+    )
+    parser.add_argument(
+        "--close-reps", type=int, default=20, help="repetitions per kind of the socket-close run (0: none)"
     )
     return parser.parse_args()
 
@@ -367,15 +458,19 @@ def main() -> None:
     db_url, drop_db = throwaway_mysql()
     procs: dict[str, ManagedProcess] = {}
     try:
-        say(f"migrating a throwaway database and seeding {4 * args.pairs + 4} users; logs in {work}")
+        closing = socket_close.users_needed(args.close_reps)
+        say(
+            f"migrating a throwaway database and seeding {4 * args.pairs + 4 + closing} users; logs in {work}"
+        )
         migrate(db_url)
-        seed(db_url, 4 * args.pairs + 4)
+        seed(db_url, 4 * args.pairs + 4 + closing)
+        socket_close.prepare(db_url, list(range(4 * args.pairs + 5, 4 * args.pairs + 5 + closing)))
         say(f"starting the broker, SecantusDB, 2 API replicas (fetch wait {args.fetch_wait_ms} ms), 2 relays")
         stack = start(work, db_url, args, procs)
         say("replicas ready (database, MongoDB, Kafka ok; Temporal deliberately absent)")
-        results, ceilings = asyncio.run(measure(stack, args))
+        results, ceilings, closes = asyncio.run(measure(stack, args))
         say(f"replica counters: {delivery_metrics(stack)}")
-        report(results, ceilings, args)
+        report(results, ceilings, closes, args)
     finally:
         for proc in reversed(procs.values()):
             proc.stop()

@@ -86,3 +86,39 @@ def measure(
     sustained = (end_done - half[1]) / (end_at - half[0]) if end_at > half[0] else 0.0
     client.close()
     return Ceiling(label, threads, sum(count), elapsed, series, sustained, sum(errors))
+
+
+def main() -> None:
+    """``python -m bench.dm_ceiling [--seconds 120]``: the insert rate of a fresh SecantusDB with the
+    driver's default retryable writes, then of another fresh one through the local URL without them
+    (``devstack.processes.local_mongo_url``), each printed per interval: the figure behind that URL."""
+    import argparse
+    import tempfile
+    from pathlib import Path
+
+    from devstack.processes import ManagedProcess, free_port, local_mongo_url, mongo_argv
+
+    parser = argparse.ArgumentParser(prog="python -m bench.dm_ceiling", description=main.__doc__)
+    parser.add_argument("--seconds", type=float, default=120.0, help="seconds per configuration")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
+    found = []
+    for label in ("retryable writes (driver default)", "retryWrites=false"):
+        port = free_port()
+        proc = ManagedProcess("mongo", mongo_argv(port, work / str(port)), work / f"mongo-{port}.log").start()
+        try:
+            proc.wait_for_port(port)
+            url = local_mongo_url(port) if "false" in label else f"mongodb://127.0.0.1:{port}"
+            names = [f"u{i:06d}" for i in range(1, 41)]
+            found.append(measure(url, "dm", 1, args.seconds, names, print, label))
+        finally:
+            proc.stop()
+    for c in found:
+        print(
+            f"{c.label:34s} mean {c.rate:6.0f}/s, first {c.series[0]:.0f}/s -> last {c.series[-1]:.0f}/s, "
+            f"second half {c.sustained:.0f}/s, {c.inserted:,} docs, {c.errors} errors"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -49,6 +49,7 @@ class Stats:
     errors: int = 0  # error frames to senders, unparsable or misrouted frames
     stray: int = 0  # late arrivals from an earlier measurement
     latencies: list[float] = field(default_factory=list)  # seconds, measured messages only
+    sent_times: list[float] = field(default_factory=list)  # when each of ``latencies`` was sent
     window: tuple[float, float] = (0.0, 0.0)
     in_window: int = 0  # arrivals inside the window
     lag: float = 0.0  # worst lateness of the open-loop schedule, seconds
@@ -71,6 +72,14 @@ class Stats:
             return float("nan")
         ordered = sorted(self.latencies)
         return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def by_minute(self, q: float, minute: float = 60.0) -> list[float]:
+        """The q-quantile of latency (ms) of the messages sent in each ``minute`` of the window."""
+        buckets: dict[int, list[float]] = {}
+        for sent_at, latency in zip(self.sent_times, self.latencies, strict=True):
+            buckets.setdefault(int((sent_at - self.window[0]) // minute), []).append(latency)
+        quantile = [sorted(b)[min(len(b) - 1, int(q * len(b)))] for _, b in sorted(buckets.items())]
+        return [1000 * v for v in quantile]
 
     def error(self, text: str) -> None:
         """Count an error and keep the first few."""
@@ -101,7 +110,11 @@ class Session:
         async def one(end: End) -> ClientConnection:
             async with gate:
                 return await connect(
-                    end.url, additional_headers=end.headers, compression=None, open_timeout=30
+                    end.url,
+                    additional_headers=end.headers,
+                    compression=None,
+                    open_timeout=30,
+                    ping_interval=None,
                 )
 
         self.receivers = list(await asyncio.gather(*(one(p.receiver) for p in self.pairs)))
@@ -137,7 +150,10 @@ class Session:
             "text": f"{seq} {sent_at:.6f}",
         }
         self.stats.sent += 1
-        await self.senders[i].send(json.dumps(frame))
+        try:
+            await self.senders[i].send(json.dumps(frame))
+        except ConnectionClosed as exc:  # counted (and the message lost), the run goes on
+            self.stats.error(f"sender {i} closed: {exc}")
 
     async def _read_sender(self, ws: ClientConnection) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -171,6 +187,7 @@ class Session:
         st.received += 1
         if measured:
             st.latencies.append(now - sent_at)
+            st.sent_times.append(sent_at)
         if st.window[0] <= now <= st.window[1]:
             st.in_window += 1
         if self.on_receive is not None:

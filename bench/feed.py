@@ -35,7 +35,7 @@ from bench import loadgen
 from bench.feed_seed import Seeder, account, connect, days_of, nickname, session_id, table_rows
 from bench.signin import say, throwaway_mysql
 from config import Settings
-from devstack.processes import ManagedProcess, broker_argv, free_port
+from devstack.processes import ManagedProcess, broker_argv, free_port, local_mongo_url
 from storage.db import migrate
 
 ENDPOINTS = ("findMonthFeed", "findOtherFeed")
@@ -117,7 +117,7 @@ def start(work: Path, db_url: str) -> tuple[list[ManagedProcess], dict[str, int]
         "SOSOHAPPY_DATABASE_URL": db_url,
         "SOSOHAPPY_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports['kafka']}",
         "SOSOHAPPY_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
-        "SOSOHAPPY_MONGO_URL": f"mongodb://127.0.0.1:{ports['mongo']}",
+        "SOSOHAPPY_MONGO_URL": local_mongo_url(ports["mongo"]),
         "SOSOHAPPY_WORKER_METRICS_PORT": "0",
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "--http", "h11", "--log-level", "warning", "--no-access-log"]

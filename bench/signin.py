@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from bench.devserver import Figures, load, noop_ceiling, pct
 from config import Settings
-from devstack.processes import ManagedProcess, broker_argv, free_port, mongo_argv
+from devstack.processes import ManagedProcess, broker_argv, free_port, local_mongo_url, mongo_argv
 from storage import logins
 from storage.db import create_db_engine, migrate, session_factory
 from temporal.client import connect
@@ -69,7 +69,7 @@ async def run() -> None:
         "SOSOHAPPY_DATABASE_URL": db_url,
         "SOSOHAPPY_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
         "SOSOHAPPY_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports['kafka']}",
-        "SOSOHAPPY_MONGO_URL": f"mongodb://127.0.0.1:{ports['mongo']}",
+        "SOSOHAPPY_MONGO_URL": local_mongo_url(ports["mongo"]),
         "SOSOHAPPY_WORKER_METRICS_PORT": "0",
         # Hundreds of sign-ins from 127.0.0.1 are the point here, not what the per-IP limit is for.
         "SOSOHAPPY_SIGN_IN_RATE_LIMIT_PER_MINUTE": "0",

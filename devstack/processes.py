@@ -138,6 +138,15 @@ def broker_argv(port: int) -> list[str]:
     ]
 
 
+def local_mongo_url(port: int) -> str:
+    """The URL of the local MongoDB-wire server (``mongo_argv``) for ``make run``, the tests and the
+    benchmarks: without retryable writes. SecantusDB keeps a record of every retryable write and scans
+    them on each write, so with the driver's default its inserts fall from ~120/s to ~25/s within minutes;
+    without, they stay at ~1,900/s (README, Benchmarks). Production's URL (``Settings.mongo_url``, the
+    Secret) keeps MongoDB's defaults."""
+    return f"mongodb://127.0.0.1:{port}/?retryWrites=false"
+
+
 def mongo_argv(port: int, storage: Path | str) -> list[str]:
     """The SecantusDB MongoDB-wire server on ``port`` keeping its data in ``storage``."""
     exe = Path(sys.executable).with_name("secantusd-py")

@@ -22,7 +22,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from activities.apple import apple_public_key_pem, generate_apple_private_key
 from config import Settings
-from devstack.processes import ManagedProcess, StartError, broker_argv, ensure_port_free, mongo_argv
+from devstack.processes import (
+    ManagedProcess,
+    StartError,
+    broker_argv,
+    ensure_port_free,
+    local_mongo_url,
+    mongo_argv,
+)
 from dm.migrate_messages import convert_from_settings
 from storage.db import migrate, probe_database, shown_url
 from temporal.client import connect
@@ -208,9 +215,7 @@ def run() -> int:
             ports.mongo_port,
             setting="SOSOHAPPY_MONGO_PORT",
         )
-        _convert_messages(
-            settings.model_copy(update={"mongo_url": f"mongodb://127.0.0.1:{ports.mongo_port}"})
-        )
+        _convert_messages(settings.model_copy(update={"mongo_url": local_mongo_url(ports.mongo_port)}))
         apple_key, apple_pub = _apple_key(data_dir)
         py = sys.executable
         stack.start(
@@ -239,7 +244,7 @@ def run() -> int:
             "SOSOHAPPY_DATABASE_URL": settings.sqlalchemy_url,
             "SOSOHAPPY_TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal_port}",
             "SOSOHAPPY_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports.kafka_port}",
-            "SOSOHAPPY_MONGO_URL": f"mongodb://127.0.0.1:{ports.mongo_port}",
+            "SOSOHAPPY_MONGO_URL": local_mongo_url(ports.mongo_port),
             "SOSOHAPPY_FCM_ENDPOINT": f"http://127.0.0.1:{ports.fcm_emulator_port}",
             "SOSOHAPPY_APPLE_BASE_URL": f"http://127.0.0.1:{ports.apple_emulator_port}",
             "SOSOHAPPY_APPLE_PRIVATE_KEY": apple_key,

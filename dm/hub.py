@@ -1,9 +1,15 @@
 """Direct messages between users on any API replica: checked, stored, then delivered exactly once.
 
 Each replica keeps its own users' sockets (a user may hold several: phone and tablet). A message is
-written to MongoDB first; then the receiver's sockets on this replica get the frame at once, the
-replicas that hold other sockets of the receiver get it through the Kafka topic every replica reads
-(``dm_presence`` in the database says which do), and a receiver with no socket anywhere gets a DM push.
+stored first (its room row and its MongoDB document, both or neither); then the receiver's sockets on
+this replica get the frame at once, the replicas that hold other sockets of the receiver get it through
+the Kafka topic every replica reads (``dm.presence.RemotePresence`` says which do), and a receiver with
+no socket anywhere gets a DM push.
+
+An accepted message costs one SQL statement: the nicknames come from this replica's hints
+(``dm.directory``), checked together with the block and written with the room row by that statement
+(``dm.rooms.record_checked``); a stale hint falls back to looking the users up. Presence comes from the
+other replicas' broadcasts, reloaded from ``dm_presence`` on every heartbeat.
 Records a replica published itself are skipped when they come back, so nobody gets a message twice.
 With the broker down, messages are still stored, delivered on this replica and pushed otherwise.
 
@@ -23,6 +29,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from bson import ObjectId
@@ -33,6 +40,7 @@ from starlette.concurrency import run_in_threadpool
 from config import Settings
 from dm import presence
 from dm import rooms as dm_rooms
+from dm.directory import Directory
 from dm.frames import FrameRefused, error_frame, parse_frame
 from dm.limits import REPLACED, Refusal, SocketCap, SocketStamp
 from dm.messages import MessageStore, Party, StoredMessage
@@ -101,24 +109,31 @@ class Draft:
     text: str
 
 
+class Stale(Exception):
+    """The room row was not written: the sender or the receiver no longer holds the nickname it was
+    named by, or the receiver blocked the sender (``dm.rooms.record_checked``). Nothing was stored."""
+
+
 def store_message(
     engine: Engine,
     messages: MessageStore,
     draft: Draft,
     accept: Callable[[Any], tuple[tuple[Party, Party], T]],
 ) -> tuple[StoredMessage, T]:
-    """Store ``draft`` in one SQL transaction with ``accept`` (the checks, naming the sender and the
-    receiver) and the room row, inserting it into MongoDB as the last step before the commit, so both
-    are written or neither: an SQL failure comes before the insert, and a failed insert or commit
-    deletes the document again (by id: idempotent). A replica dying between the insert and the commit
-    leaves a document newer than its room's row, which the history does not show
-    (``dm.conversations.committed_before``)."""
+    """Store ``draft`` in one SQL transaction with ``accept`` (naming the sender and the receiver: from
+    the replica's hints without SQL, or looked up and checked) and the room row, written only while
+    both parties still hold those nicknames and no block stands (``Stale`` otherwise), inserting it
+    into MongoDB as the last step before the commit, so both are written or neither: an SQL failure
+    comes before the insert, and a failed insert or commit deletes the document again (by id:
+    idempotent). A replica dying between the insert and the commit leaves a document newer than its
+    room's row, which the history does not show (``dm.conversations.committed_before``)."""
     inserted = False
     try:
         with engine.begin() as conn:
             (sender, receiver), result = accept(conn)
             stored = StoredMessage(draft.id, sender.id, receiver.id, draft.date, draft.text)
-            dm_rooms.record_message(conn, sender.id, receiver.id, stored)
+            if not dm_rooms.record_checked(conn, sender, receiver, stored):
+                raise Stale(draft.id)
             inserted = True
             messages.insert(sender, receiver, draft.date, draft.text, draft.id)
         return stored, result
@@ -150,13 +165,17 @@ class DirectMessageHub:
         self.logins = logins
         self.cap = SocketCap(settings.dm_max_sockets_per_user, settings.dm_presence_fresh_seconds)
         self._announcing: set[asyncio.Task[None]] = set()
+        self.remote = presence.RemotePresence(settings.dm_presence_fresh_seconds)
+        self.directory = Directory()
 
-    async def attach(self, user_id: int, sock: Socket) -> None:
+    async def attach(self, user_id: int, sock: Socket, nickname: str | None = None) -> None:
         """Register a newly accepted socket of ``user_id``. Beyond ``dm_max_sockets_per_user`` the user's
         oldest sockets close (``REPLACED``): here at once, on other replicas through the broker."""
         self._sockets.setdefault(user_id, set()).add(sock)
         self.logins.bind(user_id, sock)
         OPEN_WEBSOCKETS.inc()
+        if nickname is not None:  # just read from the database by the handshake
+            self.directory.learn(user_id, nickname)
         self.cap.forget(user_id)  # a fresh round: the replicas holding this user's sockets answer it
         self._trim(user_id)
         count, fresh = len(self._sockets[user_id]), self._settings.dm_presence_fresh_seconds
@@ -165,7 +184,9 @@ class DirectMessageHub:
             presence.set_sockets(conn, self.replica_id, user_id, count)
             return presence.connected_elsewhere(conn, user_id, self.replica_id, fresh)
 
-        if await self._in_transaction(record):  # only then is there anything to count elsewhere
+        elsewhere = await self._in_transaction(record)
+        self._announce_presence(user_id)
+        if elsewhere:  # only then is there anything to count elsewhere
             self._announce(user_id, ask=True)
 
     async def detach(self, user_id: int, sock: Socket) -> None:
@@ -178,6 +199,7 @@ class DirectMessageHub:
         if not mine:
             self._sockets.pop(user_id, None)
         await self._record_presence(user_id)
+        self._announce_presence(user_id)
         if self.cap.knows(user_id):  # other replicas hold sockets of theirs: tell them what is left
             self._announce(user_id, ask=False)
         if not mine:
@@ -200,13 +222,23 @@ class DirectMessageHub:
         the limit."""
         stamps = [stamp.wire() for stamp in self._open(user_id)]
         record = {"origin": self.replica_id, "kind": "sockets", "user_id": user_id, "ask": ask}
-        data = json.dumps(record | {"sockets": stamps}).encode()
+        self._publish_soon(user_id, record | {"sockets": stamps})
+
+    def _announce_presence(self, user_id: int) -> None:
+        """Tell the other replicas how many sockets ``user_id`` has here now (their ``RemotePresence``),
+        in the background; a lost one is corrected by their next reload of ``dm_presence``."""
+        count = len(self._sockets.get(user_id, ()))
+        record = {"origin": self.replica_id, "kind": "presence", "user_id": user_id, "sockets": count}
+        self._publish_soon(user_id, record)
+
+    def _publish_soon(self, user_id: int, record: dict[str, Any]) -> None:
+        data = json.dumps(record).encode()
 
         async def send() -> None:
             try:
                 await self._broadcast.publish(str(user_id).encode(), data)
             except Exception:
-                log.warning("DM sockets of user %s not announced: Kafka unavailable", user_id)
+                log.warning("DM %s of user %s not announced: Kafka unavailable", record["kind"], user_id)
 
         task = asyncio.ensure_future(send())
         self._announcing.add(task)
@@ -244,7 +276,7 @@ class DirectMessageHub:
         text frame within ``gate``'s size and rate limits (checked before parsing) whose login still
         holds (``logins.admits``) is handled; a refused or failed one is answered with an error frame
         and the socket stays open, unless the refusal closes it (too big, flooding, login ended)."""
-        await self.attach(user_id, sock)
+        await self.attach(user_id, sock, nickname)
         try:
             while True:
                 message = await sock.receive()
@@ -297,27 +329,9 @@ class DirectMessageHub:
         receiver, date, text = parse_frame(raw, sender)
         date = near_now(date, now_kst(), self._settings.dm_date_tolerance_seconds)
         draft = Draft(str(ObjectId()), date, text)
-
-        def accept(conn: Any) -> tuple[tuple[Party, Party], tuple[str, bool]]:
-            found = users.current_nicknames(conn, ids=[sender_id], nicknames=[receiver])
-            own = found.get(sender_id)
-            if own is None:
-                raise FrameRefused("your account has no nickname any more", "sender")
-            receiver_id = next((uid for uid, name in found.items() if name == receiver), None)
-            if receiver_id is None:
-                raise FrameRefused(f"there is no user {receiver!r}", "receiver")
-            if receiver_id == sender_id:
-                raise FrameRefused("you cannot message yourself", "receiver")
-            if users.is_blocked(conn, receiver_id, sender_id):
-                raise FrameRefused(f"{receiver} does not accept your messages", "blocked")
-            fresh = self._settings.dm_presence_fresh_seconds
-            elsewhere = presence.connected_elsewhere(conn, receiver_id, self.replica_id, fresh)
-            return (Party(sender_id, own), Party(receiver_id, receiver)), (own, elsewhere)
-
-        stored, (own, elsewhere) = await run_in_threadpool(
-            store_message, self._engine, self._messages, draft, accept
-        )
+        stored, own = await self._store(sender_id, receiver, draft)
         receiver_id = stored.receiver_id
+        elsewhere = self.remote.elsewhere(receiver_id)
         frame = stored.dto({sender_id: own, receiver_id: receiver}).model_dump_json()
         if await self.deliver_local(receiver_id, frame):
             DELIVERED.labels("local").inc()
@@ -327,6 +341,43 @@ class DirectMessageHub:
         if elsewhere and not await self._publish(stored, receiver_id, frame):
             if receiver_id not in self._sockets:  # nobody got it live: notify instead
                 self._push(sender_id, receiver_id, stored)
+
+    async def _store(self, sender_id: int, receiver: str, draft: Draft) -> tuple[StoredMessage, str]:
+        """Store ``draft`` from ``sender_id`` to the user holding ``receiver``: named by the hints and
+        checked by the one statement that writes the room row; with no hint or a stale one, looked up
+        first. The message and the sender's current nickname."""
+        own, receiver_id = self.directory.nickname(sender_id), self.directory.user_id(receiver)
+        if own is not None and receiver_id is not None:
+            parties = (Party(sender_id, own), Party(receiver_id, receiver))
+            try:
+                stored, _ = await run_in_threadpool(
+                    store_message, self._engine, self._messages, draft, lambda conn: (parties, None)
+                )
+                return stored, own
+            except Stale:
+                self.directory.forget(sender_id)
+                self.directory.forget(receiver_id)
+        accept = partial(self._accept, sender_id, receiver)
+        stored, current = await run_in_threadpool(store_message, self._engine, self._messages, draft, accept)
+        self.directory.learn(sender_id, current)
+        self.directory.learn(stored.receiver_id, receiver)
+        return stored, current
+
+    def _accept(self, sender_id: int, receiver: str, conn: Any) -> tuple[tuple[Party, Party], str]:
+        """The sender and the user holding ``receiver`` now, read in the message's transaction;
+        ``FrameRefused`` when the frame cannot be sent to them."""
+        found = users.current_nicknames(conn, ids=[sender_id], nicknames=[receiver])
+        own = found.get(sender_id)
+        if own is None:
+            raise FrameRefused("your account has no nickname any more", "sender")
+        receiver_id = next((uid for uid, name in found.items() if name == receiver), None)
+        if receiver_id is None:
+            raise FrameRefused(f"there is no user {receiver!r}", "receiver")
+        if receiver_id == sender_id:
+            raise FrameRefused("you cannot message yourself", "receiver")
+        if users.is_blocked(conn, receiver_id, sender_id):
+            raise FrameRefused(f"{receiver} does not accept your messages", "blocked")
+        return (Party(sender_id, own), Party(receiver_id, receiver)), own
 
     def _push(self, sender_id: int, receiver_id: int, stored: StoredMessage) -> None:
         self._start_push(sender_id, receiver_id, stored.id)
@@ -355,19 +406,33 @@ class DirectMessageHub:
             if record.get("kind") == "sockets":
                 self._heard_sockets(record)
                 return
+            if record.get("kind") == "presence":
+                self.remote.heard(str(record["origin"]), int(record["user_id"]), int(record["sockets"]))
+                return
             if await self.deliver_local(int(record["receiver_id"]), str(record["frame"])):
                 DELIVERED.labels("cross_replica").inc()
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed DM record")
 
     async def heartbeat(self) -> None:
-        """Keep this replica's presence rows fresh while it lives."""
+        """Keep this replica's presence rows fresh while it lives, and reload the other replicas' rows
+        into ``remote`` (at once, then on every beat)."""
+        fresh = self._settings.dm_presence_fresh_seconds
+        beat = False
         while True:
-            await asyncio.sleep(self._settings.dm_heartbeat_seconds)
+            started = presence.utcnow()
+
+            def work(conn: Any, beat: bool = beat) -> list[tuple[int, str, Any]]:
+                if beat:
+                    presence.heartbeat(conn, self.replica_id)
+                return presence.others(conn, self.replica_id, fresh)
+
             try:
-                await self._in_transaction(lambda conn: presence.heartbeat(conn, self.replica_id))
+                self.remote.load(await self._in_transaction(work), started)
             except Exception:
                 log.warning("DM presence heartbeat failed", exc_info=True)
+            await asyncio.sleep(self._settings.dm_heartbeat_seconds)
+            beat = True
 
     async def close(self) -> None:
         """Forget this replica's presence (its sockets close with the process)."""

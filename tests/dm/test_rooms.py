@@ -3,10 +3,12 @@ whatever order messages are recorded in."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from dm import rooms as dm_rooms
-from dm.messages import StoredMessage
+from dm.messages import Party, StoredMessage
+from storage.logins import utcnow
+from storage.models import Block
 from tests.storage.helpers import make_user
 
 
@@ -32,3 +34,31 @@ def test_each_room_keeps_its_latest_message_by_date(engine: Engine) -> None:
         ]
         assert [m.text for m in dm_rooms.latest_rooms(conn, ann, limit=2)] == ["ann to bob", "cat to ann"]
         assert [m.text for m in dm_rooms.latest_rooms(conn, bob)] == ["ann to bob"]
+
+
+def test_a_checked_message_is_recorded_only_while_its_names_and_no_block_hold(engine: Engine) -> None:
+    """``record_checked`` is the DM path's one statement: it writes the room row only when both users
+    hold the nicknames the replica's cache gave and the receiver has not blocked the sender."""
+    (ann, ann_n), (bob, bob_n), (cat, cat_n) = (make_user(engine) for _ in range(3))
+    message = StoredMessage("a" * 24, ann, bob, 100, "hi")
+
+    def record(sender: Party, receiver: Party, msg: StoredMessage = message) -> bool:
+        with engine.begin() as conn:
+            return dm_rooms.record_checked(conn, sender, receiver, msg)
+
+    assert not record(Party(ann, ann_n), Party(bob, cat_n))  # bob does not hold cat's nickname
+    assert not record(Party(ann, bob_n), Party(bob, bob_n))  # nor ann bob's
+    assert not record(Party(ann, ann_n), Party(ann, ann_n))  # nobody messages themself
+    with engine.begin() as conn:
+        conn.execute(insert(Block).values(blocker_id=bob, blocked_id=ann, created_at=utcnow()))
+    assert not record(Party(ann, ann_n), Party(bob, bob_n))
+    with engine.connect() as conn:
+        assert dm_rooms.latest_date(conn, ann, bob) is None
+    assert record(Party(bob, bob_n), Party(ann, ann_n), StoredMessage("b" * 24, bob, ann, 100, "b to a"))
+    assert record(Party(bob, bob_n), Party(ann, ann_n), StoredMessage("c" * 24, bob, ann, 50, "older"))
+    assert record(Party(cat, cat_n), Party(ann, ann_n), StoredMessage("d" * 24, cat, ann, 70, "c to a"))
+    with engine.connect() as conn:
+        assert [(m.text, m.date) for m in dm_rooms.latest_rooms(conn, ann)] == [
+            ("b to a", 100),
+            ("c to a", 70),
+        ]
