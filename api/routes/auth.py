@@ -242,6 +242,7 @@ for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
         reissue_token,
         methods=[_method],
         operation_id="reIssueToken" if _method == "GET" else f"reIssueToken{_method.title()}",
+        response_class=Response,
         responses={
             200: {"description": "empty; the new tokens are in the headers", "headers": TOKEN_HEADERS}
         },
