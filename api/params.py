@@ -150,7 +150,7 @@ async def merged_params(request: Request, limit: int) -> list[tuple[str, str | U
             else:
                 items.append((key, item))
         items += [(name, file) for name, _, file in sorted(files, key=lambda f: f[1])]
-    elif request.method != "GET" and (content_type.startswith("application/json") or not content_type):
+    elif content_type.startswith("application/json") or not content_type:
         body = await request.body()
         if body.strip():
             try:
