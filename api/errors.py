@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from pymongo.errors import ConnectionFailure
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -74,22 +76,69 @@ class TooManyRequests(ApiError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class ErrorBody(BaseModel):
+    """The body of every refusal and failure (the client never reads it; people and logs do)."""
+
+    status: int = Field(description="the HTTP status", examples=[400])
+    error: str = Field(description="the status's reason phrase", examples=["Bad Request"])
+    message: str = Field(description="why, naming the field at fault", examples=["date is required"])
+    path: str = Field(description="the request path", examples=["/feed-service/saveFeed"])
+
+
+#: What each documented error status means across the API.
+_MEANINGS = {
+    400: "missing or malformed input; `message` names the field",
+    403: "a bad, expired or revoked token, or acting on someone else's data (the client re-issues its tokens)",
+    404: "the addressed thing does not exist or is not visible to the caller",
+    409: "the request collides with existing state (a taken nickname)",
+    413: "the body or an upload is over its size limit",
+    429: "over the sign-in rate limit; `Retry-After` says when to come back",
+    503: "a store or Temporal is unavailable; retry after `Retry-After` seconds",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for ``statuses``, each with the ``ErrorBody`` model."""
+    return {status: {"model": ErrorBody, "description": _MEANINGS[status]} for status in statuses}
+
+
 def error_response(
     status: int, message: str, path: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     """The JSON error body every failure uses."""
-    return JSONResponse(
-        {"status": status, "error": HTTPStatus(status).phrase, "message": message, "path": path},
-        status_code=status,
-        headers=headers,
-    )
+    body = ErrorBody(status=status, error=HTTPStatus(status).phrase, message=message, path=path)
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+#: How a failed field reads, in the words the original parameter checks used.
+_FIELD_MESSAGES = {
+    "missing": "{field} is required",
+    "int_parsing": "{field} must be an integer, got {input!r}",
+    "int_type": "{field} must be an integer, got {input!r}",
+    "bool_parsing": "{field} must be true or false",
+    "bool_type": "{field} must be true or false",
+    "greater_than_equal": "{field} must be at least {ge}",
+    "less_than_equal": "{field} must be at most {le}",
+    "less_than": "{field} must be less than {lt}",
+    "string_too_long": "{field} must be at most {max_length} characters",
+    "string_type": "{field} must be a string",
+    "too_long": "{field} must have at most {max_length} items, got {actual_length}",
+    "field_reason": "{field} {reason}",
+    "reason": "{message}",
+}
 
 
 def _validation_reason(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "form"))
-        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+        template = _FIELD_MESSAGES.get(str(err.get("type")))
+        if template is not None and loc:
+            value = err.get("input")
+            shown = value[:40] if isinstance(value, str) else value
+            parts.append(template.format(field=loc, input=shown, **err.get("ctx", {})))
+        else:
+            parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
     return "; ".join(parts) or "invalid request"
 
 

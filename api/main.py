@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.runtime import Runtime, TelemetryConfig
 
 from api.dm_logins import LoginSockets
+from api.docs import install_docs, operation_id
 from api.errors import install_error_handlers
 from api.kafka import TopicBroadcast
 from api.metrics import MetricsMiddleware
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         version="0.1.0",
         summary="Happiness diary API, wire-compatible with the SoSoHappy iOS client",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.clock = clock  # also the DM sockets' frame rate limits (api.dm_limits)
     app.state.sign_in_limiter = sign_in_limiter_from(
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     install_error_handlers(app)
     for module in (health, auth, feed, dm, dm_connect):
         app.include_router(module.router)
+    install_docs(app)
     return app
 
 

@@ -1,153 +1,155 @@
-"""Request parameters the way the original bound them: query string, form, multipart parts, or JSON.
+"""Request parameters the way the original bound them, declared as pydantic models FastAPI parses.
 
 The iOS client sends multipart for most POSTs, a query string for a few, JSON for one, and sometimes
-``Content-Type: application/json`` with an empty body; every parse failure is a 400 with a reason.
+``Content-Type: application/json`` with an empty body. Each route declares its parameters as one model
+(``Annotated[XForm, Form(...)]`` or ``Annotated[XQuery, Query()]``): FastAPI validates the request with it
+and renders it in ``/openapi.json``. ``ClientRoute`` first merges the query string with the body
+(multipart, url-encoded or a JSON object; empty values dropped, ``imageList[0]``… as one ``imageList``),
+as Spring's ``@ModelAttribute`` did, so any of those encodings reaches the model. A field that fails is
+a 400 naming it (``api.errors``): the field types below raise the same reasons the domain rules give.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from typing import Annotated, Any, ClassVar
 
-from fastapi import Depends, Request
-from starlette.datastructures import UploadFile
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+from starlette.datastructures import FormData, QueryParams, UploadFile
 
-from accounts.nicknames import InvalidNickname, normalize_nickname
+from accounts.nicknames import MAX_NICKNAME_LENGTH, InvalidNickname, normalize_nickname
 from api.errors import BadRequest, PayloadTooLarge
+from kst.dates import MAX_DATE, MIN_DATE, InvalidDate, check_date
 
-TRUE = {"true", "on", "yes", "1"}
-FALSE = {"false", "off", "no", "0"}
 _INDEXED = re.compile(r"^(?P<name>[A-Za-z_]+)\[(?P<index>\d+)\]$")
+MAX_FILES, MAX_FIELDS = 50, 200
+
+#: The wire's camelCase names for snake_case fields (``src_nickname`` is sent as ``srcNickname``).
+WIRE = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+
+#: Pydantic error type whose message is ``"<field> <reason>"`` (``api.errors`` adds the field).
+FIELD_REASON = "field_reason"
+#: Pydantic error type whose message already names the field (e.g. an e-mail refusal).
+REASON = "reason"
 
 
-class Params:
-    """Typed access to the request's parameters; each getter raises ``BadRequest`` naming the field."""
+def refuse_field(reason: str) -> PydanticCustomError:
+    """A validation error rendered as ``"<field> <reason>"``."""
+    return PydanticCustomError(FIELD_REASON, "{reason}", {"reason": reason})
 
-    def __init__(self, values: dict[str, Any], files: dict[str, list[UploadFile]]) -> None:
-        self._values = values
-        self._files = files
 
-    def raw(self, name: str) -> Any:
-        """The value as sent (``None`` if absent)."""
-        return self._values.get(name)
+def refuse(message: str) -> PydanticCustomError:
+    """A validation error rendered as ``message`` alone."""
+    return PydanticCustomError(REASON, "{message}", {"message": message})
 
-    def text(self, name: str, *, required: bool = True, max_length: int | None = None) -> str | None:
-        """A string parameter; missing or empty -> 400 when ``required``."""
-        value = self._values.get(name)
-        if value is None or (isinstance(value, str) and value == "" and required):
-            if required:
-                raise BadRequest(f"{name} is required")
-            return None
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise BadRequest(f"{name} must be a string")
-        value = str(value)
-        if max_length is not None and len(value) > max_length:
-            raise BadRequest(f"{name} must be at most {max_length} characters")
+
+def _nickname(value: str) -> str:
+    try:
+        return normalize_nickname(value)
+    except InvalidNickname as exc:
+        raise refuse_field(exc.reason) from None
+
+
+def _date(value: int | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return check_date(value)
+    except InvalidDate as exc:
+        raise refuse_field(str(exc)) from None
+
+
+#: A parameter that names a user, read as its canonical key (``accounts.nicknames``: NFC, trimmed).
+Nickname = Annotated[
+    str,
+    AfterValidator(_nickname),
+    Field(
+        description="a nickname (NFC, trimmed; no control, format or invisible characters)",
+        json_schema_extra={"minLength": 1, "maxLength": MAX_NICKNAME_LENGTH},
+    ),
+]
+#: The client's 16-digit KST timestamp ``yyyyMMddHHmmssSS`` of a real calendar moment.
+KstDate = Annotated[
+    int,
+    AfterValidator(_date),
+    Field(
+        description="16-digit KST timestamp yyyyMMddHHmmssSS",
+        json_schema_extra={
+            "minimum": MIN_DATE,
+            "exclusiveMaximum": MAX_DATE + 1,
+            "examples": [2024012017042712],
+        },
+    ),
+]
+#: ``date`` of findOtherFeed: a KST timestamp, or absent / ``-1`` for every day.
+OptionalKstDate = Annotated[
+    int | None,
+    BeforeValidator(lambda v: None if v in ("-1", -1) else v),
+    AfterValidator(_date),
+    Field(description="16-digit KST timestamp yyyyMMddHHmmssSS; absent or -1: every day"),
+]
+
+
+def _split_list(value: Any) -> Any:
+    """One comma-joined value, repeated values or a JSON array: the items, trimmed, empties dropped."""
+    items = value if isinstance(value, list) else [value]
+    if not all(isinstance(item, str) for item in items):
         return value
-
-    def required_text(self, name: str, *, max_length: int | None = None) -> str:
-        """A non-empty string parameter."""
-        value = self.text(name, required=True, max_length=max_length)
-        assert value is not None
-        return value
-
-    def nickname(self, name: str) -> str:
-        """A parameter that names a user, as its canonical key (``accounts.nicknames``: NFC, trimmed);
-        400 naming ``name`` when it is missing or not a valid nickname, so it never matches anyone."""
-        try:
-            return normalize_nickname(self.required_text(name))
-        except InvalidNickname as exc:
-            raise BadRequest(exc.for_field(name)) from None
-
-    def integer(
-        self,
-        name: str,
-        *,
-        required: bool = True,
-        minimum: int | None = None,
-        maximum: int | None = None,
-        default: int | None = None,
-    ) -> int | None:
-        """A decimal integer parameter within ``[minimum, maximum]``."""
-        value = self._values.get(name)
-        if value is None or value == "":
-            if required and default is None:
-                raise BadRequest(f"{name} is required")
-            return default
-        if isinstance(value, bool):
-            raise BadRequest(f"{name} must be an integer")
-        try:
-            number = int(value) if isinstance(value, int) else int(str(value).strip())
-        except ValueError:
-            raise BadRequest(f"{name} must be an integer, got {str(value)[:40]!r}") from None
-        if minimum is not None and number < minimum:
-            raise BadRequest(f"{name} must be at least {minimum}")
-        if maximum is not None and number > maximum:
-            raise BadRequest(f"{name} must be at most {maximum}")
-        return number
-
-    def required_integer(self, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
-        """A mandatory integer parameter."""
-        value = self.integer(name, required=True, minimum=minimum, maximum=maximum)
-        assert value is not None
-        return value
-
-    def boolean(self, name: str, *, required: bool = True) -> bool | None:
-        """``true/false`` (also on/off, yes/no, 1/0, any case), as Spring bound booleans."""
-        value = self._values.get(name)
-        if value is None or value == "":
-            if required:
-                raise BadRequest(f"{name} is required")
-            return None
-        if isinstance(value, bool):
-            return value
-        lowered = str(value).strip().lower()
-        if lowered in TRUE:
-            return True
-        if lowered in FALSE:
-            return False
-        raise BadRequest(f"{name} must be true or false")
-
-    def string_list(self, name: str, *, required: bool = True) -> list[str]:
-        """A list sent as one comma-joined value, repeated values, or a JSON array; items trimmed."""
-        value = self._values.get(name)
-        if value is None:
-            if required:
-                raise BadRequest(f"{name} is required")
-            return []
-        items = value if isinstance(value, list) else str(value).split(",")
-        return [str(item).strip() for item in items if str(item).strip()]
-
-    def files(self, name: str) -> list[UploadFile]:
-        """File parts named ``name`` or ``name[0]``, ``name[1]``, … in index order."""
-        return list(self._files.get(name, []))
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
 
 
-async def read_params(request: Request) -> Params:
-    """Merge the query string with the body (multipart, url-encoded or JSON; empty bodies tolerated)."""
-    limit = request.app.state.resources.settings.max_request_bytes
+#: A list the client sends as one comma-joined string (``coffee,friends``).
+CommaList = Annotated[list[str], BeforeValidator(_split_list)]
+
+
+# -- one set of parameters per request, whatever the encoding ---------------------------------------
+
+
+def _json_items(data: dict[str, Any]) -> list[tuple[str, str]]:
+    items: list[tuple[str, str]] = []
+    for key, value in data.items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is None:
+                continue
+            if isinstance(item, bool):
+                items.append((key, "true" if item else "false"))
+            elif isinstance(item, str | int | float):
+                items.append((key, str(item)))
+            else:
+                items.append((key, json.dumps(item)))
+    return items
+
+
+async def merged_params(request: Request, limit: int) -> list[tuple[str, str | UploadFile]]:
+    """The query string, then the body's fields (so the body wins); file parts named ``name[i]`` come
+    as ``name`` in index order. ``BadRequest`` for a body that does not parse,
+    ``PayloadTooLarge`` over ``limit`` bytes."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
-    values: dict[str, Any] = dict(request.query_params)
-    files: dict[str, list[UploadFile]] = {}
+    items: list[tuple[str, str | UploadFile]] = list(request.query_params.multi_items())
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         try:
-            form = await request.form(max_files=50, max_fields=200)
+            form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
         except Exception as exc:
             raise BadRequest(f"malformed form body: {exc}") from exc
-        indexed: dict[str, list[tuple[int, UploadFile]]] = {}
+        files: list[tuple[str, int, UploadFile]] = []
         for key, item in form.multi_items():
             if isinstance(item, UploadFile):
                 match = _INDEXED.match(key)
-                base, index = (match["name"], int(match["index"])) if match else (key, 10_000 + len(indexed))
-                indexed.setdefault(base, []).append((index, item))
+                name, index = (match["name"], int(match["index"])) if match else (key, 10_000 + len(files))
+                files.append((name, index, item))
             else:
-                repeated = form.getlist(key)
-                values[key] = repeated if len(repeated) > 1 else item
-        files = {name: [f for _, f in sorted(parts, key=lambda p: p[0])] for name, parts in indexed.items()}
+                items.append((key, item))
+        items += [(name, file) for name, _, file in sorted(files, key=lambda f: f[1])]
     elif content_type.startswith("application/json") or not content_type:
         body = await request.body()
         if body.strip():
@@ -157,8 +159,58 @@ async def read_params(request: Request) -> Params:
                 raise BadRequest(f"malformed JSON body: {exc}") from exc
             if not isinstance(data, dict):
                 raise BadRequest("JSON body must be an object")
-            values.update(data)
-    return Params(values, files)
+            items += _json_items(data)
+    return items
 
 
-ParamsDep = Annotated[Params, Depends(read_params)]
+#: The wire names the current request sent with an empty value (FastAPI drops those from a form).
+_EMPTY_FIELDS: ContextVar[frozenset[str]] = ContextVar("empty_fields", default=frozenset())
+
+
+class ClientForm(BaseModel):
+    """A request model on the wire's names. An empty value reads as "not sent" (the default applies, or
+    the field is required) except for the fields in ``keep_empty``, where it is a value of its own."""
+
+    model_config = WIRE
+    #: Wire names whose empty value is meant as empty (``introduction=""`` clears it).
+    keep_empty: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _restore_empty(cls, data: Any) -> Any:
+        if cls.keep_empty and isinstance(data, dict):
+            for name in cls.keep_empty & _EMPTY_FIELDS.get():
+                data.setdefault(name, "")
+        return data
+
+
+class ClientRoute(APIRoute):
+    """A route whose declared query or form model sees the merged parameters (``merged_params``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, after the request's parameters are merged into its form or query."""
+        handler = super().get_route_handler()
+        has_body = self.body_field is not None
+        has_query = any(_declares_query(dep) for dep in [self.dependant, *self.dependant.dependencies])
+        if not (has_body or has_query):
+            return handler
+
+        async def merged(request: Request) -> Response:
+            raw = await _raw_params(request)
+            _EMPTY_FIELDS.set(frozenset(key for key, value in raw if value == ""))
+            items = [(key, value) for key, value in raw if value != ""]
+            if has_body:
+                request._form = FormData(items)
+            else:
+                request._query_params = QueryParams([(k, v) for k, v in items if isinstance(v, str)])
+            return await handler(request)
+
+        return merged
+
+
+def _declares_query(dependant: Any) -> bool:
+    return bool(dependant.query_params)
+
+
+async def _raw_params(request: Request) -> list[tuple[str, str | UploadFile]]:
+    return await merged_params(request, request.app.state.resources.settings.max_request_bytes)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, WebSocket
+from fastapi import Depends, Security, WebSocket
+from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
 
 from accounts.emails import same_account
 from accounts.tokens import ACCESS, InvalidToken, TokenClaims, strip_bearer
@@ -20,6 +20,32 @@ from api.errors import Forbidden
 from api.request_context import bind_user
 from api.resources import Resources
 from storage import logins, users
+
+#: The access token as signIn / reIssueToken answered it in their ``Authorization`` header
+#: (``Bearer <jwt>``, sent back exactly as received).
+access_token_header = APIKeyHeader(
+    name="Authorization",
+    scheme_name="accessToken",
+    description="The `Authorization` response header of signIn or reIssueToken, as received: `Bearer eyJ…`.",
+    auto_error=False,
+)
+#: The account e-mail as signIn answered it in its ``email`` header (``<email>+<provider>``).
+email_header = APIKeyHeader(
+    name="Email",
+    scheme_name="email",
+    description="The `email` response header of signIn: `<email>+<provider>`, e.g. `jin.so@gmail.com+kakao`.",
+    auto_error=False,
+)
+#: The refresh token as signIn / reIssueToken answered it in ``authorization-refresh``.
+refresh_token_header = APIKeyHeader(
+    name="Authorization-refresh",
+    scheme_name="refreshToken",
+    description="The `authorization-refresh` response header of signIn or reIssueToken, as received.",
+    auto_error=False,
+)
+AccessTokenHeader = Annotated[str | None, Security(access_token_header)]
+EmailHeader = Annotated[str | None, Security(email_header)]
+RefreshTokenHeader = Annotated[str | None, Security(refresh_token_header)]
 
 
 @dataclass(frozen=True)
@@ -33,15 +59,15 @@ class AuthenticatedUser:
     expires_at: int = 0
 
 
-def verify_access(res: Resources, headers: Headers) -> TokenClaims:
+def verify_access(res: Resources, authorization: str | None, email: str | None) -> TokenClaims:
     """The access token's claims if the token is valid and its e-mail equals the ``Email`` header."""
     try:
-        claims = res.tokens.verify(strip_bearer(headers.get("authorization")), ACCESS)
+        claims = res.tokens.verify(strip_bearer(authorization), ACCESS)
     except InvalidToken as exc:
         raise Forbidden(f"invalid access token: {exc}") from None
     # Canonically compared: a client may hold the e-mail in the case it was first given (before
     # account e-mails were canonical); tokens minted since carry the canonical form.
-    if not same_account(headers.get("email", ""), claims.account_email):
+    if not same_account(email or "", claims.account_email):
         raise Forbidden("the Email header does not match the access token")
     return claims
 
@@ -92,10 +118,13 @@ def _admit(claims: TokenClaims, revoked: bool) -> AuthenticatedUser:
     return AuthenticatedUser(claims.user_id, claims.account_email, claims.session_id, claims.expires_at)
 
 
-async def current_user(request: Request, res: ResourcesDep) -> AuthenticatedUser:
-    """FastAPI dependency: the authenticated caller of an HTTP request (on the event loop when the
-    revocation view can answer, in the threadpool when the database must)."""
-    claims = verify_access(res, request.headers)
+async def current_user(
+    res: ResourcesDep, authorization: AccessTokenHeader, email: EmailHeader
+) -> AuthenticatedUser:
+    """FastAPI dependency: the authenticated caller of an HTTP request, from its ``Authorization`` and
+    ``Email`` headers (the ``accessToken`` and ``email`` security schemes), on the event loop when the
+    revocation view can answer, in the threadpool when the database must."""
+    claims = verify_access(res, authorization, email)
     revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
     if revoked is None:
         revoked = await run_in_threadpool(revoked_in_database, res, claims)
@@ -106,7 +135,7 @@ async def authenticate_websocket(websocket: WebSocket) -> AuthenticatedUser:
     """The caller of a WebSocket upgrade, authenticated with the same headers as REST (as
     ``current_user``: the database, when it must be asked, in the threadpool, never on the event loop)."""
     res: Resources = websocket.app.state.resources
-    claims = verify_access(res, websocket.headers)
+    claims = verify_access(res, websocket.headers.get("authorization"), websocket.headers.get("email"))
     revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
     if revoked is None:
         revoked = await run_in_threadpool(revoked_in_database, res, claims)

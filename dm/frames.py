@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from pydantic import BaseModel, Field
+
 from accounts.nicknames import InvalidNickname, nickname_key, normalize_nickname
 from kst.dates import InvalidDate, check_date, now_kst
 
@@ -58,3 +60,24 @@ def parse_frame(raw: str, sender: str) -> tuple[str, int, str]:
 def error_frame(reason: str, raw: str) -> str:
     """What the sender gets back for a refused frame (the socket stays open)."""
     return json.dumps({"error": reason, "frame": raw[:200]}, ensure_ascii=False)
+
+
+# -- the frames as models: what the AsyncAPI document (``api.asyncapi``) describes -------------------
+
+
+class SendFrame(BaseModel):
+    """A frame a client sends: a message to ``receiver`` (``parse_frame`` applies these rules)."""
+
+    sender: str = Field(description="the sender's own nickname")
+    receiver: str = Field(description="the receiver's nickname (not the sender's)")
+    date: int | None = Field(
+        None, description="16-digit KST timestamp yyyyMMddHHmmssSS; absent: now", examples=[2024012017042712]
+    )
+    text: str = Field(min_length=1, max_length=MAX_TEXT, description="not only whitespace")
+
+
+class ErrorFrame(BaseModel):
+    """What the sender gets back for a refused frame (``error_frame``); the socket stays open."""
+
+    error: str = Field(description="why the frame was refused")
+    frame: str = Field(max_length=200, description="the start of the refused frame (or its text)")

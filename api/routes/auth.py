@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Form, Query
+from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -21,20 +21,38 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from accounts.emails import MAX_EMAIL_LENGTH, InvalidEmail, normalize_email, same_account, validated_email
+from accounts.emails import normalize_email, same_account
 from accounts.nicknames import visible_nickname
 from accounts.pkce import challenge_matches
 from accounts.tokens import BEARER, REFRESH, InvalidToken, TokenClaims, strip_bearer
 from api import outbox
+from api.bodies import (
+    AccountResult,
+    AuthorizeCodeBody,
+    DuplicateNicknameBody,
+    IntroductionBody,
+    ProfileImageBody,
+    SignInBody,
+    SuccessBody,
+)
 from api.deps import ResourcesDep, SessionDep, TemporalDep
-from api.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
+from api.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge, error_responses
+from api.forms import (
+    AuthorizeCodeForm,
+    BlockForm,
+    NicknameForm,
+    NicknameQuery,
+    ProfileForm,
+    ResignForm,
+    SignInForm,
+)
 from api.images import sniff_image_type
-from api.params import ParamsDep
+from api.params import ClientRoute
 from api.rate_limits import limit_sign_in
 from api.request_context import bind_user, bind_workflow
 from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocations
-from api.security import CurrentUser
+from api.security import CurrentUser, EmailHeader, RefreshTokenHeader
 from storage import devices, logins, sign_in_requests, users
 from storage.models import Revocation
 from storage.outbox import QueuedStart
@@ -45,10 +63,30 @@ from temporal.task_queues import SIGN_IN, named
 from workflows.sign_in import SignInWorkflow
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/auth-service", tags=["auth"])
+router = APIRouter(
+    prefix="/auth-service", tags=["auth"], route_class=ClientRoute, responses=error_responses(400, 403, 503)
+)
 
-MAX_INTRODUCTION = 255
 MAX_PROFILE_IMAGE_BYTES = 5 * 1024 * 1024
+#: The multipart body most endpoints take (the model is the whole form).
+Multipart = Form(media_type="multipart/form-data")
+#: The token headers signIn and reIssueToken answer with (CLIENT_CONTRACT §2.2).
+TOKEN_HEADERS = {
+    "Authorization": {
+        "description": "the access token, `Bearer <jwt>`: send it back as is in `Authorization`",
+        "schema": {"type": "string"},
+    },
+    "authorization-refresh": {
+        "description": "the refresh token, `Bearer <jwt>`: send it to reIssueToken in `Authorization-refresh`",
+        "schema": {"type": "string"},
+    },
+}
+EMAIL_HEADER = {
+    "email": {
+        "description": "the account e-mail `<email>+<provider>`: send it back in `Email`",
+        "schema": {"type": "string"},
+    }
+}
 
 
 def token_headers(
@@ -72,13 +110,24 @@ def _issue(
     return res.tokens.pair(account_email, user_id, session_id, generation)
 
 
-@router.post("/getAuthorizeCode", dependencies=[Depends(limit_sign_in)])
-def get_authorize_code(params: ParamsDep, session: SessionDep, res: ResourcesDep) -> dict[str, str]:
-    """Start of the PKCE-like sign-in: store the challenge under a new single-use code."""
-    challenge = params.required_text("codeChallenge", max_length=256)
-    code = logins.create_authorize_code(session, challenge, res.settings.authorize_code_ttl_seconds)
+@router.post(
+    "/getAuthorizeCode",
+    dependencies=[Depends(limit_sign_in)],
+    responses=error_responses(429),
+    openapi_extra={"security": []},
+)
+def get_authorize_code(
+    form: Annotated[AuthorizeCodeForm, Multipart], session: SessionDep, res: ResourcesDep
+) -> AuthorizeCodeBody:
+    """Start of the PKCE-like sign-in: store the challenge under a new single-use code.
+
+    From `/docs`: make a verifier (e.g. `k3PqZ8aLw0mT9xRb2VdN`) and send its SHA-512 as `codeChallenge`
+    (`printf %s k3PqZ8aLw0mT9xRb2VdN | sha512sum`:
+    `ae800f71839a59573fdccbb6d7c06aa02f4b636335cd7a67a7f65961a0343b40cefab95d900b26b0ea7dc557e614ab0f3b195c90115e11e9ac3891c55b2cf062`),
+    then present the code with the verifier to signIn."""
+    code = logins.create_authorize_code(session, form.code_challenge, res.settings.authorize_code_ttl_seconds)
     session.commit()
-    return {"authorizeCode": code}
+    return AuthorizeCodeBody(authorize_code=code)
 
 
 _REFUSED_CODE = {
@@ -97,22 +146,30 @@ def _redeem_code(res: Resources, code: str, verifier: str) -> None:
         raise Forbidden(_REFUSED_CODE[outcome])
 
 
-@router.post("/signIn", dependencies=[Depends(limit_sign_in)])
-async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -> Response:
+@router.post(
+    "/signIn",
+    dependencies=[Depends(limit_sign_in)],
+    response_model=SignInBody,
+    responses={200: {"headers": TOKEN_HEADERS | EMAIL_HEADER}, **error_responses(429)},
+    openapi_extra={"security": []},
+)
+async def sign_in(
+    form: Annotated[SignInForm, Multipart], res: ResourcesDep, temporal: TemporalDep
+) -> Response:
     """Check the input, redeem the authorize code with its verifier, then run ``SignInWorkflow`` and
-    answer with tokens in headers. Nothing is written for a refused request, and no workflow starts."""
-    provider = params.required_text("provider", max_length=16)
+    answer with tokens in headers. Nothing is written for a refused request, and no workflow starts.
+
+    From `/docs`: copy the `Authorization` and `email` response headers into **Authorize**
+    (`accessToken` and `email`) to call the other endpoints."""
+    provider = form.provider
     if provider not in PROVIDERS:
         raise Forbidden(f"unknown provider {provider!r}")
-    try:
-        email = validated_email(params.required_text("email", max_length=MAX_EMAIL_LENGTH))
-    except InvalidEmail as exc:
-        raise BadRequest(str(exc)) from None
-    provider_id = params.required_text("providerId", max_length=255)
-    verifier = params.required_text("codeVerifier", max_length=256)
-    code = params.required_text("authorizeCode", max_length=64)
-    authorization_code = params.text("authorizationCode", required=False, max_length=8192) or ""
-    device_token = params.required_text("deviceToken", max_length=4096)
+    email = form.email
+    provider_id = form.provider_id
+    verifier = form.code_verifier
+    code = form.authorize_code
+    authorization_code = form.authorization_code
+    device_token = form.device_token
     if provider == "apple" and not authorization_code:
         raise BadRequest("authorizationCode is required for Apple sign-in")
     await run_in_threadpool(_redeem_code, res, code, verifier)
@@ -157,7 +214,8 @@ async def sign_in(params: ParamsDep, res: ResourcesDep, temporal: TemporalDep) -
         raise Forbidden("the account no longer exists")
     bind_user(result.user_id)
     access, refresh = _issue(res, account_email, result.user_id, result.session_id, 0)
-    response = JSONResponse({"nickname": visible_nickname(result.nickname)})
+    body = SignInBody(nickname=visible_nickname(result.nickname)).model_dump_json()
+    response = Response(body, media_type="application/json")
     return token_headers(response, access, refresh, account_email)
 
 
@@ -185,15 +243,15 @@ def _finish_request(res: Resources, request_id: str) -> str | None:
         return user.account_email if user is not None else None
 
 
-@router.api_route("/reIssueToken", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-async def reissue_token(request: Request, res: ResourcesDep) -> Response:
+async def reissue_token(refresh_token: RefreshTokenHeader, email: EmailHeader, res: ResourcesDep) -> Response:
     """Rotate the refresh token. The current one rotates; the one just rotated, within the grace window,
-    gets the current pair (the client's parallel re-issues); any other is reuse and revokes the login."""
+    gets the current pair (the client's parallel re-issues); any other is reuse and revokes the login.
+    The answer is an empty 200 with the new tokens in its headers; the client sends GET."""
     try:
-        claims = res.tokens.verify(strip_bearer(request.headers.get("authorization-refresh")), REFRESH)
+        claims = res.tokens.verify(strip_bearer(refresh_token), REFRESH)
     except InvalidToken as exc:
         raise Forbidden(f"invalid refresh token: {exc}") from None
-    if not same_account(request.headers.get("email", ""), claims.account_email):
+    if not same_account(email or "", claims.account_email):
         raise Forbidden("the Email header does not match the refresh token")
     outcome = await run_in_threadpool(_rotate, res, claims)
     if outcome.rotation is logins.Rotation.REUSED:
@@ -209,6 +267,20 @@ async def reissue_token(request: Request, res: ResourcesDep) -> Response:
     return token_headers(Response(status_code=200), access, refresh)
 
 
+# Any method, as the original (the client sends GET); one operation per method in the spec.
+for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+    router.add_api_route(
+        "/reIssueToken",
+        reissue_token,
+        methods=[_method],
+        operation_id="reIssueToken" if _method == "GET" else f"reIssueToken{_method.title()}",
+        response_class=Response,
+        responses={
+            200: {"description": "empty; the new tokens are in the headers", "headers": TOKEN_HEADERS}
+        },
+    )
+
+
 def _rotate(res: Resources, claims: TokenClaims) -> logins.RotationResult:
     """One transaction (in the threadpool, so parallel re-issues really run in parallel)."""
     with res.sessions.begin() as session:
@@ -222,7 +294,7 @@ def _rotate(res: Resources, claims: TokenClaims) -> logins.RotationResult:
 
 
 @router.post("/signOut")
-async def sign_out(user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
+async def sign_out(user: CurrentUser, res: ResourcesDep) -> AccountResult:
     """Revoke this login and forget its device token."""
 
     def revoke() -> Revocation | None:  # in the threadpool: a lock wait must not stall the event loop
@@ -234,17 +306,19 @@ async def sign_out(user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
     revocation = await run_in_threadpool(revoke)
     if revocation is not None:
         await publish_revocations(res, user.id, [revocation])
-    return {"email": user.account_email, "success": True}
+    return AccountResult(email=user.account_email, success=True)
 
 
 @router.post("/resign")
-async def resign(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
+async def resign(
+    form: Annotated[ResignForm, Multipart], user: CurrentUser, res: ResourcesDep
+) -> AccountResult:
     """Revoke every login at once, then run ``ResignWorkflow`` to remove the user's data everywhere.
 
     The start is queued with the revocation (``api.outbox``): once the logins are revoked the resign
     is certain to run, even when Temporal is down right now (the answer is 200 either way).
     """
-    email = params.text("email", required=False, max_length=320) or user.account_email
+    email = form.email or user.account_email
     if not same_account(email, user.account_email):
         raise Forbidden("email must be the caller's own account")
 
@@ -261,33 +335,34 @@ async def resign(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dic
     await publish_revocations(res, user.id, revoked)
     bind_workflow(queued.workflow_id)
     await outbox.start_now(res, queued)
-    return {"email": email, "success": True}
+    return AccountResult(email=email, success=True)
 
 
 @router.get("/checkDuplicateNickname")
-def check_duplicate_nickname(params: ParamsDep, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+def check_duplicate_nickname(
+    query: Annotated[NicknameQuery, Query()], user: CurrentUser, session: SessionDep
+) -> DuplicateNicknameBody:
     """Whether another user has this nickname (never revealing whose)."""
-    owner = users.by_nickname(session, params.nickname("nickname"))
-    return {"email": None, "isPresent": owner is not None and owner.id != user.id}
+    owner = users.by_nickname(session, query.nickname)
+    return DuplicateNicknameBody(email=None, is_present=owner is not None and owner.id != user.id)
 
 
-@router.post("/setProfile")
-async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
+@router.post("/setProfile", responses=error_responses(409, 413))
+async def set_profile(
+    form: Annotated[ProfileForm, Multipart], user: CurrentUser, res: ResourcesDep
+) -> AccountResult:
     """Set the caller's nickname, introduction and profile picture (the caller only).
 
     A rename is the users row alone: everything else refers to the user id (direct messages too, shown
     with the current nickname), so it starts no workflow and the old nickname is free at once.
     """
-    email = params.required_text("email", max_length=320)
-    if not same_account(email, user.account_email):
+    if not same_account(form.email, user.account_email):
         raise Forbidden("email must be the caller's own account")
-    nickname = params.nickname("nickname")
-    introduction = params.text("introduction", required=False)
-    if introduction is not None and len(introduction) > MAX_INTRODUCTION:
-        raise BadRequest(f"introduction must be at most {MAX_INTRODUCTION} characters")
+    nickname = form.nickname
+    introduction = form.introduction
     image: bytes | None = None
     image_type: str | None = None
-    for upload in params.files("profileImg")[:1]:
+    for upload in [form.profile_img] if form.profile_img is not None else []:
         image = await upload.read(MAX_PROFILE_IMAGE_BYTES + 1)
         if len(image) > MAX_PROFILE_IMAGE_BYTES:
             raise PayloadTooLarge(f"profileImg must be at most {MAX_PROFILE_IMAGE_BYTES} bytes")
@@ -314,50 +389,52 @@ async def set_profile(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
                 raise Conflict(f"nickname {nickname!r} is taken") from None
 
     await run_in_threadpool(update)
-    return {"email": user.account_email, "success": True}
+    return AccountResult(email=user.account_email, success=True)
 
 
 @router.post("/findProfileImg")
-def find_profile_img(params: ParamsDep, _user: CurrentUser, session: SessionDep) -> dict[str, str]:
+def find_profile_img(
+    form: Annotated[NicknameForm, Multipart], _user: CurrentUser, session: SessionDep
+) -> ProfileImageBody:
     """A user's profile picture as base64 (``""`` when none or unknown user)."""
-    nickname = params.nickname("nickname")
-    owner = users.by_nickname(session, nickname)
+    owner = users.by_nickname(session, form.nickname)
     if owner is None:
-        return {"nickname": "", "profileImg": ""}
+        return ProfileImageBody(nickname="", profile_img="")
     image = owner.profile_image or b""
-    return {"nickname": nickname, "profileImg": base64.b64encode(image).decode()}
+    return ProfileImageBody(nickname=form.nickname, profile_img=base64.b64encode(image).decode())
 
 
 @router.post("/findIntroduction")
-def find_introduction(params: ParamsDep, _user: CurrentUser, session: SessionDep) -> dict[str, str]:
+def find_introduction(
+    form: Annotated[NicknameForm, Multipart], _user: CurrentUser, session: SessionDep
+) -> IntroductionBody:
     """A user's introduction (``""`` when none or unknown user)."""
-    owner = users.by_nickname(session, params.nickname("nickname"))
-    return {"introduction": owner.introduction if owner is not None else ""}
+    owner = users.by_nickname(session, form.nickname)
+    return IntroductionBody(introduction=owner.introduction if owner is not None else "")
 
 
 def _change_block(
-    params: ParamsDep, user: CurrentUser, session: SessionDep, change: Callable[[Session, int, int], None]
-) -> dict[str, bool]:
+    form: BlockForm, user: CurrentUser, session: SessionDep, change: Callable[[Session, int, int], None]
+) -> SuccessBody:
     """Apply ``change`` (block or unblock) from the caller to ``dstNickname``; the caller must be ``srcNickname``."""
-    src = params.nickname("srcNickname")
     me = users.by_id(session, user.id)
-    if me is None or src != me.nickname:
+    if me is None or form.src_nickname != me.nickname:
         raise Forbidden("srcNickname must be the caller's own nickname")
-    target = users.by_nickname(session, params.nickname("dstNickname"))
+    target = users.by_nickname(session, form.dst_nickname)
     if target is None or target.id == user.id:
-        return {"success": False}
+        return SuccessBody(success=False)
     change(session, user.id, target.id)
     session.commit()
-    return {"success": True}
+    return SuccessBody(success=True)
 
 
 @router.post("/block")
-def block(params: ParamsDep, user: CurrentUser, session: SessionDep) -> dict[str, bool]:
+def block(form: Annotated[BlockForm, Multipart], user: CurrentUser, session: SessionDep) -> SuccessBody:
     """Hide ``dstNickname``'s feeds from the caller (``success: false`` for an unknown user or oneself)."""
-    return _change_block(params, user, session, users.block)
+    return _change_block(form, user, session, users.block)
 
 
 @router.post("/unblock")
-def unblock(params: ParamsDep, user: CurrentUser, session: SessionDep) -> dict[str, bool]:
+def unblock(form: Annotated[BlockForm, Multipart], user: CurrentUser, session: SessionDep) -> SuccessBody:
     """Undo a block (``success: false`` for an unknown user)."""
-    return _change_block(params, user, session, users.unblock)
+    return _change_block(form, user, session, users.unblock)

@@ -10,43 +10,37 @@ nickname's next owner sees nothing of the previous one's. Both run in the thread
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Form
 
 from api.deps import ResourcesDep
-from api.errors import Forbidden
-from api.params import ParamsDep
+from api.errors import Forbidden, error_responses
+from api.forms import DirectMessageForm, RoomListForm
+from api.params import ClientRoute
 from api.security import CurrentUser
 from dm import conversations
 from dm.conversations import NoNickname, NotAParticipant
 from dm.messages import MessageDto
 
-router = APIRouter(prefix="/dm-service", tags=["dm"])
-
-DEFAULT_MESSAGE_COUNT = 20
-MAX_MESSAGE_COUNT = 100
-MAX_TIME_BOUNDARY = 2**63 - 1  # Mongo stores the date as Int64
-
+router = APIRouter(
+    prefix="/dm-service", tags=["dm"], route_class=ClientRoute, responses=error_responses(400, 403, 503)
+)
+Multipart = Form(media_type="multipart/form-data")
 
 NO_NICKNAME = "set a nickname before reading direct messages"
 
 
 @router.post("/findDirectMessage")
-def find_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> list[MessageDto]:
+def find_direct_message(
+    form: Annotated[DirectMessageForm, Multipart], user: CurrentUser, res: ResourcesDep
+) -> list[MessageDto]:
     """The newest ``messageCnt`` messages (default 20, 1–100) between ``sender`` and ``receiver``
     dated before ``timeBoundary``, oldest first; the caller must be one of the two. To page back,
     send the oldest returned ``date`` as the next ``timeBoundary``."""
-    sender = params.nickname("sender")
-    receiver = params.nickname("receiver")
+    sender, receiver = form.sender, form.receiver
     # Any positive 64-bit value is a usable exclusive bound; clients pass a 16-digit KST date.
-    boundary = params.required_integer("timeBoundary", minimum=1, maximum=MAX_TIME_BOUNDARY)
-    count = params.integer(
-        "messageCnt",
-        required=False,
-        minimum=1,
-        maximum=MAX_MESSAGE_COUNT,
-        default=DEFAULT_MESSAGE_COUNT,
-    )
-    assert count is not None
+    boundary, count = form.time_boundary, form.message_cnt
     try:
         with res.engine.connect() as conn:
             room = conversations.room_of(conn, user.id, sender, receiver)
@@ -60,11 +54,13 @@ def find_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep)
 
 
 @router.post("/findMultipleDirectMessage")
-def find_multiple_direct_message(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> list[MessageDto]:
+def find_multiple_direct_message(
+    form: Annotated[RoomListForm, Multipart], user: CurrentUser, res: ResourcesDep
+) -> list[MessageDto]:
     """The last message (by ``date``, ties: the later stored) of each of the caller's conversations,
     newest first, at most ``dm.rooms.ROOM_LIST_MAX``, from the room-list read model (one indexed
     query, however long the conversations); ``sender`` must be the caller."""
-    sender = params.nickname("sender")
+    sender = form.sender
     try:
         with res.engine.connect() as conn:
             return conversations.room_list(conn, user.id, sender)

@@ -11,57 +11,64 @@ from __future__ import annotations
 
 import base64
 import random
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Form, Path, Query, Request, UploadFile
+from fastapi.responses import Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from api.bodies import (
+    AnalysisBody,
+    ChartPoint,
+    DeletedBody,
+    FeedImageBody,
+    FeedPage,
+    LikeBody,
+    OwnerFeed,
+    PublicStatusBody,
+    SavedBody,
+    ViewerFeed,
+)
 from api.deps import ResourcesDep
-from api.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
+from api.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, error_responses
+from api.forms import (
+    MAX_ID,
+    DayForm,
+    DetailFeedQuery,
+    FeedImageForm,
+    LikeForm,
+    OtherFeedQuery,
+    PublicStatusForm,
+    SaveFeedForm,
+    UserFeedQuery,
+)
 from api.images import sniff_image_type
-from api.params import Params, ParamsDep
+from api.params import ClientRoute
 from api.push import push_in_background
 from api.resources import Resources
 from api.security import AuthenticatedUser, CurrentUser
 from feeds import happiness
-from feeds.entries import (
-    MAX_HAPPINESS,
-    MAX_IMAGE_BYTES,
-    MAX_IMAGES,
-    MAX_TEXT,
-    MIN_HAPPINESS,
-    InvalidEntry,
-    check_weather,
-    clean_categories,
-)
-from kst.dates import InvalidDate, check_date, day_of, month_range, year_range
+from feeds.entries import MAX_IMAGE_BYTES
+from kst.dates import day_of, month_range, year_range
 from storage import feeds, users
 from storage.db import retry_deadlocks
 from storage.feeds import FeedView, NewEntry, NewImage
 from temporal.push import like_push
 
-router = APIRouter(prefix="/feed-service", tags=["feed"])
+router = APIRouter(
+    prefix="/feed-service", tags=["feed"], route_class=ClientRoute, responses=error_responses(400, 403, 503)
+)
 
-OTHER_FEED_MAX_SIZE = 35
-USER_FEED_MAX_SIZE = 25
-DEFAULT_PAGE_SIZE = 7
-MAX_PAGE = 100_000  # keeps OFFSET within 64 bits on every engine
-MAX_ID = 2**63 - 1
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/heic")
 IMAGE_CACHE_CONTROL = "public, max-age=31536000, immutable"  # an image id never changes its bytes
-SAVED = {"success": True, "message": "등록 성공"}
+SAVED = SavedBody(success=True, message="등록 성공")
 _recommendation_rng = random.Random()
+Multipart = Form(media_type="multipart/form-data")
+DayParams = Annotated[DayForm, Multipart]
 
 
-# -- parameters and identity -------------------------------------------------------------------
-
-
-def _date(params: Params, name: str = "date") -> int:
-    try:
-        return check_date(params.required_integer(name))
-    except InvalidDate as exc:
-        raise BadRequest(f"{name} {exc}") from None
+# -- identity -----------------------------------------------------------------------------------
 
 
 def _require_self(conn: Connection, user: AuthenticatedUser, nickname: str, field: str) -> str:
@@ -77,57 +84,23 @@ def _visible(conn: Connection, viewer_id: int, author_id: int, is_public: bool) 
     return author_id == viewer_id or (is_public and not users.is_blocked(conn, viewer_id, author_id))
 
 
-def _page(params: Params, max_size: int) -> tuple[int, int]:
-    page = params.integer("page", required=False, minimum=0, maximum=MAX_PAGE, default=0)
-    size = params.integer("size", required=False, minimum=1, maximum=max_size, default=DEFAULT_PAGE_SIZE)
-    assert page is not None and size is not None
-    return page, size
-
-
 # -- response shapes (§6.1) ---------------------------------------------------------------------
 
 
-def _entry_view(feed: FeedView) -> dict[str, Any]:
-    return {
-        "nickname": feed.nickname,
-        "weather": feed.weather,
-        "date": feed.date,
-        "happiness": feed.happiness,
-        "text": feed.text,
-        "categoryList": feed.categories,
-        "imageIdList": feed.image_ids,
-    }
-
-
-def _owner_view(feed: FeedView) -> dict[str, Any]:
-    """``UserFeedDto``: the author's calendar views."""
-    return {**_entry_view(feed), "isPublic": feed.is_public, "likeNicknameList": feed.likers}
-
-
-def _viewer_view(feed: FeedView) -> dict[str, Any]:
-    """``OtherFeedDto``: someone's entry as the caller sees it."""
-    return {**_entry_view(feed), "isLiked": feed.liked}
-
-
-def _slice(content: list[FeedView], page: int, size: int, is_last: bool) -> JSONResponse:
-    return JSONResponse(
-        {
-            "content": [_viewer_view(f) for f in content],
-            "numberOfElements": len(content),
-            "pageNumber": page,
-            "pageSize": size,
-            "isLast": is_last,
-        }
+def _slice(content: list[FeedView], page: int, size: int, is_last: bool) -> FeedPage:
+    return FeedPage.model_construct(
+        content=[ViewerFeed.of(f) for f in content],
+        number_of_elements=len(content),
+        page_number=page,
+        page_size=size,
+        is_last=is_last,
     )
 
 
 # -- writes -------------------------------------------------------------------------------------
 
 
-async def _images(params: Params) -> list[NewImage]:
-    uploads = params.files("imageList")
-    if len(uploads) > MAX_IMAGES:
-        raise BadRequest(f"imageList must have at most {MAX_IMAGES} images, got {len(uploads)}")
+async def _images(uploads: list[UploadFile]) -> list[NewImage]:
     images = []
     for index, upload in enumerate(uploads):
         data = await upload.read(MAX_IMAGE_BYTES + 1)
@@ -140,21 +113,15 @@ async def _images(params: Params) -> list[NewImage]:
     return images
 
 
-@router.post("/saveFeed")
-async def save_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
+@router.post("/saveFeed", responses=error_responses(413))
+async def save_feed(
+    form: Annotated[SaveFeedForm, Multipart], user: CurrentUser, res: ResourcesDep
+) -> SavedBody:
     """Create or replace the caller's entry for the day of ``date`` (categories and images replaced,
     likes kept)."""
-    nickname = params.nickname("nickname")
-    date = _date(params)
-    happiness_value = params.required_integer("happiness", minimum=MIN_HAPPINESS, maximum=MAX_HAPPINESS)
-    is_public = params.boolean("isPublic")
-    text = params.text("text", required=False, max_length=MAX_TEXT) or ""
-    try:
-        weather = check_weather(params.required_text("weather", max_length=32))
-        categories = clean_categories(params.string_list("categoryList"))
-    except InvalidEntry as exc:
-        raise BadRequest(str(exc)) from None
-    images = await _images(params)
+    nickname, date, happiness_value, is_public = form.nickname, form.date, form.happiness, form.is_public
+    text, weather, categories = form.text, form.weather, form.category_list
+    images = await _images(form.image_list)
 
     def save() -> None:
         with res.engine.begin() as conn:
@@ -168,40 +135,40 @@ async def save_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> 
     return SAVED
 
 
-@router.post("/updatePublicStatus")
-def update_public_status(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
+@router.post("/updatePublicStatus", responses=error_responses(404))
+def update_public_status(
+    form: Annotated[PublicStatusForm, Form(media_type="application/json")],
+    user: CurrentUser,
+    res: ResourcesDep,
+) -> PublicStatusBody:
     """Set the visibility of the caller's entry of that day to ``isPublic``, or toggle it when the
-    client sends only ``nickname`` and ``date`` (form, multipart, query or JSON)."""
-    nickname = params.nickname("nickname")
-    date = _date(params)
-    wanted = params.boolean("isPublic", required=False)
+    client sends only ``nickname`` and ``date`` (JSON as the client sends it; form, multipart or query
+    also do)."""
+    nickname, date, wanted = form.nickname, form.date, form.is_public
     with res.engine.begin() as conn:
         _require_self(conn, user, nickname, "nickname")
         new = feeds.set_public(conn, user.id, date, wanted)
     if new is None:
         raise NotFound(f"no entry of yours on {day_of(date)}")
-    return {"success": True, "message": "업데이트 성공", "isPublic": new}
+    return PublicStatusBody(success=True, message="업데이트 성공", is_public=new)
 
 
-@router.post("/deleteFeed")
-def delete_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, Any]:
+@router.post("/deleteFeed", responses=error_responses(404))
+def delete_feed(form: DayParams, user: CurrentUser, res: ResourcesDep) -> DeletedBody:
     """Delete the caller's entry of that day with its images, categories and likes."""
-    nickname = params.nickname("nickname")
-    date = _date(params)
+    nickname, date = form.nickname, form.date
     with res.engine.begin() as conn:
         _require_self(conn, user, nickname, "nickname")
         if not feeds.delete_entry(conn, user.id, date):
             raise NotFound(f"no entry of yours on {day_of(date)}")
-    return {"result": True}
+    return DeletedBody(result=True)
 
 
-@router.post("/updateLike")
-async def update_like(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, bool]:
+@router.post("/updateLike", responses=error_responses(404))
+async def update_like(form: Annotated[LikeForm, Multipart], user: CurrentUser, res: ResourcesDep) -> LikeBody:
     """Toggle the caller's like on ``nickname``'s entry of that day; a new like on someone else's
     entry notifies its author in the background (the answer never waits for push)."""
-    src = params.nickname("srcNickname")
-    author_nickname = params.nickname("nickname")
-    date = _date(params)
+    src, author_nickname, date = form.src_nickname, form.nickname, form.date
 
     def toggle() -> tuple[bool, int, int]:
         with res.engine.begin() as conn:
@@ -215,62 +182,67 @@ async def update_like(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -
     liked, feed_id, author_id = await run_in_threadpool(toggle)
     if liked and author_id != user.id:
         push_in_background(res, like_push(feed_id, user.id, author_id, date))
-    return {"like": liked}
+    return LikeBody(like=liked)
 
 
 # -- the owner's views --------------------------------------------------------------------------
 
 
-@router.post("/findDayFeed")
-def find_day_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> Response:
+@router.post(
+    "/findDayFeed",
+    response_model=OwnerFeed | None,
+    responses={
+        200: {"description": "the entry, or an empty body (no `Content-Type`) when there is none to see"}
+    },
+)
+def find_day_feed(form: DayParams, user: CurrentUser, res: ResourcesDep) -> Response | OwnerFeed:
     """``nickname``'s entry of that day, or 200 with an empty body when there is none to see."""
-    nickname = params.nickname("nickname")
-    date = _date(params)
+    nickname, date = form.nickname, form.date
     with res.engine.connect() as conn:
         feed = feeds.find_day(conn, nickname, date)
         if feed is None or not _visible(conn, user.id, feed.user_id, feed.is_public):
             return Response(status_code=200)
-    return JSONResponse(_owner_view(feed))
+    return OwnerFeed.of(feed)
 
 
 @router.post("/findMonthFeed")
-def find_month_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
+def find_month_feed(form: DayParams, user: CurrentUser, res: ResourcesDep) -> list[OwnerFeed]:
     """``nickname``'s entries in the month of ``date``, newest first: all of them for the owner, the
     public ones for anyone else, none when the caller blocked the author."""
-    nickname = params.nickname("nickname")
-    date = _date(params)
+    nickname, date = form.nickname, form.date
     with res.engine.connect() as conn:
         month = feeds.find_month(conn, nickname, date)
         if month and month[0].user_id != user.id:
             visible = _visible(conn, user.id, month[0].user_id, True)
             month = [f for f in month if f.is_public and visible]
-    return JSONResponse([_owner_view(f) for f in month])
+    return [OwnerFeed.of(f) for f in month]
 
 
 # -- other people's entries ---------------------------------------------------------------------
 
 
-@router.post("/findDetailFeed")
-def find_detail_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
+@router.post("/findDetailFeed", responses=error_responses(404))
+def find_detail_feed(
+    query: Annotated[DetailFeedQuery, Query()], user: CurrentUser, res: ResourcesDep
+) -> ViewerFeed:
     """``dstNickname``'s entry of that day as ``srcNickname`` (the caller) sees it; 404 if not visible."""
-    src = params.nickname("srcNickname")
-    dst = params.nickname("dstNickname")
-    date = _date(params)
+    src, dst, date = query.src_nickname, query.dst_nickname, query.date
     with res.engine.connect() as conn:
         _require_self(conn, user, src, "srcNickname")
         feed = feeds.find_day(conn, dst, date, viewer_id=user.id)
         if feed is None or not _visible(conn, user.id, feed.user_id, feed.is_public):
             raise NotFound(f"{dst} has no entry you can see on {day_of(date)}")
-    return JSONResponse(_viewer_view(feed))
+    return ViewerFeed.of(feed)
 
 
 @router.get("/findOtherFeed")
-def find_other_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
+def find_other_feed(
+    query: Annotated[OtherFeedQuery, Query()], user: CurrentUser, res: ResourcesDep
+) -> FeedPage:
     """Everyone's public entries (of the day of ``date`` when given), newest first, minus the authors
     the caller blocked; paged in the database."""
-    nickname = params.nickname("nickname")
-    page, size = _page(params, OTHER_FEED_MAX_SIZE)
-    day = None if params.raw("date") in (None, "", "-1", -1) else day_of(_date(params))
+    nickname, page, size = query.nickname, query.page, query.size
+    day = None if query.date is None else day_of(query.date)
     with res.engine.connect() as conn:
         found = feeds.find_public_page(conn, user.id, day, page, size)
         if found.viewer_nickname != nickname:  # checked against the page's own read when it has rows
@@ -279,11 +251,11 @@ def find_other_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> 
 
 
 @router.get("/findUserFeed")
-def find_user_feed(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
+def find_user_feed(
+    query: Annotated[UserFeedQuery, Query()], user: CurrentUser, res: ResourcesDep
+) -> FeedPage:
     """``dstNickname``'s public entries, newest first; an empty page when the caller blocked them."""
-    src = params.nickname("srcNickname")
-    dst = params.nickname("dstNickname")
-    page, size = _page(params, USER_FEED_MAX_SIZE)
+    src, dst, page, size = query.src_nickname, query.dst_nickname, query.page, query.size
     with res.engine.connect() as conn:
         _require_self(conn, user, src, "srcNickname")
         author_id = users.id_of(conn, dst)
@@ -302,20 +274,40 @@ def _image_id(raw: str) -> int:
     return int(raw)
 
 
-@router.post("/findFeedImage")
-def find_feed_image(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, str]:
+@router.post("/findFeedImage", responses=error_responses(404))
+def find_feed_image(
+    form: Annotated[FeedImageForm, Multipart], user: CurrentUser, res: ResourcesDep
+) -> FeedImageBody:
     """An image of an entry the caller can see, base64 in JSON (used when editing one's own entry)."""
-    image_id = params.required_integer("imageId", minimum=1, maximum=MAX_ID)
+    image_id = form.image_id
     with res.engine.connect() as conn:
         meta = feeds.image_meta(conn, image_id)
         if meta is None or not _visible(conn, user.id, meta.owner_id, meta.is_public):
             raise NotFound(f"no image {image_id}")
         data = feeds.image_bytes(conn, image_id)
-    return {"image": base64.b64encode(data).decode()}
+    return FeedImageBody(image=base64.b64encode(data).decode())
 
 
-@router.get("/image/{image_id}")
-def image(image_id: str, request: Request, res: ResourcesDep) -> Response:
+@router.get(
+    "/image/{image_id}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the image bytes (no token needed)",
+            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES},
+        },
+        304: {"description": "`If-None-Match` already names this image"},
+        **error_responses(404),
+    },
+    openapi_extra={"security": []},
+)
+def image(
+    image_id: Annotated[
+        str, Path(description="a positive 64-bit image id", json_schema_extra={"pattern": "^[0-9]{1,19}$"})
+    ],
+    request: Request,
+    res: ResourcesDep,
+) -> Response:
     """The image bytes with their real type; no token (Kingfisher sends none). ``ETag`` and a year of
     ``Cache-Control``; 304 when ``If-None-Match`` already names it."""
     number = _image_id(image_id)
@@ -340,9 +332,8 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 # -- happiness (§7) -----------------------------------------------------------------------------
 
 
-def _own_entries(params: Params, user: AuthenticatedUser, res: Resources, span: str) -> tuple[int, list]:
-    nickname = params.nickname("nickname")
-    date = _date(params)
+def _own_entries(form: DayForm, user: AuthenticatedUser, res: Resources, span: str) -> tuple[int, list]:
+    nickname, date = form.nickname, form.date
     start, end = month_range(date) if span == "month" else year_range(date)
     with res.engine.connect() as conn:
         _require_self(conn, user, nickname, "nickname")
@@ -350,21 +341,21 @@ def _own_entries(params: Params, user: AuthenticatedUser, res: Resources, span: 
 
 
 @router.post("/analysisHappiness")
-def analysis_happiness(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> dict[str, list[str]]:
+def analysis_happiness(form: DayParams, user: CurrentUser, res: ResourcesDep) -> AnalysisBody:
     """The caller's best categories of the month and sentences recommending them (never empty)."""
-    _, entries = _own_entries(params, user, res, "month")
-    return happiness.analysis(entries, _recommendation_rng)
+    _, entries = _own_entries(form, user, res, "month")
+    return AnalysisBody.model_validate(happiness.analysis(entries, _recommendation_rng))
 
 
 @router.post("/findMonthHappiness")
-def find_month_happiness(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
+def find_month_happiness(form: DayParams, user: CurrentUser, res: ResourcesDep) -> list[ChartPoint]:
     """One point per day of the requested month (``formattedDate`` ``"1"``…)."""
-    date, entries = _own_entries(params, user, res, "month")
-    return JSONResponse(happiness.month_chart(date, entries))
+    date, entries = _own_entries(form, user, res, "month")
+    return [ChartPoint.model_validate(point) for point in happiness.month_chart(date, entries)]
 
 
 @router.post("/findYearHappiness")
-def find_year_happiness(params: ParamsDep, user: CurrentUser, res: ResourcesDep) -> JSONResponse:
+def find_year_happiness(form: DayParams, user: CurrentUser, res: ResourcesDep) -> list[ChartPoint]:
     """Twelve monthly means ``Jan``…``Dec`` of the requested year."""
-    _, entries = _own_entries(params, user, res, "year")
-    return JSONResponse(happiness.year_chart(entries))
+    _, entries = _own_entries(form, user, res, "year")
+    return [ChartPoint.model_validate(point) for point in happiness.year_chart(entries)]

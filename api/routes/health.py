@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from api.deps import ResourcesDep
 from api.metrics import DEPENDENCY_UP
@@ -18,16 +20,39 @@ router = APIRouter(tags=["health"])
 ROOT_TEXT = "sosohappy don't operate a website.\n"
 
 
-@router.api_route("/", methods=["GET", "HEAD", "POST"], response_class=PlainTextResponse)
 def root() -> str:
     """The original answered any request to ``/`` with this line."""
     return ROOT_TEXT
 
 
+for _method in ("GET", "HEAD", "POST"):
+    router.add_api_route(
+        "/",
+        root,
+        methods=[_method],
+        response_class=PlainTextResponse,
+        operation_id="root" if _method == "GET" else f"root{_method.title()}",
+    )
+
+
+class Liveness(BaseModel):
+    """``/healthz``."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """``/readyz``: 200 ``ok`` or ``degraded`` (naming what is down), 503 ``unavailable``."""
+
+    status: Literal["ok", "degraded", "unavailable"]
+    down: list[str]
+    checks: dict[str, str] = Field(description='each dependency: "ok" or "down: <why>"')
+
+
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+def healthz() -> Liveness:
     """Liveness: the process answers."""
-    return {"status": "ok"}
+    return Liveness(status="ok")
 
 
 #: Every route needs the relational store; without it the replica cannot serve and leaves the Service.
@@ -39,7 +64,7 @@ REQUIRED = ("database", "revocations")
 DEGRADING = ("temporal", "mongo", "kafka")
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(res: ResourcesDep) -> JSONResponse:
     """Readiness: 503 when the database does not answer (or the revocation view has not read it yet);
     200 otherwise, ``"degraded"`` and naming them when Temporal, MongoDB or Kafka do not. Each
@@ -76,9 +101,11 @@ async def readyz(res: ResourcesDep) -> JSONResponse:
         results["revocations"] = "ok" if res.revocations.seeded else "down: not seeded from the database yet"
     down = [name for name, status in results.items() if status != "ok"]
     serving = not any(name in REQUIRED for name in down)
-    status = "unavailable" if not serving else "degraded" if down else "ok"
-    body = {"status": status, "down": down, "checks": results}
-    return JSONResponse(body, status_code=200 if serving else 503)
+    status: Literal["ok", "degraded", "unavailable"] = (
+        "unavailable" if not serving else "degraded" if down else "ok"
+    )
+    body = Readiness(status=status, down=down, checks=results)
+    return JSONResponse(body.model_dump(), status_code=200 if serving else 503)
 
 
 @router.get("/metrics", include_in_schema=False)
