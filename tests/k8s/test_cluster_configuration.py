@@ -14,6 +14,7 @@ import yaml
 
 from config import Settings
 from temporal import search_attributes
+from temporal.codec import generate_key_entry
 from tests.k8s import ROOT
 from tests.k8s.manifests import (
     APP_IMAGE,
@@ -85,7 +86,11 @@ def test_every_setting_is_configured_or_deliberately_local(
     # The values parse: the settings the processes would build from this ConfigMap and a filled Secret.
     for key in [k for k in os.environ if k.startswith("SOSOHAPPY_")]:
         monkeypatch.delenv(key)
-    filled = {key: value or "x" for key, value in secrets.items()} | {"SOSOHAPPY_JWT_SECRET": "s" * 48}
+    filled = {key: value or "x" for key, value in secrets.items()} | {
+        "SOSOHAPPY_JWT_SECRET": "s" * 48,
+        "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": f"{generate_key_entry('k2')},{generate_key_entry('k1')}",
+        "SOSOHAPPY_CODEC_SERVER_TOKEN": "t" * 48,
+    }
     for key, value in {**config, **filled, **{k: v for k, v in explicit.items() if v}}.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
