@@ -32,9 +32,15 @@ def test_server_path() -> str:
 
 
 def start_dev_args(
-    *, port: int, ui_port: int | None, db_file: Path | None, namespace: str = "default"
+    *,
+    port: int,
+    ui_port: int | None,
+    db_file: Path | None,
+    namespace: str = "default",
+    ui_codec_endpoint: str | None = None,
 ) -> list[str]:
-    """Arguments for ``temporal server start-dev`` with our search attributes and one partition per queue."""
+    """Arguments for ``temporal server start-dev`` with our search attributes and one partition per queue;
+    the Web UI (when ``ui_port`` is given) decodes payloads through ``ui_codec_endpoint``."""
     args = [
         cli_path(),
         "server",
@@ -58,6 +64,8 @@ def start_dev_args(
         args.append("--headless")
     else:
         args += ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"]
+        if ui_codec_endpoint is not None:
+            args += ["--ui-codec-endpoint", ui_codec_endpoint]
     if db_file is not None:
         args += ["--db-filename", str(db_file)]
     return args
