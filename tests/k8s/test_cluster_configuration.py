@@ -186,3 +186,8 @@ def test_temporal_helm_values_use_external_mysql_and_size_the_services() -> None
     assert large["web"]["replicaCount"] > small["web"]["replicaCount"]
     config = env_file_keys(K8S / "components" / "app-config" / "config.env")
     assert config["SOSOHAPPY_TEMPORAL_ADDRESS"].startswith("temporal-frontend.temporal.svc")
+    # The UI decodes through the codec server port-forwarded beside it (the browser calls it), and the
+    # codec server admits exactly that UI's origin (the UI port-forwarded on 8080).
+    web_env = {e["name"]: e["value"] for e in base["web"]["additionalEnv"]}
+    assert web_env["TEMPORAL_CODEC_ENDPOINT"] == f"http://127.0.0.1:{config['SOSOHAPPY_CODEC_SERVER_PORT']}"
+    assert config["SOSOHAPPY_CODEC_SERVER_UI_ORIGIN"] == "http://127.0.0.1:8080"
