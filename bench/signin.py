@@ -6,6 +6,8 @@
    (``bench.signin_baseline``), at 5 and 20 concurrent clients: rate, p50, p99; and the p99 of a no-op
    workflow with one activity at 20 concurrent on the same Temporal server.
 2. Authenticated requests/s with the Kafka-fed revocation view vs a database lookup per request.
+3. The payload encryption codec's cost: sign-ins at 20 concurrent with the codec off (a worker and an API
+   process without it), then on (the same processes with it), in that order.
 
 Starts its own Temporal dev server, broker, MongoDB-wire server and processes on free ports, with a
 throwaway MySQL database (``SOSOHAPPY_TEST_DATABASE_URL``, default the local MariaDB).
@@ -36,6 +38,7 @@ from devstack.processes import ManagedProcess, broker_argv, free_port, mongo_arg
 from storage import logins
 from storage.db import create_db_engine, migrate, session_factory
 from temporal.client import connect
+from temporal.codec import generate_key_entry
 from temporal.devserver import start_dev_args
 
 
@@ -88,7 +91,10 @@ async def run() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-signin-"))
     db_url, drop_db = throwaway_mysql()
     migrate(db_url)
-    ports = {name: free_port() for name in ("temporal", "kafka", "mongo", "api_view", "api_db", "baseline")}
+    ports = {
+        name: free_port()
+        for name in ("temporal", "kafka", "mongo", "api_view", "api_db", "baseline", "api_plain", "worker")
+    }
     env = {
         "SOSOHAPPY_ENV": "test",
         "SOSOHAPPY_DATABASE_URL": db_url,
@@ -98,6 +104,7 @@ async def run() -> None:
         "SOSOHAPPY_WORKER_METRICS_PORT": "0",
         # Hundreds of sign-ins from 127.0.0.1 are the point here, not what the per-IP limit is for.
         "SOSOHAPPY_SIGN_IN_RATE_LIMIT_PER_MINUTE": "0",
+        "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": generate_key_entry("bench"),
     }
     py = sys.executable
     uvicorn = [py, "-m", "uvicorn", "--http", "h11", "--log-level", "warning", "--no-access-log"]
@@ -142,59 +149,121 @@ async def run() -> None:
             if port_name:
                 proc.wait_for_port(ports[port_name])
         for port_name in ("api_view", "api_db"):
-            async with httpx.AsyncClient() as probe:
-                for _ in range(200):
-                    if (await probe.get(f"http://127.0.0.1:{ports[port_name]}/readyz")).status_code == 200:
-                        break
-                    await asyncio.sleep(0.1)
-        await measure(db_url, env, ports)
+            await wait_ready(ports[port_name])
+        results = await measure(db_url, env, ports)
+
+        async def restart_worker(encrypted: bool) -> None:
+            """Replace the worker by one with the codec on or off, and wait until it polls."""
+            for proc in [p for p in procs if p.name == "worker"]:
+                proc.stop()
+                procs.remove(proc)
+            extra = {
+                "SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION": str(encrypted).lower(),
+                "SOSOHAPPY_WORKER_METRICS_PORT": str(ports["worker"]),
+            }
+            proc = ManagedProcess(
+                "worker", [py, "-m", "workers.main"], work / "worker.log", env={**env, **extra}
+            )
+            procs.append(proc.start())
+            await wait_ready(ports["worker"])
+
+        say("codec off: a worker and an API process without payload encryption")
+        await restart_worker(False)
+        plain_api = ManagedProcess(
+            "api_plain",
+            [*uvicorn, "api.main:app", "--factory", "--port", str(ports["api_plain"])],
+            work / "api_plain.log",
+            env={**env, "SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION": "false"},
+        )
+        procs.append(plain_api.start())
+        plain_api.wait_for_port(ports["api_plain"])
+        await wait_ready(ports["api_plain"])
+        results["codec-off@20"] = await sign_ins(db_url, ports["api_plain"], "/auth-service/signIn", 300, 20)
+        plain_api.stop()
+        say("codec on: the worker and the API process with payload encryption")
+        await restart_worker(True)
+        results["codec-on@20"] = await sign_ins(db_url, ports["api_view"], "/auth-service/signIn", 300, 20)
+        off, on = results["codec-off@20"], results["codec-on@20"]
+        say("payload encryption codec (sign-ins, 300 at 20 concurrent; rate /s, p50 ms, p99 ms):")
+        for key, (rate, lat) in (("codec off", off), ("codec on", on)):
+            say(f"  {key:12s} {rate:7.1f}/s  p50 {pct(lat, 0.5):7.1f}  p99 {pct(lat, 0.99):7.1f}")
+        say(f"  codec on / off = {on[0] / off[0]:.2f}   (target >= 0.90)")
     finally:
         for proc in reversed(procs):
             proc.stop()
         drop_db()
 
 
-async def measure(db_url: str, env: dict[str, str], ports: dict[str, int]) -> None:
-    """The measurements themselves."""
-    sessions = session_factory(create_db_engine(db_url))
-    verifier = "k3PqZ8aLw0mT9xRb2VdN"
-    challenge = hashlib.sha512(verifier.encode()).hexdigest()
+async def wait_ready(port: int) -> None:
+    """Until ``127.0.0.1:port/readyz`` answers 200 (at most 20 s)."""
+    async with httpx.AsyncClient() as probe:
+        for _ in range(200):
+            try:
+                if (await probe.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
 
-    def codes(n: int) -> list[str]:
-        with sessions.begin() as s:
+
+VERIFIER = "k3PqZ8aLw0mT9xRb2VdN"
+
+
+def codes(db_url: str, n: int) -> list[str]:
+    """N fresh authorize codes for ``VERIFIER``."""
+    challenge = hashlib.sha512(VERIFIER.encode()).hexdigest()
+    engine = create_db_engine(db_url)
+    try:
+        with session_factory(engine).begin() as s:
             return [logins.create_authorize_code(s, challenge, 600) for _ in range(n)]
+    finally:
+        engine.dispose()
 
-    def form(code: str, i: int, tag: str) -> dict[str, str]:
-        return {
-            "email": f"{tag}{i}@bench.dev",
-            "provider": "kakao",
-            "providerId": str(i),
-            "codeVerifier": verifier,
-            "authorizeCode": code,
-            "authorizationCode": "",
-            "deviceToken": f"{tag}-device-{i}",
-        }
 
-    results: dict[str, tuple[float, list[float]]] = {}
+def form(code: str, i: int, tag: str) -> dict[str, str]:
+    """The signIn form of user ``tag``+``i``."""
+    return {
+        "email": f"{tag}{i}@bench.dev",
+        "provider": "kakao",
+        "providerId": str(i),
+        "codeVerifier": VERIFIER,
+        "authorizeCode": code,
+        "authorizationCode": "",
+        "deviceToken": f"{tag}-device-{i}",
+    }
+
+
+async def sign_ins(db_url: str, port: int, path: str, n: int, concurrency: int) -> tuple[float, list[float]]:
+    """N sign-ins of new users at ``concurrency`` against ``127.0.0.1:port``+``path``."""
+    batch, tag = codes(db_url, n), f"p{port}x{concurrency}x{uuid.uuid4().hex[:4]}"
+    say(f"sign-in via :{port}{path}: {n} at {concurrency} concurrent")
     async with httpx.AsyncClient(timeout=60) as http:
-        for concurrency, n in ((5, 150), (20, 300)):
-            for label, port, path in (
-                ("workflow", ports["api_view"], "/auth-service/signIn"),
-                ("direct", ports["baseline"], "/signIn"),
-            ):
-                batch, tag = codes(n), f"{label}{concurrency}x{uuid.uuid4().hex[:4]}"
-                say(f"sign-in via {label} path: {n} at {concurrency} concurrent")
 
-                async def sign_in(
-                    i: int, port: int = port, path: str = path, batch: list[str] = batch, tag: str = tag
-                ) -> None:
-                    resp = await http.post(f"http://127.0.0.1:{port}{path}", data=form(batch[i], i, tag))
-                    assert resp.status_code == 200, resp.text
+        async def sign_in(i: int) -> None:
+            resp = await http.post(f"http://127.0.0.1:{port}{path}", data=form(batch[i], i, tag))
+            assert resp.status_code == 200, resp.text
 
-                results[f"{label}@{concurrency}"] = await load(n, concurrency, sign_in)
+        return await load(n, concurrency, sign_in)
 
+
+async def measure(
+    db_url: str, env: dict[str, str], ports: dict[str, int]
+) -> dict[str, tuple[float, list[float]]]:
+    """The measurements of sections 1 and 2 (printed); returns them."""
+    results: dict[str, tuple[float, list[float]]] = {}
+    for concurrency, n in ((5, 150), (20, 300)):
+        for label, port, path in (
+            ("workflow", ports["api_view"], "/auth-service/signIn"),
+            ("direct", ports["baseline"], "/signIn"),
+        ):
+            results[f"{label}@{concurrency}"] = await sign_ins(db_url, port, path, n, concurrency)
+    async with httpx.AsyncClient(timeout=60) as http:
         say("no-op workflow with one activity: 300 at 20 concurrent")
-        settings = Settings(env="test", temporal_address=env["SOSOHAPPY_TEMPORAL_ADDRESS"])
+        settings = Settings(
+            env="test",
+            temporal_address=env["SOSOHAPPY_TEMPORAL_ADDRESS"],
+            temporal_payload_keys=env["SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS"],  # type: ignore[arg-type]
+        )
         client = await connect(settings)
         queue = f"bench-noop-{uuid.uuid4().hex[:6]}"
         with ThreadPoolExecutor(32) as executor:
@@ -214,7 +283,7 @@ async def measure(db_url: str, env: dict[str, str], ports: dict[str, int]) -> No
                 results["noop@20"] = await load(300, 20, noop)
 
         say("authenticated requests: 3000 at 32 concurrent, revocation view vs database lookup")
-        [code] = codes(1)
+        [code] = codes(db_url, 1)
         signed = await http.post(
             f"http://127.0.0.1:{ports['api_view']}/auth-service/signIn", data=form(code, 0, "reader")
         )
@@ -248,6 +317,7 @@ async def measure(db_url: str, env: dict[str, str], ports: dict[str, int]) -> No
         f"database {db_rate:.0f}/s (p50 {pct(results['auth-db'][1], 0.5):.1f} ms), ratio {view_rate / db_rate:.2f}"
     )
     say(f"  (median of all: {statistics.median(wf20) * 1000:.1f} ms workflow sign-in @20)")
+    return results
 
 
 def main() -> None:
