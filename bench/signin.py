@@ -102,6 +102,8 @@ async def run() -> None:
         "SOSOHAPPY_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports['kafka']}",
         "SOSOHAPPY_MONGO_URL": f"mongodb://127.0.0.1:{ports['mongo']}",
         "SOSOHAPPY_WORKER_METRICS_PORT": "0",
+        # No SDK metrics: the default port may be taken by a dev stack running beside the benchmark.
+        "SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT": "0",
         # Hundreds of sign-ins from 127.0.0.1 are the point here, not what the per-IP limit is for.
         "SOSOHAPPY_SIGN_IN_RATE_LIMIT_PER_MINUTE": "0",
         "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": generate_key_entry("bench"),
