@@ -72,8 +72,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 # the SQLite fallback) is writable; in Kubernetes every store is remote.
 WORKDIR /home/sosohappy
 USER 10001:10001
-EXPOSE 8888 9464 9465
-# No HEALTHCHECK: the same image runs the API, the worker and the migration Job; Kubernetes probes
+EXPOSE 8888 9464 9465 8234
+# No HEALTHCHECK: the same image runs the API, the worker, the codec server and the migration Job; Kubernetes probes
 # /healthz and /readyz (API) and the worker's health port instead.
 ENTRYPOINT ["python", "-m"]
 CMD ["api.serve"]

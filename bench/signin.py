@@ -33,6 +33,7 @@ from devstack.processes import ManagedProcess, broker_argv, free_port, local_mon
 from storage import logins
 from storage.db import create_db_engine, migrate, session_factory
 from temporal.client import connect
+from temporal.codec import generate_key_entry
 from temporal.devserver import start_dev_args
 
 
@@ -73,6 +74,8 @@ async def run() -> None:
         "SOSOHAPPY_WORKER_METRICS_PORT": "0",
         # Hundreds of sign-ins from 127.0.0.1 are the point here, not what the per-IP limit is for.
         "SOSOHAPPY_SIGN_IN_RATE_LIMIT_PER_MINUTE": "0",
+        # One payload key for every process of the run (each would otherwise generate its own).
+        "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": generate_key_entry("bench"),
     }
     py = sys.executable
     # Keep-alive longer than any pause of a loaded run: a connection uvicorn closes while the client

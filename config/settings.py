@@ -6,20 +6,56 @@ nothing reads the environment at import time.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The JWT secret used when none is configured; accepted only when ``env`` is explicitly local or test.
 DEFAULT_JWT_SECRET = "sosohappy-local-development-only-secret-never-use-in-production-0123456789abcdef"
 
+#: AES-256-GCM keys are 32 bytes.
+PAYLOAD_KEY_BYTES = 32
+
+
+def parse_payload_keys(text: str) -> list[tuple[str, bytes]]:
+    """``id:base64key,...`` as (key id, 32-byte key) pairs, the current (encrypting) key first.
+
+    Raises ``ValueError`` naming the entry that is malformed (never the key material itself).
+    """
+    keys: list[tuple[str, bytes]] = []
+    for position, entry in enumerate(e.strip() for e in text.split(",")):
+        key_id, sep, encoded = entry.partition(":")
+        key_id = key_id.strip()
+        if not sep or not key_id or not key_id.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(
+                f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS entry {position + 1} is not `id:base64key` "
+                "(ids: letters, digits, - and _)"
+            )
+        try:
+            key = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS key {key_id!r} is not base64") from None
+        if len(key) != PAYLOAD_KEY_BYTES:
+            raise ValueError(
+                f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS key {key_id!r} has {len(key)} bytes, not {PAYLOAD_KEY_BYTES}"
+            )
+        if key_id in (k for k, _ in keys):
+            raise ValueError(f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS names key {key_id!r} twice")
+        keys.append((key_id, key))
+    return keys
+
 
 class Settings(BaseSettings):
     """Configuration of every SoSoHappy process; each field maps to ``SOSOHAPPY_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="SOSOHAPPY_", env_file=None, extra="ignore")
+    #: Errors name the setting, never its value (a refused secret would otherwise reach the crash log).
+    model_config = SettingsConfigDict(
+        env_prefix="SOSOHAPPY_", env_file=None, extra="ignore", hide_input_in_errors=True
+    )
 
     #: Fails closed: an unset ``SOSOHAPPY_ENV`` means production, which refuses the public default JWT
     #: secret; the dev stack says ``local`` and the tests say ``test`` explicitly.
@@ -108,6 +144,26 @@ class Settings(BaseSettings):
     #: On SIGTERM a worker stops polling and gives running activities this long to finish before it
     #: cancels them (Temporal retries a cancelled attempt on another worker).
     worker_graceful_shutdown_seconds: float = Field(default=90.0, ge=0)
+    #: Every payload crossing Temporal is AES-256-GCM encrypted (temporal/codec.py) with the first of
+    #: these keys (``id:base64 32-byte key,...``); all of them decrypt, so a key rotates by putting a new
+    #: one first and keeping the old ones until the histories they wrote have expired. Required outside
+    #: local/test; there, unset means a key generated once into ``data_dir``.
+    temporal_payload_keys: SecretStr | None = None
+    #: Off only for the benchmarks' codec-on/off comparison; refused outside local/test.
+    temporal_payload_encryption: bool = True
+
+    # Codec server (temporal/codec_server.py): /encode and /decode for the Web UI and the temporal CLI.
+    codec_server_host: str = "127.0.0.1"
+    codec_server_port: int = 8234
+    #: Bearer token every /encode and /decode request must carry (``Authorization: Bearer <token>``,
+    #: the CLI's ``--codec-auth``). Required by the codec server outside local/test.
+    codec_server_token: SecretStr | None = None
+    #: The only origin CORS lets call the codec server (the Temporal Web UI as the browser sees it).
+    codec_server_ui_origin: str = "http://127.0.0.1:8233"
+    #: The Web UI can send no bearer token of ours (only its own OIDC token), so with this on a /decode
+    #: from the UI origin needs none when it arrives from a loopback peer: the same machine under
+    #: ``make run``, or ``kubectl port-forward`` in the cluster. Every other request needs the token.
+    codec_server_ui_without_token: bool = False
 
     # Tokens
     jwt_secret: str = DEFAULT_JWT_SECRET
@@ -153,6 +209,13 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("codec_server_token")
+    @classmethod
+    def _long_codec_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("SOSOHAPPY_CODEC_SERVER_TOKEN must be at least 32 characters")
+        return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if not self.is_local and self.jwt_secret == DEFAULT_JWT_SECRET:
@@ -162,6 +225,15 @@ class Settings(BaseSettings):
             )
         if len(self.jwt_secret.encode()) < 32:
             raise ValueError("SOSOHAPPY_JWT_SECRET must be at least 32 bytes")
+        if self.temporal_payload_keys is not None:
+            parse_payload_keys(self.temporal_payload_keys.get_secret_value())
+        elif not self.is_local:
+            raise ValueError(
+                f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS must be set in env {self.env!r} (Temporal payloads are "
+                "encrypted; a key is generated only for SOSOHAPPY_ENV=local or test)"
+            )
+        if not self.temporal_payload_encryption and not self.is_local:
+            raise ValueError(f"SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION cannot be off in env {self.env!r}")
         return self
 
     @property

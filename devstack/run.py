@@ -1,6 +1,6 @@
 """``make run``: the whole backend on this machine, on real servers, supervised until Ctrl-C.
 
-Starts, in order: Temporal dev server (+ Web UI), Kafka-protocol broker, MongoDB-wire server, the relational
+Starts, in order: the codec server, the Temporal dev server (+ Web UI, decoding through the codec server), Kafka-protocol broker, MongoDB-wire server, the relational
 database (SQLite file in the data folder, or ``SOSOHAPPY_DATABASE_URL``), migrations (and, once MongoDB is
 up, the conversion of legacy messages), the FCM and Apple emulators, the worker and the API. Any failure
 names the server and exits non-zero; Ctrl-C or SIGTERM stops every child. State lives under the data folder (``SOSOHAPPY_DATA_DIR``, default ``.data``).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 import time
@@ -33,6 +34,7 @@ from devstack.processes import (
 from dm.migrate_messages import convert_from_settings
 from storage.db import migrate, probe_database, shown_url
 from temporal.client import connect
+from temporal.codec import local_key_file
 from temporal.devserver import start_dev_args
 from temporal.housekeeping import SCHEDULE_ID, ensure_schedule
 
@@ -53,6 +55,7 @@ class StackPorts(BaseSettings):
     apple_emulator_port: int = 9098
     worker_metrics_port: int = 9464
     worker_temporal_metrics_port: int = 9465
+    codec_server_port: int = 8234
 
 
 class Stopped(Exception):
@@ -109,6 +112,16 @@ def _apple_key(data_dir: Path) -> tuple[str, Path]:
     key = key_file.read_text().strip()
     pub_file.write_bytes(apple_public_key_pem(key))
     return key, pub_file
+
+
+def _codec_secrets(data_dir: Path) -> tuple[str, str]:
+    """The local payload keyring and codec-server token, each generated once into the data folder and
+    reused by every later start (histories written before a restart stay readable)."""
+    token_file = data_dir / "codec-server-token"
+    if not token_file.exists():
+        token_file.write_text(secrets.token_urlsafe(32) + "\n")
+        token_file.chmod(0o600)
+    return local_key_file(data_dir).read_text().strip(), token_file.read_text().strip()
 
 
 def _prepare_database(settings: Settings) -> None:
@@ -190,6 +203,28 @@ def run() -> int:
     try:
         _prepare_database(settings)
         (data_dir / "temporal").mkdir(exist_ok=True)
+        payload_keys, codec_token = _codec_secrets(data_dir)
+        ui_origin = f"http://127.0.0.1:{ports.temporal_ui_port}"
+        codec_url = f"http://127.0.0.1:{ports.codec_server_port}"
+        # The Web UI calls the codec server from the browser and cannot send our token: the codec
+        # server lets its origin /decode without one from this machine only (README "Payload encryption").
+        stack.start(
+            "codec server",
+            [sys.executable, "-m", "temporal.codec_server"],
+            ports.codec_server_port,
+            setting="SOSOHAPPY_CODEC_SERVER_PORT",
+            env={
+                "SOSOHAPPY_ENV": settings.env,
+                "SOSOHAPPY_DATA_DIR": str(data_dir),
+                "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": payload_keys,
+                "SOSOHAPPY_CODEC_SERVER_HOST": "127.0.0.1",
+                "SOSOHAPPY_CODEC_SERVER_PORT": str(ports.codec_server_port),
+                "SOSOHAPPY_CODEC_SERVER_TOKEN": codec_token,
+                "SOSOHAPPY_CODEC_SERVER_UI_ORIGIN": ui_origin,
+                "SOSOHAPPY_CODEC_SERVER_UI_WITHOUT_TOKEN": "true",
+                "SOSOHAPPY_LOG_FORMAT": settings.log_format,
+            },
+        )
         ensure_port_free("Temporal Web UI", ports.temporal_ui_port, "SOSOHAPPY_TEMPORAL_UI_PORT")
         stack.start(
             "Temporal dev server",
@@ -197,6 +232,7 @@ def run() -> int:
                 port=ports.temporal_port,
                 ui_port=ports.temporal_ui_port,
                 db_file=data_dir / "temporal" / "temporal.db",
+                ui_codec_endpoint=codec_url,
             ),
             ports.temporal_port,
             setting="SOSOHAPPY_TEMPORAL_PORT",
@@ -248,6 +284,7 @@ def run() -> int:
             "SOSOHAPPY_FCM_ENDPOINT": f"http://127.0.0.1:{ports.fcm_emulator_port}",
             "SOSOHAPPY_APPLE_BASE_URL": f"http://127.0.0.1:{ports.apple_emulator_port}",
             "SOSOHAPPY_APPLE_PRIVATE_KEY": apple_key,
+            "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": payload_keys,
             "SOSOHAPPY_WORKER_METRICS_PORT": str(ports.worker_metrics_port),
             "SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT": str(ports.worker_temporal_metrics_port),
             "SOSOHAPPY_API_HOST": settings.api_host,
@@ -285,6 +322,11 @@ def run() -> int:
         say(f"  readiness         {api_url}/readyz    metrics {api_url}/metrics")
         say(f"  Temporal Web UI   http://127.0.0.1:{ports.temporal_ui_port}")
         say(f"  temporal CLI      .venv/bin/temporal workflow list --address 127.0.0.1:{ports.temporal_port}")
+        say(f"  codec server      {codec_url}  (the Web UI decodes through it)")
+        say(
+            f"  decoded history   .venv/bin/temporal workflow show --address 127.0.0.1:{ports.temporal_port} "
+            f'-w <id> --codec-endpoint {codec_url} --codec-auth "Bearer $(cat {data_dir / "codec-server-token"})"'
+        )
         say(f"  worker metrics    {worker_url}/metrics    health {worker_url}/healthz {worker_url}/readyz")
         say(f"  worker SDK        http://127.0.0.1:{ports.worker_temporal_metrics_port}/metrics")
         say(f"  FCM emulator      http://127.0.0.1:{ports.fcm_emulator_port}/emulator/messages")

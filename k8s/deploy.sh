@@ -23,7 +23,7 @@ set -euo pipefail
 NAMESPACE=sosohappy
 IMAGE_NAME=sosohappy-backend
 MIGRATE_JOB=sosohappy-migrate
-DEPLOYMENTS=(sosohappy-api sosohappy-worker)
+DEPLOYMENTS=(sosohappy-api sosohappy-worker sosohappy-codec)
 
 MIGRATE_TIMEOUT=${MIGRATE_TIMEOUT:-600}
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-10m}

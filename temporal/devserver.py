@@ -47,9 +47,11 @@ def start_dev_args(
     db_file: Path | None,
     namespace: str = "default",
     sqlite_pragmas: Sequence[str] = SQLITE_PRAGMAS,
+    ui_codec_endpoint: str | None = None,
 ) -> list[str]:
     """Arguments for ``temporal server start-dev`` with our search attributes, one partition per queue
-    and, with a state file, ``sqlite_pragmas`` (pass ``()`` for the CLI's defaults)."""
+    and, with a state file, ``sqlite_pragmas`` (pass ``()`` for the CLI's defaults); the Web UI (when
+    ``ui_port`` is given) decodes payloads through ``ui_codec_endpoint``."""
     args = [
         cli_path(),
         "server",
@@ -73,6 +75,8 @@ def start_dev_args(
         args.append("--headless")
     else:
         args += ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"]
+        if ui_codec_endpoint is not None:
+            args += ["--ui-codec-endpoint", ui_codec_endpoint]
     if db_file is not None:
         args += ["--db-filename", str(db_file)]
         for pragma in sqlite_pragmas:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from config import Settings
 from config.settings import DEFAULT_JWT_SECRET
+from temporal.codec import generate_key_entry, payload_keys
 
 
 @pytest.fixture
@@ -47,7 +49,56 @@ def test_staging_and_production_refuse_the_default_jwt_secret(
 
 
 def test_production_accepts_a_configured_secret() -> None:
-    assert Settings(env="production", jwt_secret="x" * 64).jwt_secret == "x" * 64
+    keys = generate_key_entry("k1")
+    settings = Settings(env="production", jwt_secret="x" * 64, temporal_payload_keys=keys)  # type: ignore[arg-type]
+    assert settings.jwt_secret == "x" * 64
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_production_refuses_to_start_without_payload_keys(
+    env: str, no_sosohappy_env: pytest.MonkeyPatch
+) -> None:
+    no_sosohappy_env.setenv("SOSOHAPPY_ENV", env)
+    no_sosohappy_env.setenv("SOSOHAPPY_JWT_SECRET", "s" * 48)
+    with pytest.raises(ValidationError, match=f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS must be set in env '{env}'"):
+        Settings()
+    no_sosohappy_env.setenv(
+        "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS", f"{generate_key_entry('new')},{generate_key_entry('old')}"
+    )
+    assert [key_id for key_id, _ in payload_keys(Settings())] == ["new", "old"]
+    no_sosohappy_env.setenv("SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION", "false")
+    with pytest.raises(ValidationError, match="SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION cannot be off"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("nokey", "entry 1 is not `id:base64key`"),
+        ("k1:%%%", "key 'k1' is not base64"),
+        (f"k1:{base64.b64encode(b'short').decode()}", "key 'k1' has 5 bytes, not 32"),
+        (f"{generate_key_entry('k1')},{generate_key_entry('k1')}", "names key 'k1' twice"),
+    ],
+)
+def test_malformed_payload_keys_are_refused_naming_the_entry(value: str, reason: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(reason)) as raised:
+        Settings(env="test", temporal_payload_keys=value)  # type: ignore[arg-type]
+    material = value.partition(":")[2]
+    assert not material or material not in str(raised.value), "the key material is in the error"
+
+
+def test_local_env_generates_one_payload_key_and_reuses_it(
+    tmp_path: Path, no_sosohappy_env: pytest.MonkeyPatch
+) -> None:
+    first = payload_keys(Settings(env="local", data_dir=tmp_path))
+    again = payload_keys(Settings(env="local", data_dir=tmp_path))
+    assert first == again and len(first) == 1 and len(first[0][1]) == 32
+    assert (tmp_path / "temporal-payload-keys").stat().st_mode & 0o777 == 0o600
+
+
+def test_codec_server_tokens_are_long() -> None:
+    with pytest.raises(ValidationError, match="SOSOHAPPY_CODEC_SERVER_TOKEN must be at least 32"):
+        Settings(env="test", codec_server_token="short")  # type: ignore[arg-type]
 
 
 def test_short_secrets_are_refused() -> None:

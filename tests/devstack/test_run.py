@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -11,11 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import WorkflowExecutionStatus
 
 from config import Settings
+from config.settings import parse_payload_keys
 from temporal.accounts import SignInResult
 from temporal.client import connect
+from temporal.codec import EncryptionCodec
 from temporal.ids import sign_in_workflow_id
 from tests.fixtures.devstack import read_until_ready, stack_env, start_stack, stop_stack
 from tests.fixtures.ios_client import IOSClient, code_verifier
@@ -61,6 +66,26 @@ def run_stack() -> Iterator[StackRunner]:
         stop_stack(proc, timeout=60)
 
 
+def _codec_server_serves_the_ui(env: dict[str, str], output: str, data: Path) -> None:
+    """The Web UI decodes through the codec server (its origin, no token, this machine); anything else
+    needs the generated token; the generated key is the one the stack's processes encrypt with."""
+    codec = f"http://127.0.0.1:{env['SOSOHAPPY_CODEC_SERVER_PORT']}"
+    ui = f"http://127.0.0.1:{env['SOSOHAPPY_TEMPORAL_UI_PORT']}"
+    assert f"codec server      {codec}" in output and "--codec-auth" in output
+    assert httpx.get(f"{ui}/api/v1/settings", timeout=10).json()["Codec"]["Endpoint"] == codec
+    keys = parse_payload_keys((data / "temporal-payload-keys").read_text().strip())
+    original = Payload(metadata={"encoding": b"json/plain"}, data=b'"hello"')
+    sealed = asyncio.run(EncryptionCodec(keys).encode([original]))
+    body = json_format.MessageToJson(Payloads(payloads=sealed))
+    decoded = httpx.post(f"{codec}/decode", content=body, headers={"Origin": ui}, timeout=10)
+    assert decoded.status_code == 200 and decoded.headers["access-control-allow-origin"] == ui
+    assert list(json_format.Parse(decoded.text, Payloads()).payloads) == [original]
+    assert httpx.post(f"{codec}/decode", content=body, timeout=10).status_code == 401
+    token = (data / "codec-server-token").read_text().strip()
+    authorised = httpx.post(f"{codec}/decode", content=body, headers={"Authorization": f"Bearer {token}"})
+    assert authorised.status_code == 200
+
+
 @pytest.mark.slow
 def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunner, tmp_path: Path) -> None:
     env = stack_env(tmp_path / "data")
@@ -99,8 +124,10 @@ def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunne
     assert any(line["logger"] == "uvicorn.error" for line in api_lines)  # uvicorn's own lines too
     assert any(line["msg"].startswith("worker polling") for line in worker_lines)
 
+    _codec_server_serves_the_ui(env, output, tmp_path / "data")
+
     children = _descendants(proc.pid)
-    assert len(children) >= 7, children  # temporal, kafka, mongo, 2 emulators, worker, api
+    assert len(children) >= 8, children  # codec server, temporal, kafka, mongo, 2 emulators, worker, api
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, rest

@@ -10,8 +10,9 @@ from tests.k8s import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-#: The modules the image runs (`python -m <module>`): the API, the worker and the migration Job.
-ENTRY_MODULES = ("api.serve", "workers.main", "storage.migrate")
+#: The modules the image runs (`python -m <module>`): the API, the worker, the migration Job and the
+#: codec server.
+ENTRY_MODULES = ("api.serve", "workers.main", "storage.migrate", "temporal.codec_server")
 
 
 @dataclass

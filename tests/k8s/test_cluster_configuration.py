@@ -14,6 +14,7 @@ import yaml
 
 from config import Settings
 from temporal import housekeeping, search_attributes
+from temporal.codec import generate_key_entry
 from tests.k8s import ROOT
 from tests.k8s.manifests import (
     APP_IMAGE,
@@ -90,7 +91,11 @@ def test_every_setting_is_configured_or_deliberately_local(
     # The values parse: the settings the processes would build from this ConfigMap and a filled Secret.
     for key in [k for k in os.environ if k.startswith("SOSOHAPPY_")]:
         monkeypatch.delenv(key)
-    filled = {key: value or "x" for key, value in secrets.items()} | {"SOSOHAPPY_JWT_SECRET": "s" * 48}
+    filled = {key: value or "x" for key, value in secrets.items()} | {
+        "SOSOHAPPY_JWT_SECRET": "s" * 48,
+        "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": f"{generate_key_entry('k2')},{generate_key_entry('k1')}",
+        "SOSOHAPPY_CODEC_SERVER_TOKEN": "t" * 48,
+    }
     for key, value in {**config, **filled, **{k: v for k, v in explicit.items() if v}}.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
@@ -188,3 +193,8 @@ def test_temporal_helm_values_use_external_mysql_and_size_the_services() -> None
     assert large["web"]["replicaCount"] > small["web"]["replicaCount"]
     config = env_file_keys(K8S / "components" / "app-config" / "config.env")
     assert config["SOSOHAPPY_TEMPORAL_ADDRESS"].startswith("temporal-frontend.temporal.svc")
+    # The UI decodes through the codec server port-forwarded beside it (the browser calls it), and the
+    # codec server admits exactly that UI's origin (the UI port-forwarded on 8080).
+    web_env = {e["name"]: e["value"] for e in base["web"]["additionalEnv"]}
+    assert web_env["TEMPORAL_CODEC_ENDPOINT"] == f"http://127.0.0.1:{config['SOSOHAPPY_CODEC_SERVER_PORT']}"
+    assert config["SOSOHAPPY_CODEC_SERVER_UI_ORIGIN"] == "http://127.0.0.1:8080"

@@ -35,7 +35,7 @@ from tests.k8s.tools import require_tool
 
 DEPLOY = K8S / "deploy.sh"
 MIGRATE_JOB = "sosohappy-migrate"
-DEPLOYMENTS = ("sosohappy-api", "sosohappy-worker")
+DEPLOYMENTS = ("sosohappy-api", "sosohappy-worker", "sosohappy-codec")
 
 
 def test_deploy_script_passes_shellcheck() -> None:
@@ -251,7 +251,7 @@ def test_deploy_migrates_first_then_applies_then_waits_for_the_rollout(deploy: A
         assert APP_IMAGE not in found and f"{APP_IMAGE}:latest" not in found, workload
     assert re.search(rf"image: {APP_IMAGE}\b", run.applied[0] + run.applied[1]) is None
 
-    # order: delete old Job < apply Job < polls until Complete < apply overlay < rollout status of both
+    # order: delete old Job < apply Job < polls until Complete < apply overlay < rollout status of each Deployment
     delete_job = run.index(lambda c: c[:3] == ["delete", "job", MIGRATE_JOB])
     applies = run.all(_is_apply)
     polls = run.all(_is_job_poll)
@@ -259,7 +259,7 @@ def test_deploy_migrates_first_then_applies_then_waits_for_the_rollout(deploy: A
     assert delete_job < applies[0] < polls[0]
     assert len(polls) == 3, "the Job is polled until it reports Complete"
     assert polls[-1] < applies[1], "the overlay is applied only after the migration Job completed"
-    assert len(statuses) == 2 and applies[1] < min(statuses)
+    assert len(statuses) == len(DEPLOYMENTS) and applies[1] < min(statuses)
     assert sorted(_plain(run.calls[i])[2] for i in statuses) == [
         f"deployment/{d}" for d in sorted(DEPLOYMENTS)
     ]
@@ -332,7 +332,7 @@ def test_failed_rollout_is_undone_and_fails(deploy: Any) -> None:
     assert len(run.applied) == 2
     app_apply = run.all(_is_apply)[1]
     undos = run.all(lambda c: c[:2] == ["rollout", "undo"])
-    assert len(undos) == 2 and min(undos) > app_apply
+    assert len(undos) == len(DEPLOYMENTS) and min(undos) > app_apply
     undone = sorted((_plain(run.calls[i])[2], _plain(run.calls[i])[3]) for i in undos)
     assert undone == [(f"deployment/{d}", "--to-revision=4") for d in sorted(DEPLOYMENTS)]
     assert "rolled back" in run.stderr

@@ -25,6 +25,7 @@ from api.push import request_push
 from config import Settings
 from emulators.control import FcmEmulator
 from temporal.client import connect as temporal_connect
+from temporal.codec import local_key_file
 from temporal.push import PushRequest
 from tests.api.feed_helpers import kst, like, nick, unique_year
 from tests.fixtures.devstack import PORT_VARIABLES, read_until_ready, stack_env, start_stack, stop_stack
@@ -59,10 +60,16 @@ def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None
         time.sleep(0.2)
 
 
-async def _undeliverable_push(temporal_port: int, receiver_id: int) -> None:
+async def _undeliverable_push(temporal_port: int, receiver_id: int, data_dir: Path) -> None:
     """A like push with a 2 s deadline to a device FCM keeps refusing: it must fail (PushUndelivered)."""
     client = await temporal_connect(
-        Settings(env="test", temporal_address=f"127.0.0.1:{temporal_port}", temporal_namespace="default")
+        Settings(
+            env="test",
+            temporal_address=f"127.0.0.1:{temporal_port}",
+            temporal_namespace="default",
+            # The stack's own payload key (generated into its data folder), not the test session's.
+            temporal_payload_keys=local_key_file(data_dir).read_text().strip(),  # type: ignore[arg-type]
+        )
     )
     request = PushRequest(
         kind="like",
@@ -79,7 +86,7 @@ async def _undeliverable_push(temporal_port: int, receiver_id: int) -> None:
     assert "PushUndelivered" in repr(failed.value.cause)
 
 
-def _drive_traffic(ports: dict[str, int]) -> None:
+def _drive_traffic(ports: dict[str, int], data_dir: Path) -> None:
     """Sign-ups, a feed, a like push that is retried once, a DM to an offline user, a bad frame, 4xx
     answers, and a push that fails: every labelled series the rules and dashboards read gets a sample."""
     api = f"127.0.0.1:{ports['API_PORT']}"
@@ -103,16 +110,17 @@ def _drive_traffic(ports: dict[str, int]) -> None:
         _wait_for(lambda: len(fcm.messages(alice.device_token)) == 2, "the DM push to offline alice")
         fcm.fail(bob.device_token, "UNAVAILABLE")
         bob_id = jwt.decode(bob.access.removeprefix("Bearer "), options={"verify_signature": False})["uid"]
-    asyncio.run(_undeliverable_push(ports["TEMPORAL_PORT"], bob_id))
+    asyncio.run(_undeliverable_push(ports["TEMPORAL_PORT"], bob_id, data_dir))
     fcm.close()
 
 
 @pytest.fixture(scope="module")
 def live_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
-    proc, ports, output = _start_stack(tmp_path_factory.mktemp("monitoring-stack"))
+    data_dir = tmp_path_factory.mktemp("monitoring-stack")
+    proc, ports, output = _start_stack(data_dir)
     try:
         assert "Press Ctrl-C" in output, output
-        _drive_traffic(ports)
+        _drive_traffic(ports, data_dir)
         scrape = Scrape()
         for job, port in (
             ("sosohappy-api", ports["API_PORT"]),

@@ -29,7 +29,11 @@ from tests.k8s.manifests import (
 def test_deployments_probe_named_ports_run_unprivileged_and_have_resources(size: str) -> None:
     docs = render(OVERLAYS / size)
     config = config_data(docs)
-    assert {d["metadata"]["name"] for d in app_deployments(docs)} == {"sosohappy-api", "sosohappy-worker"}
+    assert {d["metadata"]["name"] for d in app_deployments(docs)} == {
+        "sosohappy-api",
+        "sosohappy-worker",
+        "sosohappy-codec",
+    }
     assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {"sosohappy"}
     expected = {
         "sosohappy-api": (["api.serve"], {"http": int(config["SOSOHAPPY_API_PORT"])}, "http"),
@@ -40,6 +44,11 @@ def test_deployments_probe_named_ports_run_unprivileged_and_have_resources(size:
                 "sdk-metrics": int(config["SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT"]),
             },
             "metrics",
+        ),
+        "sosohappy-codec": (
+            ["temporal.codec_server"],
+            {"http": int(config["SOSOHAPPY_CODEC_SERVER_PORT"])},
+            "http",
         ),
     }
     for deployment in app_deployments(docs):
@@ -57,7 +66,15 @@ def test_deployments_probe_named_ports_run_unprivileged_and_have_resources(size:
         assert {"cpu", "memory"} <= set(container["resources"]["requests"])
         assert "memory" in container["resources"]["limits"]
         sources = {next(iter(s)): next(iter(s.values()))["name"] for s in container["envFrom"]}
-        assert sources["secretRef"] == "sosohappy-secrets"
+        if name == "sosohappy-codec":  # two keys of the Secret, not all of it
+            refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+            assert refs == {
+                key: {"name": "sosohappy-secrets", "key": key}
+                for key in ("SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS", "SOSOHAPPY_CODEC_SERVER_TOKEN")
+            }
+            assert "secretRef" not in sources
+        else:
+            assert sources["secretRef"] == "sosohappy-secrets"
         assert re.fullmatch(r"sosohappy-config-\w+", sources["configMapRef"]), "not the generated ConfigMap"
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

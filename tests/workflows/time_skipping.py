@@ -8,18 +8,20 @@ from contextlib import asynccontextmanager
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config import Settings
 from temporal import devserver
 from temporal import search_attributes as sa
+from temporal.client import data_converter
 
 
 @asynccontextmanager
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """A fresh time-skipping server (installed binary), shut down afterwards."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=devserver.test_server_path(), data_converter=pydantic_data_converter
+        test_server_existing_path=devserver.test_server_path(),
+        data_converter=data_converter(Settings(env="test")),
     )
     try:
         # The test server starts without our search attributes; register them as the dev stack does.
