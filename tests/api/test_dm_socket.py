@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -31,7 +32,8 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 def _env(settings: Settings, **changes: Any) -> dict[str, str]:
     values = settings.model_dump() | changes
-    return {f"SOSOHAPPY_{k.upper()}": str(v) for k, v in values.items() if v is not None}
+    shown = {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()}
+    return {f"SOSOHAPPY_{k.upper()}": str(v) for k, v in shown.items() if v is not None}
 
 
 def _replica(name: str, env: dict[str, str], logs: Path) -> tuple[ManagedProcess, str]:
