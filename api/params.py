@@ -190,12 +190,16 @@ class ClientRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler, after the request's parameters are merged into its form or query."""
         handler = super().get_route_handler()
+        # Guards that must answer before any parsing (the sign-in rate limit): run them first.
+        guards = [d.dependency for d in self.dependencies if getattr(d.dependency, "before_body", False)]
         has_body = self.body_field is not None
         has_query = any(_declares_query(dep) for dep in [self.dependant, *self.dependant.dependencies])
         if not (has_body or has_query):
             return handler
 
         async def merged(request: Request) -> Response:
+            for guard in guards:
+                await guard(request)  # type: ignore[misc]
             raw = await _raw_params(request)
             _EMPTY_FIELDS.set(frozenset(key for key, value in raw if value == ""))
             items = [(key, value) for key, value in raw if value != ""]

@@ -71,12 +71,14 @@ def sign_in_limiter_from(
 async def limit_sign_in(request: Request) -> None:
     """FastAPI dependency: 429 with ``Retry-After`` when the caller's IP is over the sign-in limit.
 
-    Runs before the body is read, so a refused request costs no parsing. Each endpoint has its own
-    bucket per IP (a sign-in is one ``getAuthorizeCode`` and one ``signIn``).
+    Marked ``before_body``: ``api.params.ClientRoute`` runs it before the body is read, so a refused
+    request costs no parsing; FastAPI's own call afterwards counts nothing twice. Each endpoint has its
+    own bucket per IP (a sign-in is one ``getAuthorizeCode`` and one ``signIn``).
     """
     limiter: RateLimiter | None = request.app.state.sign_in_limiter
-    if limiter is None:
+    if limiter is None or getattr(request.state, "sign_in_limit_checked", False):
         return
+    request.state.sign_in_limit_checked = True
     client = request.client.host if request.client else "unknown"
     wait = limiter.acquire(f"{request.url.path} {client}")
     if wait > 0:
@@ -84,3 +86,6 @@ async def limit_sign_in(request: Request) -> None:
         raise TooManyRequests(
             f"too many sign-in requests from this address; retry in {seconds} s", retry_after=seconds
         )
+
+
+limit_sign_in.before_body = True  # type: ignore[attr-defined]

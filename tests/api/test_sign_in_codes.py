@@ -114,7 +114,10 @@ async def test_the_code_and_verifier_reach_neither_database_nor_workflow(
     started = history.events[0]
     assert started.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
     [payload] = started.workflow_execution_started_event_attributes.input.payloads
-    sent = json.loads(payload.data)
+    # Encrypted in the history; the client's own codec opens it.
+    assert temporal_client.data_converter.payload_codec is not None
+    [plain] = await temporal_client.data_converter.payload_codec.decode([payload])
+    sent = json.loads(plain.data)
     assert sent["authorize_code"] == "" and sent["code_verifier"] == ""
     # Only the stored request's id and non-secret options (issue 14): nothing the client sent.
     assert {k for k, v in sent.items() if v} == {"request_id", "provider", "refresh_ttl_seconds"}
