@@ -14,9 +14,11 @@ import asyncio
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
+from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Client,
     Schedule,
+    ScheduleAction,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
@@ -84,12 +86,37 @@ async def ensure_schedule(client: Client, settings: Settings, *, paused: bool = 
     except ScheduleAlreadyRunningError:
         pass
 
-    def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
+    async def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
         wanted.state = current.description.schedule.state
+        action = current.description.schedule.action
+        if await _same_action(client, action, wanted.action):
+            # Keep the stored action as it is: re-encoding its input would change its ciphertext (a new
+            # nonce each time) though nothing changed.
+            wanted.action = action
         return ScheduleUpdate(schedule=wanted)
 
     await client.get_schedule_handle(SCHEDULE_ID).update(update)
     return False
+
+
+async def _same_action(client: Client, stored: ScheduleAction, wanted: ScheduleAction) -> bool:
+    """Whether the stored action starts the same workflow as ``wanted``, with the same input once the
+    stored payloads are decrypted."""
+    if not isinstance(stored, ScheduleActionStartWorkflow) or not isinstance(
+        wanted, ScheduleActionStartWorkflow
+    ):
+        return False
+    same = (stored.workflow, stored.id, stored.task_queue) == (wanted.workflow, wanted.id, wanted.task_queue)
+    if not same or stored.typed_search_attributes != wanted.typed_search_attributes:
+        return False
+    converter = client.data_converter
+    stored_args = [a for a in stored.args if isinstance(a, Payload)]
+    if len(stored_args) != len(stored.args):
+        return False
+    if converter.payload_codec is not None:
+        stored_args = list(await converter.payload_codec.decode(stored_args))
+    expected = converter.payload_converter.to_payloads(wanted.args)
+    return [(dict(a.metadata), a.data) for a in stored_args] == [(dict(a.metadata), a.data) for a in expected]
 
 
 async def _main() -> None:

@@ -20,7 +20,7 @@ from config import Settings
 from config.settings import parse_payload_keys
 from temporal.accounts import SignInResult
 from temporal.client import connect
-from temporal.codec import EncryptionCodec
+from temporal.codec import EncryptionCodec, local_key_file
 from temporal.ids import sign_in_workflow_id
 from tests.fixtures.devstack import read_until_ready, stack_env, start_stack, stop_stack
 from tests.fixtures.ios_client import IOSClient, code_verifier
@@ -149,7 +149,12 @@ async def test_workflows_survive_a_stop_and_start_of_the_stack(
         app, verifier = IOSClient(http), code_verifier()
         code = app.authorize_code(verifier)
         assert app.present_code(code, verifier, "restart@gmail.com").status_code == 200
-    settings = Settings(env="test", temporal_address=f"127.0.0.1:{env['SOSOHAPPY_TEMPORAL_PORT']}")
+    settings = Settings(
+        env="test",
+        temporal_address=f"127.0.0.1:{env['SOSOHAPPY_TEMPORAL_PORT']}",
+        # The stack's own generated keyring (its histories are encrypted with it).
+        temporal_payload_keys=local_key_file(tmp_path / "data").read_text().strip(),  # type: ignore[arg-type]
+    )
     before = await (await connect(settings)).get_workflow_handle(sign_in_workflow_id(code)).fetch_history()
     assert "stopped." in stop_stack(proc)
 
