@@ -354,7 +354,9 @@ def test_a_failing_sql_write_leaves_no_mongo_document(
             ).all()
             assert [r[0] for r in locked] == ["first"]
             ws.send(_frame(me, you, "never half stored"))
-            waiting = "%FROM dm_rooms%FOR UPDATE%"
+            waiting = (
+                "%INSERT INTO dm_rooms%"  # the one statement of an accepted message (dm.rooms.record_checked)
+            )
             _wait(lambda: _running(watcher, waiting), "the API waiting for the room row")
             watcher.exec_driver_sql(f"KILL QUERY {_running(watcher, waiting)[0]}")  # the SQL side fails
             answer = json.loads(ws.recv(timeout=DEADLINE))

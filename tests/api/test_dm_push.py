@@ -3,7 +3,6 @@ and carries ids, the receiver keeps every device, and the workflow history holds
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import uuid
@@ -11,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from websockets.sync.client import connect
 
@@ -26,15 +27,23 @@ from tests.workflows.push_helpers import tokens_of
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def _decoded_payloads(node: Any) -> list[str]:
-    """Every payload of a history (JSON form), decoded from base64."""
+def _raw_payloads(node: Any) -> list[Payload]:
+    """Every payload of a history (JSON form), as stored."""
     if isinstance(node, list):
-        return [p for item in node for p in _decoded_payloads(item)]
+        return [p for item in node for p in _raw_payloads(item)]
     if not isinstance(node, dict):
         return []
     if set(node) >= {"metadata", "data"} and isinstance(node["data"], str):
-        return [base64.b64decode(node["data"]).decode("utf-8", "replace")]
-    return [p for value in node.values() for p in _decoded_payloads(value)]
+        return [json_format.ParseDict(node, Payload())]
+    return [p for value in node.values() for p in _raw_payloads(value)]
+
+
+async def _decoded_payloads(client: Client, history: dict[str, Any]) -> list[str]:
+    """Every payload of a history, opened with the client's codec (the payloads are encrypted)."""
+    raw = _raw_payloads(history)
+    codec = client.data_converter.payload_codec
+    plain = list(await codec.decode(raw)) if codec is not None else raw
+    return [p.data.decode("utf-8", "replace") for p in plain]
 
 
 def _wait(predicate: Any, timeout: float = 60) -> None:
@@ -93,6 +102,6 @@ async def test_a_1990_character_korean_dm_to_an_offline_user_fits_and_keeps_ever
     # Only ids crossed Temporal: the workflow's history holds neither the text nor its preview.
     handle = temporal_client.get_workflow_handle(dm_push_workflow_id(receiver_id, sender_id))
     await handle.result()
-    payloads = _decoded_payloads((await handle.fetch_history()).to_json_dict())
+    payloads = await _decoded_payloads(temporal_client, (await handle.fetch_history()).to_json_dict())
     assert any(stored.id in p for p in payloads)  # the payloads were read
     assert not any(text[:10] in p or text[:25] in p for p in payloads)
