@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.emulators",
     "tests.fixtures.app",
+    "tests.fixtures.codec",
 ]

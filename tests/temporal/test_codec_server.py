@@ -14,7 +14,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from config import Settings
 from temporal.codec import ENCODING, KEY_ID, encryption_codec, generate_key_entry
 from temporal.codec_server import create_app
-from tests.temporal.conftest import UI_ORIGIN, CodecServer
+from tests.fixtures.codec import UI_ORIGIN, CodecServer
 
 TEXT = b'{"deviceToken":"fcm-device-token-42"}'
 

@@ -17,7 +17,7 @@ from temporalio.worker import Worker
 
 from temporal.codec import ENCODING
 from temporal.devserver import cli_path
-from tests.temporal.conftest import CodecServer
+from tests.fixtures.codec import CodecServer
 from tests.temporal.echo_workflow import EchoWorkflow, echo_activity
 
 

@@ -1,12 +1,15 @@
-"""Issue 14: after sign-in (Kakao and Apple), a like, a DM to an offline user and an Apple resign on the
-real dev server, through the API and the workers, no history holds an e-mail, a device token, an
-authorize code or its verifier, an Apple code or refresh token, an access or refresh token, a nickname,
-a provider id or the message text: only ids crossed Temporal (``history_scan.find_secrets`` reads the
-raw payload bytes, whatever codec wrote them). The same run records the replay histories of these
+"""Issue 14: after sign-in (Kakao and Apple), a like, a DM to an offline user, a rename and an Apple
+resign on the real dev server, through the API and the workers, no history holds an e-mail, a device
+token, an authorize code or its verifier, an Apple code or refresh token, an access or refresh token, a
+nickname (old or new), a provider id or the message text: only ids crossed Temporal
+(``history_scan.find_secrets`` reads the raw payload bytes, whatever codec wrote them). Decoding every
+payload through the codec server (as the Web UI and the CLI do) gives each one back readable, with the
+ids it is about, and still none of those secrets. The same run records the replay histories of these
 versions (``recording.record_if_asked``)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -16,7 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+from google.protobuf import json_format
 from sqlalchemy import select
+from temporalio.api.common.v1 import Payloads
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from websockets.sync.client import connect
@@ -26,11 +31,13 @@ from activities.push_text import dm_body
 from emulators.control import AppleEmulator, FcmEmulator
 from storage.models import Feed, SignInRequest, User
 from temporal.accounts import ResignResult
+from temporal.codec import ENCODING
 from temporal.ids import dm_push_workflow_id, like_push_workflow_id, resign_workflow_id, sign_in_workflow_id
 from temporal.push import DmPushOutcome, PushOutcome
 from tests.api.feed_helpers import kst
+from tests.fixtures.codec import CodecServer
 from tests.fixtures.ios_client import IOSClient, code_verifier
-from tests.workflows.history_scan import find_secrets
+from tests.workflows.history_scan import find_secrets, payloads_in
 from tests.workflows.recording import record_if_asked
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -54,8 +61,34 @@ def _set_nickname(app: IOSClient, nickname: str) -> None:
     app.nickname = nickname
 
 
+def _decoded_through(codec_server: CodecServer, events: list[HistoryEvent]) -> list[HistoryEvent]:
+    """Copies of ``events`` with every payload replaced by what the codec server's ``/decode`` answers
+    for it (one request per event, as the Web UI asks)."""
+    decoded: list[HistoryEvent] = []
+    with httpx.Client(base_url=codec_server.url, headers=codec_server.auth, timeout=30) as client:
+        for event in events:
+            copy = HistoryEvent()
+            copy.CopyFrom(event)
+            payloads = list(payloads_in(copy))
+            if payloads:
+                body = json_format.MessageToJson(Payloads(payloads=payloads))
+                resp = client.post("/decode", content=body, headers={"X-Namespace": "test"})
+                assert resp.status_code == 200, resp.text
+                answered = json_format.Parse(resp.text, Payloads()).payloads
+                assert len(answered) == len(payloads)
+                for mine, plain in zip(payloads, answered, strict=True):
+                    mine.CopyFrom(plain)
+            decoded.append(copy)
+    return decoded
+
+
+def _encodings(events: list[HistoryEvent]) -> set[bytes]:
+    return {p.metadata.get("encoding", b"") for e in events for p in payloads_in(e)}
+
+
 async def test_no_secret_in_the_histories_of_sign_in_like_dm_and_resign(
     http: httpx.Client,
+    codec_server: CodecServer,
     api_url: str,
     activity_deps: ActivityDeps,
     fcm_emulator: FcmEmulator,
@@ -82,6 +115,9 @@ async def test_no_secret_in_the_histories_of_sign_in_like_dm_and_resign(
     _set_nickname(owner, f"o{tag}")
     _set_nickname(liker, f"l{tag}")
     owner_id, liker_id = _user_id(activity_deps, owner.nickname), _user_id(activity_deps, liker.nickname)
+    # A rename: the owner's first nickname is freed (and must appear nowhere either).
+    first_owner_nickname = owner.nickname
+    _set_nickname(owner, f"r{tag}")
     with activity_deps.sessions() as s:
         refresh_token = s.get(User, liker_id).apple_refresh_token
         assert refresh_token  # stored where resign reads it
@@ -137,7 +173,7 @@ async def test_no_secret_in_the_histories_of_sign_in_like_dm_and_resign(
         apple_code, apple_code_b64, refresh_token,
         owner.access, owner.refresh, liker_access, liker_refresh,
         text, text[:25], like_body,
-        owner.nickname, liker.nickname, owner_provider_id, apple_sub,
+        owner.nickname, first_owner_nickname, liker.nickname, owner_provider_id, apple_sub,
     ]  # fmt: skip
     flows: dict[str, Any] = {
         "sign_in_kakao_request": temporal_client.get_workflow_handle(sign_in_workflow_id(owner_code)),
@@ -146,10 +182,29 @@ async def test_no_secret_in_the_histories_of_sign_in_like_dm_and_resign(
         "dm_push_by_device_ids": dm,
         "resign_apple_by_user_id": resign,
     }
+    # What each flow is about, by id: readable once decoded (and only then, for the inputs' ids).
+    about = {
+        "sign_in_kakao_request": [],
+        "sign_in_apple_request": [],
+        "push_delivery_like_by_ids": [f'"feed_id":{feed_id}', f'"liker_user_id":{liker_id}'],
+        "dm_push_by_device_ids": [f'"receiver_user_id":{owner_id}', f'"sender_user_id":{liker_id}'],
+        "resign_apple_by_user_id": [f'"user_id":{liker_id}'],
+    }
     found: dict[str, list[str]] = {}
+    found_decoded: dict[str, list[str]] = {}
     for name, handle in flows.items():
         events: list[HistoryEvent] = list((await handle.fetch_history()).events)
         assert find_secrets(events, [str(handle.id)]), "the scanner read the events"  # positive control
         found[name] = find_secrets(events, needles)
+        started = events[0].workflow_execution_started_event_attributes.input.payloads
+        assert started and {p.metadata["encoding"] for p in started} == {ENCODING}, name  # stored sealed
+        assert ENCODING in _encodings(events), name
+        decoded = await asyncio.to_thread(_decoded_through, codec_server, events)
+        assert ENCODING not in _encodings(decoded), name  # the codec server opened every one
+        for fragment in about[name]:
+            assert find_secrets(decoded, [fragment]), f"{fragment} readable in {name} once decoded"
+            assert not find_secrets(events, [fragment]), f"{fragment} readable in {name} without the codec"
+        found_decoded[name] = find_secrets(decoded, needles)
         await record_if_asked(handle, name)
     assert found == {name: [] for name in flows}
+    assert found_decoded == {name: [] for name in flows}
