@@ -1,7 +1,9 @@
 """Push throughput: N pushes through PushDeliveryWorkflow to the FCM emulator, against (a) N direct
 firebase-admin sends to the same emulator, (b) N no-op workflows with one no-op activity on the same
 Temporal dev server (configured as the project runs it, ``temporal.devserver``) and (c) the same on a
-dev server with the CLI's default SQLite settings, all in one run.
+dev server with the CLI's default SQLite settings, all in one run. The pushes run twice as many rounds
+with the payload codec on (AES-GCM, as deployed) and off, alternating, so the codec's cost is measured
+on the same server in the same run.
 
     .venv/bin/python -m bench.push --n 200
 
@@ -34,6 +36,7 @@ from storage.db import migrate
 from temporal.client import connect
 from temporal.devserver import start_dev_args
 from temporal.push import like_push
+from temporal.task_queues import PUSH, named
 from workers.main import build_workers
 
 CONCURRENCY = 32
@@ -94,9 +97,18 @@ async def run(n: int) -> None:
         say(f"seeding {n} users with one device each")
         user_ids = seed(deps, n)
         client: Client = await connect(settings)
+        # The codec-off side on its own task queues, so neither side's worker sees the other's payloads.
+        plain_settings = settings.model_copy(
+            update={"temporal_payload_encryption": False, "temporal_task_queue_prefix": "plain"}
+        )
+        plain_client: Client = await connect(plain_settings)
+        plain_deps = ActivityDeps.open(plain_settings)
         emulator = FcmEmulator(settings.fcm_endpoint or "")
         with ThreadPoolExecutor(64) as executor:
-            workers = build_workers(client, deps, executor)
+            workers = [
+                *build_workers(client, deps, executor),
+                *build_workers(plain_client, plain_deps, executor),
+            ]
             runs = [asyncio.create_task(w.run()) for w in workers]
 
             say(f"(a) {n} direct firebase-admin sends to the emulator")
@@ -114,20 +126,30 @@ async def run(n: int) -> None:
             say(f"(b) {n} no-op workflows with one no-op activity")
             noop_s = n / (await noop_ceiling(client, n, CONCURRENCY)).rate
 
-            say(f"(push) {n} pushes through PushDeliveryWorkflow")
             emulator.reset()
+            push_s = {"on": 0.0, "off": 0.0}
+            half = n // 2
+            for round_ in range(4):  # on, off, on, off: n pushes each way in all
+                codec = "on" if round_ % 2 == 0 else "off"
+                say(f"(push, codec {codec}) {half} pushes through PushDeliveryWorkflow")
+                the_client = client if codec == "on" else plain_client
+                queue = named(
+                    PUSH, (settings if codec == "on" else plain_settings).temporal_task_queue_prefix
+                )
+                first = 10_000 + round_ * half
 
-            async def push(i: int) -> object:
-                req = like_push(10_000 + i, user_ids[0], user_ids[i], 2024012017042712)
-                await request_push(client, req)
-                return await client.get_workflow_handle(req.workflow_id).result()
+                async def push(i: int, c: Client = the_client, q: str = queue, first: int = first) -> object:
+                    req = like_push(first + i, user_ids[0], user_ids[i], 2024012017042712)
+                    await request_push(c, req, q)
+                    return await c.get_workflow_handle(req.workflow_id).result()
 
-            push_s = await bounded(n, push)
+                push_s[codec] += await bounded(half, push)
             delivered = len(emulator.messages())
             for w in workers:
                 await w.shutdown()
             await asyncio.gather(*runs, return_exceptions=True)
         deps.close()
+        plain_deps.close()
     finally:
         fcm.stop()
         temporal.stop()
@@ -135,16 +157,22 @@ async def run(n: int) -> None:
     async with dev_server(work, "default", pragmas=()) as default_client:
         default_s = n / (await noop_ceiling(default_client, n, CONCURRENCY)).rate
 
-    rate = {
-        name: n / secs
-        for name, secs in (("direct", direct_s), ("noop", noop_s), ("push", push_s), ("default", default_s))
-    }
+    pushes = 2 * (n // 2)
+    rate = {name: n / secs for name, secs in (("direct", direct_s), ("noop", noop_s), ("default", default_s))}
+    rate["push"] = pushes / push_s["on"]
+    rate["push_plain"] = pushes / push_s["off"]
     say("")
-    say(f"results (n={n}, {CONCURRENCY} in flight, {delivered} of {n} pushes recorded by the emulator):")
+    say(
+        f"results (n={n}, {CONCURRENCY} in flight, {delivered} of {2 * pushes} pushes recorded by the "
+        "emulator):"
+    )
     say(f"  (a) direct firebase-admin sends  {rate['direct']:8.1f} /s")
     say(f"  (b) no-op workflow + activity    {rate['noop']:8.1f} /s  (dev server as configured)")
     say(f"  (c) no-op workflow + activity    {rate['default']:8.1f} /s  (dev server with the CLI's defaults)")
-    say(f"  push workflows                   {rate['push']:8.1f} /s")
+    say(f"  push workflows, codec on         {rate['push']:8.1f} /s  (as deployed)")
+    say(f"  push workflows, codec off        {rate['push_plain']:8.1f} /s")
+    verdict = "met" if rate["push"] >= 0.9 * rate["push_plain"] else "NOT met"
+    say(f"  codec on / off = {rate['push'] / rate['push_plain']:.2f}   (target >= 0.90: {verdict})")
     verdict = "met" if rate["push"] >= 0.9 * rate["noop"] else "NOT met"
     say(f"  push / (b) = {rate['push'] / rate['noop']:.2f}   (target >= 0.90: {verdict})")
     verdict = "met" if rate["noop"] >= 1.8 * rate["default"] else "NOT met"

@@ -4,7 +4,8 @@
 
 1. Sign-ins through HTTP + SignInWorkflow (API and worker processes) vs the same steps without Temporal
    (``bench.signin_baseline``), at 5 and 20 concurrent clients: rate, p50, p99; and the p99 of a no-op
-   workflow with one activity at 20 concurrent on the same Temporal server.
+   workflow with one activity at 20 concurrent on the same Temporal server; and the workflow path again
+   through an API and worker with the payload codec off (their own task queues), for the codec's cost.
 2. Authenticated requests/s with the Kafka-fed revocation view vs a database lookup per request.
 
 Starts its own Temporal dev server, broker, MongoDB-wire server and processes on free ports, with a
@@ -64,7 +65,8 @@ async def run() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-signin-"))
     db_url, drop_db = throwaway_mysql()
     migrate(db_url)
-    ports = {name: free_port() for name in ("temporal", "kafka", "mongo", "api_view", "api_db", "baseline")}
+    names = ("temporal", "kafka", "mongo", "api_view", "api_db", "api_plain", "baseline")
+    ports = {name: free_port() for name in names}
     env = {
         "SOSOHAPPY_ENV": "test",
         "SOSOHAPPY_DATABASE_URL": db_url,
@@ -72,6 +74,7 @@ async def run() -> None:
         "SOSOHAPPY_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports['kafka']}",
         "SOSOHAPPY_MONGO_URL": local_mongo_url(ports["mongo"]),
         "SOSOHAPPY_WORKER_METRICS_PORT": "0",
+        "SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT": "0",
         # Hundreds of sign-ins from 127.0.0.1 are the point here, not what the per-IP limit is for.
         "SOSOHAPPY_SIGN_IN_RATE_LIMIT_PER_MINUTE": "0",
         # One payload key for every process of the run (each would otherwise generate its own).
@@ -95,9 +98,19 @@ async def run() -> None:
         say(f"starting Temporal, Kafka, MongoDB-wire servers (logs in {work})")
         for proc, port in zip(procs, (ports["temporal"], ports["kafka"], ports["mongo"]), strict=True):
             proc.start().wait_for_port(port, timeout=90)
-        say("starting the worker, two API processes (revocation view on / off) and the baseline app")
+        say(
+            "starting two workers and three API processes (revocation view on / off, payload codec off) "
+            "and the baseline app"
+        )
+        # The codec-off API and its worker on their own task queues: neither side reads the other's
+        # payloads.
+        plain = {
+            "SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION": "false",
+            "SOSOHAPPY_TEMPORAL_TASK_QUEUE_PREFIX": "plain",
+        }
         apps = [
             ("worker", [py, "-m", "workers.main"], {}, None),
+            ("worker_plain", [py, "-m", "workers.main"], plain, None),
             (
                 "api_view",
                 [*uvicorn, "api.main:app", "--factory", "--port", str(ports["api_view"])],
@@ -111,6 +124,12 @@ async def run() -> None:
                 "api_db",
             ),
             (
+                "api_plain",
+                [*uvicorn, "api.main:app", "--factory", "--port", str(ports["api_plain"])],
+                plain,
+                "api_plain",
+            ),
+            (
                 "baseline",
                 [*uvicorn, "bench.signin_baseline:app", "--port", str(ports["baseline"])],
                 {},
@@ -122,7 +141,7 @@ async def run() -> None:
             procs.append(proc)
             if port_name:
                 proc.wait_for_port(ports[port_name])
-        for port_name in ("api_view", "api_db"):
+        for port_name in ("api_view", "api_db", "api_plain"):
             async with httpx.AsyncClient() as probe:
                 for _ in range(200):
                     if (await probe.get(f"http://127.0.0.1:{ports[port_name]}/readyz")).status_code == 200:
@@ -162,6 +181,7 @@ async def measure(db_url: str, env: dict[str, str], ports: dict[str, int]) -> No
             for label, port, path in (
                 ("workflow", ports["api_view"], "/auth-service/signIn"),
                 ("direct", ports["baseline"], "/signIn"),
+                ("codec-off", ports["api_plain"], "/auth-service/signIn"),
             ):
                 batch, tag = codes(n), f"{label}{concurrency}x{uuid.uuid4().hex[:4]}"
                 say(f"sign-in via {label} path: {n} at {concurrency} concurrent")
@@ -199,8 +219,9 @@ async def measure(db_url: str, env: dict[str, str], ports: dict[str, int]) -> No
 
     say("")
     say("sign-in (rate /s, p50 ms, p99 ms):")
-    for key in ("workflow@5", "direct@5", "workflow@20", "direct@20", "noop@20"):
+    for key in ("workflow@5", "direct@5", "codec-off@5", "workflow@20", "direct@20", "codec-off@20"):
         say(f"  {key:12s} {results[key].line()}")
+    say(f"  {'noop@20':12s} {results['noop@20'].line()}")
     wf5, direct5 = results["workflow@5"].latencies, results["direct@5"].latencies
     wf20, noop20 = results["workflow@20"].latencies, results["noop@20"].latencies
     checks = [
@@ -215,6 +236,10 @@ async def measure(db_url: str, env: dict[str, str], ports: dict[str, int]) -> No
     p99 = pct(wf5, 0.99)
     say(f"  workflow p99 @5 = {p99:.0f} ms (target < 250 ms: {'met' if p99 < 250 else 'NOT met'})")
     say(f"  workflow rate / direct rate @20 = {results['workflow@20'].rate / results['direct@20'].rate:.2f}")
+    for concurrency in (5, 20):
+        on, off = results[f"workflow@{concurrency}"].rate, results[f"codec-off@{concurrency}"].rate
+        verdict = "met" if on >= 0.9 * off else "NOT met"
+        say(f"  codec on / off rate @{concurrency} = {on / off:.2f} (target >= 0.90: {verdict})")
     view, db = results["auth-view"], results["auth-db"]
     say(
         f"authenticated reads: view {view.rate:.0f}/s (p50 {pct(view.latencies, 0.5):.1f} ms), "

@@ -4,7 +4,7 @@
 A row lives for one sign-in: the Apple exchange swaps the authorization code for the refresh token,
 opening the login clears the device token and the refresh token (each now lives in its own table), and
 the API deletes the row when the workflow has answered. Rows a crash left behind are purged once expired
-(at the next request). So the database holds nothing here it does not hold anyway in ``users`` and
+(at the next request, by primary key: see ``_purge_expired``). So the database holds nothing here it does not hold anyway in ``users`` and
 ``device_registrations``, except, for the seconds of the exchange, an Apple code that is single-use and
 expires within minutes at Apple.
 """
@@ -12,9 +12,9 @@ expires within minutes at Apple.
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from storage.logins import utcnow
@@ -35,7 +35,7 @@ def create(
 ) -> str:
     """Store one validated sign-in under a new random id (expired rows are purged first)."""
     now = utcnow()
-    session.execute(delete(SignInRequest).where(SignInRequest.expires_at < now))
+    _purge_expired(session, now)
     request_id = secrets.token_hex(16)
     session.add(
         SignInRequest(
@@ -49,6 +49,25 @@ def create(
         )
     )
     return request_id
+
+
+#: Expired rows one request purges at most (only a crash leaves any behind).
+PURGE_BATCH = 100
+
+
+def _purge_expired(session: Session, now: datetime) -> None:
+    """Delete expired rows by primary key, found by a non-locking read of the ``expires_at`` index.
+
+    A ``DELETE … WHERE expires_at < now`` would lock the index entries it scans, including the first one
+    past the range, then their rows: the reverse of the order in which ``remove`` (by id) locks a row and
+    then its index entry, so concurrent sign-ins deadlocked (InnoDB, REPEATABLE READ). By key, every
+    statement here locks a row before its index entries, and never a live row (a row's ``expires_at``
+    never moves, so one found expired stays expired)."""
+    expired = list(
+        session.scalars(select(SignInRequest.id).where(SignInRequest.expires_at < now).limit(PURGE_BATCH))
+    )
+    if expired:  # by id alone: with ``expires_at`` in the WHERE, MariaDB walks that index again
+        session.execute(delete(SignInRequest).where(SignInRequest.id.in_(expired)))
 
 
 def get(session: Session, request_id: str, *, lock: bool = False) -> SignInRequest | None:

@@ -54,6 +54,7 @@ from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocations
 from api.security import CurrentUser, EmailHeader, RefreshTokenHeader
 from storage import devices, logins, sign_in_requests, users
+from storage.db import retry_deadlocks
 from storage.models import Revocation
 from storage.outbox import QueuedStart
 from temporal import search_attributes as sa
@@ -140,8 +141,12 @@ _REFUSED_CODE = {
 
 def _redeem_code(res: Resources, code: str, verifier: str) -> None:
     """Consume ``code`` for ``verifier`` in one short transaction, or ``Forbidden`` saying why."""
-    with res.sessions.begin() as session:
-        outcome = logins.redeem_authorize_code(session, code, lambda ch: challenge_matches(ch, verifier))
+
+    def redeem() -> logins.Redemption:
+        with res.sessions.begin() as session:
+            return logins.redeem_authorize_code(session, code, lambda ch: challenge_matches(ch, verifier))
+
+    outcome = retry_deadlocks(redeem)
     if outcome is not logins.Redemption.REDEEMED:
         raise Forbidden(_REFUSED_CODE[outcome])
 
@@ -223,24 +228,32 @@ def _store_request(
     res: Resources, email: str, provider: str, provider_id: str, device_token: str, apple_code: str
 ) -> str:
     """Store the validated sign-in for ``SignInWorkflow`` to read by id (``storage.sign_in_requests``)."""
-    with res.sessions.begin() as session:
-        return sign_in_requests.create(
-            session,
-            email=email,
-            provider=provider,
-            provider_id=provider_id,
-            device_token=device_token,
-            apple_authorization_code=apple_code,
-        )
+
+    def store() -> str:
+        with res.sessions.begin() as session:
+            return sign_in_requests.create(
+                session,
+                email=email,
+                provider=provider,
+                provider_id=provider_id,
+                device_token=device_token,
+                apple_authorization_code=apple_code,
+            )
+
+    return retry_deadlocks(store)
 
 
 def _finish_request(res: Resources, request_id: str) -> str | None:
     """Delete the answered request; the account e-mail of the login it opened (``None`` when none)."""
-    with res.sessions.begin() as session:
-        row = sign_in_requests.get(session, request_id)
-        user = users.by_id(session, row.user_id) if row is not None and row.user_id is not None else None
-        sign_in_requests.remove(session, request_id)
-        return user.account_email if user is not None else None
+
+    def finish() -> str | None:
+        with res.sessions.begin() as session:
+            row = sign_in_requests.get(session, request_id)
+            user = users.by_id(session, row.user_id) if row is not None and row.user_id is not None else None
+            sign_in_requests.remove(session, request_id)
+            return user.account_email if user is not None else None
+
+    return retry_deadlocks(finish)
 
 
 async def reissue_token(refresh_token: RefreshTokenHeader, email: EmailHeader, res: ResourcesDep) -> Response:
