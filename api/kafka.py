@@ -5,19 +5,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from config import Settings
 
 log = logging.getLogger(__name__)
 
 CONSUMER_LAG = Gauge("sosohappy_kafka_consumer_lag", "Messages behind the end of a topic", ["topic"])
+TOPIC_RESETS = Counter(
+    "sosohappy_kafka_topic_resets_total",
+    "Times a follower found its topic re-created (broker restarted empty, partitions changed)",
+    ["topic"],
+)
+METADATA_MAX_AGE_MS = 3000
+WATCH_SECONDS = 1.0  # how often a follower compares its positions with the topic's partitions and ends
+
+
+class TopicReset(Exception):
+    """The broker no longer holds what this consumer stands on: it came back without the topic's
+    records (a position past the partition's end, which the broker answers with an endless empty
+    fetch rather than an out-of-range error) or the topic's partitions changed (re-created on the
+    first publish with the broker's default count)."""
 
 
 def broadcast_consumer(settings: Settings, name: str) -> AIOKafkaConsumer:
@@ -30,6 +45,8 @@ def broadcast_consumer(settings: Settings, name: str) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         request_timeout_ms=5000,
+        # A broker that restarted empty may re-create the topic with other partitions; see them soon.
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
 
 
@@ -52,6 +69,41 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
         await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {topic} has no partitions")
+
+
+class TopicWatch:
+    """Compares a follower's assignment with its topic every ``WATCH_SECONDS`` and raises ``TopicReset``
+    when the same mismatch is seen twice in a row: the broker's answers race the consumer's own fetches
+    (an end offset read a moment before a fetch moved the position), and a real reset persists."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, partitions: list[TopicPartition]) -> None:
+        self._consumer, self._topic, self._partitions = consumer, topic, partitions
+        self._checked = time.monotonic()
+        self._suspect: str | None = None
+
+    async def check(self) -> dict[TopicPartition, int] | None:
+        """The partitions' end offsets when a check is due (else ``None``); raises ``TopicReset``."""
+        if time.monotonic() - self._checked < WATCH_SECONDS:
+            return None
+        self._checked = time.monotonic()
+        positions = {tp: int(await self._consumer.position(tp)) for tp in self._partitions}
+        ends = await asyncio.wait_for(self._consumer.end_offsets(self._partitions), timeout=3)
+        problem = self._mismatch(positions, ends)
+        if problem is not None and problem == self._suspect:
+            TOPIC_RESETS.labels(self._topic).inc()
+            raise TopicReset(problem)
+        self._suspect = problem
+        return ends
+
+    def _mismatch(self, positions: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> str | None:
+        known = self._consumer.partitions_for_topic(self._topic)
+        assigned = {tp.partition for tp in self._partitions}
+        if known is not None and set(known) != assigned:
+            return f"{self._topic} has partitions {sorted(known)}, not {sorted(assigned)}"
+        behind = [tp.partition for tp in self._partitions if ends[tp] < positions[tp]]
+        if behind:
+            return f"{self._topic} partitions {behind} end before this consumer's positions"
+        return None
 
 
 async def _create_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
@@ -84,23 +136,38 @@ class TopicBroadcast:
         return True
 
     async def follow(self, handle: Callable[[bytes], Awaitable[None]]) -> None:
-        """Hand every record published from now on to ``handle``; reconnect after broker loss."""
+        """Hand every record published from now on to ``handle``, at least once; reconnect after broker
+        loss. After a ``TopicReset`` the new topic is read from its beginning: everything in it was
+        published since the broker came back, and a record of it that was read before the reset was seen
+        is handed over again (``handle`` drops repeats, see ``dm.hub.RecentIds``)."""
+        from_beginning = False
         while True:
             consumer = broadcast_consumer(self._settings, self._name)
             try:
                 await asyncio.wait_for(consumer.start(), timeout=10)
                 partitions = await asyncio.wait_for(topic_partitions(consumer, self._topic), timeout=10)
                 consumer.assign(partitions)
-                await consumer.seek_to_end(*partitions)
+                if from_beginning:
+                    await consumer.seek_to_beginning(*partitions)
+                else:
+                    await consumer.seek_to_end(*partitions)
+                from_beginning = False
+                watch = TopicWatch(consumer, self._topic, partitions)
                 while True:
                     batches = await consumer.getmany(timeout_ms=200, max_records=500)
                     for records in batches.values():
                         for record in records:
                             await handle(record.value or b"{}")
+                    await watch.check()
             except asyncio.CancelledError:
                 raise
+            except TopicReset as exc:
+                log.warning(
+                    "%s topic re-created (%s); reading the new one from its beginning", self._name, exc
+                )
+                from_beginning = True
             except Exception as exc:
                 log.warning("%s feed lost (%r); reconnecting", self._name, exc)
             finally:
                 await stop_consumer(consumer)
-            await asyncio.sleep(1)
+            await asyncio.sleep(0 if from_beginning else 1)

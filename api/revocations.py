@@ -22,7 +22,13 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import Gauge
 
 from accounts.revocations import RevocationView
-from api.kafka import CONSUMER_LAG, broadcast_consumer, stop_consumer, topic_partitions
+from api.kafka import (
+    CONSUMER_LAG,
+    TopicWatch,
+    broadcast_consumer,
+    stop_consumer,
+    topic_partitions,
+)
 from api.resources import Resources
 from storage import logins
 from storage.models import Revocation
@@ -126,7 +132,8 @@ async def follow_revocations(res: Resources) -> None:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             targets = await consumer.end_offsets(partitions)
-            last_check = last_reconcile = 0.0
+            last_reconcile = 0.0
+            watch = TopicWatch(consumer, topic, partitions)
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
                 for records in batches.values():
@@ -143,10 +150,9 @@ async def follow_revocations(res: Resources) -> None:
                         view.live = True
                         _set_gauge(view)
                         log.info("revocation view caught up")
-                if time.monotonic() - last_check > 1:
-                    last_check = time.monotonic()
-                    ends = await asyncio.wait_for(consumer.end_offsets(partitions), timeout=3)
-                    lag = sum(ends[tp] - positions[tp] for tp in partitions)
+                ends = await watch.check()
+                if ends is not None:
+                    lag = sum(max(0, ends[tp] - positions[tp]) for tp in partitions)
                     CONSUMER_LAG.labels(topic).set(lag)
                     view.forget_expired()
         except asyncio.CancelledError:

@@ -27,6 +27,7 @@ import json
 import logging
 import socket
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -53,6 +54,10 @@ log = logging.getLogger(__name__)
 DELIVERED = Counter(
     "sosohappy_dm_delivered_total", "Direct messages delivered, by path", ["path"]
 )  # local | cross_replica | pushed
+RELAY_REPEATS = Counter(
+    "sosohappy_dm_relay_repeats_total",
+    "Relayed messages dropped because this replica had relayed them already",
+)
 REFUSED = Counter("sosohappy_dm_refused_total", "DM frames refused, by reason", ["reason"])
 OPEN_WEBSOCKETS = Gauge("sosohappy_open_websockets", "DM WebSockets currently open on this replica")
 
@@ -146,6 +151,25 @@ def store_message(
         raise
 
 
+class RecentIds:
+    """The ids of the last ``size`` messages relayed to this replica's sockets. The topic delivers at
+    least once (a producer retry, or a re-created topic read again from its beginning, repeats a record);
+    a repeat is dropped here, so a socket shows each message once."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def first_time(self, message_id: str) -> bool:
+        """True the first time ``message_id`` is seen (within the last ``size`` ids)."""
+        if message_id in self._ids:
+            return False
+        self._ids[message_id] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+        return True
+
+
 class DirectMessageHub:
     """The DM sockets of one API replica and the routing of messages to them, to other replicas or to push."""
 
@@ -167,6 +191,7 @@ class DirectMessageHub:
         self._announcing: set[asyncio.Task[None]] = set()
         self.remote = presence.RemotePresence(settings.dm_presence_fresh_seconds)
         self.directory = Directory()
+        self._relayed = RecentIds()
 
     async def attach(self, user_id: int, sock: Socket, nickname: str | None = None) -> None:
         """Register a newly accepted socket of ``user_id``. Beyond ``dm_max_sockets_per_user`` the user's
@@ -408,6 +433,9 @@ class DirectMessageHub:
                 return
             if record.get("kind") == "presence":
                 self.remote.heard(str(record["origin"]), int(record["user_id"]), int(record["sockets"]))
+                return
+            if not self._relayed.first_time(str(record["id"])):
+                RELAY_REPEATS.inc()
                 return
             if await self.deliver_local(int(record["receiver_id"]), str(record["frame"])):
                 DELIVERED.labels("cross_replica").inc()

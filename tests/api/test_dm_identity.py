@@ -9,6 +9,7 @@ trade nicknames leave every room where it was.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -95,7 +96,9 @@ def _warm_up(replicas: Workerless, http: httpx.Client, deps: ActivityDeps) -> No
     one, two = (IOSClient(http).sign_up(_nick("w")) for _ in range(2))
     with _socket(one, replicas.a) as sender, _socket(two, replicas.b) as inbox:
         _connected(deps, one, two)
-        for attempt in range(15):
+        deadline, attempt = time.monotonic() + 120, 0
+        while time.monotonic() < deadline:
+            attempt += 1
             _send(sender, one.nickname, two.nickname, f"probe {attempt}")
             try:
                 json.loads(inbox.recv(timeout=2))

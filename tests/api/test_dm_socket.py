@@ -30,6 +30,9 @@ from tests.fixtures.ios_client import IOSClient
 pytestmark = pytest.mark.usefixtures("worker")
 
 
+FRAME_WAIT = 60  # seconds an expected frame may take on a loaded machine (a condition, not a timing)
+
+
 def _env(settings: Settings, **changes: Any) -> dict[str, str]:
     values = settings.model_dump() | changes
     shown = {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()}
@@ -111,7 +114,7 @@ def _frame(sender: IOSClient, receiver: IOSClient, text: str, date: int | bool |
 def _texts_until(ws: ClientConnection, last: str) -> list[str]:
     texts: list[str] = []
     while not texts or texts[-1] != last:
-        texts.append(json.loads(ws.recv(timeout=5))["text"])
+        texts.append(json.loads(ws.recv(timeout=FRAME_WAIT))["text"])
     return texts
 
 
@@ -148,8 +151,8 @@ def test_same_replica_delivery_reaches_every_device_once_and_is_stored_first(
         date = now_kst()
         b.send(_frame(bob, alice, "안녕 🩷", date))
         expected = {"sender": bob.nickname, "receiver": alice.nickname, "date": date, "text": "안녕 🩷"}
-        assert json.loads(phone.recv(timeout=5)) == expected
-        assert json.loads(tablet.recv(timeout=5)) == expected
+        assert json.loads(phone.recv(timeout=FRAME_WAIT)) == expected
+        assert json.loads(tablet.recv(timeout=FRAME_WAIT)) == expected
         assert _silent(phone) and _silent(b)  # once each, and no echo to the sender
     assert room_page(activity_deps, alice.nickname, bob.nickname) == [expected]
 
@@ -159,8 +162,8 @@ def test_cross_replica_delivery_and_devices_on_both_replicas(http: httpx.Client,
     with _socket(alice, cluster.b) as far, _socket(alice, cluster.a) as near, _socket(bob, cluster.a) as b:
         time.sleep(0.3)
         b.send(_frame(bob, alice, "across", date=None))
-        got_far = json.loads(far.recv(timeout=30))
-        assert json.loads(near.recv(timeout=5)) == got_far
+        got_far = json.loads(far.recv(timeout=FRAME_WAIT))
+        assert json.loads(near.recv(timeout=FRAME_WAIT)) == got_far
         assert got_far["text"] == "across" and len(str(got_far["date"])) == 16  # date set by the server
         assert _silent(far) and _silent(near)
 
@@ -201,10 +204,10 @@ def test_a_bad_frame_gets_an_error_frame_and_the_socket_stays_open(
     me, you = _member(http), _member(http)
     with _socket(me, cluster.a) as ws, _socket(you, cluster.a) as inbox:
         ws.send(frame.replace("$me", me.nickname).replace("$you", you.nickname))
-        answer = json.loads(ws.recv(timeout=5))
+        answer = json.loads(ws.recv(timeout=FRAME_WAIT))
         assert reason in answer["error"]
         ws.send(_frame(me, you, "still here"))
-        assert json.loads(inbox.recv(timeout=5))["text"] == "still here"
+        assert json.loads(inbox.recv(timeout=FRAME_WAIT))["text"] == "still here"
 
 
 def test_a_receiver_who_blocked_the_sender_gets_nothing(http: httpx.Client, cluster: Cluster) -> None:
@@ -215,15 +218,10 @@ def test_a_receiver_who_blocked_the_sender_gets_nothing(http: httpx.Client, clus
     assert resp.json() == {"success": True}
     with _socket(me, cluster.a) as ws, _socket(you, cluster.a) as inbox:
         ws.send(_frame(me, you, "hello?"))
-        assert "does not accept" in json.loads(ws.recv(timeout=5))["error"]
+        assert "does not accept" in json.loads(ws.recv(timeout=FRAME_WAIT))["error"]
         assert _silent(inbox)
 
 
-@pytest.mark.xfail(
-    reason="known bug (issue 15 notes): after the broker restarts with its topics lost, the replicas' DM "
-    "relay does not resubscribe, so cross-replica delivery stays down; also seen on the code of 5cd2e37 (a replica that dies: the survivor stops delivering)",
-    strict=False,
-)
 def test_without_the_broker_messages_are_stored_delivered_locally_and_pushed(
     http: httpx.Client, cluster: Cluster, fcm_emulator: FcmEmulator, activity_deps: ActivityDeps
 ) -> None:
@@ -232,7 +230,7 @@ def test_without_the_broker_messages_are_stored_delivered_locally_and_pushed(
     try:
         with _socket(alice, cluster.a) as a, _socket(bob, cluster.a) as b:
             b.send(_frame(bob, alice, "local while the broker is down"))
-            assert json.loads(a.recv(timeout=5))["text"] == "local while the broker is down"
+            assert json.loads(a.recv(timeout=FRAME_WAIT))["text"] == "local while the broker is down"
             b.send(_frame(bob, carol, "carol is offline"))
             _wait(lambda: fcm_emulator.messages(carol.device_token), 30)
         assert len(room_page(activity_deps, bob.nickname, carol.nickname)) == 1
@@ -251,11 +249,6 @@ def test_without_the_broker_messages_are_stored_delivered_locally_and_pushed(
         _wait(delivered, 60)
 
 
-@pytest.mark.xfail(
-    reason="known bug (issue 15 notes): after the broker restarts with its topics lost, the replicas' DM "
-    "relay does not resubscribe, so cross-replica delivery stays down; also seen on the code of 5cd2e37 (a replica that dies: the survivor stops delivering)",
-    strict=False,
-)
 def test_a_replica_that_dies_drops_only_its_own_sockets(
     http: httpx.Client, cluster: Cluster, settings: Settings, tmp_path: Path
 ) -> None:
@@ -272,9 +265,9 @@ def test_a_replica_that_dies_drops_only_its_own_sockets(
             doomed.proc.kill()  # type: ignore[union-attr]  # SIGKILL: no clean shutdown
             doomed.proc.wait()  # type: ignore[union-attr]
             with pytest.raises(Exception):  # noqa: B017 - the connection is gone, however it surfaces
-                dying.recv(timeout=5)
+                dying.recv(timeout=FRAME_WAIT)
             b.send(_frame(bob, alice, "still reachable"))
-            assert json.loads(phone.recv(timeout=5))["text"] == "still reachable"
+            assert json.loads(phone.recv(timeout=FRAME_WAIT))["text"] == "still reachable"
             with _socket(alice, cluster.b) as reconnected:  # the client reconnects elsewhere
                 time.sleep(0.3)
                 b.send(_frame(bob, alice, "after the reconnect"))
@@ -282,7 +275,7 @@ def test_a_replica_that_dies_drops_only_its_own_sockets(
                 # counted as present on the dead replica, and reached her new socket's replica later.
                 texts = _texts_until(reconnected, "after the reconnect")
                 assert texts[-1] == "after the reconnect" and set(texts[:-1]) <= {"still reachable"}
-                assert json.loads(phone.recv(timeout=5))["text"] == "after the reconnect"
+                assert json.loads(phone.recv(timeout=FRAME_WAIT))["text"] == "after the reconnect"
                 assert _silent(reconnected) and _silent(phone)
     finally:
         doomed.stop()
@@ -301,7 +294,7 @@ def test_every_spelling_of_a_nickname_names_the_same_user_on_the_socket(
         with _socket(me, cluster.a, nickname=mine) as ws, _socket(you, cluster.a, nickname=theirs) as inbox:
             text, date = f"to {theirs!r}", now_kst()
             ws.send(json.dumps({"sender": mine, "receiver": theirs, "text": text, "date": date}))
-            got = json.loads(inbox.recv(timeout=5))
+            got = json.loads(inbox.recv(timeout=FRAME_WAIT))
             assert got == {
                 "sender": me.nickname,
                 "receiver": you.nickname,
