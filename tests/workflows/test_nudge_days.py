@@ -139,7 +139,7 @@ async def test_a_month_end_of_reminders_and_the_monthly_story(
     tokens = {name: token for name, (_, token) in made.items()}
     sign_out_everywhere(activity_deps, ids["out"])
     # Two batches of two a run: six users take two runs (continue-as-new).
-    scope = {"after_user_id": min(ids.values()) - 1, "last_user_id": max(ids.values()), "batches_per_run": 2}
+    scope = NudgeRun(after_user_id=min(ids.values()) - 1, last_user_id=max(ids.values()), batches_per_run=2)
 
     tomorrow = (await steps.now()).astimezone(KST) + timedelta(days=1)
     month_end = _last_evening_of_month(tomorrow)
@@ -156,12 +156,12 @@ async def test_a_month_end_of_reminders_and_the_monthly_story(
     # The evening of the month's last day: everyone reachable who has not written that day; twice.
     reminded = ["due", "late", "night", "month"]
     async with steps.at(month_end) as (client, queue):
-        result, _ = await _run(client, queue, DailyReminderWorkflow.run, NudgeRun(**scope))
+        result, _ = await _run(client, queue, DailyReminderWorkflow.run, scope)
         assert (result.period, result.stopped) == (day, "done")
         assert (result.tally.users, result.tally.started, result.tally.already_sent) == (4, 4, 0)
         assert result.tally.runs == 2
         await _delivered(client, [reminder_push_workflow_id(ids[n], day) for n in reminded])
-        again, _ = await _run(client, queue, DailyReminderWorkflow.run, NudgeRun(**scope))
+        again, _ = await _run(client, queue, DailyReminderWorkflow.run, scope)
         assert (again.period, again.tally.started, again.tally.already_sent) == (day, 0, 4)
 
     # Two of them write at 23:59 KST; one also just after midnight (the next month).
@@ -173,7 +173,7 @@ async def test_a_month_end_of_reminders_and_the_monthly_story(
     # month waits for 08:00, then goes to everyone who wrote in it.
     storied = ["late", "early", "night", "month"]
     async with steps.at(first.replace(hour=7, minute=30)) as (client, queue):
-        story, first_run = await _run(client, queue, MonthlyStoryWorkflow.run, NudgeRun(**scope))
+        story, first_run = await _run(client, queue, MonthlyStoryWorkflow.run, scope)
         assert (story.period, story.stopped, story.tally.started) == (month, "done", 4)
         history = await first_run.fetch_history()
         assert EventType.EVENT_TYPE_TIMER_STARTED in {e.event_type for e in history.events}
@@ -182,16 +182,18 @@ async def test_a_month_end_of_reminders_and_the_monthly_story(
     # The evening of the 1st: a new day, new pushes.
     reminded_1st = ["due", "late", "early", "night"]
     async with steps.at(first) as (client, queue):
-        result, _ = await _run(client, queue, DailyReminderWorkflow.run, NudgeRun(**scope))
+        result, _ = await _run(client, queue, DailyReminderWorkflow.run, scope)
         assert (result.period, result.tally.started, result.tally.already_sent) == (next_day, 4, 0)
         await _delivered(client, [reminder_push_workflow_id(ids[n], next_day) for n in reminded_1st])
 
     # 23:30 KST: quiet hours, a reminder run sends nothing; a week later, the story is past.
     async with steps.at(first.replace(hour=23, minute=30)) as (client, queue):
-        quiet, _ = await _run(client, queue, DailyReminderWorkflow.run, NudgeRun(**scope))
+        quiet, _ = await _run(client, queue, DailyReminderWorkflow.run, scope)
         assert (quiet.period, quiet.stopped, quiet.tally.users) == (next_day, "quiet", 0)
     async with steps.at(first.replace(hour=12) + timedelta(days=7)) as (client, queue):
-        late, _ = await _run(client, queue, MonthlyStoryWorkflow.run, NudgeRun(**scope, period=month))
+        late, _ = await _run(
+            client, queue, MonthlyStoryWorkflow.run, scope.model_copy(update={"period": month})
+        )
         assert (late.stopped, late.tally.users) == ("past", 0)
 
     story_of = {
