@@ -49,10 +49,10 @@ def _last_evening_of_month(moment: datetime) -> datetime:
     return moment.replace(day=last, hour=21, minute=0, second=0, microsecond=0)
 
 
-async def _run(client: Client, queue: str, workflow: object, run: NudgeRun) -> tuple[NudgeResult, Any]:
+async def _run(client: Client, queue: str, workflow: str, run: NudgeRun) -> tuple[NudgeResult, Any]:
     """The result of a nudge run started now, and the handle of its first run (before continue-as-new)."""
     handle = await client.start_workflow(
-        workflow,  # type: ignore[arg-type]
+        workflow,
         run,
         id=f"nudge-run-{uuid.uuid4().hex[:8]}",
         task_queue=queue,
@@ -109,12 +109,6 @@ class Steps:
                     yield env.client, queue
 
 
-def _last_evening_of_month(moment: datetime) -> datetime:
-    """21:00 KST on the last day of the month of ``moment``."""
-    last = calendar.monthrange(moment.year, moment.month)[1]
-    return moment.replace(day=last, hour=21, minute=0, second=0, microsecond=0)
-
-
 def _moment(at: datetime, hour: int, minute: int = 0, second: int = 0, hundredths: int = 0) -> int:
     return from_moment(at.replace(hour=hour, minute=minute, second=second, microsecond=hundredths * 10_000))
 
@@ -156,12 +150,12 @@ async def test_a_month_end_of_reminders_and_the_monthly_story(
     # The evening of the month's last day: everyone reachable who has not written that day; twice.
     reminded = ["due", "late", "night", "month"]
     async with steps.at(month_end) as (client, queue):
-        result, _ = await _run(client, queue, DailyReminderWorkflow.run, scope)
+        result, _ = await _run(client, queue, "DailyReminderWorkflow", scope)
         assert (result.period, result.stopped) == (day, "done")
         assert (result.tally.users, result.tally.started, result.tally.already_sent) == (4, 4, 0)
         assert result.tally.runs == 2
         await _delivered(client, [reminder_push_workflow_id(ids[n], day) for n in reminded])
-        again, _ = await _run(client, queue, DailyReminderWorkflow.run, scope)
+        again, _ = await _run(client, queue, "DailyReminderWorkflow", scope)
         assert (again.period, again.tally.started, again.tally.already_sent) == (day, 0, 4)
 
     # Two of them write at 23:59 KST; one also just after midnight (the next month).
@@ -173,7 +167,7 @@ async def test_a_month_end_of_reminders_and_the_monthly_story(
     # month waits for 08:00, then goes to everyone who wrote in it.
     storied = ["late", "early", "night", "month"]
     async with steps.at(first.replace(hour=7, minute=30)) as (client, queue):
-        story, first_run = await _run(client, queue, MonthlyStoryWorkflow.run, scope)
+        story, first_run = await _run(client, queue, "MonthlyStoryWorkflow", scope)
         assert (story.period, story.stopped, story.tally.started) == (month, "done", 4)
         history = await first_run.fetch_history()
         assert EventType.EVENT_TYPE_TIMER_STARTED in {e.event_type for e in history.events}
@@ -182,17 +176,17 @@ async def test_a_month_end_of_reminders_and_the_monthly_story(
     # The evening of the 1st: a new day, new pushes.
     reminded_1st = ["due", "late", "early", "night"]
     async with steps.at(first) as (client, queue):
-        result, _ = await _run(client, queue, DailyReminderWorkflow.run, scope)
+        result, _ = await _run(client, queue, "DailyReminderWorkflow", scope)
         assert (result.period, result.tally.started, result.tally.already_sent) == (next_day, 4, 0)
         await _delivered(client, [reminder_push_workflow_id(ids[n], next_day) for n in reminded_1st])
 
     # 23:30 KST: quiet hours, a reminder run sends nothing; a week later, the story is past.
     async with steps.at(first.replace(hour=23, minute=30)) as (client, queue):
-        quiet, _ = await _run(client, queue, DailyReminderWorkflow.run, scope)
+        quiet, _ = await _run(client, queue, "DailyReminderWorkflow", scope)
         assert (quiet.period, quiet.stopped, quiet.tally.users) == (next_day, "quiet", 0)
     async with steps.at(first.replace(hour=12) + timedelta(days=7)) as (client, queue):
         late, _ = await _run(
-            client, queue, MonthlyStoryWorkflow.run, scope.model_copy(update={"period": month})
+            client, queue, "MonthlyStoryWorkflow", scope.model_copy(update={"period": month})
         )
         assert (late.stopped, late.tally.users) == ("past", 0)
 
