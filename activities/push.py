@@ -26,10 +26,12 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import ActivityDeps
 from activities.fcm_message import MessageTooLarge, Notice, fitted_message
 from activities.firebase import firebase_app
-from activities.push_text import dm_burst_body
-from storage import devices, users
+from activities.push_text import REMINDER_BODY, dm_burst_body, monthly_story_body
+from feeds.happiness import month_story
+from kst.dates import MONTH, month_range
+from storage import devices, feeds, users
 from temporal.ids import dm_room_key
-from temporal.push import LIKE_TITLE, LikeNotice, like_body
+from temporal.push import LIKE_TITLE, LikeNotice, NudgeNotice, like_body
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class DeviceSend(BaseModel):
     device_id: int = 0
     receiver_user_id: int = 0
     like: LikeNotice | None = None
+    #: A reminder's day or a story's month (``kind`` says which).
+    nudge: NudgeNotice | None = None
     token: str = ""
     title: str = ""
     body: str = ""
@@ -171,6 +175,8 @@ class PushActivities:
                 liker = users.nickname_of(session, req.like.liker_user_id) or ""
                 owner = users.nickname_of(session, req.like.owner_user_id) or ""
             notice = Notice(title=LIKE_TITLE, body=like_body(liker, owner), data={"date": str(req.like.date)})
+        elif req.nudge is not None:
+            notice = self._nudge_notice(req.kind, req.receiver_user_id, req.nudge)
         else:
             notice = Notice(title=req.title, body=req.body, data=req.data)
         return self._send(req.kind, token, notice)
@@ -196,6 +202,17 @@ class PushActivities:
         )
         token = self._token(req.device_id, req.receiver_user_id) if req.device_id else req.token
         return self._send("dm", token, notice)
+
+    def _nudge_notice(self, kind: str, user_id: int, nudge: NudgeNotice) -> Notice:
+        """Title ``소소해피``; a reminder's fixed body, or the story of the month composed from the
+        receiver's entries by the charts' rules; data the period only."""
+        if kind != "monthly":
+            return Notice(title=LIKE_TITLE, body=REMINDER_BODY, data={"kind": kind, "day": str(nudge.period)})
+        start, end = month_range(nudge.period * MONTH)
+        with self._deps.engine.connect() as conn:
+            entries = feeds.entries_between(conn, user_id, start, end)
+        body = monthly_story_body(nudge.period, month_story(start, entries))
+        return Notice(title=LIKE_TITLE, body=body, data={"kind": kind, "month": str(nudge.period)})
 
     def _token(self, device_id: int, receiver_user_id: int) -> str:
         """The token of ``device_id`` while it is registered to the receiver, else ``DEVICE_GONE``."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterator
 
+from feeds.happiness import CATEGORY_NAMES, MonthStory
+
 DM_BODY_LIMIT = 30  # UTF-16 code units: shorter texts are sent whole (BACKEND_SPEC §8.2)
 DM_BODY_KEEP = 25
 ELLIPSIS = "..."
@@ -49,6 +51,22 @@ def dm_burst_body(count: int, latest_text: str | None) -> str:
     if not latest_text:
         return f"새 메시지 {max(count, 1)}개가 도착했습니다"
     return f"새 메시지 {count}개: {dm_body(latest_text)}"
+
+
+#: The evening reminder (title ``소소해피``): the same words every day, one push a day at most.
+REMINDER_BODY = "오늘 하루는 어땠나요? 소소한 행복을 한 줄 남겨 보세요 🌙"
+
+
+def monthly_story_body(month: int, story: MonthStory) -> str:
+    """The monthly story: ``<m>월에 <n>일 기록했어요. 평균 행복 <x.y>, 가장 행복했던 순간은 <category>``
+    (a gentle line without figures when the month's entries are gone by the time it is sent)."""
+    name = f"{month % 100}월"
+    if story.days == 0:
+        return f"{name}의 소소한 행복을 돌아보세요 🌷"
+    text = f"{name}에 {story.days}일 기록했어요. 평균 행복 {story.mean_happiness:.1f}"
+    if story.best_category is not None:
+        text += f", 가장 행복했던 순간은 {CATEGORY_NAMES.get(story.best_category, story.best_category)}"
+    return text + " 🌷"
 
 
 # Grapheme_Cluster_Break classes used by the rules below.

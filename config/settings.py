@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import time
 from pathlib import Path
 from typing import Literal
 
@@ -189,6 +190,26 @@ class Settings(BaseSettings):
     push_deadline_seconds: int = 24 * 3600
     # DMs of one room to an offline user are gathered this long into one push with their count.
     dm_push_window_seconds: float = Field(default=3.0, gt=0, le=60)
+
+    # Nudges (temporal/nudges.py): the evening reminder and the monthly story, each on a Temporal Schedule.
+    #: Off: the reminder's runs send nothing (the schedule stays; pausing it is the operator's other switch).
+    nudge_reminder_enabled: bool = True
+    #: KST time of the evening reminder to every user with a device who has not written the day's entry.
+    nudge_reminder_time: time = time(21, 0)
+    #: Off: the monthly story's runs send nothing.
+    nudge_monthly_enabled: bool = True
+    #: KST time, on the 1st of each month, of the story of the month before.
+    nudge_monthly_time: time = time(9, 0)
+    #: The story of a month is sent only during this many first days of the next (a later backfill or
+    #: re-run sends nothing); keep it well inside the namespace's retention, which remembers push ids.
+    nudge_monthly_window_days: int = Field(default=7, ge=1, le=31)
+    #: No nudge is sent from the quiet start to the quiet end (KST; equal: no quiet hours). A reminder run
+    #: that finds itself in them stops; a story run waits for their end; a nudge's push gives up at the
+    #: next quiet start.
+    nudge_quiet_start: time = time(23, 0)
+    nudge_quiet_end: time = time(8, 0)
+    #: Users one batch of a nudge run lists (by id) and starts pushes for.
+    nudge_batch_size: int = Field(default=200, ge=1, le=1000)
 
     # Sign in with Apple
     apple_base_url: str = "https://appleid.apple.com"

@@ -37,6 +37,7 @@ from temporal.client import connect
 from temporal.codec import local_key_file
 from temporal.devserver import start_dev_args
 from temporal.housekeeping import SCHEDULE_ID, ensure_schedule
+from temporal.nudges import REMINDER_SCHEDULE_ID, ensure_schedules
 
 #: The environment of the dev stack when ``SOSOHAPPY_ENV`` is not set (its children get it explicitly).
 LOCAL_ENV = "local"
@@ -170,6 +171,25 @@ def _ensure_housekeeping(settings: Settings) -> None:
         raise StartError(f"creating the housekeeping schedule failed: {type(exc).__name__}: {exc}") from exc
     state = "created" if created else "up to date"
     say(f"  ✓ schedule {SCHEDULE_ID} {state} (hourly; Web UI → Schedules)")
+
+
+def _ensure_nudges(settings: Settings) -> None:
+    """Create (or bring up to date) the evening reminder and monthly story Schedules on the dev server."""
+
+    async def ensure() -> dict[str, bool]:
+        return await ensure_schedules(await connect(settings), settings)
+
+    try:
+        created = asyncio.run(ensure())
+    except Exception as exc:
+        raise StartError(f"creating the nudge schedules failed: {type(exc).__name__}: {exc}") from exc
+    for schedule_id, new in created.items():
+        when = (
+            f"daily {settings.nudge_reminder_time:%H:%M} KST"
+            if schedule_id == REMINDER_SCHEDULE_ID
+            else f"the 1st, {settings.nudge_monthly_time:%H:%M} KST"
+        )
+        say(f"  ✓ schedule {schedule_id} {'created' if new else 'up to date'} ({when}; Web UI → Schedules)")
 
 
 def _wait_ready(proc: ManagedProcess, url: str, timeout: float = 60) -> None:
@@ -312,9 +332,9 @@ def run() -> int:
         _wait_ready(api, api_url)
         worker_url = f"http://127.0.0.1:{ports.worker_metrics_port}"
         _wait_ready(worker, worker_url)
-        _ensure_housekeeping(
-            settings.model_copy(update={"temporal_address": env["SOSOHAPPY_TEMPORAL_ADDRESS"]})
-        )
+        stack_settings = settings.model_copy(update={"temporal_address": env["SOSOHAPPY_TEMPORAL_ADDRESS"]})
+        _ensure_housekeeping(stack_settings)
+        _ensure_nudges(stack_settings)
         say("")
         say("SoSoHappy is up:")
         say(f"  API               {api_url}")

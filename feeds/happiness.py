@@ -100,3 +100,36 @@ def analysis(entries: Iterable[Entry], rng: random.Random) -> dict[str, list[str
     """``analysisHappiness``: the month's best categories and sentences recommending them."""
     best = best_categories(entries)
     return {"bestCategoryList": best, "recommendCategoryList": recommendations(best, rng)}
+
+
+#: How the monthly story names a category (the client shows category keys only as pictures).
+CATEGORY_NAMES = {
+    "beer": "맥주", "books": "독서", "coffee": "커피", "cook": "요리", "dessert": "디저트",
+    "drive": "드라이브", "exercise": "운동", "food": "맛있는 음식", "friends": "친구", "game": "게임",
+    "home": "집", "love": "사랑", "movie": "영화", "music": "음악", "nature": "자연", "ott": "OTT",
+    "pet": "반려동물", "picture": "사진", "youtube": "유튜브", "sea": "바다", "shopping": "쇼핑",
+    "sleep": "잠", "study": "공부", "trip": "여행",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MonthStory:
+    """One user's month in three figures: days written, mean happiness, best category (or ``None``)."""
+
+    days: int
+    mean_happiness: float
+    best_category: str | None
+
+
+def month_story(month_date: int, entries: Iterable[Entry]) -> MonthStory:
+    """The story of the month of ``month_date`` by the charts' rules: the days the month chart shows,
+    the year chart's mean for that month, and the first of the best categories."""
+    listed = list(entries)
+    days = sum(1 for point in month_chart(month_date, listed) if point["happiness"])
+    mean = year_chart(e for e in listed if month_of_year(e.date) == month_of_year(month_date))
+    best = best_categories(listed)
+    return MonthStory(
+        days=days,
+        mean_happiness=float(mean[month_of_year(month_date) - 1]["happiness"]),  # type: ignore[arg-type]
+        best_category=best[0] if best else None,
+    )

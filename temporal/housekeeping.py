@@ -14,26 +14,21 @@ import asyncio
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
-from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Client,
     Schedule,
-    ScheduleAction,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleState,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from config import Settings
 from temporal import search_attributes as sa
 from temporal import task_queues
+from temporal.schedules import ensure_defined
 
 SCHEDULE_ID = "housekeeping"
 #: The scheduled runs' ids are this plus the scheduled time (Temporal appends it).
@@ -77,46 +72,7 @@ async def ensure_schedule(client: Client, settings: Settings, *, paused: bool = 
     """Create the schedule, or bring an existing one's action, spec and policy back to :func:`schedule`
     (its pause state and note stay the operator's); ``True`` when it was created. ``paused`` applies only
     to a schedule created now."""
-    wanted = schedule(settings)
-    if paused:
-        wanted.state = ScheduleState(note="paused when created (tests): trigger it", paused=True)
-    try:
-        await client.create_schedule(SCHEDULE_ID, wanted)
-        return True
-    except ScheduleAlreadyRunningError:
-        pass
-
-    async def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
-        wanted.state = current.description.schedule.state
-        action = current.description.schedule.action
-        if await _same_action(client, action, wanted.action):
-            # Keep the stored action as it is: re-encoding its input would change its ciphertext (a new
-            # nonce each time) though nothing changed.
-            wanted.action = action
-        return ScheduleUpdate(schedule=wanted)
-
-    await client.get_schedule_handle(SCHEDULE_ID).update(update)
-    return False
-
-
-async def _same_action(client: Client, stored: ScheduleAction, wanted: ScheduleAction) -> bool:
-    """Whether the stored action starts the same workflow as ``wanted``, with the same input once the
-    stored payloads are decrypted."""
-    if not isinstance(stored, ScheduleActionStartWorkflow) or not isinstance(
-        wanted, ScheduleActionStartWorkflow
-    ):
-        return False
-    same = (stored.workflow, stored.id, stored.task_queue) == (wanted.workflow, wanted.id, wanted.task_queue)
-    if not same or stored.typed_search_attributes != wanted.typed_search_attributes:
-        return False
-    converter = client.data_converter
-    stored_args = [a for a in stored.args if isinstance(a, Payload)]
-    if len(stored_args) != len(stored.args):
-        return False
-    if converter.payload_codec is not None:
-        stored_args = list(await converter.payload_codec.decode(stored_args))
-    expected = converter.payload_converter.to_payloads(wanted.args)
-    return [(dict(a.metadata), a.data) for a in stored_args] == [(dict(a.metadata), a.data) for a in expected]
+    return await ensure_defined(client, SCHEDULE_ID, schedule(settings), paused=paused)
 
 
 async def _main() -> None:

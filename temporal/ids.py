@@ -26,6 +26,16 @@ def like_push_workflow_id(feed_id: int, liker_user_id: int) -> str:
     return f"push:like:{feed_id}:{liker_user_id}"
 
 
+def reminder_push_workflow_id(user_id: int, day: int) -> str:
+    """The evening reminder of ``day`` (``yyyymmdd``, KST) reaches ``user`` at most once."""
+    return f"push:reminder:{user_id}:{day}"
+
+
+def monthly_push_workflow_id(user_id: int, month: int) -> str:
+    """The story of ``month`` (``yyyymm``, KST) reaches ``user`` at most once."""
+    return f"push:monthly:{user_id}:{month}"
+
+
 def dm_room_key(a_user_id: int, b_user_id: int) -> str:
     """The DM room of two users, ``<low id>-<high id>`` (as ``dm_rooms`` keys it)."""
     low, high = sorted((a_user_id, b_user_id))

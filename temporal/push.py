@@ -13,7 +13,12 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from temporal.ids import dm_push_workflow_id, like_push_workflow_id
+from temporal.ids import (
+    dm_push_workflow_id,
+    like_push_workflow_id,
+    monthly_push_workflow_id,
+    reminder_push_workflow_id,
+)
 
 LIKE_TITLE = "소소해피"
 
@@ -28,15 +33,23 @@ class LikeNotice(BaseModel):
     date: int
 
 
+class NudgeNotice(BaseModel):
+    """What a nudge is about: the reminder's day (``yyyymmdd``) or the story's month (``yyyymm``), KST;
+    the send activity composes its text (the story from the receiver's entries of that month)."""
+
+    period: int
+
+
 class PushRequest(BaseModel):
     """One notification to every device of one user, identified by the business event that caused it:
     ``like`` names it by ids. ``title``, ``body`` and ``data`` are only set in pushes requested before
     notices were composed by the send activity (recorded histories, an older API during a rollout)."""
 
-    kind: Literal["like", "dm"]
+    kind: Literal["like", "dm", "reminder", "monthly"]
     workflow_id: str
     receiver_user_id: int
     like: LikeNotice | None = None
+    nudge: NudgeNotice | None = None
     title: str = ""
     body: str = ""
     data: dict[str, str] = {}
@@ -79,6 +92,28 @@ def like_push(feed_id: int, liker_user_id: int, owner_user_id: int, date: int) -
         workflow_id=like_push_workflow_id(feed_id, liker_user_id),
         receiver_user_id=owner_user_id,
         like=LikeNotice(feed_id=feed_id, liker_user_id=liker_user_id, owner_user_id=owner_user_id, date=date),
+    )
+
+
+def reminder_push(user_id: int, day: int, deadline_seconds: int) -> PushRequest:
+    """The evening reminder of ``day`` to ``user``, once per (user, day)."""
+    return PushRequest(
+        kind="reminder",
+        workflow_id=reminder_push_workflow_id(user_id, day),
+        receiver_user_id=user_id,
+        nudge=NudgeNotice(period=day),
+        deadline_seconds=deadline_seconds,
+    )
+
+
+def monthly_push(user_id: int, month: int, deadline_seconds: int) -> PushRequest:
+    """The story of ``month`` to ``user``, once per (user, month)."""
+    return PushRequest(
+        kind="monthly",
+        workflow_id=monthly_push_workflow_id(user_id, month),
+        receiver_user_id=user_id,
+        nudge=NudgeNotice(period=month),
+        deadline_seconds=deadline_seconds,
     )
 
 

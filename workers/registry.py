@@ -13,19 +13,22 @@ from activities.accounts import AccountActivities
 from activities.deps import ActivityDeps
 from activities.housekeeping import HousekeepingActivities
 from activities.nickname import NicknameActivities
+from activities.nudges import NudgeActivities
 from activities.push import PushActivities
 from activities.resign import ResignActivities
 from temporal import task_queues
 from workflows.dm_push import DmPushWorkflow
 from workflows.housekeeping import HousekeepingWorkflow
 from workflows.nickname import NicknameChangeWorkflow
+from workflows.nudges import DailyReminderWorkflow, MonthlyStoryWorkflow
 from workflows.push import PushDeliveryWorkflow
 from workflows.resign import ResignWorkflow
 from workflows.sign_in import SignInWorkflow
 
 WORKFLOWS: dict[str, list[type]] = {
     task_queues.ACCOUNTS: [SignInWorkflow, ResignWorkflow, NicknameChangeWorkflow, HousekeepingWorkflow],
-    task_queues.PUSH: [PushDeliveryWorkflow, DmPushWorkflow],
+    # The nudge runs start their pushes as children on their own queue.
+    task_queues.PUSH: [PushDeliveryWorkflow, DmPushWorkflow, DailyReminderWorkflow, MonthlyStoryWorkflow],
     # Sign-ins start here (eagerly, on the API process's own worker: api.sign_in_worker); the pool
     # polls it too, for starts no API worker takes. SignInWorkflow stays on ACCOUNTS for the runs
     # started there before.
@@ -55,6 +58,7 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
     resign = ResignActivities(deps)
     nickname = NicknameActivities(deps)
     housekeeping = HousekeepingActivities(deps)
+    nudge = NudgeActivities(deps)
     return {
         task_queues.ACCOUNTS: [
             *sign_in,
@@ -82,6 +86,8 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
             push.remove_device_token,
             push.remove_device,
             push.record_push_failure,
+            nudge.plan,
+            nudge.recipients,
         ],
         task_queues.SIGN_IN: sign_in,
     }

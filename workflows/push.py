@@ -153,6 +153,7 @@ class PushDeliveryWorkflow:
                 device_id=device,
                 receiver_user_id=req.receiver_user_id,
                 like=req.like,
+                nudge=req.nudge,
                 title=req.title,
                 body=req.body,
                 data=req.data,

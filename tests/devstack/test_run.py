@@ -115,6 +115,8 @@ def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunne
     assert 'temporal_worker_task_slots_available{namespace="default"' in sdk.text
     assert 'task_queue="sosohappy-push"' in sdk.text
     assert "✓ schedule housekeeping created (hourly; Web UI → Schedules)" in output
+    assert "✓ schedule nudge-reminder created (daily 21:00 KST; Web UI → Schedules)" in output
+    assert "✓ schedule nudge-monthly created (the 1st, 09:00 KST; Web UI → Schedules)" in output
 
     # Every line the API and the worker wrote is one JSON object; the API logged its /readyz calls.
     logs = tmp_path / "data" / "logs"

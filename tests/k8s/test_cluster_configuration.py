@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from config import Settings
-from temporal import housekeeping, search_attributes
+from temporal import housekeeping, nudges, search_attributes
 from temporal.codec import generate_key_entry
 from tests.k8s import ROOT
 from tests.k8s.manifests import (
@@ -163,6 +163,10 @@ def test_register_job_registers_exactly_our_namespace_and_search_attributes() ->
     assert env["TEMPORAL_ADDRESS"] == config["SOSOHAPPY_TEMPORAL_ADDRESS"]
     assert env["SOSO_TASK_QUEUE_PREFIX"] == config["SOSOHAPPY_TEMPORAL_TASK_QUEUE_PREFIX"]
     assert env["SOSO_SCHEDULE_ID"] == housekeeping.SCHEDULE_ID
+    assert env["SOSO_REMINDER_SCHEDULE_ID"] == nudges.REMINDER_SCHEDULE_ID
+    assert env["SOSO_MONTHLY_SCHEDULE_ID"] == nudges.MONTHLY_SCHEDULE_ID
+    assert env["SOSO_REMINDER_TIME"] == config["SOSOHAPPY_NUDGE_REMINDER_TIME"]
+    assert env["SOSO_MONTHLY_TIME"] == config["SOSOHAPPY_NUDGE_MONTHLY_TIME"]
     script = container["args"][0]
     assert "$SOSO_SEARCH_ATTRIBUTES" in script and "search-attribute create" in script
     done = subprocess.run(

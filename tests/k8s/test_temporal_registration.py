@@ -1,6 +1,7 @@
 """The registration Job's script (``temporal/k8s/register-job.yaml``), run for real with the installed
 ``temporal`` CLI against the session's Temporal server: it creates the namespace and every search
-attribute of ``temporal.search_attributes`` and the housekeeping Schedule of ``temporal.housekeeping``, and
+attribute of ``temporal.search_attributes``, the housekeeping Schedule of ``temporal.housekeeping`` and the
+nudge Schedules of ``temporal.nudges``, and
 running it again changes nothing (a schedule an operator paused stays paused)."""
 
 from __future__ import annotations
@@ -9,9 +10,14 @@ import json
 import os
 import subprocess
 import uuid
+from dataclasses import replace
 from typing import Any
 
-from temporal import housekeeping, search_attributes, task_queues
+from temporalio.client import ScheduleActionStartWorkflow
+
+from config import Settings
+from temporal import housekeeping, nudges, search_attributes, task_queues
+from temporal.client import connect
 from tests.k8s.manifests import register_container
 from tests.k8s.tools import require_tool
 
@@ -125,3 +131,42 @@ def test_the_register_script_creates_the_housekeeping_schedule_as_the_code_defin
     assert {k: after[k] for k in ("spec", "action", "policies")} == {
         k: described[k] for k in ("spec", "action", "policies")
     }
+
+
+async def test_the_register_script_creates_the_nudge_schedules_as_the_code_defines_them(
+    temporal_address: str,
+) -> None:
+    namespace = f"register-{uuid.uuid4().hex[:8]}"
+    first = _run_script(temporal_address, namespace)
+    assert first.returncode == 0, first.stdout + first.stderr
+    for schedule_id in nudges.SCHEDULE_IDS.values():
+        assert f"schedule {schedule_id} created" in first.stdout
+    container = register_container()
+    prefix = {e["name"]: e["value"] for e in container["env"]}["SOSO_TASK_QUEUE_PREFIX"]
+    settings = Settings(
+        env="test",
+        temporal_address=temporal_address,
+        temporal_namespace=namespace,
+        temporal_task_queue_prefix=prefix,
+    )
+    client = await connect(settings)
+    made = {k: await client.get_schedule_handle(i).describe() for k, i in nudges.SCHEDULE_IDS.items()}
+    # Ensuring them as the code defines them changes no spec, policy or action target (the script's input
+    # is the plain `{}`, which the code's definition replaces by the same run, encrypted).
+    assert await nudges.ensure_schedules(client, settings) == {i: False for i in nudges.SCHEDULE_IDS.values()}
+    for kind, schedule_id in nudges.SCHEDULE_IDS.items():
+        after = await client.get_schedule_handle(schedule_id).describe()
+        before = made[kind].schedule
+        # The CLI sets no jitter as an explicit zero, the SDK as unset: the same.
+        assert replace(after.schedule.spec, jitter=None) == replace(before.spec, jitter=None), kind
+        assert after.schedule.policy == before.policy, kind
+        old, new = before.action, after.schedule.action
+        assert isinstance(old, ScheduleActionStartWorkflow) and isinstance(new, ScheduleActionStartWorkflow)
+        assert (old.workflow, old.id, old.task_queue) == (new.workflow, new.id, new.task_queue), kind
+        assert old.typed_search_attributes == new.typed_search_attributes, kind
+        assert new.task_queue == task_queues.named(task_queues.PUSH, prefix)
+        assert before.spec.time_zone_name == "Asia/Seoul" and not before.state.paused
+    again = _run_script(temporal_address, namespace)
+    assert again.returncode == 0, again.stdout + again.stderr
+    for schedule_id in nudges.SCHEDULE_IDS.values():
+        assert f"schedule {schedule_id} updated" in again.stdout
