@@ -1,5 +1,5 @@
-"""Nudge fan-out: one ``DailyReminderWorkflow`` run reminding N users (one push workflow each, started as
-children in batches of ``SOSOHAPPY_NUDGE_BATCH_SIZE``, continuing as new every ten batches), in pushes/s
+"""Nudge fan-out: one ``DailyReminderWorkflow`` run reminding N users (one push workflow each, started by
+one activity per batch of ``SOSOHAPPY_NUDGE_BATCH_SIZE``, continuing as new every ten batches), in pushes/s
 from the run's start to the N-th message at the FCM emulator, against ``bench.push``'s no-op ceiling (a
 no-op workflow with one no-op activity at 32 in flight) measured on the same dev server in the same run.
 Target: fan-out >= 0.8 x the ceiling.

@@ -129,6 +129,25 @@ class Recipients(BaseModel):
     done: bool
 
 
+class PushBatch(BaseModel):
+    """One batch to send: the users ``page`` lists, each pushed under its business-key id with this
+    deadline (seconds the push may keep retrying)."""
+
+    page: RecipientsPage
+    deadline_seconds: int
+
+
+class BatchSent(BaseModel):
+    """What one batch did: how many users it listed, the last one's id (the next batch's cursor),
+    whether it was the last batch, and how many pushes it started or found started before."""
+
+    users: int
+    last_user_id: int | None
+    done: bool
+    started: int
+    already_sent: int
+
+
 def plan_of(settings: Settings, kind: str) -> NudgePlan:
     """The plan of ``kind`` under ``settings``."""
     enabled = settings.nudge_reminder_enabled if kind == REMINDER else settings.nudge_monthly_enabled

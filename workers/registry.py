@@ -87,7 +87,7 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
             push.remove_device,
             push.record_push_failure,
             nudge.plan,
-            nudge.recipients,
+            nudge.push_batch,
         ],
         task_queues.SIGN_IN: sign_in,
     }

@@ -99,7 +99,7 @@ class Steps:
                     activity_executor=executor,
                     activities=[
                         self.nudge.plan,
-                        self.nudge.recipients,
+                        self.nudge.push_batch,
                         self.push.device_ids,
                         self.push.send_to_device,
                         self.push.remove_device,
