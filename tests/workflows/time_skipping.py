@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -15,6 +16,8 @@ from temporal import devserver
 from temporal import search_attributes as sa
 from temporal.client import data_converter
 
+STARTUP_SECONDS = 120  # a condition's deadline, not a timing: the server is up once it answers
+
 
 @asynccontextmanager
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
@@ -22,6 +25,8 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=devserver.test_server_path(),
         data_converter=data_converter(Settings(env="test")),
+        # The SDK waits 5 s by default; on a loaded machine the server takes longer to answer.
+        test_server_startup_timeout=timedelta(seconds=STARTUP_SECONDS),
     )
     try:
         # The test server starts without our search attributes; register them as the dev stack does.
