@@ -30,7 +30,7 @@ from temporal.nudges import (
     RecipientsPage,
     plan_of,
 )
-from temporal.push import PushRequest, monthly_push, reminder_push
+from temporal.push import PushRequest, nudge_push
 from workflows.push import PushDeliveryWorkflow
 
 #: Push starts one batch has in flight at once (each is one request to the Temporal frontend).
@@ -60,13 +60,14 @@ class NudgeActivities:
         """List one page of due users and start each one's push on this worker's task queue."""
         page = batch.page
         listed = await asyncio.to_thread(self.recipients, page)
-        make = reminder_push if page.kind == REMINDER else monthly_push
         gate = asyncio.Semaphore(STARTS_IN_FLIGHT)
         queue = activity.info().task_queue
 
         async def start(user_id: int) -> bool:
             async with gate:
-                return await _start_push(page.kind, make(user_id, page.period, batch.deadline_seconds), queue)
+                return await _start_push(
+                    page.kind, nudge_push(page.kind, user_id, page.period, batch.deadline_seconds), queue
+                )
 
         started = await asyncio.gather(*(start(u) for u in listed.user_ids))
         return BatchSent(

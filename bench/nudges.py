@@ -14,28 +14,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import time as clock_time
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import insert, select
 
 from activities.deps import ActivityDeps
 from bench.devserver import noop_ceiling
-from bench.push import CONCURRENCY, say
-from config import Settings
-from devstack.processes import ManagedProcess, free_port
+from bench.push import CONCURRENCY, push_stack, say
 from emulators.control import FcmEmulator
-from storage.db import migrate
 from storage.logins import utcnow
 from storage.models import DeviceRegistration, LoginSession, User
 from temporal.client import connect
-from temporal.devserver import start_dev_args
 from temporal.nudges import NudgeResult, NudgeRun
 from temporal.task_queues import PUSH, named
 from workers.main import build_workers
@@ -91,28 +84,9 @@ def seed(deps: ActivityDeps, n: int) -> None:
 
 async def run(n: int, ceiling_n: int) -> None:
     """Start the servers, measure the ceiling and the fan-out, print rates and the ratio."""
-    work = Path(tempfile.mkdtemp(prefix="bench-nudges-"))
-    tport, fport = free_port(), free_port()
-    say(f"starting Temporal dev server on :{tport} and FCM emulator on :{fport} (data in {work})")
-    temporal = ManagedProcess(
-        "temporal", start_dev_args(port=tport, ui_port=None, db_file=work / "t.db"), work / "temporal.log"
-    ).start()
-    fcm = ManagedProcess(
-        "fcm", [sys.executable, "-m", "emulators.fcm", "--port", str(fport)], work / "fcm.log"
-    ).start()
-    try:
-        temporal.wait_for_port(tport, timeout=90)
-        fcm.wait_for_port(fport)
-        settings = Settings(
-            env="test",
-            data_dir=work,
-            database_url=f"sqlite:///{work / 'bench.db'}",
-            temporal_address=f"127.0.0.1:{tport}",
-            fcm_endpoint=f"http://127.0.0.1:{fport}",
-            nudge_quiet_start=clock_time(0),
-            nudge_quiet_end=clock_time(0),
-        )
-        migrate(settings.sqlalchemy_url)
+    with push_stack(
+        "bench-nudges-", nudge_quiet_start=clock_time(0), nudge_quiet_end=clock_time(0)
+    ) as settings:
         deps = ActivityDeps.open(settings)
         say(f"seeding {n} users signed in on one device each")
         seed(deps, n)
@@ -148,9 +122,6 @@ async def run(n: int, ceiling_n: int) -> None:
                 await w.shutdown()
             await asyncio.gather(*runs, return_exceptions=True)
         deps.close()
-    finally:
-        fcm.stop()
-        temporal.stop()
     rate = delivered / elapsed
     say("")
     say(f"results (n={n}, batch {settings.nudge_batch_size}, {delivered} pushes at the emulator):")

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from firebase_admin import messaging
 from temporalio.client import Client
@@ -71,9 +73,12 @@ def seed(deps: ActivityDeps, n: int) -> list[int]:
     return ids
 
 
-async def run(n: int) -> None:
-    """Start the servers, measure the three paths, print rates and ratios."""
-    work = Path(tempfile.mkdtemp(prefix="bench-push-"))
+@contextlib.contextmanager
+def push_stack(prefix: str, **overrides: Any) -> Iterator[Settings]:
+    """A Temporal dev server (configured as the project runs it) and the FCM emulator on free ports, and a
+    migrated SQLite database, all in a new temp folder (``settings.data_dir``); the settings that reach
+    them, with ``overrides``. Both servers stop on leaving."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     tport, fport = free_port(), free_port()
     say(f"starting Temporal dev server on :{tport} and FCM emulator on :{fport} (data in {work})")
     temporal = ManagedProcess(
@@ -91,8 +96,19 @@ async def run(n: int) -> None:
             database_url=f"sqlite:///{work / 'bench.db'}",
             temporal_address=f"127.0.0.1:{tport}",
             fcm_endpoint=f"http://127.0.0.1:{fport}",
+            **overrides,
         )
         migrate(settings.sqlalchemy_url)
+        yield settings
+    finally:
+        fcm.stop()
+        temporal.stop()
+
+
+async def run(n: int) -> None:
+    """Start the servers, measure the three paths, print rates and ratios."""
+    with push_stack("bench-push-") as settings:
+        work = settings.data_dir
         deps = ActivityDeps.open(settings)
         say(f"seeding {n} users with one device each")
         user_ids = seed(deps, n)
@@ -150,9 +166,6 @@ async def run(n: int) -> None:
             await asyncio.gather(*runs, return_exceptions=True)
         deps.close()
         plain_deps.close()
-    finally:
-        fcm.stop()
-        temporal.stop()
     say(f"(c) {n} no-op workflows with one no-op activity on a default-configured dev server")
     async with dev_server(work, "default", pragmas=()) as default_client:
         default_s = n / (await noop_ceiling(default_client, n, CONCURRENCY)).rate

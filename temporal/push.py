@@ -95,24 +95,17 @@ def like_push(feed_id: int, liker_user_id: int, owner_user_id: int, date: int) -
     )
 
 
-def reminder_push(user_id: int, day: int, deadline_seconds: int) -> PushRequest:
-    """The evening reminder of ``day`` to ``user``, once per (user, day)."""
+def nudge_push(
+    kind: Literal["reminder", "monthly"], user_id: int, period: int, deadline_seconds: int
+) -> PushRequest:
+    """The nudge of ``kind`` for ``period`` (``yyyymmdd`` for the evening reminder, ``yyyymm`` for the
+    monthly story) to ``user``, once per (user, period)."""
+    workflow_id = reminder_push_workflow_id if kind == "reminder" else monthly_push_workflow_id
     return PushRequest(
-        kind="reminder",
-        workflow_id=reminder_push_workflow_id(user_id, day),
+        kind=kind,
+        workflow_id=workflow_id(user_id, period),
         receiver_user_id=user_id,
-        nudge=NudgeNotice(period=day),
-        deadline_seconds=deadline_seconds,
-    )
-
-
-def monthly_push(user_id: int, month: int, deadline_seconds: int) -> PushRequest:
-    """The story of ``month`` to ``user``, once per (user, month)."""
-    return PushRequest(
-        kind="monthly",
-        workflow_id=monthly_push_workflow_id(user_id, month),
-        receiver_user_id=user_id,
-        nudge=NudgeNotice(period=month),
+        nudge=NudgeNotice(period=period),
         deadline_seconds=deadline_seconds,
     )
 

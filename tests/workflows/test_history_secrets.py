@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -37,17 +35,11 @@ from temporal.push import DmPushOutcome, PushOutcome
 from tests.api.feed_helpers import kst
 from tests.fixtures.codec import CodecServer
 from tests.fixtures.ios_client import IOSClient, code_verifier
+from tests.fixtures.waiting import wait_until
 from tests.workflows.history_scan import find_secrets, payloads_in
 from tests.workflows.recording import record_if_asked
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
 
 
 def _user_id(deps: ActivityDeps, nickname: str) -> int:
@@ -136,7 +128,11 @@ async def test_no_secret_in_the_histories_of_sign_in_like_dm_and_resign(
     )
     assert resp.json() == {"like": True}
     like_body = f"{liker.nickname}님이 {owner.nickname}님의 행복을 응원합니다🩷"
-    _wait(lambda: len(fcm_emulator.messages(owner.device_token)) == 1)
+    wait_until(
+        lambda: len(fcm_emulator.messages(owner.device_token)) == 1,
+        "1 push(es) at the FCM emulator",
+        deadline_seconds=60,
+    )
     assert fcm_emulator.messages(owner.device_token)[0]["message"]["notification"]["body"] == like_body
     with activity_deps.sessions() as s:
         feed_id = s.scalars(select(Feed.id).where(Feed.user_id == owner_id)).one()
@@ -152,7 +148,11 @@ async def test_no_secret_in_the_histories_of_sign_in_like_dm_and_resign(
     frame = {"sender": liker.nickname, "receiver": owner.nickname, "text": text}
     with connect(ws_url, additional_headers=headers, open_timeout=10) as ws:
         ws.send(json.dumps(frame, ensure_ascii=False))
-        _wait(lambda: len(fcm_emulator.messages(owner.device_token)) == 2)
+        wait_until(
+            lambda: len(fcm_emulator.messages(owner.device_token)) == 2,
+            "2 push(es) at the FCM emulator",
+            deadline_seconds=60,
+        )
     assert fcm_emulator.messages(owner.device_token)[1]["message"]["notification"]["body"] == dm_body(text)
     dm = temporal_client.get_workflow_handle(
         dm_push_workflow_id(owner_id, liker_id), result_type=DmPushOutcome

@@ -7,9 +7,7 @@ The same runs record the replay histories of the nudge workflows (``recording.re
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,18 +31,12 @@ from temporal.ids import monthly_push_workflow_id, reminder_push_workflow_id
 from temporal.nudges import MONTHLY, REMINDER, NudgeResult, NudgeRun
 from temporal.push import PushOutcome
 from temporal.schedules import ensure_defined
+from tests.fixtures.waiting import wait_until
 from tests.workflows.history_scan import find_secrets
 from tests.workflows.nudge_helpers import reachable_user, sign_out_everywhere, write_entry
 from tests.workflows.recording import record_if_asked
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
 
 
 async def _started(client: Client, schedule_id: str) -> list[ScheduleActionExecutionStartWorkflow]:
@@ -197,7 +189,11 @@ async def test_triggering_the_monthly_story_twice_sends_each_writer_their_story_
     again, _ = await _trigger(temporal_client, schedule_id)
     second = await again.result()
     assert (second.tally.started, second.tally.already_sent) == (0, 1)
-    _wait(lambda: len(fcm_emulator.attempts(writer_token)) == 1)
+    wait_until(
+        lambda: len(fcm_emulator.attempts(writer_token)) == 1,
+        "1 push(es) at the FCM emulator",
+        deadline_seconds=60,
+    )
     assert len(fcm_emulator.messages(writer_token)) == 1
 
     push = temporal_client.get_workflow_handle(monthly_push_workflow_id(writer, month))
