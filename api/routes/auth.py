@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query
@@ -139,16 +140,40 @@ _REFUSED_CODE = {
 }
 
 
-def _redeem_code(res: Resources, code: str, verifier: str) -> None:
-    """Consume ``code`` for ``verifier`` in one short transaction, or ``Forbidden`` saying why."""
+def _redeem_and_store(
+    res: Resources,
+    code: str,
+    verifier: str,
+    *,
+    email: str,
+    provider: str,
+    provider_id: str,
+    device_token: str,
+    apple_code: str,
+) -> str:
+    """Consume ``code`` for ``verifier`` and store the validated sign-in for ``SignInWorkflow`` to read by
+    id (``storage.sign_in_requests``), in one short transaction (one commit on the login path, and a
+    code is never used up by a request that was not stored); the request's id, or ``Forbidden`` saying
+    why the code was refused."""
 
-    def redeem() -> logins.Redemption:
+    def redeem_and_store() -> str | logins.Redemption:
         with res.sessions.begin() as session:
-            return logins.redeem_authorize_code(session, code, lambda ch: challenge_matches(ch, verifier))
+            outcome = logins.redeem_authorize_code(session, code, lambda ch: challenge_matches(ch, verifier))
+            if outcome is not logins.Redemption.REDEEMED:
+                return outcome
+            return sign_in_requests.create(
+                session,
+                email=email,
+                provider=provider,
+                provider_id=provider_id,
+                device_token=device_token,
+                apple_authorization_code=apple_code,
+            )
 
-    outcome = retry_deadlocks(redeem)
-    if outcome is not logins.Redemption.REDEEMED:
-        raise Forbidden(_REFUSED_CODE[outcome])
+    stored = retry_deadlocks(redeem_and_store)
+    if isinstance(stored, logins.Redemption):
+        raise Forbidden(_REFUSED_CODE[stored])
+    return stored
 
 
 @router.post(
@@ -177,9 +202,18 @@ async def sign_in(
     device_token = form.device_token
     if provider == "apple" and not authorization_code:
         raise BadRequest("authorizationCode is required for Apple sign-in")
-    await run_in_threadpool(_redeem_code, res, code, verifier)
     request_id = await run_in_threadpool(
-        _store_request, res, email, provider, provider_id, device_token, authorization_code
+        partial(
+            _redeem_and_store,
+            res,
+            code,
+            verifier,
+            email=email,
+            provider=provider,
+            provider_id=provider_id,
+            device_token=device_token,
+            apple_code=authorization_code,
+        )
     )
     # Only the stored request's id and non-secret options enter the workflow's history.
     req = SignInInput(
@@ -222,25 +256,6 @@ async def sign_in(
     body = SignInBody(nickname=visible_nickname(result.nickname)).model_dump_json()
     response = Response(body, media_type="application/json")
     return token_headers(response, access, refresh, account_email)
-
-
-def _store_request(
-    res: Resources, email: str, provider: str, provider_id: str, device_token: str, apple_code: str
-) -> str:
-    """Store the validated sign-in for ``SignInWorkflow`` to read by id (``storage.sign_in_requests``)."""
-
-    def store() -> str:
-        with res.sessions.begin() as session:
-            return sign_in_requests.create(
-                session,
-                email=email,
-                provider=provider,
-                provider_id=provider_id,
-                device_token=device_token,
-                apple_authorization_code=apple_code,
-            )
-
-    return retry_deadlocks(store)
 
 
 def _finish_request(res: Resources, request_id: str) -> str | None:
