@@ -21,6 +21,8 @@ from temporal.ids import (
 )
 
 LIKE_TITLE = "소소해피"
+#: The push workflow's type name, for starters that must not import workflows (activities).
+PUSH_WORKFLOW = "PushDeliveryWorkflow"
 
 
 class LikeNotice(BaseModel):

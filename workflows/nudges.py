@@ -26,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from temporal.nudges import NudgeResult, NudgeRun, PushBatch, RecipientsPage
 
 STEP_TIMEOUT = timedelta(minutes=2)
+#: A batch waits for its pushes (``activities.nudges.PUSHES_IN_FLIGHT``) and heartbeats after each.
+BATCH_TIMEOUT, BATCH_HEARTBEAT = timedelta(minutes=15), timedelta(minutes=2)
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
@@ -67,7 +69,8 @@ async def fan_out(kind: nudges.NudgeKind, run: NudgeRun) -> NudgeResult:
                 ),
                 deadline_seconds=nudges.push_deadline_seconds(kind, workflow.now(), plan),
             ),
-            start_to_close_timeout=STEP_TIMEOUT,
+            start_to_close_timeout=BATCH_TIMEOUT,
+            heartbeat_timeout=BATCH_HEARTBEAT,
             retry_policy=STEP_RETRY,
         )
         tally.users += sent.users
