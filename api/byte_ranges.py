@@ -50,9 +50,9 @@ def requested_range(header: str | None, size: int) -> ByteRange | None:
     if not header:
         return None
     unit, sep, ranges = header.strip().partition("=")
-    if not sep or unit.strip().lower() != "bytes":
+    if not sep or unit.lower() != "bytes":
         return None
-    specs = [spec.strip() for spec in ranges.split(",")]
+    specs = [spec.strip(" \t") for spec in ranges.split(",")]  # OWS only around the commas
     if len(specs) != 1:
         return None
     match = _SPEC.match(specs[0])
