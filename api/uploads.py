@@ -84,11 +84,29 @@ class LargeUploadLimit:
             return
         slots.in_flight += 1  # one event loop per process: no lock needed
         IN_FLIGHT.inc()
+        held = True
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.in_flight -= 1
+                IN_FLIGHT.dec()
+
+        async def sending(message: Message) -> None:
+            # Given back with the last byte of the answer, not when the app returns: uvicorn starts
+            # the connection's next request as soon as this one's answer is out, and a client that
+            # uploads entry after entry on one connection must find its own slot free again.
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                give_back()
+            await send(message)
+
         try:
-            await self.app(scope, receive if length is not None else _bounded(receive, slots.max_body), send)
+            await self.app(
+                scope, receive if length is not None else _bounded(receive, slots.max_body), sending
+            )
         finally:
-            slots.in_flight -= 1
-            IN_FLIGHT.dec()
+            give_back()
 
 
 def _bounded(receive: Receive, limit: int) -> Receive:

@@ -3,6 +3,7 @@ is cut off past the request limit (413), and a refused upload changes nothing th
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,9 +12,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
+from starlette.types import Message, Receive, Scope, Send
 
 from activities.deps import ActivityDeps
 from api.main import create_app
+from api.uploads import LargeUploadLimit, UploadSlots
 from config import Settings
 from feeds.entries import MAX_IMAGE_BYTES
 from storage.models import Feed, FeedImage, FeedImageChunk
@@ -175,3 +178,30 @@ def test_a_refused_upload_leaves_the_entry_and_its_images_as_they_were(
     assert http.get(f"/feed-service/image/{image_id}").content == PNG
     if nickname_of_other:
         assert feed_count(activity_deps, stranger.nickname) == 0
+
+
+def test_the_slot_is_free_once_the_answer_is_out_before_the_app_returns() -> None:
+    """uvicorn starts a connection's next request when this one's answer is out, while its app is still
+    unwinding: a client uploading entry after entry on one connection must find the slot free."""
+    slots = UploadSlots(limit=1, threshold=10, max_body=1000)
+    seen: list[int] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        seen.append(slots.in_flight)
+        await send({"type": "http.response.body", "body": b"ok", "more_body": False})
+        seen.append(slots.in_flight)  # the app has not returned yet
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        return None
+
+    scope: Scope = {
+        "type": "http",
+        "path": "/feed-service/saveFeed",
+        "headers": [(b"content-length", b"100")],
+    }
+    asyncio.run(LargeUploadLimit(app, slots)(scope, receive, send))
+    assert seen == [1, 0] and slots.in_flight == 0
