@@ -52,7 +52,7 @@ def requested_range(header: str | None, size: int) -> ByteRange | None:
     unit, sep, ranges = header.strip().partition("=")
     if not sep or unit.lower() != "bytes":
         return None
-    specs = [spec.strip(" \t") for spec in ranges.split(",")]  # OWS only around the commas
+    specs = [spec.strip(" \t") for spec in ranges.split(",")]  # OWS around the commas (and the ends)
     if len(specs) != 1:
         return None
     match = _SPEC.match(specs[0])
