@@ -66,6 +66,16 @@ class PayloadTooLarge(ApiError):
     status = 413
 
 
+class UnsatisfiableRange(ApiError):
+    """A ``Range`` wholly past the end of the representation (416); ``Content-Range`` gives its size."""
+
+    status = 416
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.headers = {"Content-Range": f"bytes */{size}"}
+
+
 class TooManyRequests(ApiError):
     """The caller is over a rate limit (429); ``Retry-After`` says when to come back."""
 
@@ -92,7 +102,9 @@ _MEANINGS = {
     404: "the addressed thing does not exist or is not visible to the caller",
     409: "the request collides with existing state (a taken nickname)",
     413: "the body or an upload is over its size limit",
-    429: "over the sign-in rate limit; `Retry-After` says when to come back",
+    416: "the `Range` starts past the end of the image; `Content-Range` gives its size",
+    429: "over the sign-in rate limit, or the server takes in as many large uploads as it may at once; "
+    "`Retry-After` says when to come back",
     503: "a store or Temporal is unavailable; retry after `Retry-After` seconds",
 }
 

@@ -24,8 +24,9 @@ from api.rate_limits import sign_in_limiter_from
 from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
 from api.revocations import start_revocation_view
-from api.routes import auth, dm, dm_connect, feed, health
+from api.routes import auth, dm, dm_connect, feed, health, images
 from api.sign_in_worker import start_sign_in_worker
+from api.uploads import LargeUploadLimit, UploadSlots
 from config import Settings
 from config.logging import configure_logging, temporal_core_logging
 from dm.hub import DirectMessageHub
@@ -72,9 +73,14 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     app.state.sign_in_limiter = sign_in_limiter_from(
         settings.sign_in_rate_limit_per_minute, settings.sign_in_rate_limit_burst, clock
     )
+    app.state.upload_slots = UploadSlots(
+        settings.max_large_uploads, settings.large_upload_bytes, settings.max_request_bytes
+    )
+    # Inside MetricsMiddleware (added last, so outermost): refusals are counted and logged too.
+    app.add_middleware(LargeUploadLimit, slots=app.state.upload_slots)
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)
-    for module in (health, auth, feed, dm, dm_connect):
+    for module in (health, auth, feed, images, dm, dm_connect):
         app.include_router(module.router)
     install_docs(app)
     return app

@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 from starlette.datastructures import FormData, QueryParams, UploadFile
 
 from accounts.nicknames import MAX_NICKNAME_LENGTH, InvalidNickname, normalize_nickname
-from api.errors import BadRequest, PayloadTooLarge
+from api.errors import ApiError, BadRequest, PayloadTooLarge
 from kst.dates import MAX_DATE, MIN_DATE, InvalidDate, check_date
 
 _INDEXED = re.compile(r"^(?P<name>[A-Za-z_]+)\[(?P<index>\d+)\]$")
@@ -139,6 +139,8 @@ async def merged_params(request: Request, limit: int) -> list[tuple[str, str | U
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         try:
             form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
+        except ApiError:
+            raise  # a body cut off on its way in (api.uploads) says so itself
         except Exception as exc:
             raise BadRequest(f"malformed form body: {exc}") from exc
         files: list[tuple[str, int, UploadFile]] = []

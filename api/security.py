@@ -131,6 +131,19 @@ async def current_user(
     return _admit(claims, revoked)
 
 
+async def token_user_id(res: Resources, authorization: str | None, email: str | None) -> int | None:
+    """The user the headers authenticate (as ``current_user`` would admit them), or ``None`` for any
+    token that would be refused: for a route where a token is optional and never answered with 403."""
+    try:
+        claims = verify_access(res, authorization, email)
+    except Forbidden:
+        return None
+    revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
+    if revoked is None:
+        revoked = await run_in_threadpool(revoked_in_database, res, claims)
+    return None if revoked else _admit(claims, False).id
+
+
 async def authenticate_websocket(websocket: WebSocket) -> AuthenticatedUser:
     """The caller of a WebSocket upgrade, authenticated with the same headers as REST (as
     ``current_user``: the database, when it must be asked, in the threadpool, never on the event loop)."""

@@ -255,8 +255,8 @@ class Seeder:
         for k in range(slices):
             r_lo, r_hi = k * step, (k + 1) * step - 1
             images += cur.execute(
-                "INSERT INTO feed_images (id, feed_id, position, content_type, byte_size, etag) "
-                f"SELECT {image_id}, g.id, s.n, 'image/png', LENGTH({_png_sql(image_id)}), "
+                "INSERT INTO feed_images (id, public_id, feed_id, position, content_type, byte_size, etag) "
+                f"SELECT {image_id}, (1 << 62) | {image_id}, g.id, s.n, 'image/png', LENGTH({_png_sql(image_id)}), "
                 f"SHA2({_png_sql(image_id)}, 256) "
                 "FROM (SELECT f.id, CRC32(CONCAT('i', f.id)) AS c, CRC32(CONCAT('r', f.id)) & 67108863 AS r "
                 f"FROM ({self._feed_ids(first, last)}) f) g "

@@ -224,6 +224,13 @@ class Settings(BaseSettings):
     # Limits
     #: Two full-resolution PNGs (up to 25 MB each, ``feeds.entries``) plus the text fields.
     max_request_bytes: int = 64 * 1024 * 1024
+    #: A request body over this many bytes (or of unknown length) is a large upload (api/uploads.py);
+    #: Starlette spools file parts past 1 MiB to disk, so smaller bodies cost little either way.
+    large_upload_bytes: int = Field(default=1024 * 1024, ge=0)
+    #: Large uploads one API process takes in at once; one more is answered 429 with Retry-After before
+    #: its body is read. Each holds a spooled file of up to max_request_bytes (the pod's /tmp), a
+    #: threadpool thread and a transaction while it is written.
+    max_large_uploads: int = Field(default=8, ge=1)
 
     @field_validator("log_level", mode="before")
     @classmethod

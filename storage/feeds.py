@@ -1,4 +1,5 @@
-"""Feeds: the one-entry-per-day upsert, listings with their child rows, likes and images.
+"""Feeds: the one-entry-per-day upsert, listings with their child rows, likes (images and their
+chunks: ``storage.feed_images``).
 
 Every listing is one range or key query on an index (``(user_id, date)`` for a user's month,
 ``(is_public, date)`` / ``(day, is_public, date)`` for the public feed) paged in the database. Each
@@ -10,8 +11,6 @@ Functions take a SQLAlchemy ``Connection``; writers run in the caller's transact
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -35,11 +34,9 @@ from sqlalchemy.orm import aliased
 
 from feeds.happiness import Entry
 from kst.dates import day_of, month_range
+from storage.feed_images import NewImage, rotate_public_ids, store_image
 from storage.logins import utcnow
-from storage.models import Block, Feed, FeedCategory, FeedImage, FeedImageChunk, FeedLike, User
-
-IMAGE_CHUNK_BYTES = 1 << 20
-_IMAGE_ID_BITS = 52  # random ids below 2**53 stay exact in any JSON reader
+from storage.models import Block, Feed, FeedCategory, FeedImage, FeedLike, User
 
 
 @dataclass
@@ -58,14 +55,6 @@ class FeedView:
     image_ids: list[int] = field(default_factory=list)
     likers: list[str] = field(default_factory=list)
     liked: bool = False
-
-
-@dataclass(frozen=True)
-class NewImage:
-    """An uploaded image, already checked: its sniffed content type and bytes."""
-
-    content_type: str
-    data: bytes
 
 
 @dataclass(frozen=True)
@@ -88,18 +77,6 @@ class DayFeed:
 
     id: int
     user_id: int
-    is_public: bool
-
-
-@dataclass(frozen=True)
-class ImageMeta:
-    """An image's metadata and the visibility of the feed it belongs to."""
-
-    id: int
-    content_type: str
-    byte_size: int
-    etag: str
-    owner_id: int
     is_public: bool
 
 
@@ -144,7 +121,7 @@ def _listing(dialect: str, view: str) -> Select:
         Feed.text,
         Feed.is_public,
         _ordered_list(dialect, FeedCategory.category, FeedCategory.position, FeedCategory.feed_id == Feed.id),
-        _ordered_list(dialect, FeedImage.id, FeedImage.position, FeedImage.feed_id == Feed.id),
+        _ordered_list(dialect, FeedImage.public_id, FeedImage.position, FeedImage.feed_id == Feed.id),
         social,
     ).join(User, User.id == Feed.user_id)
 
@@ -285,7 +262,8 @@ def day_feed(conn: Connection, author_id: int, date: int, *, lock: bool = False)
 def save_entry(conn: Connection, entry: NewEntry) -> tuple[int, bool]:
     """Create or replace the user's entry of that day, in the caller's transaction: ``(feed id, created)``.
 
-    Categories and images are replaced; likes stay. Saves of one day serialise on the feed row; when two
+    Categories and images are replaced (the images get new public ids, so an entry saved as private
+    shows none of the ids it had while public); likes stay. Saves of one day serialise on the feed row; when two
     create it at once, the unique ``(user_id, day)`` key lets one insert win and the other (rolled back
     to a savepoint) replaces it, so exactly one entry remains.
     """
@@ -325,25 +303,8 @@ def save_entry(conn: Connection, entry: NewEntry) -> tuple[int, bool]:
             [{"feed_id": feed_id, "position": i, "category": c} for i, c in enumerate(entry.categories)],
         )
     for position, image in enumerate(entry.images):
-        _store_image(conn, feed_id, position, image)
+        store_image(conn, feed_id, position, image)
     return feed_id, existing is None
-
-
-def _store_image(conn: Connection, feed_id: int, position: int, image: NewImage) -> None:
-    image_id = secrets.randbits(_IMAGE_ID_BITS) | 1 << (_IMAGE_ID_BITS - 1)
-    conn.execute(
-        insert(FeedImage).values(
-            id=image_id,
-            feed_id=feed_id,
-            position=position,
-            content_type=image.content_type,
-            byte_size=len(image.data),
-            etag=hashlib.sha256(image.data).hexdigest(),
-        )
-    )
-    for seq, start in enumerate(range(0, max(len(image.data), 1), IMAGE_CHUNK_BYTES)):
-        chunk = image.data[start : start + IMAGE_CHUNK_BYTES]
-        conn.execute(insert(FeedImageChunk).values(image_id=image_id, seq=seq, data=chunk))
 
 
 def delete_entry(conn: Connection, author_id: int, date: int) -> bool:
@@ -354,12 +315,15 @@ def delete_entry(conn: Connection, author_id: int, date: int) -> bool:
 
 def set_public(conn: Connection, author_id: int, date: int, is_public: bool | None) -> bool | None:
     """Set (or, with ``None``, toggle) the visibility of the author's feed of that day; the new value,
-    or ``None`` when there is no such feed."""
+    or ``None`` when there is no such feed. A public feed turned private gets new image public ids in
+    the same transaction: the ids anyone saw while it was public stop working at its commit."""
     feed = day_feed(conn, author_id, date, lock=True)
     if feed is None:
         return None
     new = (not feed.is_public) if is_public is None else is_public
     conn.execute(update(Feed).where(Feed.id == feed.id).values(is_public=new, updated_at=utcnow()))
+    if feed.is_public and not new:
+        rotate_public_ids(conn, feed.id)
     return new
 
 
@@ -374,29 +338,6 @@ def toggle_like(conn: Connection, feed_id: int, user_id: int) -> bool:
         return False
     conn.execute(insert(FeedLike).values(feed_id=feed_id, user_id=user_id, created_at=utcnow()))
     return True
-
-
-def image_meta(conn: Connection, image_id: int) -> ImageMeta | None:
-    """An image's metadata with its feed's owner and visibility (no bytes)."""
-    row = conn.execute(
-        select(
-            FeedImage.id,
-            FeedImage.content_type,
-            FeedImage.byte_size,
-            FeedImage.etag,
-            Feed.user_id,
-            Feed.is_public,
-        )
-        .join(Feed, Feed.id == FeedImage.feed_id)
-        .where(FeedImage.id == image_id)
-    ).first()
-    return ImageMeta(row[0], row[1], row[2], row[3], row[4], bool(row[5])) if row else None
-
-
-def image_bytes(conn: Connection, image_id: int) -> bytes:
-    """The image's bytes, reassembled from its chunks."""
-    query = select(FeedImageChunk.data).where(FeedImageChunk.image_id == image_id)
-    return b"".join(bytes(data) for (data,) in conn.execute(query.order_by(FeedImageChunk.seq)))
 
 
 def entries_between(conn: Connection, user_id: int, start: int, end: int) -> list[Entry]:

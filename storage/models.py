@@ -183,17 +183,23 @@ class FeedCategory(Base):
 
 
 class FeedImage(Base):
-    """An image of a feed; its id is the public image id of ``/feed-service/image/{id}``.
+    """An image of a feed. ``id`` is internal (its chunks hang off it; it never leaves the server);
+    ``public_id`` is the id listings show and ``/feed-service/image/{id}`` takes.
 
-    Ids are random (not sequential) because the image URL needs no token: they must not be guessable.
-    The bytes live in ``feed_image_chunks`` so listings never touch them and no single row exceeds a
-    server's packet limit (MariaDB's default is 16 MiB; the client uploads PNGs of up to ~25 MB).
+    The image URL needs no token (Kingfisher sends none), so the public id is a capability: random in
+    [2**62, 2**63), and replaced when its entry turns private (``storage.feed_images``). The bytes live
+    in ``feed_image_chunks`` so listings never touch them and no single row exceeds a server's packet
+    limit (MariaDB's default is 16 MiB; the client uploads PNGs of up to ~25 MB).
     """
 
     __tablename__ = "feed_images"
-    __table_args__ = (Index("ix_feed_images_feed_id_position", "feed_id", "position"),)
+    __table_args__ = (
+        Index("ix_feed_images_feed_id_position", "feed_id", "position"),
+        UniqueConstraint("public_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    public_id: Mapped[int] = mapped_column(BigInteger)
     feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(SmallInteger)
     content_type: Mapped[str] = mapped_column(String(40))
@@ -202,7 +208,8 @@ class FeedImage(Base):
 
 
 class FeedImageChunk(Base):
-    """Bytes ``seq * CHUNK`` onwards of an image (``storage.feeds.IMAGE_CHUNK_BYTES`` per row)."""
+    """Bytes ``seq * CHUNK`` onwards of an image (``storage.feed_images.IMAGE_CHUNK_BYTES`` per row;
+    every chunk but the last is full, so a byte offset names its chunk)."""
 
     __tablename__ = "feed_image_chunks"
 

@@ -47,7 +47,7 @@ from api.forms import (
     ResignForm,
     SignInForm,
 )
-from api.images import sniff_image_type
+from api.images import sniffed_upload_type, upload_size
 from api.params import ClientRoute
 from api.rate_limits import limit_sign_in
 from api.request_context import bind_user, bind_workflow
@@ -375,7 +375,7 @@ def check_duplicate_nickname(
     return DuplicateNicknameBody(email=None, is_present=owner is not None and owner.id != user.id)
 
 
-@router.post("/setProfile", responses=error_responses(409, 413))
+@router.post("/setProfile", responses=error_responses(409, 413, 429))
 async def set_profile(
     form: Annotated[ProfileForm, Multipart], user: CurrentUser, res: ResourcesDep
 ) -> AccountResult:
@@ -388,13 +388,12 @@ async def set_profile(
         raise Forbidden("email must be the caller's own account")
     nickname = form.nickname
     introduction = form.introduction
-    image: bytes | None = None
+    upload = form.profile_img
     image_type: str | None = None
-    for upload in [form.profile_img] if form.profile_img is not None else []:
-        image = await upload.read(MAX_PROFILE_IMAGE_BYTES + 1)
-        if len(image) > MAX_PROFILE_IMAGE_BYTES:
+    if upload is not None:  # checked on the spooled file; its bytes are read only to be written
+        if await upload_size(upload) > MAX_PROFILE_IMAGE_BYTES:
             raise PayloadTooLarge(f"profileImg must be at most {MAX_PROFILE_IMAGE_BYTES} bytes")
-        image_type = sniff_image_type(image)
+        image_type = await sniffed_upload_type(upload)
         if image_type is None:
             raise BadRequest("profileImg must be a JPEG, PNG or HEIC image")
 
@@ -409,8 +408,9 @@ async def set_profile(
             row.nickname = nickname
             if introduction is not None:
                 row.introduction = introduction.rstrip()
-            if image is not None:
-                row.profile_image, row.profile_image_type = image, image_type
+            if upload is not None:
+                upload.file.seek(0)  # one column: the picture (at most 5 MB) is read whole, once
+                row.profile_image, row.profile_image_type = upload.file.read(), image_type
             try:
                 session.flush()
             except IntegrityError:  # a concurrent claim of the same nickname

@@ -9,12 +9,11 @@ they read as absent. Reads are one short connection each, never a workflow.
 
 from __future__ import annotations
 
-import base64
 import random
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Path, Query, Request, UploadFile
-from fastapi.responses import Response
+from fastapi import APIRouter, Form, Query, UploadFile
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
@@ -33,7 +32,6 @@ from api.bodies import (
 from api.deps import ResourcesDep
 from api.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, error_responses
 from api.forms import (
-    MAX_ID,
     DayForm,
     DetailFeedQuery,
     FeedImageForm,
@@ -43,7 +41,8 @@ from api.forms import (
     SaveFeedForm,
     UserFeedQuery,
 )
-from api.images import sniff_image_type
+from api.image_streams import base64_json, base64_json_length
+from api.images import sniffed_upload_type, upload_size
 from api.params import ClientRoute
 from api.push import push_in_background
 from api.resources import Resources
@@ -51,17 +50,16 @@ from api.security import AuthenticatedUser, CurrentUser
 from feeds import happiness
 from feeds.entries import MAX_IMAGE_BYTES
 from kst.dates import day_of, month_range, year_range
-from storage import feeds, users
+from storage import feed_images, feeds, users
 from storage.db import retry_deadlocks
-from storage.feeds import FeedView, NewEntry, NewImage
+from storage.feed_images import ImageMeta, NewImage
+from storage.feeds import FeedView, NewEntry
 from temporal.push import like_push
 
 router = APIRouter(
     prefix="/feed-service", tags=["feed"], route_class=ClientRoute, responses=error_responses(400, 403, 503)
 )
 
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/heic")
-IMAGE_CACHE_CONTROL = "public, max-age=31536000, immutable"  # an image id never changes its bytes
 SAVED = SavedBody(success=True, message="등록 성공")
 _recommendation_rng = random.Random()
 Multipart = Form(media_type="multipart/form-data")
@@ -101,19 +99,20 @@ def _slice(content: list[FeedView], page: int, size: int, is_last: bool) -> Feed
 
 
 async def _images(uploads: list[UploadFile]) -> list[NewImage]:
+    """The uploads, checked (size, sniffed type) before anything is written; each stays a spooled file
+    that the store copies a chunk at a time."""
     images = []
     for index, upload in enumerate(uploads):
-        data = await upload.read(MAX_IMAGE_BYTES + 1)
-        if len(data) > MAX_IMAGE_BYTES:
+        if await upload_size(upload) > MAX_IMAGE_BYTES:
             raise PayloadTooLarge(f"imageList[{index}] is over {MAX_IMAGE_BYTES} bytes")
-        content_type = sniff_image_type(data)
+        content_type = await sniffed_upload_type(upload)
         if content_type is None:
             raise BadRequest(f"imageList[{index}] is not a JPEG, PNG or HEIC image")
-        images.append(NewImage(content_type, data))
+        images.append(NewImage(content_type, upload.file))
     return images
 
 
-@router.post("/saveFeed", responses=error_responses(413))
+@router.post("/saveFeed", responses=error_responses(413, 429))
 async def save_feed(
     form: Annotated[SaveFeedForm, Multipart], user: CurrentUser, res: ResourcesDep
 ) -> SavedBody:
@@ -265,68 +264,30 @@ def find_user_feed(
     return _slice(content, page, size, is_last)
 
 
-# -- images -------------------------------------------------------------------------------------
+# -- images (the bytes by id: api/routes/images.py) ----------------------------------------------
 
 
-def _image_id(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
-        raise BadRequest(f"imageId must be a positive 64-bit integer, got {raw[:40]!r}")
-    return int(raw)
-
-
-@router.post("/findFeedImage", responses=error_responses(404))
-def find_feed_image(
+@router.post("/findFeedImage", response_model=FeedImageBody, responses=error_responses(404))
+async def find_feed_image(
     form: Annotated[FeedImageForm, Multipart], user: CurrentUser, res: ResourcesDep
-) -> FeedImageBody:
-    """An image of an entry the caller can see, base64 in JSON (used when editing one's own entry)."""
-    image_id = form.image_id
-    with res.engine.connect() as conn:
-        meta = feeds.image_meta(conn, image_id)
-        if meta is None or not _visible(conn, user.id, meta.owner_id, meta.is_public):
-            raise NotFound(f"no image {image_id}")
-        data = feeds.image_bytes(conn, image_id)
-    return FeedImageBody(image=base64.b64encode(data).decode())
-
-
-@router.get(
-    "/image/{image_id}",
-    response_class=Response,
-    responses={
-        200: {
-            "description": "the image bytes (no token needed)",
-            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES},
-        },
-        304: {"description": "`If-None-Match` already names this image"},
-        **error_responses(404),
-    },
-    openapi_extra={"security": []},
-)
-def image(
-    image_id: Annotated[
-        str, Path(description="a positive 64-bit image id", json_schema_extra={"pattern": "^[0-9]{1,19}$"})
-    ],
-    request: Request,
-    res: ResourcesDep,
 ) -> Response:
-    """The image bytes with their real type; no token (Kingfisher sends none). ``ETag`` and a year of
-    ``Cache-Control``; 304 when ``If-None-Match`` already names it."""
-    number = _image_id(image_id)
-    with res.engine.connect() as conn:
-        meta = feeds.image_meta(conn, number)
-        if meta is None:
-            raise NotFound(f"no image {number}")
-        headers = {"ETag": f'"{meta.etag}"', "Cache-Control": IMAGE_CACHE_CONTROL}
-        if _etag_matches(request.headers.get("if-none-match"), meta.etag):
-            return Response(status_code=304, headers=headers)
-        data = feeds.image_bytes(conn, number)
-    return Response(data, media_type=meta.content_type, headers=headers)
+    """An image of an entry the caller can see, base64 in JSON (used when editing one's own entry),
+    encoded and sent a stored chunk at a time."""
+    image_id = form.image_id
 
+    def lookup() -> ImageMeta:
+        with res.engine.connect() as conn:
+            meta = feed_images.image_meta(conn, image_id)
+            if meta is None or not _visible(conn, user.id, meta.owner_id, meta.is_public):
+                raise NotFound(f"no image {image_id}")
+            return meta
 
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    tags = {t.strip().removeprefix("W/").strip('"') for t in header.split(",")}
-    return "*" in tags or etag in tags
+    meta = await run_in_threadpool(lookup)
+    return StreamingResponse(
+        base64_json(res.engine, meta.id, meta.byte_size),
+        media_type="application/json",
+        headers={"Content-Length": str(base64_json_length(meta.byte_size))},
+    )
 
 
 # -- happiness (§7) -----------------------------------------------------------------------------

@@ -47,7 +47,8 @@ def test_save_feed_then_the_owner_views_it(http: httpx.Client) -> None:
         "imageIdList": image_ids,
         "likeNicknameList": [],
     }
-    assert len(image_ids) == 2 and all(type(i) is int and 0 < i < 2**53 for i in image_ids)
+    # Public ids: random capabilities in [2**62, 2**63), still integers the client decodes as Int (64-bit).
+    assert len(image_ids) == 2 and all(type(i) is int and 2**62 <= i < 2**63 for i in image_ids)
 
     month = month_feed(me, me.nickname, kst(year, 1, 1, 0, 0, 0, 0))
     assert month.status_code == 200

@@ -3,12 +3,14 @@ with their child rows, paging, likes, chunked images and the chart entries."""
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, insert
 
-from storage import feeds
-from storage.feeds import IMAGE_CHUNK_BYTES, NewEntry, NewImage
+from storage import feed_images, feeds
+from storage.feed_images import IMAGE_CHUNK_BYTES, PUBLIC_ID_END, PUBLIC_ID_MIN, NewImage, chunk_count
+from storage.feeds import NewEntry
 from storage.models import Block
 from tests.storage.helpers import make_user
 
@@ -68,21 +70,33 @@ def _jan(year: int) -> tuple[int, int]:
     return year * 10**12 + 1 * 10**10, year * 10**12 + 2 * 10**10
 
 
-def test_images_are_chunked_and_reassembled(engine: Engine) -> None:
+def _stored_bytes(conn: Connection, image_id: int, byte_size: int) -> bytes:
+    chunks = [feed_images.read_chunk(conn, image_id, seq) for seq in range(chunk_count(byte_size))]
+    assert all(c is not None for c in chunks)
+    return b"".join(c for c in chunks if c is not None)
+
+
+def test_images_are_chunked_and_reassembled_from_bytes_or_a_file(engine: Engine) -> None:
     me, my_nick = make_user(engine)
     data = b"\xff\xd8\xff" + bytes(range(256)) * (IMAGE_CHUNK_BYTES // 256 + 5)
+    spooled = io.BytesIO(b"\x89PNG\r\n\x1a\n" + bytes(IMAGE_CHUNK_BYTES - 8))  # exactly one chunk
+    spooled.seek(5)  # the store reads a file from its start, wherever it was left
+    images = [NewImage("image/jpeg", data), NewImage("image/png", spooled)]
     with engine.begin() as conn:
-        feeds.save_entry(conn, _entry(me, 2032020200000000, images=[NewImage("image/jpeg", data)]))
+        feeds.save_entry(conn, _entry(me, 2032020200000000, images=images))
     with engine.connect() as conn:
         [feed] = feeds.find_month(conn, my_nick, 2032020200000000)
-        [image_id] = feed.image_ids
-        meta = feeds.image_meta(conn, image_id)
-        assert meta is not None and (meta.content_type, meta.byte_size, meta.owner_id) == (
-            "image/jpeg",
-            len(data),
-            me,
-        )
-        assert feeds.image_bytes(conn, image_id) == data
+        metas = [feed_images.image_meta(conn, public_id) for public_id in feed.image_ids]
+        assert all(m is not None for m in metas)
+        (jpeg, png) = [m for m in metas if m is not None]
+        assert (jpeg.content_type, jpeg.byte_size, jpeg.owner_id) == ("image/jpeg", len(data), me)
+        assert _stored_bytes(conn, jpeg.id, jpeg.byte_size) == data
+        assert (png.byte_size, chunk_count(png.byte_size)) == (IMAGE_CHUNK_BYTES, 1)
+        assert _stored_bytes(conn, png.id, png.byte_size) == spooled.getvalue()
+        assert feed_images.read_chunk(conn, png.id, 1) is None
+        for meta in (jpeg, png):  # the listed id is the public one, never the internal one
+            assert PUBLIC_ID_MIN <= meta.public_id < PUBLIC_ID_END and meta.public_id != meta.id
+            assert feed_images.image_meta(conn, meta.id) is None
 
 
 def test_public_pages_exclude_private_and_blocked_and_know_the_last_page(engine: Engine) -> None:

@@ -15,7 +15,8 @@ from activities.deps import ActivityDeps
 from dm.messages import Party
 from emulators.control import AppleEmulator
 from storage import feeds
-from storage.feeds import NewEntry, NewImage
+from storage.feed_images import NewImage
+from storage.feeds import NewEntry
 from storage.models import (
     Block,
     DeviceRegistration,

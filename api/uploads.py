@@ -1,0 +1,125 @@
+"""A cap on the large request bodies one API process takes in at a time.
+
+A saveFeed carries up to two 25 MB images and a setProfile a picture; Starlette spools file parts past
+1 MiB to disk and the store writes them a chunk at a time, so one upload costs little memory, but each
+still holds a temporary file, a threadpool thread and a database transaction while it is written.
+``LargeUploadLimit`` lets ``SOSOHAPPY_MAX_LARGE_UPLOADS`` requests whose body is over
+``SOSOHAPPY_LARGE_UPLOAD_BYTES`` (or of unknown length) in at once; one more is answered 429 with
+``Retry-After`` before a byte of its body is read (uvicorn discards the unread body and keeps the
+connection). A body of unknown length (chunked) is also cut off with 413 once it passes
+``SOSOHAPPY_MAX_REQUEST_BYTES``, the limit a declared length is checked against before parsing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import PayloadTooLarge, error_response
+
+IN_FLIGHT = Gauge(
+    "sosohappy_large_uploads_in_flight", "Requests with a large body this API process is taking in"
+)
+REFUSED = Counter(
+    "sosohappy_large_uploads_refused_total",
+    "Requests with a large body refused with 429 because the process's cap was reached",
+)
+#: Seconds a refused upload is told to wait: about what one large upload takes on a phone's uplink.
+RETRY_AFTER_SECONDS = 5
+
+
+@dataclass
+class UploadSlots:
+    """How many large bodies may be in flight in this process, and how many are."""
+
+    limit: int
+    #: A body over this many bytes counts as large (Starlette spools file parts to disk past 1 MiB).
+    threshold: int
+    #: A body of unknown length is cut off past this many bytes.
+    max_body: int
+    in_flight: int = 0
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length`` (``None``: chunked or absent)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _has_body(scope: Scope, length: int | None) -> bool:
+    if length is not None:
+        return length > 0
+    return any(n.lower() == b"transfer-encoding" for n, _ in scope.get("headers", ()))
+
+
+class LargeUploadLimit:
+    """Pure ASGI middleware holding one of ``slots`` for each large request body until its response
+    is done, and answering 429 when none is free."""
+
+    def __init__(self, app: ASGIApp, slots: UploadSlots) -> None:
+        self.app, self.slots = app, slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass small requests through; admit a large one if a slot is free, else refuse it."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _declared_length(scope)
+        if not _has_body(scope, length) or (length is not None and length <= self.slots.threshold):
+            await self.app(scope, receive, send)
+            return
+        slots = self.slots
+        if slots.in_flight >= slots.limit:
+            REFUSED.inc()
+            message = (
+                f"this server is taking in {slots.limit} large uploads already; "
+                f"retry in {RETRY_AFTER_SECONDS} s"
+            )
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            await error_response(429, message, scope.get("path", ""), headers)(scope, receive, send)
+            return
+        slots.in_flight += 1  # one event loop per process: no lock needed
+        IN_FLIGHT.inc()
+        held = True
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.in_flight -= 1
+                IN_FLIGHT.dec()
+
+        async def sending(message: Message) -> None:
+            # Given back with the last byte of the answer, not when the app returns: uvicorn starts
+            # the connection's next request as soon as this one's answer is out, and a client that
+            # uploads entry after entry on one connection must find its own slot free again.
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                give_back()
+            await send(message)
+
+        try:
+            await self.app(
+                scope, receive if length is not None else _bounded(receive, slots.max_body), sending
+            )
+        finally:
+            give_back()
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises ``PayloadTooLarge`` once the body passes ``limit`` bytes."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(f"request body over {limit} bytes")
+        return message
+
+    return bounded

@@ -1,0 +1,207 @@
+"""Large uploads are capped per process (429 with ``Retry-After`` before the body is read), a chunked body
+is cut off past the request limit (413), and a refused upload changes nothing that was stored."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from starlette.types import Message, Receive, Scope, Send
+
+from activities.deps import ActivityDeps
+from api.main import create_app
+from api.uploads import LargeUploadLimit, UploadSlots
+from config import Settings
+from feeds.entries import MAX_IMAGE_BYTES
+from storage.models import Feed, FeedImage, FeedImageChunk
+from tests.api.feed_helpers import JPEG, PNG, day_feed, feed_count, kst, member, unique_year, user_id
+from tests.fixtures.asgi import serve_in_thread
+from tests.fixtures.ios_client import IOSClient, multipart
+from tests.fixtures.waiting import wait_until
+
+LIMIT_BYTES = 4 * 1024 * 1024
+LARGE_PNG = PNG + bytes(range(256)) * (2 * 1024 * 1024 // 256)  # over the 1 MiB large-upload threshold
+
+
+@dataclass
+class Replica:
+    """An API process of its own that takes in one large upload at a time."""
+
+    app: FastAPI
+    http: httpx.Client
+    host: str
+    port: int
+
+    @property
+    def in_flight(self) -> int:
+        return int(self.app.state.upload_slots.in_flight)
+
+
+@pytest.fixture(scope="module")
+def replica(settings: Settings, api_url: str) -> Iterator[Replica]:
+    small = settings.model_copy(update={"max_large_uploads": 1, "max_request_bytes": LIMIT_BYTES})
+    app = create_app(small)
+    with serve_in_thread(app, http="h11") as url, httpx.Client(base_url=url, timeout=60) as http:
+        host, port = url.removeprefix("http://").split(":")
+        yield Replica(app, http, host, int(port))
+
+
+Part = tuple[str, str | tuple[str, bytes, str]]
+
+
+def _save_parts(app: IOSClient, date: int, images: list[bytes], text: str = "t") -> list[Part]:
+    """saveFeed's parts in the app's order (as ``IOSClient.save_feed`` sends them)."""
+    files: list[Part] = [
+        (f"imageList[{i}]", ("image.png", data, "image/png")) for i, data in enumerate(images)
+    ]
+    return [
+        *files,
+        ("text", text),
+        ("categoryList", "coffee"),
+        ("isPublic", "true"),
+        ("date", str(date)),
+        ("weather", "sunny"),
+        ("happiness", "3"),
+        ("nickname", app.nickname),
+    ]
+
+
+def _image_rows(deps: ActivityDeps, app: IOSClient) -> tuple[int, int]:
+    """How many image and chunk rows the user's entries have."""
+    feeds = select(Feed.id).where(Feed.user_id == user_id(deps, app.nickname))
+    images = select(FeedImage.id).where(FeedImage.feed_id.in_(feeds))
+    with deps.sessions() as s:
+        return (
+            int(s.scalar(select(func.count()).select_from(FeedImage).where(FeedImage.id.in_(images))) or 0),
+            int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(FeedImageChunk)
+                    .where(FeedImageChunk.image_id.in_(images))
+                )
+                or 0
+            ),
+        )
+
+
+def test_one_upload_over_the_cap_is_429_with_retry_after_and_changes_nothing(
+    replica: Replica, http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    holder, other, year = member(http), member(http), unique_year()
+    date = kst(year, 2, 2)
+    assert other.save_feed(date, images=[PNG], text="before").status_code == 200
+    before = (day_feed(other, other.nickname, date).json(), _image_rows(activity_deps, other))
+
+    body, content_type = multipart(_save_parts(holder, date, [LARGE_PNG]))
+    head = (
+        "POST /feed-service/saveFeed HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {holder.access}\r\nemail: {holder.email}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((replica.host, replica.port), timeout=60) as held:
+        held.sendall(head + body[: len(body) // 2])  # the upload stays open, holding the one slot
+        wait_until(lambda: replica.in_flight == 1, "the held upload took the slot", deadline_seconds=60)
+
+        other_body, other_type = multipart(_save_parts(other, date, [LARGE_PNG], text="after"))
+        headers = {"Content-Type": other_type, "Authorization": other.access, "email": other.email}
+        refused = replica.http.post("/feed-service/saveFeed", content=other_body, headers=headers)
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+        assert "large uploads" in refused.json()["message"]
+        # Small bodies never wait for a slot: the same replica answers them meanwhile.
+        on_replica = IOSClient(replica.http, access=other.access, email=other.email, nickname=other.nickname)
+        assert (
+            day_feed(on_replica, other.nickname, date).json(),
+            _image_rows(activity_deps, other),
+        ) == before
+
+        held.sendall(body[len(body) // 2 :])
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += held.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+    wait_until(lambda: replica.in_flight == 0, "the slot was given back", deadline_seconds=60)
+    again = replica.http.post("/feed-service/saveFeed", content=other_body, headers=headers)
+    assert again.status_code == 200
+    assert day_feed(other, other.nickname, date).json()["text"] == "after"
+
+
+def test_a_chunked_body_past_the_request_limit_is_413_and_stores_nothing(
+    replica: Replica, http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    me = member(http)
+    body, content_type = multipart(_save_parts(me, kst(unique_year(), 3, 3), [PNG + bytes(LIMIT_BYTES)]))
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: httpx sends it chunked
+        for start in range(0, len(body), 256 * 1024):
+            yield body[start : start + 256 * 1024]
+
+    headers = {"Content-Type": content_type, "Authorization": me.access, "email": me.email}
+    resp = replica.http.post("/feed-service/saveFeed", content=chunked(), headers=headers)
+    assert resp.status_code == 413 and f"over {LIMIT_BYTES} bytes" in resp.json()["message"]
+    assert feed_count(activity_deps, me.nickname) == 0
+    wait_until(lambda: replica.in_flight == 0, "the slot was given back", deadline_seconds=60)
+
+
+@pytest.mark.parametrize(
+    ("images", "nickname_of_other", "status"),
+    [
+        ([JPEG, b"GIF89a" + bytes(2 * 1024 * 1024)], False, 400),  # the second image is refused
+        ([JPEG, PNG + bytes(MAX_IMAGE_BYTES)], False, 413),  # the second image is too large
+        ([LARGE_PNG], True, 403),  # someone else's nickname
+    ],
+    ids=["not-an-image", "too-large", "not-yours"],
+)
+def test_a_refused_upload_leaves_the_entry_and_its_images_as_they_were(
+    http: httpx.Client,
+    activity_deps: ActivityDeps,
+    images: list[bytes],
+    nickname_of_other: bool,
+    status: int,
+) -> None:
+    me, stranger, year = member(http), member(http), unique_year()
+    date = kst(year, 4, 4)
+    assert me.save_feed(date, images=[PNG], text="before").status_code == 200
+    before = day_feed(me, me.nickname, date).json()
+    rows = _image_rows(activity_deps, me)
+    nickname = stranger.nickname if nickname_of_other else None
+    resp = me.save_feed(date, images=images, text="after", nickname=nickname)
+    assert resp.status_code == status, resp.text
+    assert day_feed(me, me.nickname, date).json() == before
+    assert _image_rows(activity_deps, me) == rows == (1, 1)
+    [image_id] = before["imageIdList"]
+    assert http.get(f"/feed-service/image/{image_id}").content == PNG
+    if nickname_of_other:
+        assert feed_count(activity_deps, stranger.nickname) == 0
+
+
+def test_the_slot_is_free_once_the_answer_is_out_before_the_app_returns() -> None:
+    """uvicorn starts a connection's next request when this one's answer is out, while its app is still
+    unwinding: a client uploading entry after entry on one connection must find the slot free."""
+    slots = UploadSlots(limit=1, threshold=10, max_body=1000)
+    seen: list[int] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        seen.append(slots.in_flight)
+        await send({"type": "http.response.body", "body": b"ok", "more_body": False})
+        seen.append(slots.in_flight)  # the app has not returned yet
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        return None
+
+    scope: Scope = {
+        "type": "http",
+        "path": "/feed-service/saveFeed",
+        "headers": [(b"content-length", b"100")],
+    }
+    asyncio.run(LargeUploadLimit(app, slots)(scope, receive, send))
+    assert seen == [1, 0] and slots.in_flight == 0
