@@ -32,6 +32,11 @@ DEPENDENCY_UP = Gauge(
     "1 when the backing service answered this replica's last readiness check, else 0",
     ["dependency"],
 )
+PAGES_BEYOND_REACH = Counter(
+    "sosohappy_feed_pages_beyond_reach_total",
+    "Listing pages answered empty because no mark of the caller's was within reach (feeds.paging)",
+    ["listing"],
+)
 
 #: The logger of the one-line-per-request records.
 request_log = logging.getLogger("api.requests")

@@ -225,6 +225,12 @@ class Settings(BaseSettings):
     #: Two full-resolution PNGs (up to 25 MB each, ``feeds.entries``) plus the text fields.
     max_request_bytes: int = 64 * 1024 * 1024
 
+    # Feed listings (feeds/paging.py)
+    #: Housekeeping deletes the feed listings' page marks (``feeds.paging``) recorded longer ago than
+    #: this; a page whose predecessor's mark is gone is answered as an empty last page once it is more
+    #: than ten pages past the nearest mark left, so keep it beyond a long scrolling session.
+    feed_page_mark_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
