@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8888
+    #: ``python -m api.serve`` serves this process's Prometheus metrics on this port of ``api_host``
+    #: (``/metrics``), apart from the API's port that the ingress routes to; 0 disables it.
+    api_metrics_port: int = Field(default=9466, ge=0, le=65535)
     #: Trust ``X-Forwarded-For``/``X-Forwarded-Proto`` from the peers in ``api_forwarded_allow_ips``
     #: (comma-separated IPs or CIDRs, ``*`` for any), e.g. the ingress in front of the API.
     api_proxy_headers: bool = True
