@@ -110,8 +110,9 @@ class Workload:
 
 
 def start(work: Path, db_url: str) -> tuple[list[ManagedProcess], dict[str, int]]:
-    """The Kafka broker, one API process and one bare-endpoint process, all listening."""
-    ports = {name: free_port() for name in ("kafka", "api", "bare", "temporal", "mongo")}
+    """The Kafka broker, one API process (``python -m api.serve``, with its metrics port) and one
+    bare-endpoint process, all listening, once the API's revocation view has caught up."""
+    ports = {name: free_port() for name in ("kafka", "api", "api-metrics", "bare", "temporal", "mongo")}
     env = {
         "SOSOHAPPY_ENV": "test",
         "SOSOHAPPY_DATABASE_URL": db_url,
@@ -119,18 +120,20 @@ def start(work: Path, db_url: str) -> tuple[list[ManagedProcess], dict[str, int]
         "SOSOHAPPY_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
         "SOSOHAPPY_MONGO_URL": local_mongo_url(ports["mongo"]),
         "SOSOHAPPY_WORKER_METRICS_PORT": "0",
+        "SOSOHAPPY_API_PORT": str(ports["api"]),
+        "SOSOHAPPY_API_METRICS_PORT": str(ports["api-metrics"]),
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "--http", "h11", "--log-level", "warning", "--no-access-log"]
     procs: list[ManagedProcess] = []
     specs = (
         ("kafka", broker_argv(ports["kafka"])),
-        ("api", [*uvicorn, "api.main:app", "--factory", "--port", str(ports["api"])]),
+        ("api", [sys.executable, "-m", "api.serve"]),
         ("bare", [*uvicorn, "bench.feed_baseline:app", "--port", str(ports["bare"])]),
     )
     for name, argv in specs:
         procs.append(ManagedProcess(name, argv, work / f"{name}.log", env=env).start())
         procs[-1].wait_for_port(ports[name], timeout=90)
-    url = f"http://127.0.0.1:{ports['api']}/metrics"
+    url = f"http://127.0.0.1:{ports['api-metrics']}/metrics"
     ready = "sosohappy_revocation_view_ready 1.0"
     procs[1].wait_until(lambda: ready in _fetch(url), 60, "revocation view caught up")
     return procs, ports
