@@ -72,7 +72,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 # the SQLite fallback) is writable; in Kubernetes every store is remote.
 WORKDIR /home/sosohappy
 USER 10001:10001
-EXPOSE 8888 9464 9465 8234
+# API, API metrics, worker metrics and health, worker SDK metrics, codec server
+EXPOSE 8888 9466 9464 9465 8234
 # No HEALTHCHECK: the same image runs the API, the worker, the codec server and the migration Job; Kubernetes probes
 # /healthz and /readyz (API) and the worker's health port instead.
 ENTRYPOINT ["python", "-m"]

@@ -62,3 +62,11 @@ class HousekeepingActivities:
         return housekeeping.delete_stale_revocations(
             self._deps.sessions, cutoff, req.batch_size, activity.heartbeat
         )
+
+    @activity.defn(name="housekeeping_delete_stale_page_marks")
+    def delete_stale_page_marks(self, req: HousekeepingInput) -> int:
+        """Feed page marks older than ``SOSOHAPPY_FEED_PAGE_MARK_TTL_SECONDS``."""
+        cutoff = utcnow() - timedelta(seconds=self._deps.settings.feed_page_mark_ttl_seconds)
+        return housekeeping.delete_stale_page_marks(
+            self._deps.sessions, cutoff, req.batch_size, activity.heartbeat
+        )

@@ -39,16 +39,18 @@ def operation_id(route: APIRoute) -> str:
     return segments[-1] if segments else route.name
 
 
-def install_docs(app: FastAPI) -> None:
-    """Serve ``/asyncapi.json`` and make ``/openapi.json`` say what the middleware and error handlers do."""
-    router = APIRouter(tags=["docs"])
+def install_docs(app: FastAPI, *, serve: bool = True) -> None:
+    """Make ``app.openapi()`` say what the middleware and error handlers do and, with ``serve``, serve
+    ``/asyncapi.json`` beside ``/openapi.json`` (``create_app`` serves both only in local and test)."""
+    if serve:
+        router = APIRouter(tags=["docs"])
 
-    @router.get(ASYNCAPI_PATH, operation_id="asyncapi", summary="AsyncAPI 3.0 of the DM WebSocket")
-    def asyncapi() -> dict[str, Any]:
-        """The AsyncAPI document of ``/dm-service/connect-dm``."""
-        return asyncapi_document(app.version)
+        @router.get(ASYNCAPI_PATH, operation_id="asyncapi", summary="AsyncAPI 3.0 of the DM WebSocket")
+        def asyncapi() -> dict[str, Any]:
+            """The AsyncAPI document of ``/dm-service/connect-dm``."""
+            return asyncapi_document(app.version)
 
-    app.include_router(router)
+        app.include_router(router)
     app.description = DESCRIPTION
     plain_openapi = app.openapi
 

@@ -62,12 +62,18 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         finally:
             await close_resources(resources)
 
+    # The API's description is for people developing against it: served in local development and
+    # tests only, never on a deployed replica (nothing to learn there for anyone outside).
+    described = settings.is_local
     app = FastAPI(
         title="SoSoHappy backend",
         version="0.1.0",
         summary="Happiness diary API, wire-compatible with the SoSoHappy iOS client",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        openapi_url="/openapi.json" if described else None,
+        docs_url="/docs" if described else None,
+        redoc_url="/redoc" if described else None,
     )
     app.state.clock = clock  # also the DM sockets' frame rate limits (api.dm_limits)
     app.state.sign_in_limiter = sign_in_limiter_from(
@@ -82,7 +88,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     install_error_handlers(app)
     for module in (health, auth, feed, images, dm, dm_connect):
         app.include_router(module.router)
-    install_docs(app)
+    install_docs(app, serve=described)
     return app
 
 

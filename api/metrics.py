@@ -1,17 +1,23 @@
-"""Prometheus metrics of the API process and the middleware that records every request.
+"""Prometheus metrics of the API process, the port that serves them, and the middleware that records
+every request.
 
-The middleware also gives each request an id (``X-Request-ID``, taken from the client when sane) and
-writes one log line per HTTP request and per WebSocket connection: never headers, query strings,
-bodies or tokens.
+The metrics are served on a port of their own (``SOSOHAPPY_API_METRICS_PORT``, ``serve_metrics``), not
+on the API's port: the ingress routes only the client's paths to the API's port, and nothing routes to
+this one. The middleware also gives each request an id (``X-Request-ID``, taken from the client when
+sane) and writes one log line per HTTP request and per WebSocket connection: never headers, query
+strings, bodies or tokens.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.request_context import RequestContext, close_request, open_request, request_id_from
@@ -32,6 +38,39 @@ DEPENDENCY_UP = Gauge(
     "1 when the backing service answered this replica's last readiness check, else 0",
     ["dependency"],
 )
+PAGES_BEYOND_REACH = Counter(
+    "sosohappy_feed_pages_beyond_reach_total",
+    "Listing pages answered empty because no mark of the caller's was within reach (feeds.paging)",
+    ["listing"],
+)
+
+
+@dataclass(frozen=True)
+class MetricsPort:
+    """This process's metrics served over HTTP from a daemon thread (prometheus_client's server), so a
+    scrape needs nothing of the event loop and answers even while it is busy."""
+
+    server: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return int(self.server.server_port)
+
+    def stop(self) -> None:
+        """Stop answering and close the socket."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def serve_metrics(host: str, port: int) -> MetricsPort:
+    """Serve the process's metrics (the default registry) at ``http://host:port/metrics``. One per
+    process: the registry is the process's, and ``api.serve`` runs one uvicorn process (no workers)."""
+    server, thread = start_http_server(port, addr=host)
+    return MetricsPort(server, thread)
+
 
 #: The logger of the one-line-per-request records.
 request_log = logging.getLogger("api.requests")

@@ -5,16 +5,24 @@ The one definition of the uvicorn flags: h11 (it writes header names as given; t
 implementation without per-message deflate and with the DM frame size limit, no access log
 (``api.metrics`` writes one JSON line per request, without the query string), proxy headers from the
 configured peers, and a bounded graceful shutdown on SIGTERM.
+
+One uvicorn process (no ``--workers``): the process's metrics registry is one, served on
+``SOSOHAPPY_API_METRICS_PORT`` beside the API's port; more throughput is more pods (or more processes
+each with a metrics port of its own), never several workers behind one registry.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import uvicorn
 
 from api.main import configure_api_logging, create_app
+from api.metrics import serve_metrics
 from config import Settings
+
+log = logging.getLogger(__name__)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -37,10 +45,18 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def main() -> None:
-    """Serve the API until SIGINT/SIGTERM."""
+    """Serve the API (and its metrics on their own port) until SIGINT/SIGTERM."""
     settings = Settings()
     configure_api_logging(settings)
-    uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options(settings))).run()
+    metrics = None
+    if settings.api_metrics_port:
+        metrics = serve_metrics(settings.api_host, settings.api_metrics_port)
+        log.info("API metrics on %s:%d/metrics", settings.api_host, metrics.port)
+    try:
+        uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options(settings))).run()
+    finally:
+        if metrics is not None:
+            metrics.stop()
 
 
 if __name__ == "__main__":

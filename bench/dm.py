@@ -84,7 +84,7 @@ class Stack:
 def start(work: Path, db_url: str, args: argparse.Namespace, procs: dict[str, ManagedProcess]) -> Stack:
     """Broker, MongoDB-wire server, two API replicas and two linked relays, all listening (each started
     process goes into ``procs`` at once, so the caller stops it whatever happens)."""
-    names = ("kafka", "mongo", "temporal", *REPLICAS, *RELAYS)
+    names = ("kafka", "mongo", "temporal", *REPLICAS, *(metrics_port(r) for r in REPLICAS), *RELAYS)
     ports = {name: free_port() for name in names}
     # For the replicas and the insert ceiling alike.
     mongo_url = (
@@ -101,14 +101,21 @@ def start(work: Path, db_url: str, args: argparse.Namespace, procs: dict[str, Ma
         "SOSOHAPPY_DM_FRAME_RATE_PER_SECOND": "100000",  # the limiter is not what is measured
         "SOSOHAPPY_DM_FRAME_BURST": "100000",
     }
-    uvicorn = [sys.executable, "-m", "uvicorn", "api.main:app", "--factory", "--http", "h11"]
+    uvicorn = [sys.executable, "-m", "uvicorn", "bench.api_process:app", "--factory", "--http", "h11"]
     uvicorn += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log"]
     uvicorn += ["--log-level", "warning", "--ws-ping-timeout", "300"]  # a starved client still counts
     relay = [sys.executable, "-m", "bench.dm_relay", "--port"]
     specs: list[tuple[str, list[str], dict[str, str] | None]] = [
         ("kafka", broker_argv(ports["kafka"]), None),
         ("mongo", mongo_argv(ports["mongo"], work / "mongo"), None),
-        *((r, [*uvicorn, "--port", str(ports[r])], env) for r in REPLICAS),
+        *(
+            (
+                r,
+                [*uvicorn, "--port", str(ports[r])],
+                {**env, "SOSOHAPPY_API_METRICS_PORT": str(ports[metrics_port(r)])},
+            )
+            for r in REPLICAS
+        ),
         (
             "relay-1",
             [*relay, str(ports["relay-1"]), "--peer", f"ws://127.0.0.1:{ports['relay-2']}/peer"],
@@ -125,17 +132,27 @@ def start(work: Path, db_url: str, args: argparse.Namespace, procs: dict[str, Ma
         procs[name] = ManagedProcess(name, argv, work / f"{name}.log", env=extra).start()
         procs[name].wait_for_port(ports[name], timeout=90)
     for replica in REPLICAS:
-        procs[replica].wait_until(partial(_ready, ports[replica]), 90, "database, MongoDB and Kafka ok")
+        ready = partial(_ready, ports[replica], ports[metrics_port(replica)])
+        procs[replica].wait_until(ready, 90, "database, MongoDB and Kafka ok")
     return stack
 
 
-def _ready(port: int) -> bool:
-    """``/readyz`` reports the database, MongoDB and Kafka up (Temporal is down on purpose)."""
+def metrics_port(replica: str) -> str:
+    """The name of ``replica``'s metrics port in ``Stack.ports``."""
+    return f"{replica}-metrics"
+
+
+def _ready(port: int, metrics: int) -> bool:
+    """``/readyz`` found the database, MongoDB and Kafka up (Temporal is down on purpose): its checks'
+    gauges on the metrics port say so."""
     try:
-        checks = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()["checks"]
-    except (httpx.HTTPError, ValueError, KeyError):
+        if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code != 200:
+            return False
+        text = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
+    except httpx.HTTPError:
         return False
-    return all(checks.get(name) == "ok" for name in ("database", "mongo", "kafka"))
+    up = {f'sosohappy_dependency_up{{dependency="{name}"}} 1.0' for name in ("database", "mongo", "kafka")}
+    return up <= set(text.splitlines())
 
 
 def seed(db_url: str, users: int) -> None:
@@ -351,7 +368,7 @@ def delivery_metrics(stack: Stack) -> str:
     """The replicas' own DM counters (delivered by path, refused) from ``/metrics``."""
     parts = []
     for replica in REPLICAS:
-        text = httpx.get(f"http://127.0.0.1:{stack.ports[replica]}/metrics", timeout=5).text
+        text = httpx.get(f"http://127.0.0.1:{stack.ports[metrics_port(replica)]}/metrics", timeout=5).text
         counters = [
             line.replace("sosohappy_dm_", "").replace("_total", "")
             for line in text.splitlines()

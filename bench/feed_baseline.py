@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 from anyio import to_thread
 
 from config import Settings
+from feeds.paging import Seek
 from storage import feeds
 from storage.db import create_db_engine
 
@@ -38,11 +39,13 @@ def month(params: dict[str, str]) -> bytes:
 
 
 def other(params: dict[str, str]) -> bytes:
-    """The rows of ``public_page_query(viewer, day, page, size)``."""
+    """The rows of ``public_page_query(viewer, day, size)`` for page ``page`` counted from the top (as the
+    API reads a page no mark of the caller's reaches, ``feeds.paging``)."""
     day = int(params["day"]) if params.get("day") else None
     viewer, page, size = int(params["viewer"]), int(params["page"]), int(params["size"])
+    seek = Seek(None, page)
     with engine.connect() as conn:
-        rows = [list(row) for row in conn.execute(*feeds.public_page_query(conn, viewer, day, page, size))]
+        rows = [list(row) for row in conn.execute(*feeds.public_page_query(conn, viewer, day, size, seek))]
     return json.dumps(rows, ensure_ascii=False).encode()
 
 

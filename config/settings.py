@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8888
+    #: ``python -m api.serve`` serves this process's Prometheus metrics on this port of ``api_host``
+    #: (``/metrics``), apart from the API's port that the ingress routes to; 0 disables it.
+    api_metrics_port: int = Field(default=9466, ge=0, le=65535)
     #: Trust ``X-Forwarded-For``/``X-Forwarded-Proto`` from the peers in ``api_forwarded_allow_ips``
     #: (comma-separated IPs or CIDRs, ``*`` for any), e.g. the ingress in front of the API.
     api_proxy_headers: bool = True
@@ -231,6 +234,12 @@ class Settings(BaseSettings):
     #: its body is read. Each holds a spooled file of up to max_request_bytes (the pod's /tmp), a
     #: threadpool thread and a transaction while it is written.
     max_large_uploads: int = Field(default=8, ge=1)
+
+    # Feed listings (feeds/paging.py)
+    #: Housekeeping deletes the feed listings' page marks (``feeds.paging``) recorded longer ago than
+    #: this; a page whose predecessor's mark is gone is answered as an empty last page once it is more
+    #: than ten pages past the nearest mark left, so keep it beyond a long scrolling session.
+    feed_page_mark_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
     @field_validator("log_level", mode="before")
     @classmethod

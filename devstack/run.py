@@ -44,7 +44,7 @@ LOCAL_ENV = "local"
 
 
 class StackPorts(BaseSettings):
-    """Ports of the local servers (``SOSOHAPPY_<NAME>_PORT``); the API port comes from ``Settings``."""
+    """Ports of the local servers (``SOSOHAPPY_<NAME>_PORT``); the API's ports come from ``Settings``."""
 
     model_config = SettingsConfigDict(env_prefix="SOSOHAPPY_", extra="ignore")
 
@@ -309,6 +309,7 @@ def run() -> int:
             "SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT": str(ports.worker_temporal_metrics_port),
             "SOSOHAPPY_API_HOST": settings.api_host,
             "SOSOHAPPY_API_PORT": str(settings.api_port),
+            "SOSOHAPPY_API_METRICS_PORT": str(settings.api_metrics_port),
         }
         ensure_port_free("worker metrics", ports.worker_metrics_port, "SOSOHAPPY_WORKER_METRICS_PORT")
         ensure_port_free(
@@ -325,7 +326,11 @@ def run() -> int:
         )
         stack.children.append(worker.start())
         api_url = f"http://{settings.api_host}:{settings.api_port}"
-        # api.serve holds the one definition of the uvicorn flags (h11, websockets, no access log).
+        api_metrics_url = f"http://{settings.api_host}:{settings.api_metrics_port}"
+        if settings.api_metrics_port:
+            ensure_port_free("API metrics", settings.api_metrics_port, "SOSOHAPPY_API_METRICS_PORT")
+        # api.serve holds the one definition of the uvicorn flags (h11, websockets, no access log) and
+        # serves the metrics on their own port.
         api = stack.start(
             "API (uvicorn)", [py, "-m", "api.serve"], settings.api_port, setting="SOSOHAPPY_API_PORT", env=env
         )
@@ -339,7 +344,7 @@ def run() -> int:
         say("SoSoHappy is up:")
         say(f"  API               {api_url}")
         say(f"  OpenAPI docs      {api_url}/docs")
-        say(f"  readiness         {api_url}/readyz    metrics {api_url}/metrics")
+        say(f"  readiness         {api_url}/readyz    metrics {api_metrics_url}/metrics")
         say(f"  Temporal Web UI   http://127.0.0.1:{ports.temporal_ui_port}")
         say(f"  temporal CLI      .venv/bin/temporal workflow list --address 127.0.0.1:{ports.temporal_port}")
         say(f"  codec server      {codec_url}  (the Web UI decodes through it)")

@@ -16,6 +16,9 @@ smaller than ``batch``. Deleting is idempotent: a row already gone is simply not
 - **Revocation records** older than the longest access-token lifetime (and a margin): every token they
   were about has expired, and no replica seeds or reconciles from them (``api/revocations.py`` reads
   only records younger than the access-token lifetime).
+- **Feed page marks** recorded before the marks' lifetime: a login that comes back to a listing later
+  starts at page 0 (the app does on every load), and a page whose mark is gone is answered as
+  ``feeds.paging`` says, so a deleted mark costs nothing but a long-idle scroll's continuation.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, or_, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import AuthorizeCode, DmPresence, LoginSession, Revocation
+from storage.models import AuthorizeCode, DmPresence, FeedPageMark, LoginSession, Revocation
 
 BATCH = 500
 
@@ -97,4 +100,17 @@ def delete_stale_revocations(
     """Revocation records stamped before ``revoked_before``."""
     return _delete_in_batches(
         sessions, (Revocation.id,), Revocation.revoked_at < revoked_before, batch, each_batch
+    )
+
+
+def delete_stale_page_marks(
+    sessions: sessionmaker,
+    recorded_before: datetime,
+    batch: int = BATCH,
+    each_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Feed page marks recorded before ``recorded_before``."""
+    columns = (FeedPageMark.login_id, FeedPageMark.listing, FeedPageMark.scope, FeedPageMark.page)
+    return _delete_in_batches(
+        sessions, columns, FeedPageMark.recorded_at < recorded_before, batch, each_batch
     )

@@ -232,6 +232,27 @@ class FeedLike(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class FeedPageMark(Base):
+    """Where page ``page`` of a listing ended for one login: the (date, id) of its last entry, so the
+    next page seeks from there on the listing's index instead of counting rows (``storage.feed_pages``).
+
+    ``listing`` and ``scope`` name the listing: ``all`` (0), ``day`` (its yyyyMMdd) or ``author`` (the
+    author's user id). No foreign keys: a mark only locates, and housekeeping deletes marks recorded
+    longer ago than ``SOSOHAPPY_FEED_PAGE_MARK_TTL_SECONDS``.
+    """
+
+    __tablename__ = "feed_page_marks"
+
+    login_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    listing: Mapped[str] = mapped_column(String(8), primary_key=True)
+    scope: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    page: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    date: Mapped[int] = mapped_column(BigInteger)
+    feed_id: Mapped[int] = mapped_column(BigInteger)
+    #: Indexed for housekeeping, which deletes the marks recorded before the lifetime's cutoff.
+    recorded_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
 class DmPresence(Base):
     """``user_id`` has ``sockets`` DM WebSockets open on API replica ``replica_id``; the replica refreshes
     ``seen_at`` while it lives, so rows of a replica that died go stale and stop counting."""

@@ -51,6 +51,7 @@ class HousekeepingResult(BaseModel):
     authorize_codes: int = 0
     dm_presence: int = 0
     revocations: int = 0
+    feed_page_marks: int = 0
 
 
 def schedule(settings: Settings) -> Schedule:

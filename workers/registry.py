@@ -77,6 +77,7 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
             housekeeping.delete_spent_authorize_codes,
             housekeeping.delete_dead_presence,
             housekeeping.delete_stale_revocations,
+            housekeeping.delete_stale_page_marks,
         ],
         task_queues.PUSH: [
             push.device_tokens,

@@ -1,5 +1,6 @@
 """``HousekeepingWorkflow``: delete what no longer means anything (expired logins, spent authorize codes,
-presence rows of dead replicas, stale revocation records), one idempotent activity per kind, and return
+presence rows of dead replicas, stale revocation records, old feed page marks), one idempotent activity
+per kind, and return
 how many rows of each kind went. Started every hour by the ``housekeeping`` Schedule
 (``temporal/housekeeping.py``), which skips a run while the previous one is still going."""
 
@@ -15,6 +16,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.housekeeping import HousekeepingActivities
     from temporal.housekeeping import HousekeepingInput, HousekeepingResult
 
+#: ``workflow.patched`` id of the page-mark step (runs recorded before it end after the revocations).
+PAGE_MARKS = "housekeeping-feed-page-marks"
 STEP_TIMEOUT = timedelta(minutes=30)
 HEARTBEAT = timedelta(minutes=2)
 #: A step that keeps failing gives up after a few tries: the next hourly run starts over anyway.
@@ -41,9 +44,12 @@ class HousekeepingWorkflow:
     @workflow.run
     async def run(self, req: HousekeepingInput) -> HousekeepingResult:
         """Delete each kind in turn; the counts per kind."""
-        return HousekeepingResult(
+        result = HousekeepingResult(
             login_sessions=await _step(HousekeepingActivities.delete_expired_logins, req),
             authorize_codes=await _step(HousekeepingActivities.delete_spent_authorize_codes, req),
             dm_presence=await _step(HousekeepingActivities.delete_dead_presence, req),
             revocations=await _step(HousekeepingActivities.delete_stale_revocations, req),
         )
+        if workflow.patched(PAGE_MARKS):
+            result.feed_page_marks = await _step(HousekeepingActivities.delete_stale_page_marks, req)
+        return result

@@ -43,6 +43,7 @@ from api.forms import (
 )
 from api.image_streams import base64_json, base64_json_length
 from api.images import sniffed_upload_type, upload_size
+from api.metrics import PAGES_BEYOND_REACH
 from api.params import ClientRoute
 from api.push import push_in_background
 from api.resources import Resources
@@ -50,10 +51,12 @@ from api.security import AuthenticatedUser, CurrentUser
 from feeds import happiness
 from feeds.entries import MAX_IMAGE_BYTES
 from kst.dates import day_of, month_range, year_range
-from storage import feed_images, feeds, users
+from storage import feed_images, feed_pages, feeds, users
 from storage.db import retry_deadlocks
 from storage.feed_images import ImageMeta, NewImage
+from storage.feed_pages import ListingPage, Viewer
 from storage.feeds import FeedView, NewEntry
+from storage.logins import utcnow
 from temporal.push import like_push
 
 router = APIRouter(
@@ -234,18 +237,31 @@ def find_detail_feed(
     return ViewerFeed.of(feed)
 
 
+def _counted(page: ListingPage, listing: str) -> ListingPage:
+    if page.beyond_reach:
+        PAGES_BEYOND_REACH.labels(listing).inc()
+    return page
+
+
 @router.get("/findOtherFeed")
 def find_other_feed(
     query: Annotated[OtherFeedQuery, Query()], user: CurrentUser, res: ResourcesDep
 ) -> FeedPage:
     """Everyone's public entries (of the day of ``date`` when given), newest first, minus the authors
-    the caller blocked; paged in the database."""
+    the caller blocked; each page starts where the caller's previous page ended (``feeds.paging``),
+    and a page far beyond any the caller has seen is an empty last page."""
     nickname, page, size = query.nickname, query.page, query.size
     day = None if query.date is None else day_of(query.date)
-    with res.engine.connect() as conn:
-        found = feeds.find_public_page(conn, user.id, day, page, size)
-        if found.viewer_nickname != nickname:  # checked against the page's own read when it has rows
-            _require_self(conn, user, nickname, "nickname")
+    viewer = Viewer(user.id, user.session_id)
+
+    def read() -> ListingPage:
+        with res.engine.begin() as conn:
+            found = feed_pages.public_page(conn, viewer, day, page, size, utcnow())
+            if found.viewer_nickname != nickname:  # checked against the page's own read when it has rows
+                _require_self(conn, user, nickname, "nickname")
+            return found
+
+    found = _counted(retry_deadlocks(read), "other")
     return _slice(found.feeds, page, size, found.is_last)
 
 
@@ -253,15 +269,21 @@ def find_other_feed(
 def find_user_feed(
     query: Annotated[UserFeedQuery, Query()], user: CurrentUser, res: ResourcesDep
 ) -> FeedPage:
-    """``dstNickname``'s public entries, newest first; an empty page when the caller blocked them."""
+    """``dstNickname``'s public entries, newest first, paged like findOtherFeed; an empty page when
+    the caller blocked them."""
     src, dst, page, size = query.src_nickname, query.dst_nickname, query.page, query.size
-    with res.engine.connect() as conn:
-        _require_self(conn, user, src, "srcNickname")
-        author_id = users.id_of(conn, dst)
-        if author_id is None or users.is_blocked(conn, user.id, author_id):
-            return _slice([], page, size, True)
-        content, is_last = feeds.find_author_page(conn, author_id, user.id, page, size)
-    return _slice(content, page, size, is_last)
+    viewer = Viewer(user.id, user.session_id)
+
+    def read() -> ListingPage:
+        with res.engine.begin() as conn:
+            _require_self(conn, user, src, "srcNickname")
+            author_id = users.id_of(conn, dst)
+            if author_id is None or users.is_blocked(conn, user.id, author_id):
+                return ListingPage([], True)
+            return feed_pages.author_page(conn, viewer, author_id, page, size, utcnow())
+
+    found = _counted(retry_deadlocks(read), "user")
+    return _slice(found.feeds, page, size, found.is_last)
 
 
 # -- images (the bytes by id: api/routes/images.py) ----------------------------------------------

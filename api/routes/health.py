@@ -1,21 +1,23 @@
-"""``GET /`` (the original's text), liveness, readiness and the Prometheus scrape endpoint."""
+"""``GET /`` (the original's text), liveness and readiness. The Prometheus metrics are on a port of their
+own (``api.metrics.serve_metrics``), not here."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 from typing import Literal
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
 
 from api.deps import ResourcesDep
 from api.metrics import DEPENDENCY_UP
 from storage.db import check_database
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 ROOT_TEXT = "sosohappy don't operate a website.\n"
 
@@ -42,11 +44,11 @@ class Liveness(BaseModel):
 
 
 class Readiness(BaseModel):
-    """``/readyz``: 200 ``ok`` or ``degraded`` (naming what is down), 503 ``unavailable``."""
+    """``/readyz``: 200 ``ok`` or ``degraded``, 503 ``unavailable``; a status word only. What is down, and
+    why, goes to the log (``event: readiness``) and to ``sosohappy_dependency_up`` on the metrics port:
+    an error's text names hosts, users and drivers, which are nobody's business outside."""
 
     status: Literal["ok", "degraded", "unavailable"]
-    down: list[str]
-    checks: dict[str, str] = Field(description='each dependency: "ok" or "down: <why>"')
 
 
 @router.get("/healthz")
@@ -65,10 +67,10 @@ DEGRADING = ("temporal", "mongo", "kafka")
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(res: ResourcesDep) -> JSONResponse:
+async def readyz(res: ResourcesDep, request: Request) -> JSONResponse:
     """Readiness: 503 when the database does not answer (or the revocation view has not read it yet);
-    200 otherwise, ``"degraded"`` and naming them when Temporal, MongoDB or Kafka do not. Each
-    dependency's result also sets ``sosohappy_dependency_up``."""
+    200 otherwise, ``"degraded"`` when Temporal, MongoDB or Kafka do not. Each dependency's result sets
+    ``sosohappy_dependency_up``; a change of what is down is logged with the reasons."""
 
     async def temporal() -> None:
         await res.temporal.service_client.check_health(timeout=timedelta(seconds=2))
@@ -104,11 +106,20 @@ async def readyz(res: ResourcesDep) -> JSONResponse:
     status: Literal["ok", "degraded", "unavailable"] = (
         "unavailable" if not serving else "degraded" if down else "ok"
     )
-    body = Readiness(status=status, down=down, checks=results)
-    return JSONResponse(body.model_dump(), status_code=200 if serving else 503)
+    _log_change(request, status, down, results)
+    return JSONResponse(Readiness(status=status).model_dump(), status_code=200 if serving else 503)
 
 
-@router.get("/metrics", include_in_schema=False)
-def metrics() -> Response:
-    """Prometheus exposition of this process's metrics."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def _log_change(request: Request, status: str, down: list[str], results: dict[str, str]) -> None:
+    """One line when this replica's readiness changes (the probe asks every few seconds): what is down
+    and each check's reason."""
+    state = (status, tuple(down))
+    if getattr(request.app.state, "readiness", None) == state:
+        return
+    request.app.state.readiness = state
+    line = {"event": "readiness", "status": status, "down": down, "checks": results}
+    if down:
+        reasons = "; ".join(f"{name} {results[name]}" for name in down)
+        log.warning("readiness %s: %s", status, reasons, extra=line)
+    else:
+        log.info("readiness ok", extra=line)

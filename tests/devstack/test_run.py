@@ -96,6 +96,13 @@ def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunne
     assert f"Temporal Web UI   http://127.0.0.1:{env['SOSOHAPPY_TEMPORAL_UI_PORT']}" in output
     assert httpx.get(f"{api}/readyz", timeout=10).status_code == 200
     assert httpx.get(f"{api}/", timeout=10).text == "sosohappy don't operate a website.\n"
+    api_metrics = f"http://127.0.0.1:{env['SOSOHAPPY_API_METRICS_PORT']}/metrics"
+    assert f"metrics {api_metrics}" in output
+    assert (
+        'sosohappy_http_requests_total{method="GET",route="/readyz",status="200"}'
+        in httpx.get(api_metrics).text
+    )
+    assert httpx.get(f"{api}/docs", timeout=10).status_code == 200  # make run is local: docs are served
     assert httpx.get(f"http://127.0.0.1:{env['SOSOHAPPY_TEMPORAL_UI_PORT']}/", timeout=10).status_code == 200
     worker = f"http://127.0.0.1:{env['SOSOHAPPY_WORKER_METRICS_PORT']}"
     worker_metrics = httpx.get(f"{worker}/metrics", timeout=10)

@@ -93,7 +93,8 @@ def test_dockerfile_entrypoint_env_and_ports(stages: list[Stage]) -> None:
     ):
         assert setting in env.split(), setting
     exposed = {p for v in final.args("EXPOSE") for p in v.split()}
-    assert exposed == {"8888", "9464", "9465", "8234"}  # API, worker metrics, SDK metrics, codec server
+    # API, API metrics, worker metrics, SDK metrics, codec server
+    assert exposed == {"8888", "9466", "9464", "9465", "8234"}
     labels = " ".join(final.args("LABEL"))
     for label in ("title", "source", "revision", "created"):
         assert f"org.opencontainers.image.{label}=" in labels

@@ -123,13 +123,15 @@ def live_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
         _drive_traffic(ports, data_dir)
         scrape = Scrape()
         for job, port in (
-            ("sosohappy-api", ports["API_PORT"]),
+            ("sosohappy-api", ports["API_METRICS_PORT"]),
             ("sosohappy-worker", ports["WORKER_METRICS_PORT"]),
             ("sosohappy-worker-sdk", ports["WORKER_TEMPORAL_METRICS_PORT"]),
         ):
             resp = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
             assert resp.status_code == 200, (job, resp.text)
             scrape.add(job, resp.text)
+        # The API's own port serves no metrics (the ingress routes it; the metrics port is internal).
+        assert httpx.get(f"http://127.0.0.1:{ports['API_PORT']}/metrics", timeout=10).status_code == 404
         yield scrape
     finally:
         stop_stack(proc)

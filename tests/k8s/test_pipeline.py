@@ -99,7 +99,12 @@ def test_pipeline_jobs_do_what_their_stage_says(workflow: dict[Any, Any]) -> Non
     assert 'k8s/deploy.sh "$OVERLAY" "$IMAGE_REPO" "$IMAGE_TAG"' in _runs(deploy)
     assert deploy["env"]["IMAGE_REPO"] == "${{ needs.image.outputs.repo }}"
     assert deploy["env"]["IMAGE_TAG"] == "${{ needs.image.outputs.tag }}"
-    assert "/readyz" in _runs(jobs["rollout"])
+    # Readiness through the API server (the Ingress routes no /readyz); the Ingress checked from outside:
+    # a client path reaches the API, the API's own paths do not.
+    assert "services/sosohappy-api:http/proxy/readyz" in _runs(deploy)
+    rollout = _runs(jobs["rollout"])
+    assert "$URL/feed-service/findOtherFeed" in rollout and "x-request-id" in rollout
+    assert "for path in /readyz /healthz /metrics /docs /openapi.json" in rollout
     # the pipeline's own concurrency never cancels a deploying run
     assert "github.event_name == 'pull_request'" in workflow["concurrency"]["cancel-in-progress"]
     for name in ("deploy", "rollout"):

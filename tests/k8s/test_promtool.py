@@ -147,7 +147,7 @@ def test_scrape_config_turns_the_manifests_pods_into_the_three_jobs(tmp_path: Pa
     }
     by_job = {job: (instance.rsplit(":", 1)[1], ns) for job, instance, _, ns, _ in scraped}
     assert by_job == {
-        "sosohappy-api": ("8888", "sosohappy"),
+        "sosohappy-api": ("9466", "sosohappy"),
         "sosohappy-worker": ("9464", "sosohappy"),
         "sosohappy-worker-sdk": ("9465", "sosohappy"),
     }, scraped
@@ -190,7 +190,7 @@ def test_scrape_config_finds_the_exporters_of_the_small_overlay(tmp_path: Path) 
                     target["labels"]["instance"].rsplit(":", 1)[1]
                 )
     assert found == {
-        "sosohappy-api": {"8888"},
+        "sosohappy-api": {"9466"},
         "sosohappy-worker": {"9464"},
         "sosohappy-worker-sdk": {"9465"},
         "sosohappy-mysql": {"9104"},

@@ -36,7 +36,11 @@ def test_deployments_probe_named_ports_run_unprivileged_and_have_resources(size:
     }
     assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {"sosohappy"}
     expected = {
-        "sosohappy-api": (["api.serve"], {"http": int(config["SOSOHAPPY_API_PORT"])}, "http"),
+        "sosohappy-api": (
+            ["api.serve"],
+            {"http": int(config["SOSOHAPPY_API_PORT"]), "metrics": int(config["SOSOHAPPY_API_METRICS_PORT"])},
+            "http",
+        ),
         "sosohappy-worker": (
             ["workers.main"],
             {
@@ -308,7 +312,7 @@ def test_network_policies_select_existing_pods_and_ports(size: str) -> None:
         ports = {p["name"] for t in guarded for c in t["spec"]["containers"] for p in c.get("ports", [])}
         for rule in policy["spec"]["ingress"]:
             assert {p["port"] for p in rule["ports"]} <= ports
-            peers = [p["podSelector"] for p in rule["from"] if "namespaceSelector" not in p]
+            peers = [p["podSelector"] for p in rule.get("from", []) if "namespaceSelector" not in p]
             for peer in peers:
                 assert any(selects(peer, t["metadata"]["labels"]) for t in templates), f"{name}: dead peer"
     for listener in kafka["spec"]["kafka"]["listeners"]:

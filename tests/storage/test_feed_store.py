@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, insert
 
+from feeds.paging import Seek
 from storage import feed_images, feeds
 from storage.feed_images import IMAGE_CHUNK_BYTES, PUBLIC_ID_END, PUBLIC_ID_MIN, NewImage, chunk_count
 from storage.feeds import NewEntry
@@ -109,14 +110,14 @@ def test_public_pages_exclude_private_and_blocked_and_know_the_last_page(engine:
         feeds.save_entry(conn, _entry(viewer, day + 5 * 10**6, is_public=False))
         conn.execute(insert(Block).values(blocker_id=viewer, blocked_id=authors[0], created_at=NOW))
     with engine.connect() as conn:
-        first = feeds.find_public_page(conn, viewer, day // 10**8, 0, 1)
-        second = feeds.find_public_page(conn, viewer, day // 10**8, 1, 1)
+        first = feeds.find_public_page(conn, viewer, day // 10**8, 1)
+        second = feeds.find_public_page(conn, viewer, day // 10**8, 1, Seek(None, 1))
         assert [f.user_id for f in first.feeds + second.feeds] == [authors[2], authors[1]]
         assert (first.is_last, second.is_last) == (False, True)
         assert first.viewer_nickname == viewer_nick
-        assert feeds.find_public_page(conn, viewer, day // 10**8, 5, 1).viewer_nickname is None
+        assert feeds.find_public_page(conn, viewer, day // 10**8, 1, Seek(None, 5)).viewer_nickname is None
         page0 = first.feeds
         assert page0[0].categories == ["coffee", "music"] and page0[0].liked is False
         assert feeds.find_day(conn, "", day, viewer_id=viewer) is None  # no such author
-        author_page, last = feeds.find_author_page(conn, authors[1], viewer, 0, 5)
+        author_page, last = feeds.find_author_page(conn, authors[1], viewer, 5)
         assert [f.id for f in author_page] == [second.feeds[0].id] and last

@@ -1,7 +1,8 @@
 """Housekeeping deletes exactly what no longer means anything, in batches, from its hourly Schedule.
 
 Rows of each kind, stale and live, go into the session's MySQL database; the schedule the test fixtures
-created is triggered and its run's result read; only the stale rows are gone."""
+created is triggered and its run's result read; only the stale rows are gone. The run records the replay
+history `housekeeping_with_page_marks` (``recording.record_if_asked``)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from activities.deps import ActivityDeps
 from config import Settings
 from storage import housekeeping as store
 from storage.logins import utcnow
-from storage.models import AuthorizeCode, DmPresence, LoginSession, Revocation, User
+from storage.models import AuthorizeCode, DmPresence, FeedPageMark, LoginSession, Revocation, User
 from temporal.housekeeping import SCHEDULE_ID, WORKFLOW_TYPE, HousekeepingResult, ensure_schedule
 from tests.fixtures.app import BackgroundWorker
+from tests.workflows.recording import record_if_asked
 
 DAY = timedelta(days=1)
 
@@ -89,12 +91,30 @@ def _rows(deps: ActivityDeps, settings: Settings) -> dict[str, dict[str, list[st
             {"kind": "session", "subject": f"{tag}-new", "revoked_at": now - access + timedelta(minutes=5)}
         ],
     }
+    mark_life = timedelta(seconds=settings.feed_page_mark_ttl_seconds)
+
+    def mark(page: int, recorded_at: datetime) -> dict[str, object]:
+        return {
+            "login_id": f"{tag}-{page}",
+            "listing": "all",
+            "scope": 0,
+            "page": page,
+            "date": 2024012017042712,
+            "feed_id": 1,
+            "recorded_at": recorded_at,
+        }
+
+    marks = {
+        "stale": [mark(0, now - mark_life - timedelta(minutes=5))],
+        "live": [mark(1, now - mark_life + timedelta(minutes=5))],
+    }
     with deps.sessions.begin() as s:
         for model, rows in (
             (LoginSession, logins),
             (AuthorizeCode, codes),
             (DmPresence, presence),
             (Revocation, revocations),
+            (FeedPageMark, marks),
         ):
             s.execute(insert(model), rows["stale"] + rows["live"])
     return {
@@ -102,6 +122,7 @@ def _rows(deps: ActivityDeps, settings: Settings) -> dict[str, dict[str, list[st
         "authorize_codes": {k: [str(r["code_hash"]) for r in v] for k, v in codes.items()},
         "dm_presence": {k: [str(r["replica_id"]) for r in v] for k, v in presence.items()},
         "revocations": {k: [str(r["subject"]) for r in v] for k, v in revocations.items()},
+        "feed_page_marks": {k: [str(r["login_id"]) for r in v] for k, v in marks.items()},
     }
 
 
@@ -127,6 +148,13 @@ def _present(deps: ActivityDeps, keys: dict[str, dict[str, list[str]]]) -> dict[
             "revocations": set(
                 s.scalars(select(Revocation.subject).where(Revocation.subject.in_(everything["revocations"])))
             ),
+            "feed_page_marks": set(
+                s.scalars(
+                    select(FeedPageMark.login_id).where(
+                        FeedPageMark.login_id.in_(everything["feed_page_marks"])
+                    )
+                )
+            ),
         }
 
 
@@ -135,7 +163,7 @@ async def _started_runs(client: Client) -> list[ScheduleActionExecutionStartWork
     return [a.action for a in recent if isinstance(a.action, ScheduleActionExecutionStartWorkflow)]
 
 
-async def _triggered_run(client: Client) -> HousekeepingResult:
+async def _triggered_run(client: Client, record_as: str | None = None) -> HousekeepingResult:
     """Trigger the schedule and wait for the run it started; its result.
 
     A scheduled run's id is the schedule's workflow id plus the trigger time to the second, so a second
@@ -157,7 +185,10 @@ async def _triggered_run(client: Client) -> HousekeepingResult:
     run = client.get_workflow_handle(
         started[0].workflow_id, run_id=started[0].first_execution_run_id, result_type=HousekeepingResult
     )
-    return await run.result()
+    result = await run.result()
+    if record_as is not None:
+        await record_if_asked(run, record_as)
+    return result
 
 
 async def test_a_triggered_run_deletes_exactly_the_stale_rows(
@@ -165,7 +196,7 @@ async def test_a_triggered_run_deletes_exactly_the_stale_rows(
 ) -> None:
     keys = await asyncio.to_thread(_rows, activity_deps, settings)
 
-    result = await _triggered_run(temporal_client)
+    result = await _triggered_run(temporal_client, record_as="housekeeping_with_page_marks")
 
     present = await asyncio.to_thread(_present, activity_deps, keys)
     for kind, rows in keys.items():

@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.exc import IntegrityError
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
