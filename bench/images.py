@@ -2,7 +2,7 @@
 download throughput against a bare static-file endpoint, all in one run.
 
     .venv/bin/python -m bench.images [--clients 32] [--seconds 20] [--uploaders 8] [--entries 5]
-                                     [--image-mib 25] [--skip-deep-page]
+                                     [--image-mib 25] [--deep-page 2000] [--skip-deep-page]
 
 Migrates a throwaway MySQL database (``SOSOHAPPY_TEST_DATABASE_URL``, default the local MariaDB), seeds
 users with logins by SQL, and starts the Kafka broker, one API process (``python -m api.serve``, the
@@ -16,7 +16,8 @@ uvicorn options, ``bench.image_load``). It samples the API process's ``VmRSS`` e
 3. while ``--uploaders`` clients each save ``--entries`` entries with two such images (saveFeed).
 
 Targets: peak RSS under 300 MiB above idle in both phases; API download throughput ≥ 0.7× the static
-endpoint's. The deep-page latency of findOtherFeed (issue 19) is measured by ``deep_page`` below.
+endpoint's. 4. The deep-page latency of findOtherFeed against its first page (target ≤ 1.5×):
+``bench.paging`` on a stack and database of its own.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 import httpx
 
 from accounts.tokens import ACCESS, TokenIssuer
-from bench import image_load
+from bench import image_load, paging
 from bench.feed_seed import account, connect, insert_users, nickname, session_id
 from bench.signin import throwaway_mysql
 from config import Settings
@@ -136,15 +137,15 @@ def store_image(port: int, issuer: TokenIssuer, image: bytes) -> str:
 
 
 def deep_page(args: argparse.Namespace) -> None:
-    """DEEP-PAGE SLOT (issue 19 point 5): the deep-page latency of findOtherFeed against its first page
-    (target ≤ 1.5×) is ``bench.paging.measure_deep_page`` of the paging branch; it is called from here
-    once that branch is merged. ``--skip-deep-page`` leaves it out."""
+    """The deep-page latency of findOtherFeed against its first page (target ≤ 1.5×): ``bench.paging``
+    on a stack and database of its own (``--deep-page N`` entries deep; ``--skip-deep-page`` leaves it
+    out)."""
     if args.skip_deep_page:
         say("deep page: skipped (--skip-deep-page)")
         return
-    say(
-        "deep page: not measured in this build (bench.paging.measure_deep_page plugs in at bench.images.deep_page)"
-    )
+    say(f"deep page: findOtherFeed page {args.deep_page} against page 0 (bench.paging)")
+    public = max(100_000, (args.deep_page + 2) * paging.PAGE_SIZE)
+    paging.run(public=public, page=args.deep_page, samples=args.deep_samples)
 
 
 def arguments() -> argparse.Namespace:
@@ -157,6 +158,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--entries", type=int, default=5, help="entries each uploader saves (default 5)")
     parser.add_argument("--image-mib", type=float, default=MAX_IMAGE_BYTES / 2**20, help="image size (25)")
     parser.add_argument("--skip-deep-page", action="store_true", help="leave out the deep-page latency")
+    parser.add_argument("--deep-page", type=int, default=2000, help="the deep page of findOtherFeed")
+    parser.add_argument("--deep-samples", type=int, default=300, help="requests of each page measured")
     parser.add_argument("--serve-static", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
