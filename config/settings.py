@@ -238,8 +238,9 @@ class Settings(BaseSettings):
     # Feed listings (feeds/paging.py)
     #: Housekeeping deletes the feed listings' page marks (``feeds.paging``) recorded longer ago than
     #: this; a page whose predecessor's mark is gone is answered as an empty last page once it is more
-    #: than ten pages past the nearest mark left, so keep it beyond a long scrolling session.
-    feed_page_mark_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    #: than ten pages past the nearest mark left, so keep it beyond a long scrolling session. An unchanged
+    #: mark is renewed only every ``feeds.paging.MARK_REFRESH`` (10 min) of reading, hence the hour's floor.
+    feed_page_mark_ttl_seconds: int = Field(default=24 * 3600, ge=3600)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -16,10 +16,16 @@ for page 100000 directly costs nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 #: Pages a request may count past its nearest mark (or the top): a page without any mark reads at most
 #: ``MAX_WALK_PAGES + 1`` pages of rows.
 MAX_WALK_PAGES = 10
+
+#: How long an unchanged mark is left as it is before its ``recorded_at`` is renewed: housekeeping
+#: deletes marks recorded longer ago than ``feed_page_mark_ttl_seconds`` (at least an hour), so a mark
+#: a login keeps reading is never taken from under it.
+MARK_REFRESH = timedelta(minutes=10)
 
 #: The listings (``feed_page_marks.listing``) and what their scope is: nothing, the day, the author.
 ALL, DAY, AUTHOR = "all", "day", "author"
@@ -54,10 +60,11 @@ class Position:
 
 @dataclass(frozen=True)
 class Mark:
-    """Page ``page`` of a listing ended at ``position``."""
+    """Page ``page`` of a listing ended at ``position`` (as recorded at ``recorded_at``, when read back)."""
 
     page: int
     position: Position
+    recorded_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,15 @@ class Seek:
 
     after: Position | None
     skip_pages: int
+
+
+def is_current(mark: Mark | None, position: Position, now: datetime) -> bool:
+    """Whether ``mark``, a page's own mark read back, already says what recording ``position`` now
+    would: the same position, recorded less than ``MARK_REFRESH`` ago. A page re-read at the same place
+    (pull to refresh with nothing new) then costs a read, not a write and a commit."""
+    if mark is None or mark.position != position or mark.recorded_at is None:
+        return False
+    return now - mark.recorded_at < MARK_REFRESH
 
 
 def lowest_useful_page(page: int) -> int:

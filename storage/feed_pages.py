@@ -2,17 +2,20 @@
 
 Each page is read from where the page before it ended (its mark in ``feed_page_marks``, keyed by login,
 listing and page number; ``feeds.paging`` has the rules), and when more follows, where this page ended
-is recorded for the next one, in the caller's transaction. Two devices of one user are two logins, so
-each walks its own pages. A mark is a primary-key read and a primary-key upsert; the page itself is a
+is recorded for the next one, in the caller's transaction (unless the page's own mark, read with the
+one it starts from, already says so: re-reading a page writes nothing). Two devices of one user are two logins, so
+each walks its own pages. A mark is a primary-key range read and, when it changes, a primary-key upsert; the page itself is a
 range scan from the mark on the listing's index, so page 2000 reads as many rows as page 0.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Select, bindparam, insert, select
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -21,6 +24,7 @@ from feeds.paging import (
     Mark,
     Position,
     Seek,
+    is_current,
     lowest_useful_page,
     other_feed,
     seek_for,
@@ -54,46 +58,74 @@ class Viewer:
     login_id: str
 
 
-def nearest_mark(conn: Connection, login_id: str, listing: Listing, page: int) -> Mark | None:
-    """The mark of the highest page below ``page`` that can still serve it (one primary-key range)."""
-    row = conn.execute(
-        select(FeedPageMark.page, FeedPageMark.date, FeedPageMark.feed_id)
+@dataclass(frozen=True)
+class _Marks:
+    """What a login has recorded around a page: the page's own mark and the nearest one below it that
+    can still serve it."""
+
+    own: Mark | None
+    nearest: Mark | None
+
+
+_KEY = ("login_id", "listing", "scope", "page")
+_VALUES = ("date", "feed_id", "recorded_at")
+
+
+@functools.cache
+def _statements(dialect: str) -> tuple[Select[Any], Any]:
+    """The marks' read (a page's own mark and the nearest below it) and upsert for ``dialect``, built
+    once with bound parameters: building them per request cost as much Python as running them."""
+    columns = FeedPageMark.__table__.c
+    read = (
+        select(columns.page, columns.date, columns.feed_id, columns.recorded_at)
         .where(
-            FeedPageMark.login_id == login_id,
-            FeedPageMark.listing == listing.kind,
-            FeedPageMark.scope == listing.scope,
-            FeedPageMark.page < page,
-            FeedPageMark.page >= lowest_useful_page(page),
+            columns.login_id == bindparam("login_id"),
+            columns.listing == bindparam("listing"),
+            columns.scope == bindparam("scope"),
+            columns.page <= bindparam("page"),
+            columns.page >= bindparam("lowest"),
         )
-        .order_by(FeedPageMark.page.desc())
-        .limit(1)
-    ).first()
-    return Mark(row[0], Position(row[1], row[2])) if row is not None else None
+        .order_by(columns.page.desc())
+        .limit(2)
+    )
+    binds = {k: bindparam(k, type_=columns[k].type) for k in _KEY + _VALUES}
+    update = {k: binds[k] for k in _VALUES}
+    if dialect in ("mysql", "mariadb"):
+        upsert: Any = mysql_insert(FeedPageMark).values(binds).on_duplicate_key_update(update)
+    elif dialect == "sqlite":
+        upsert = sqlite_insert(FeedPageMark).values(binds)
+        upsert = upsert.on_conflict_do_update(index_elements=list(_KEY), set_=update)
+    else:  # pragma: no cover - the project runs on MySQL/MariaDB and SQLite only
+        upsert = insert(FeedPageMark).values(binds)
+    return read, upsert
+
+
+def _marks(conn: Connection, login_id: str, listing: Listing, page: int) -> _Marks:
+    """``page``'s own mark and the nearest useful one below it (one primary-key range, two rows)."""
+    key = {"login_id": login_id, "listing": listing.kind, "scope": listing.scope, "page": page}
+    read, _ = _statements(conn.dialect.name)
+    rows = conn.execute(read, {**key, "lowest": lowest_useful_page(page)}).all()
+    marks = [Mark(row[0], Position(row[1], row[2]), row[3]) for row in rows]
+    own = next((mark for mark in marks if mark.page == page), None)
+    nearest = next((mark for mark in marks if mark.page < page), None)
+    return _Marks(own, nearest)
 
 
 def record_mark(
     conn: Connection, login_id: str, listing: Listing, page: int, position: Position, now: datetime
 ) -> None:
     """Page ``page`` of ``listing`` ended at ``position`` for ``login_id`` (replacing an older mark)."""
+    _, upsert = _statements(conn.dialect.name)
     key = {"login_id": login_id, "listing": listing.kind, "scope": listing.scope, "page": page}
-    values = {"date": position.date, "feed_id": position.feed_id, "recorded_at": now}
-    dialect = conn.dialect.name
-    if dialect == "mysql":
-        upsert = mysql_insert(FeedPageMark).values(**key, **values)
-        conn.execute(upsert.on_duplicate_key_update(**values))
-    elif dialect == "sqlite":
-        lite = sqlite_insert(FeedPageMark).values(**key, **values)
-        conn.execute(lite.on_conflict_do_update(index_elements=list(key), set_=values))
-    else:  # pragma: no cover - the project runs on MySQL/MariaDB and SQLite only
-        conn.execute(insert(FeedPageMark).values(**key, **values))
+    conn.execute(upsert, {**key, "date": position.date, "feed_id": position.feed_id, "recorded_at": now})
 
 
-def _start(conn: Connection, viewer: Viewer, listing: Listing, page: int) -> Seek | None:
-    """Where ``page`` starts for ``viewer``: the top for page 0, else after the nearest mark below it;
-    ``None`` when it is beyond reach."""
+def _start(marks: _Marks, page: int) -> Seek | None:
+    """Where ``page`` starts: the top for page 0, else after the nearest mark below it; ``None`` when
+    it is beyond reach."""
     if page == 0:
         return feeds.FIRST_PAGE
-    return seek_for(page, nearest_mark(conn, viewer.login_id, listing, page))
+    return seek_for(page, marks.nearest)
 
 
 def _remember(
@@ -101,14 +133,18 @@ def _remember(
     viewer: Viewer,
     listing: Listing,
     page: int,
-    content: list[FeedView],
-    is_last: bool,
+    marks: _Marks,
+    found: tuple[list[FeedView], bool],
     now: datetime,
 ) -> None:
-    """Record where ``page`` ended when another page follows (a last page needs no successor)."""
+    """Record where ``page`` ended when another page follows (a last page needs no successor), unless
+    its mark already says so (``feeds.paging.is_current``)."""
+    content, is_last = found
     if content and not is_last:
         last = content[-1]
-        record_mark(conn, viewer.login_id, listing, page, Position(last.date, last.id), now)
+        position = Position(last.date, last.id)
+        if not is_current(marks.own, position, now):
+            record_mark(conn, viewer.login_id, listing, page, position, now)
 
 
 def public_page(
@@ -117,11 +153,12 @@ def public_page(
     """Page ``page`` of the public feed (of ``day``, or every day) as ``viewer`` sees it; an empty last
     page when it is beyond reach (``feeds.paging``). Run it in a transaction: it may record a mark."""
     listing = other_feed(day)
-    seek = _start(conn, viewer, listing, page)
+    marks = _marks(conn, viewer.login_id, listing, page)
+    seek = _start(marks, page)
     if seek is None:
         return BEYOND_REACH
     found = feeds.find_public_page(conn, viewer.user_id, day, size, seek)
-    _remember(conn, viewer, listing, page, found.feeds, found.is_last, now)
+    _remember(conn, viewer, listing, page, marks, (found.feeds, found.is_last), now)
     return ListingPage(found.feeds, found.is_last, found.viewer_nickname)
 
 
@@ -131,9 +168,10 @@ def author_page(
     """Page ``page`` of ``author_id``'s public feed as ``viewer`` sees it; an empty last page when it is
     beyond reach. Run it in a transaction: it may record a mark."""
     listing = user_feed(author_id)
-    seek = _start(conn, viewer, listing, page)
+    marks = _marks(conn, viewer.login_id, listing, page)
+    seek = _start(marks, page)
     if seek is None:
         return BEYOND_REACH
     content, is_last = feeds.find_author_page(conn, author_id, viewer.user_id, size, seek)
-    _remember(conn, viewer, listing, page, content, is_last, now)
+    _remember(conn, viewer, listing, page, marks, (content, is_last), now)
     return ListingPage(content, is_last)

@@ -3,7 +3,18 @@ pages past the nearest mark or the top, else nowhere."""
 
 from __future__ import annotations
 
-from feeds.paging import MAX_WALK_PAGES, Mark, Position, Seek, lowest_useful_page, seek_for
+from datetime import datetime, timedelta
+
+from feeds.paging import (
+    MARK_REFRESH,
+    MAX_WALK_PAGES,
+    Mark,
+    Position,
+    Seek,
+    is_current,
+    lowest_useful_page,
+    seek_for,
+)
 
 AT = Position(2024012017042712, 42)
 
@@ -26,3 +37,13 @@ def test_beyond_that_a_page_has_no_start() -> None:
     assert seek_for(50, Mark(50 - 2 - MAX_WALK_PAGES, AT)) is None
     # A mark at or above the page itself is no predecessor (never used to start it).
     assert seek_for(30, Mark(30, AT)) is None
+
+
+def test_a_mark_is_current_while_it_holds_the_same_position_and_is_younger_than_the_refresh() -> None:
+    recorded = datetime(2024, 1, 20, 12, 0)
+    mark = Mark(3, AT, recorded)
+    assert is_current(mark, AT, recorded + MARK_REFRESH - timedelta(microseconds=1))
+    assert not is_current(mark, AT, recorded + MARK_REFRESH)
+    assert not is_current(mark, Position(AT.date, AT.feed_id + 1), recorded)
+    assert not is_current(Mark(3, AT), AT, recorded)  # a mark not read back from the table
+    assert not is_current(None, AT, recorded)

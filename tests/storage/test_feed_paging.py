@@ -8,11 +8,11 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, event, insert, select
 
-from feeds.paging import MAX_WALK_PAGES
+from feeds.paging import MARK_REFRESH, MAX_WALK_PAGES
 from storage import feed_pages, feeds
 from storage.feed_pages import BEYOND_REACH, ListingPage, Viewer
 from storage.feeds import NewEntry
@@ -174,3 +174,55 @@ def test_a_page_beyond_the_reach_of_every_mark_is_an_empty_last_page(engine: Eng
     # An app asking in order never meets the limit.
     assert walk(engine, viewer, author_listing(author, 1)).to_the_end() == newest_first
     assert BEYOND_REACH.feeds == [] and BEYOND_REACH.is_last and BEYOND_REACH.beyond_reach
+
+
+def test_a_page_read_again_at_the_same_place_writes_nothing_until_its_mark_is_due_for_renewal(
+    engine: Engine,
+) -> None:
+    year = random.randint(2100, 9998)
+    author, viewer = make_user(engine)[0], make_user(engine)[0]
+    for day in range(1, 6):
+        save(engine, author, kst(year, 4, day))
+    login = Viewer(viewer, str(uuid.uuid4()))
+    writes: list[str] = []
+
+    def count_mark_writes(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if "feed_page_marks" in statement and not statement.lstrip().upper().startswith("SELECT"):
+            writes.append(statement)
+
+    def read(page: int, now: datetime) -> list[int]:
+        with engine.begin() as conn:
+            return [f.date for f in feed_pages.author_page(conn, login, author, page, 2, now).feeds]
+
+    def recorded() -> dict[int, tuple[int, datetime]]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(FeedPageMark.page, FeedPageMark.date, FeedPageMark.recorded_at).where(
+                    FeedPageMark.login_id == login.login_id
+                )
+            ).all()
+        return {page: (date, at) for page, date, at in rows}
+
+    event.listen(engine, "before_cursor_execute", count_mark_writes)
+    try:
+        assert read(0, NOW) == [kst(year, 4, 5), kst(year, 4, 4)]
+        assert read(1, NOW) == [kst(year, 4, 3), kst(year, 4, 2)]
+        assert len(writes) == 2 and recorded() == {0: (kst(year, 4, 4), NOW), 1: (kst(year, 4, 2), NOW)}
+        writes.clear()
+        almost_due = NOW + MARK_REFRESH - timedelta(seconds=1)
+        assert read(0, almost_due) == [kst(year, 4, 5), kst(year, 4, 4)]  # pull to refresh, nothing new
+        assert read(1, almost_due) == [kst(year, 4, 3), kst(year, 4, 2)]
+        assert writes == [] and recorded()[0] == (kst(year, 4, 4), NOW)
+        save(engine, author, kst(year, 4, 28))  # page 0 now ends one entry earlier: its mark moves
+        assert read(0, almost_due) == [kst(year, 4, 28), kst(year, 4, 5)]
+        assert len(writes) == 1 and recorded()[0] == (kst(year, 4, 5), almost_due)
+        writes.clear()
+        due = NOW + MARK_REFRESH
+        assert read(1, due) == [kst(year, 4, 4), kst(year, 4, 3)]  # after page 0's new mark
+        assert len(writes) == 1 and recorded()[1] == (kst(year, 4, 3), due)
+        writes.clear()
+        renewal = almost_due + MARK_REFRESH  # unchanged, but recorded a refresh ago: renewed
+        assert read(0, renewal) == [kst(year, 4, 28), kst(year, 4, 5)]
+        assert len(writes) == 1 and recorded()[0] == (kst(year, 4, 5), renewal)
+    finally:
+        event.remove(engine, "before_cursor_execute", count_mark_writes)
