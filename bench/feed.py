@@ -20,9 +20,7 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +30,10 @@ from sqlalchemy.engine import make_url
 
 from accounts.tokens import ACCESS, TokenIssuer
 from bench import loadgen
+from bench.api_stack import throwaway_run
 from bench.feed_seed import Seeder, account, connect, days_of, nickname, session_id, table_rows
-from bench.signin import say, throwaway_mysql
+from bench.signin import say
 from config import Settings
-from devstack.processes import ManagedProcess, broker_argv, free_port, local_mongo_url
 from storage.db import migrate
 
 ENDPOINTS = ("findMonthFeed", "findOtherFeed")
@@ -110,39 +108,10 @@ class Workload:
         return [(tag, requests[index]) for tag, *requests in made]
 
 
-def start(work: Path, db_url: str) -> tuple[list[ManagedProcess], dict[str, int]]:
-    """The Kafka broker, one API process (``python -m api.serve``, with its metrics port) and one
-    bare-endpoint process, all listening, once the API's revocation view has caught up."""
-    ports = {name: free_port() for name in ("kafka", "api", "api-metrics", "bare", "temporal", "mongo")}
-    env = {
-        "SOSOHAPPY_ENV": "test",
-        "SOSOHAPPY_DATABASE_URL": db_url,
-        "SOSOHAPPY_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports['kafka']}",
-        "SOSOHAPPY_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
-        "SOSOHAPPY_MONGO_URL": local_mongo_url(ports["mongo"]),
-        "SOSOHAPPY_WORKER_METRICS_PORT": "0",
-        "SOSOHAPPY_API_PORT": str(ports["api"]),
-        "SOSOHAPPY_API_METRICS_PORT": str(ports["api-metrics"]),
-    }
+def bare_endpoint(port: int) -> list[str]:
+    """The argv of ``bench.feed_baseline`` under the API's uvicorn options that matter here."""
     uvicorn = [sys.executable, "-m", "uvicorn", "--http", "h11", "--log-level", "warning", "--no-access-log"]
-    procs: list[ManagedProcess] = []
-    specs = (
-        ("kafka", broker_argv(ports["kafka"])),
-        ("api", [sys.executable, "-m", "api.serve"]),
-        ("bare", [*uvicorn, "bench.feed_baseline:app", "--port", str(ports["bare"])]),
-    )
-    for name, argv in specs:
-        procs.append(ManagedProcess(name, argv, work / f"{name}.log", env=env).start())
-        procs[-1].wait_for_port(ports[name], timeout=90)
-    url = f"http://127.0.0.1:{ports['api-metrics']}/metrics"
-    ready = "sosohappy_revocation_view_ready 1.0"
-    procs[1].wait_until(lambda: ready in _fetch(url), 60, "revocation view caught up")
-    return procs, ports
-
-
-def _fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return resp.read().decode()
+    return [*uvicorn, "bench.feed_baseline:app", "--port", str(port)]
 
 
 def check(workload: Workload, ports: dict[str, int], users: int) -> None:
@@ -322,16 +291,13 @@ def arguments() -> argparse.Namespace:
 def main() -> None:
     """Seed, start, measure at 1× and ``--scale``×, print; the database is dropped at the end."""
     args = arguments()
-    started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="bench-feed-"))
-    args.db_url, drop_db = throwaway_mysql()
-    procs: list[ManagedProcess] = []
-    try:
-        say(f"migrating a throwaway database; logs in {work}")
+    with throwaway_run("bench-feed-") as run:
+        args.db_url = run.db_url
+        say(f"migrating a throwaway database; logs in {run.work}")
         migrate(args.db_url)
         say("starting the Kafka broker, the API and the bare endpoint")
-        procs, ports = start(work, args.db_url)
-        pids = {proc.name: proc.proc.pid for proc in procs if proc.proc is not None}
+        stack = run.start_api(beside={"bare": bare_endpoint})
+        ports, pids = stack.ports, {name: stack.pid(name) for name in ("api", "bare")}
         workload = Workload(Settings(env="test", database_url=args.db_url), args.days)
         seeder = Seeder(args.db_url, args.days, say)
         phases = []
@@ -345,11 +311,6 @@ def main() -> None:
             say(f"seeded in {time.perf_counter() - t0:.0f} s")
             phases.append(measure(f"{factor}×", workload, ports, pids, last, args))
         report(phases)
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-        drop_db()
-        say(f"total wall time {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -26,18 +26,17 @@ import argparse
 import os
 import random
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from accounts.tokens import ACCESS, TokenIssuer
 from bench import image_load, paging
+from bench.api_stack import throwaway_run
 from bench.feed_seed import account, connect, insert_users, nickname, session_id
-from bench.signin import throwaway_mysql
 from config import Settings
-from devstack.processes import ManagedProcess, broker_argv, free_port, local_mongo_url
 from feeds.entries import MAX_IMAGE_BYTES
 from storage.db import migrate
 
@@ -56,47 +55,17 @@ def load() -> str:
     return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def start(work: Path, db_url: str, image: Path) -> tuple[list[ManagedProcess], dict[str, int]]:
-    """The Kafka broker, the API and the static endpoint, all listening (the API ready)."""
-    ports = {name: free_port() for name in ("kafka", "api", "static", "temporal", "mongo")}
-    env = {
-        "SOSOHAPPY_ENV": "test",
-        "SOSOHAPPY_LOG_LEVEL": "WARNING",
-        "SOSOHAPPY_DATABASE_URL": db_url,
-        "SOSOHAPPY_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports['kafka']}",
-        "SOSOHAPPY_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",  # unused: no workflow here
-        "SOSOHAPPY_MONGO_URL": local_mongo_url(ports["mongo"]),
-        "SOSOHAPPY_API_SIGN_IN_WORKER": "false",
-        "SOSOHAPPY_API_PORT": str(ports["api"]),
-    }
-    static = [
+def static_endpoint(image: Path) -> Callable[[int], list[str]]:
+    """The argv of this module's static-file endpoint serving ``image`` on a given port."""
+    return lambda port: [
         sys.executable,
         "-m",
         "bench.images",
         "--serve-static",
         str(image),
         "--port",
-        str(ports["static"]),
+        str(port),
     ]
-    specs = (
-        ("kafka", broker_argv(ports["kafka"])),
-        ("api", [sys.executable, "-m", "api.serve"]),
-        ("static", static),
-    )
-    procs: list[ManagedProcess] = []
-    for name, argv in specs:
-        procs.append(ManagedProcess(name, argv, work / f"{name}.log", env=env).start())
-        procs[-1].wait_for_port(ports[name], timeout=90)
-    ready = f"http://127.0.0.1:{ports['api']}/readyz"
-    procs[1].wait_until(lambda: _status(ready) == 200, 90, "/readyz answers 200")
-    return procs, ports
-
-
-def _status(url: str) -> int:
-    try:
-        return httpx.get(url, timeout=5).status_code
-    except httpx.HTTPError:
-        return 0
 
 
 def auth(issuer: TokenIssuer, user: int) -> dict[str, str]:
@@ -171,13 +140,10 @@ def main() -> None:
     if args.serve_static:
         image_load.serve_static(args.serve_static, args.port)
         return
-    started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="bench-images-"))
     image = PNG_HEAD + random.randbytes(int(args.image_mib * 2**20) - len(PNG_HEAD))
-    (work / "image.png").write_bytes(image)
-    db_url, drop_db = throwaway_mysql()
-    procs: list[ManagedProcess] = []
-    try:
+    with throwaway_run("bench-images-") as run:
+        db_url, work = run.db_url, run.work
+        (work / "image.png").write_bytes(image)
         say(f"{load()} at start; migrating a throwaway database; logs in {work}")
         migrate(db_url)
         conn = connect(db_url)
@@ -185,8 +151,8 @@ def main() -> None:
             insert_users(cur, range(1, args.uploaders + 2))
         conn.commit()
         conn.close()
-        procs, ports = start(work, db_url, work / "image.png")
-        api_pid = procs[1].proc.pid if procs[1].proc else 0
+        stack = run.start_api(env=paging.QUIET_API, beside={"static": static_endpoint(work / "image.png")})
+        ports, api_pid = stack.ports, stack.pid()
         issuer = TokenIssuer(Settings(env="test"))
         httpx.post(  # one small authenticated request, so idle means "has served", not "just imported"
             f"http://127.0.0.1:{ports['api']}/feed-service/findDayFeed",
@@ -246,11 +212,6 @@ def main() -> None:
         if api.errors or bare.errors or set(up.answered) != {200}:
             say("SOME REQUESTS FAILED: these figures are not valid (see the lines above)")
         say(f"{load()} at the end")
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-        drop_db()
-        say(f"total wall time {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -20,21 +20,17 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 
 from accounts.tokens import ACCESS, TokenIssuer
+from bench.api_stack import throwaway_run
 from bench.feed_seed import Seeder, account, nickname, session_id, table_rows
-from bench.signin import say, throwaway_mysql
+from bench.signin import say
 from config import Settings
-from devstack.processes import ManagedProcess, broker_argv, free_port, local_mongo_url
 from feeds.paging import Position, Seek
 from storage import feeds
 from storage.db import create_db_engine, migrate
@@ -171,45 +167,15 @@ def _mark(db_url: str, login: str, page: int) -> Position:
         engine.dispose()
 
 
-def start(work: Path, db_url: str) -> tuple[list[ManagedProcess], str]:
-    """The Kafka broker and the API (``python -m api.serve``), once its revocation view has caught up
-    (so requests authenticate without the database); Temporal and MongoDB are not needed."""
-    ports = {name: free_port() for name in ("kafka", "api", "metrics", "temporal", "mongo")}
-    env = {
-        "SOSOHAPPY_ENV": "test",
-        "SOSOHAPPY_DATABASE_URL": db_url,
-        "SOSOHAPPY_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports['kafka']}",
-        "SOSOHAPPY_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
-        "SOSOHAPPY_MONGO_URL": local_mongo_url(ports["mongo"]),
-        "SOSOHAPPY_API_PORT": str(ports["api"]),
-        "SOSOHAPPY_API_METRICS_PORT": str(ports["metrics"]),
-        "SOSOHAPPY_API_SIGN_IN_WORKER": "false",
-        "SOSOHAPPY_LOG_LEVEL": "WARNING",  # no request lines: the page, not the log, is measured
-    }
-    procs = [ManagedProcess("kafka", broker_argv(ports["kafka"]), work / "kafka.log").start()]
-    procs[0].wait_for_port(ports["kafka"], timeout=90)
-    procs.append(
-        ManagedProcess("api", [sys.executable, "-m", "api.serve"], work / "api.log", env=env).start()
-    )
-    procs[1].wait_for_port(ports["api"], timeout=90)
-
-    def caught_up() -> bool:
-        url = f"http://127.0.0.1:{ports['metrics']}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return "sosohappy_revocation_view_ready 1.0" in resp.read().decode()
-
-    procs[1].wait_until(caught_up, 60, "revocation view caught up")
-    return procs, f"http://127.0.0.1:{ports['api']}"
+#: The API without its sign-in worker or request lines: the page, not the log, is measured.
+QUIET_API = {"SOSOHAPPY_API_SIGN_IN_WORKER": "false", "SOSOHAPPY_LOG_LEVEL": "WARNING"}
 
 
 def run(public: int, page: int, samples: int) -> DeepPage:
     """Seed, start, measure, print; the database is dropped at the end."""
-    started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="bench-paging-"))
-    db_url, drop_db = throwaway_mysql()
-    procs: list[ManagedProcess] = []
-    try:
-        say(f"migrating a throwaway database; logs in {work}")
+    with throwaway_run("bench-paging-") as frame:
+        db_url = frame.db_url
+        say(f"migrating a throwaway database; logs in {frame.work}")
         migrate(db_url)
         users = math.ceil(public / (DAYS * PUBLIC_SHARE))
         t0 = time.perf_counter()
@@ -221,7 +187,7 @@ def run(public: int, page: int, samples: int) -> DeepPage:
             f"seeded in {time.perf_counter() - t0:.0f} s: "
             + ", ".join(f"{t} {n:,}" for t, n in table_rows(db_url).items())
         )
-        procs, api_url = start(work, db_url)
+        api_url = frame.start_api(env=QUIET_API).url()
         viewer = 1  # blocks nobody (bench.feed_seed: every tenth user blocks two others)
         token = TokenIssuer(Settings(env="test")).issue(
             ACCESS, account(viewer), viewer, session_id(viewer), 0
@@ -234,11 +200,6 @@ def run(public: int, page: int, samples: int) -> DeepPage:
             + ", ".join(f"{k} {v:.2f} ms" for k, v in times.items())
         )
         return result
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-        drop_db()
-        say(f"total wall time {time.perf_counter() - started:.0f} s")
 
 
 def main() -> None:

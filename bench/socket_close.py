@@ -59,6 +59,8 @@ def users_needed(reps: int) -> int:
 
 def prepare(db_url: str, users: list[int]) -> None:
     """Move the users' logins to ``GENERATION`` (so a refresh token of generation 0 is a reuse)."""
+    if not users:  # ``--close-reps 0``: no socket-close run
+        return
     conn = db_connect(db_url)
     try:
         with conn.cursor() as cur:
