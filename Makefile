@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install install-dev run test lint bench clean-data
+.PHONY: install install-dev bytecode run test lint bench clean-data
 
 # What running needs: the runtime and the local servers (Python and make only).
 install: $(VENV)/.installed-run
@@ -35,7 +35,12 @@ $(VENV)/.installed-dev: $(VENV)/.installed-run requirements-dev.lock
 	$(PIP) install --quiet -r requirements-dev.lock
 	@touch $@
 
-run: install
+# Bytecode on disk even under PYTHONDONTWRITEBYTECODE: the workflow sandbox re-imports a workflow's
+# module for every run, and compiles it each time without a .pyc (devstack/bytecode.py).
+bytecode: install
+	@$(BIN)/python -m devstack.bytecode
+
+run: bytecode
 	@$(BIN)/python -m devstack.run
 
 lint: install-dev
@@ -45,7 +50,7 @@ lint: install-dev
 	@echo "==> mypy"
 	@$(BIN)/mypy .
 
-test: lint
+test: lint bytecode
 	@echo "==> pytest"
 	@$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -20,6 +20,7 @@ from datetime import timedelta
 from firebase_admin import exceptions, messaging
 from prometheus_client import Counter
 from pydantic import BaseModel
+from sqlalchemy import Connection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -160,8 +161,8 @@ class PushActivities:
     @activity.defn(name="device_ids")
     def device_ids(self, user_id: int) -> list[int]:
         """The registration ids of the receiver's devices."""
-        with self._deps.sessions() as session:
-            return devices.ids_for(session, user_id)
+        with self._deps.engine.connect() as conn:  # a Core read: no ORM session for one column
+            return devices.ids_for(conn, user_id)
 
     @activity.defn(name="send_to_device")
     def send_to_device(self, req: DeviceSend) -> str:
@@ -169,16 +170,19 @@ class PushActivities:
         ``소소해피``, body with the liker's and owner's current nicknames, data the entry's date); a push
         requested with its text is sent as given. Returns FCM's message name; raises a typed
         ``ApplicationError`` on failure."""
-        token = self._token(req.device_id, req.receiver_user_id) if req.device_id else req.token
         if req.like is not None:
-            with self._deps.sessions() as session:
-                liker = users.nickname_of(session, req.like.liker_user_id) or ""
-                owner = users.nickname_of(session, req.like.owner_user_id) or ""
+            with self._deps.engine.connect() as conn:  # the token and both nicknames on one connection
+                token = self._token(req, conn)
+                liker = users.nickname_of(conn, req.like.liker_user_id) or ""
+                owner = users.nickname_of(conn, req.like.owner_user_id) or ""
             notice = Notice(title=LIKE_TITLE, body=like_body(liker, owner), data={"date": str(req.like.date)})
-        elif req.nudge is not None:
-            notice = self._nudge_notice(req.kind, req.receiver_user_id, req.nudge)
         else:
-            notice = Notice(title=req.title, body=req.body, data=req.data)
+            with self._deps.engine.connect() as conn:
+                token = self._token(req, conn)
+                if req.nudge is not None:
+                    notice = self._nudge_notice(conn, req.kind, req.receiver_user_id, req.nudge)
+                else:
+                    notice = Notice(title=req.title, body=req.body, data=req.data)
         return self._send(req.kind, token, notice)
 
     @activity.defn(name="send_dm_to_device")
@@ -186,8 +190,9 @@ class PushActivities:
         """Send the DM notice of a batch of ``count`` messages of one room, composed here from ids:
         title = the sender's current nickname, body = the newest message's preview (with the count
         when more than one), data = ids only; one collapse key per room. Returns FCM's message name."""
-        with self._deps.sessions() as session:
-            sender = users.nickname_of(session, req.sender_user_id)
+        with self._deps.engine.connect() as conn:  # the token and the sender's nickname on one connection
+            token = self._token(req, conn)
+            sender = users.nickname_of(conn, req.sender_user_id)
         latest = self._deps.messages.by_id(req.message_id)
         notice = Notice(
             title=sender or LIKE_TITLE,
@@ -200,24 +205,24 @@ class PushActivities:
             },
             collapse_key=f"dm-{dm_room_key(req.sender_user_id, req.receiver_user_id)}",
         )
-        token = self._token(req.device_id, req.receiver_user_id) if req.device_id else req.token
         return self._send("dm", token, notice)
 
-    def _nudge_notice(self, kind: str, user_id: int, nudge: NudgeNotice) -> Notice:
+    def _nudge_notice(self, conn: Connection, kind: str, user_id: int, nudge: NudgeNotice) -> Notice:
         """Title ``소소해피``; a reminder's fixed body, or the story of the month composed from the
         receiver's entries by the charts' rules; data the period only."""
         if kind != "monthly":
             return Notice(title=LIKE_TITLE, body=REMINDER_BODY, data={"kind": kind, "day": str(nudge.period)})
         start, end = month_range(nudge.period * MONTH)
-        with self._deps.engine.connect() as conn:
-            entries = feeds.entries_between(conn, user_id, start, end)
+        entries = feeds.entries_between(conn, user_id, start, end)
         body = monthly_story_body(nudge.period, month_story(start, entries))
         return Notice(title=LIKE_TITLE, body=body, data={"kind": kind, "month": str(nudge.period)})
 
-    def _token(self, device_id: int, receiver_user_id: int) -> str:
-        """The token of ``device_id`` while it is registered to the receiver, else ``DEVICE_GONE``."""
-        with self._deps.sessions() as session:
-            token = devices.token_of(session, device_id, receiver_user_id)
+    def _token(self, req: DeviceSend | DmDeviceSend, conn: Connection) -> str:
+        """The token of ``req``'s device while it is registered to the receiver, else ``DEVICE_GONE``
+        (or the token ``req`` carries, in runs from before devices were addressed by id)."""
+        if not req.device_id:
+            return req.token
+        token = devices.token_of(conn, req.device_id, req.receiver_user_id)
         if token is None:
             raise ApplicationError(
                 "the device is no longer registered to the receiver", type=DEVICE_GONE, non_retryable=True

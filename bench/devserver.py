@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 
 from bench.noop_workflow import NoopLocalWorkflow, NoopWorkflow, noop_activity
 from config import Settings
+from devstack.bytecode import compile_project
 from devstack.processes import ManagedProcess, free_port
 from temporal.client import connect
 from temporal.devserver import SQLITE_PRAGMAS, start_dev_args
@@ -171,6 +172,7 @@ async def run(n: int) -> None:
 
 def main() -> None:
     """CLI entry point."""
+    compile_project()  # the workers here re-import workflow modules per run (devstack.bytecode)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=300)
     asyncio.run(run(parser.parse_args().n))

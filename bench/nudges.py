@@ -25,6 +25,7 @@ from sqlalchemy import insert, select
 from activities.deps import ActivityDeps
 from bench.devserver import noop_ceiling
 from bench.push import CONCURRENCY, push_stack, say
+from devstack.bytecode import compile_project
 from emulators.control import FcmEmulator
 from storage.logins import utcnow
 from storage.models import DeviceRegistration, LoginSession, User
@@ -133,6 +134,7 @@ async def run(n: int, ceiling_n: int) -> None:
 
 def main() -> None:
     """CLI entry point."""
+    compile_project()  # the workers here re-import workflow modules per run (devstack.bytecode)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=10_000, help="users to remind")
     parser.add_argument("--ceiling-n", type=int, default=500, help="no-op workflows for the ceiling")

@@ -31,6 +31,7 @@ from activities.firebase import firebase_app
 from api.push import request_push
 from bench.devserver import dev_server, noop_ceiling
 from config import Settings
+from devstack.bytecode import compile_project
 from devstack.processes import ManagedProcess, free_port
 from emulators.control import FcmEmulator
 from storage import devices, users
@@ -195,6 +196,7 @@ async def run(n: int) -> None:
 
 def main() -> None:
     """CLI entry point."""
+    compile_project()  # the workers here re-import workflow modules per run (devstack.bytecode)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=200)
     asyncio.run(run(parser.parse_args().n))

@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 from bench.devserver import Figures, load, noop_ceiling, pct
 from config import Settings
+from devstack.bytecode import compile_project
 from devstack.processes import ManagedProcess, broker_argv, free_port, local_mongo_url, mongo_argv
 from storage import logins
 from storage.db import create_db_engine, migrate, session_factory
@@ -250,6 +251,7 @@ async def measure(db_url: str, env: dict[str, str], ports: dict[str, int]) -> No
 
 def main() -> None:
     """CLI entry point."""
+    compile_project()  # the workers here re-import workflow modules per run (devstack.bytecode)
     asyncio.run(run())
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.orm import Session
 
 from storage.models import DeviceRegistration
@@ -52,7 +52,7 @@ def tokens_for(session: Session, user_id: int) -> list[str]:
     return list(session.scalars(stmt))
 
 
-def ids_for(session: Session, user_id: int) -> list[int]:
+def ids_for(session: Session | Connection, user_id: int) -> list[int]:
     """The registration ids of ``user_id``'s devices, oldest first (what push workflows address)."""
     stmt = (
         select(DeviceRegistration.id)
@@ -62,7 +62,7 @@ def ids_for(session: Session, user_id: int) -> list[int]:
     return list(session.scalars(stmt))
 
 
-def token_of(session: Session, device_id: int, user_id: int) -> str | None:
+def token_of(session: Session | Connection, device_id: int, user_id: int) -> str | None:
     """The token of registration ``device_id`` while it belongs to ``user_id`` (a token moves with its
     row when another account signs in on the device), else ``None``."""
     stmt = select(DeviceRegistration.token).where(
