@@ -132,7 +132,7 @@ def raise_if_failed(outcome: PushOutcome, deadline_seconds: int) -> None:
         )
 
 
-@workflow.defn
+@workflow.defn(sandboxed=False)  # a hot path: see workflows/__init__.py, "Outside the sandbox"
 class PushDeliveryWorkflow:
     """Deliver ``PushRequest`` to the receiver's devices and clean up dead tokens."""
 

@@ -50,7 +50,7 @@ APPLE_RETRY = RetryPolicy(
 )
 
 
-@workflow.defn
+@workflow.defn(sandboxed=False)  # a hot path: see workflows/__init__.py, "Outside the sandbox"
 class SignInWorkflow:
     """One sign-in per authorize code (workflow ID ``sign-in:<hash of the code>``)."""
 

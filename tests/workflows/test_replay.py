@@ -2,6 +2,8 @@
 
 The JSON files under ``histories/`` were recorded from real runs on the dev server (successes, retries,
 token removal, an Apple outage); a change to a workflow that breaks them needs ``workflow.patched()``.
+Every workflow replays inside the SDK's sandbox, those that workers run outside it for speed
+(``sandboxed=False``, workflows/__init__.py) included, so what the sandbox refuses fails here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from config import Settings
 from temporal.client import data_converter
@@ -37,6 +40,7 @@ async def test_history_replays(path: Path) -> None:
     replayer = Replayer(
         workflows=ALL_WORKFLOWS,
         data_converter=data_converter(Settings(env="test")),
+        unsandboxed_workflow_runner=SandboxedWorkflowRunner(),  # the sandbox's checks for every workflow
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
