@@ -128,23 +128,25 @@ def _start(marks: _Marks, page: int) -> Seek | None:
     return seek_for(page, marks.nearest)
 
 
+def _end(content: list[FeedView], is_last: bool) -> Position | None:
+    """Where a page ended when another page follows it; ``None`` for an empty or last page (a last page
+    needs no successor, so nothing is recorded)."""
+    return Position(content[-1].date, content[-1].id) if content and not is_last else None
+
+
 def _remember(
     conn: Connection,
     viewer: Viewer,
     listing: Listing,
     page: int,
     marks: _Marks,
-    found: tuple[list[FeedView], bool],
+    end: Position | None,
     now: datetime,
 ) -> None:
-    """Record where ``page`` ended when another page follows (a last page needs no successor), unless
-    its mark already says so (``feeds.paging.is_current``)."""
-    content, is_last = found
-    if content and not is_last:
-        last = content[-1]
-        position = Position(last.date, last.id)
-        if not is_current(marks.own, position, now):
-            record_mark(conn, viewer.login_id, listing, page, position, now)
+    """Record ``end`` as ``page``'s mark, unless there is none or the mark already says so
+    (``feeds.paging.is_current``)."""
+    if end is not None and not is_current(marks.own, end, now):
+        record_mark(conn, viewer.login_id, listing, page, end, now)
 
 
 def public_page(
@@ -158,7 +160,7 @@ def public_page(
     if seek is None:
         return BEYOND_REACH
     found = feeds.find_public_page(conn, viewer.user_id, day, size, seek)
-    _remember(conn, viewer, listing, page, marks, (found.feeds, found.is_last), now)
+    _remember(conn, viewer, listing, page, marks, _end(found.feeds, found.is_last), now)
     return ListingPage(found.feeds, found.is_last, found.viewer_nickname)
 
 
@@ -173,5 +175,5 @@ def author_page(
     if seek is None:
         return BEYOND_REACH
     content, is_last = feeds.find_author_page(conn, author_id, viewer.user_id, size, seek)
-    _remember(conn, viewer, listing, page, marks, (content, is_last), now)
+    _remember(conn, viewer, listing, page, marks, _end(content, is_last), now)
     return ListingPage(content, is_last)
