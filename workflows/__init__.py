@@ -9,5 +9,6 @@ activity and firebase-admin together in a seventh. So ``PushDeliveryWorkflow``, 
 where it catches mistakes: the replay tests (``tests/workflows/test_replay.py``) replay the recorded
 histories of every workflow, these three included, inside ``SandboxedWorkflowRunner``, so a call the
 sandbox refuses (time, randomness, I/O, a non-passthrough import) still fails a test before it can
-reach a worker.
+reach a worker; ``test_the_replay_sandbox_catches_what_an_unsandboxed_workflow_must_not_do`` shows it
+does for a workflow that reads the wall clock.
 """
