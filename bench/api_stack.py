@@ -1,5 +1,6 @@
-"""The frame of the HTTP benchmarks (``bench.feed``, ``bench.paging``, ``bench.images``): a work directory
-and a throwaway MySQL database for the run, torn down at its end, and one API process on them.
+"""The frame of the benchmarks that run the API (``bench.feed``, ``bench.paging``, ``bench.images``,
+``bench.dm``): a work directory and a throwaway MySQL database for the run, torn down at its end, and
+for the HTTP ones one API process on them.
 
 The API is ``python -m api.serve`` as the image runs it, with the Tansu broker (its revocation view
 then authenticates without the database) and Temporal and MongoDB pointed at unused ports (listings
@@ -46,11 +47,12 @@ class Stack:
 
 @dataclass
 class Run:
-    """One benchmark run: its work directory (logs), its throwaway database and what it started."""
+    """One benchmark run: its work directory (logs), its throwaway database and what it started, by
+    name (a benchmark that starts its own processes puts them here too, so the end stops them)."""
 
     work: Path
     db_url: str
-    procs: list[ManagedProcess] = field(default_factory=list)
+    procs: dict[str, ManagedProcess] = field(default_factory=dict)
 
     def start_api(
         self,
@@ -80,8 +82,7 @@ class Run:
         started: dict[str, ManagedProcess] = {}
         for name, argv in specs:
             proc = ManagedProcess(name, argv, self.work / f"{name}.log", env=api_env).start()
-            self.procs.append(proc)
-            started[name] = proc
+            self.procs[name] = started[name] = proc
             proc.wait_for_port(ports[name], timeout=90)
         metrics = f"http://127.0.0.1:{ports['api-metrics']}/metrics"
         started["api"].wait_until(lambda: READY in _fetch(metrics), 60, "revocation view caught up")
@@ -98,7 +99,7 @@ def throwaway_run(prefix: str) -> Iterator[Run]:
     try:
         yield run
     finally:
-        for proc in reversed(run.procs):
+        for proc in reversed(run.procs.values()):
             proc.stop()
         drop_db()
         say(f"total wall time {time.perf_counter() - started:.0f} s")

@@ -33,7 +33,6 @@ import gc
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -43,11 +42,12 @@ import httpx
 
 from accounts.tokens import ACCESS, TokenIssuer
 from bench import dm_ceiling, socket_close
+from bench.api_stack import throwaway_run
 from bench.dm_ceiling import Ceiling
 from bench.dm_load import End, Pair, Session, Stats, closed_loop, open_loop, probe
 from bench.feed import cpu_seconds, server_facts
 from bench.feed_seed import account, connect, insert_users, nickname, session_id
-from bench.signin import say, throwaway_mysql
+from bench.signin import say
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port, local_mongo_url, mongo_argv
 from storage.db import migrate
@@ -470,11 +470,8 @@ def arguments() -> argparse.Namespace:
 def main() -> None:
     """Start, seed, measure, print; every process is stopped and the database dropped at the end."""
     args = arguments()
-    started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="bench-dm-"))
-    db_url, drop_db = throwaway_mysql()
-    procs: dict[str, ManagedProcess] = {}
-    try:
+    with throwaway_run("bench-dm-") as run:
+        db_url, work = run.db_url, run.work
         closing = socket_close.users_needed(args.close_reps)
         say(
             f"migrating a throwaway database and seeding {4 * args.pairs + 4 + closing} users; logs in {work}"
@@ -483,16 +480,11 @@ def main() -> None:
         seed(db_url, 4 * args.pairs + 4 + closing)
         socket_close.prepare(db_url, list(range(4 * args.pairs + 5, 4 * args.pairs + 5 + closing)))
         say(f"starting the broker, SecantusDB, 2 API replicas (fetch wait {args.fetch_wait_ms} ms), 2 relays")
-        stack = start(work, db_url, args, procs)
+        stack = start(work, db_url, args, run.procs)
         say("replicas ready (database, MongoDB, Kafka ok; Temporal deliberately absent)")
         results, ceilings, closes = asyncio.run(measure(stack, args))
         say(f"replica counters: {delivery_metrics(stack)}")
         report(results, ceilings, closes, args)
-    finally:
-        for proc in reversed(procs.values()):
-            proc.stop()
-        drop_db()
-        say(f"total wall time {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

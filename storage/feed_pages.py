@@ -100,11 +100,15 @@ def _statements(dialect: str) -> tuple[Select[Any], Any]:
     return read, upsert
 
 
+def _key(login_id: str, listing: Listing, page: int) -> dict[str, Any]:
+    """The primary key of ``page``'s mark (``_KEY``) as the statements' parameters."""
+    return dict(zip(_KEY, (login_id, listing.kind, listing.scope, page), strict=True))
+
+
 def _marks(conn: Connection, login_id: str, listing: Listing, page: int) -> _Marks:
     """``page``'s own mark and the nearest useful one below it (one primary-key range, two rows)."""
-    key = {"login_id": login_id, "listing": listing.kind, "scope": listing.scope, "page": page}
     read, _ = _statements(conn.dialect.name)
-    rows = conn.execute(read, {**key, "lowest": lowest_useful_page(page)}).all()
+    rows = conn.execute(read, {**_key(login_id, listing, page), "lowest": lowest_useful_page(page)}).all()
     marks = [Mark(row[0], Position(row[1], row[2]), row[3]) for row in rows]
     own = next((mark for mark in marks if mark.page == page), None)
     nearest = next((mark for mark in marks if mark.page < page), None)
@@ -116,8 +120,8 @@ def record_mark(
 ) -> None:
     """Page ``page`` of ``listing`` ended at ``position`` for ``login_id`` (replacing an older mark)."""
     _, upsert = _statements(conn.dialect.name)
-    key = {"login_id": login_id, "listing": listing.kind, "scope": listing.scope, "page": page}
-    conn.execute(upsert, {**key, "date": position.date, "feed_id": position.feed_id, "recorded_at": now})
+    values = {"date": position.date, "feed_id": position.feed_id, "recorded_at": now}
+    conn.execute(upsert, {**_key(login_id, listing, page), **values})
 
 
 def _start(marks: _Marks, page: int) -> Seek | None:
