@@ -23,7 +23,8 @@ from activities.deps import ActivityDeps
 from config import Settings
 from devstack.processes import free_port
 from kst.dates import now_kst
-from storage.models import DmPresence, NicknameChangeCounter, WorkflowOutbox
+from storage.models import NicknameChangeCounter, WorkflowOutbox
+from tests.api.dm_helpers import HEARTBEAT_SECONDS, wait_until_seen
 from tests.api.test_dm_socket import _env, _replica, _silent, _socket, _wait
 from tests.dm.helpers import party, store_message
 from tests.fixtures.ios_client import IOSClient
@@ -55,7 +56,12 @@ def workerless(
 ) -> Iterator[Workerless]:
     logs = tmp_path_factory.mktemp("dm-workerless")
     http = httpx.Client(base_url=api_url, timeout=30)
-    env = _env(settings, temporal_address=f"127.0.0.1:{free_port()}", worker_metrics_port=0)
+    env = _env(
+        settings,
+        temporal_address=f"127.0.0.1:{free_port()}",
+        worker_metrics_port=0,
+        dm_heartbeat_seconds=HEARTBEAT_SECONDS,
+    )
     a, a_addr = _replica("api-no-worker-a", env, logs)
     b, b_addr = _replica("api-no-worker-b", env, logs)
     try:
@@ -71,31 +77,12 @@ def workerless(
         b.stop()
 
 
-def _connected(deps: ActivityDeps, *apps: IOSClient) -> None:
-    """Wait (a condition, generous deadline) until every app's socket is recorded as present."""
-
-    def present() -> bool:
-        with deps.engine.connect() as conn:
-            for app in apps:
-                user_id = party(deps, app.nickname).id
-                if (
-                    conn.scalar(
-                        select(func.count()).select_from(DmPresence).where(DmPresence.user_id == user_id)
-                    )
-                    == 0
-                ):
-                    return False
-        return True
-
-    _wait(present, 30)
-
-
 def _warm_up(replicas: Workerless, http: httpx.Client, deps: ActivityDeps) -> None:
     """Until a frame crosses from replica A to B (each replica reads the topic from where it was when
     its consumer started), send probes; a generous deadline on the condition."""
     one, two = (IOSClient(http).sign_up(_nick("w")) for _ in range(2))
     with _socket(one, replicas.a) as sender, _socket(two, replicas.b) as inbox:
-        _connected(deps, one, two)
+        wait_until_seen(deps, one, two)
         deadline, attempt = time.monotonic() + 120, 0
         while time.monotonic() < deadline:
             attempt += 1
@@ -156,7 +143,7 @@ def test_a_freed_nickname_shows_its_next_owner_nothing_without_any_worker(
     alice_id = party(activity_deps, old).id
     # Alice (replica A) and Bob (replica B) talk.
     with _socket(alice, workerless.a) as a_ws, _socket(bob, workerless.b) as b_ws:
-        _connected(activity_deps, alice, bob)
+        wait_until_seen(activity_deps, alice, bob)
         _send(a_ws, old, bob.nickname, "비밀 1", sent)
         assert json.loads(b_ws.recv(timeout=DELIVERY_TIMEOUT)) == _dto(old, bob.nickname, "비밀 1", sent)
         _send(b_ws, bob.nickname, old, "secret 2", sent + 1)
@@ -197,7 +184,7 @@ def test_a_freed_nickname_shows_its_next_owner_nothing_without_any_worker(
         _socket(carol, workerless.a) as c_ws,
         _socket(bob, workerless.b) as b_ws,
     ):
-        _connected(activity_deps, alice, carol, bob)
+        wait_until_seen(activity_deps, alice, carol, bob)
         _send(b_ws, bob.nickname, new, "to alice", sent)
         assert json.loads(a_ws.recv(timeout=DELIVERY_TIMEOUT)) == _dto(bob.nickname, new, "to alice", sent)
         _send(a_ws, new, bob.nickname, "from alice", sent)

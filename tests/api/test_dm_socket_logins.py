@@ -11,7 +11,6 @@ import dataclasses
 import json
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +18,6 @@ import httpx
 import jwt
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
@@ -29,7 +27,7 @@ from config import Settings
 from devstack.processes import free_port
 from dm.hub import DirectMessageHub
 from storage import logins
-from storage.models import DmPresence
+from tests.api.dm_helpers import HEARTBEAT_SECONDS, wait_until_seen
 from tests.api.test_dm_socket import Cluster, _frame, _member, _socket, _wait, replica_cluster
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient
@@ -47,7 +45,10 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory, api_ur
     """Two replicas on a private broker that never poll the revocations table during the tests: what
     closes a socket on the other replica came through the broker."""
     yield from replica_cluster(
-        settings, tmp_path_factory.mktemp("dm-logins"), revocation_reconcile_seconds=3600
+        settings,
+        tmp_path_factory.mktemp("dm-logins"),
+        revocation_reconcile_seconds=3600,
+        dm_heartbeat_seconds=HEARTBEAT_SECONDS,
     )
 
 
@@ -72,23 +73,6 @@ def _claim(app: IOSClient, name: str) -> Any:
 
 def _sid(app: IOSClient) -> str:
     return str(_claim(app, "sid"))
-
-
-def _connected(deps: ActivityDeps, *apps: IOSClient) -> None:
-    """Wait until every replica has recorded the sockets just opened (``dm_presence``), so a message
-    sent to another replica's socket goes there rather than to a push."""
-    expected = Counter(int(_claim(app, "uid")) for app in apps)
-
-    def recorded() -> bool:
-        with deps.engine.connect() as conn:
-            rows = conn.execute(
-                select(DmPresence.user_id, func.sum(DmPresence.sockets))
-                .where(DmPresence.user_id.in_(expected))
-                .group_by(DmPresence.user_id)
-            )
-            return {int(uid): int(n) for uid, n in rows} == dict(expected)
-
-    _wait(recorded, 30)
 
 
 def _closed_with(ws: ClientConnection, timeout: float = 30) -> tuple[int, str]:
@@ -138,7 +122,7 @@ def test_sign_out_closes_that_login_on_the_other_replica_only(
         _socket(bob, cluster.b) as bob_b,
         _socket(carol, cluster.a) as carol_a,
     ):
-        _connected(activity_deps, alice, tablet, tablet, bob, carol)
+        wait_until_seen(activity_deps, alice, tablet, tablet, bob, carol)
         assert _on(alice, cluster.a).post_multipart("/auth-service/signOut", []).status_code == 200
         assert _closed_with(phone_b) == (REVOKED, "login revoked")
         # The same user's other login, and another user, keep their sockets on both replicas.
@@ -162,7 +146,7 @@ def test_resign_closes_every_socket_of_the_user_on_both_replicas(
         _socket(bob, cluster.b) as bob_b,
         _socket(carol, cluster.a) as carol_a,
     ):
-        _connected(activity_deps, alice, alice, tablet, tablet, bob, carol)
+        wait_until_seen(activity_deps, alice, alice, tablet, tablet, bob, carol)
         resp = _on(alice, cluster.a).post_multipart("/auth-service/resign", [("email", alice.email)])
         assert resp.status_code == 200, resp.text
         for ws in (phone_a, phone_b, tablet_a, tablet_b):
@@ -182,7 +166,7 @@ def test_refresh_token_reuse_closes_that_login(
         _socket(tablet, cluster.b) as tablet_b,
         _socket(bob, cluster.a) as bob_a,
     ):
-        _connected(activity_deps, alice, tablet, bob)
+        wait_until_seen(activity_deps, alice, tablet, bob)
         thief = _on(IOSClient(http, refresh=stolen, email=alice.email), cluster.a)
         assert thief.reissue().status_code == 403  # reuse: the login is revoked on replica A
         assert _closed_with(phone_b)[0] == REVOKED
