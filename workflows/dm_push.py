@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         deliver_to_device,
         devices_of,
         raise_if_failed,
-        send_retry_policy,
+        send_attempts,
         settle,
     )
 
@@ -90,12 +90,13 @@ class DmPushWorkflow:
 
         def sender(device: int | str) -> Awaitable[Any]:
             address = {"device_id": device} if isinstance(device, int) else {"token": device}
-            return workflow.execute_activity_method(
+            # Regular activities only (no local first attempt): a message signalled while a send runs
+            # makes Temporal refuse the run's completion, and a local send would run again on replay.
+            return send_attempts(
                 PushActivities.send_dm_to_device,
                 send.model_copy(update=address),
-                start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=timedelta(seconds=req.deadline_seconds),
-                retry_policy=send_retry_policy(),
+                req.deadline_seconds,
+                local_first=False,
             )
 
         wf_id = workflow.info().workflow_id

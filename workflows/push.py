@@ -9,6 +9,12 @@ so it shows as Failed in the Web UI and can be re-run with ``temporal workflow r
 Devices are addressed by registration id and a like by its ids: the send activity reads the token and
 composes the text, so no token, nickname or text enters the history (runs recorded before that, without
 the ``push-by-device-id`` patch marker, replay their token-addressed steps).
+
+A device's first attempt is a local activity, run by the worker inside the workflow task that scheduled
+it: most pushes go through on it, and then the whole push is one workflow task, with no activity task
+for the server to queue, dispatch and record. Only a transient failure turns into a regular activity,
+retried with backoff until the deadline, each attempt visible in the Web UI (runs without the
+``push-local-first`` marker send every attempt as a regular activity).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.push import (
@@ -38,8 +44,14 @@ with workflow.unsafe.imports_passed_through():
 #: ``workflow.patched`` id of addressing devices by registration id (``device_ids``, ``remove_device``);
 #: runs without it look up and remove tokens.
 BY_DEVICE_ID = "push-by-device-id"
+#: ``workflow.patched`` id of sending a device's first attempt as a local activity (``send_attempts``).
+LOCAL_FIRST = "push-local-first"
 LOCAL = timedelta(seconds=10)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
+#: The first attempt's own limit (firebase-admin's HTTP timeout is 30 s): a slower FCM is retried as a
+#: regular activity, where every attempt shows in the history.
+FIRST_ATTEMPT = timedelta(seconds=10)
+FIRST_BACKOFF = timedelta(seconds=1)  # send_retry_policy's initial interval
 
 
 def send_retry_policy() -> RetryPolicy:
@@ -49,6 +61,54 @@ def send_retry_policy() -> RetryPolicy:
         backoff_coefficient=2.0,
         maximum_interval=timedelta(minutes=10),
         non_retryable_error_types=list(PERMANENT),
+    )
+
+
+def failure_cause(err: FailureError) -> BaseException | None:
+    """What failed a send: the cause of a regular activity's ``ActivityError``; a local activity's
+    failure is raised as it is (an ``ApplicationError`` or ``TimeoutError``). Cancellation is not a
+    send's failure and goes on up."""
+    if isinstance(err, CancelledError):
+        raise err
+    return err.cause if isinstance(err, ActivityError) else err
+
+
+async def send_attempts(
+    activity: Callable[..., Any], arg: Any, deadline_seconds: int, local_first: bool
+) -> Any:
+    """Send ``arg`` with the send activity ``activity`` until it is sent, FCM refuses it for good
+    (the ``PERMANENT`` error types) or ``deadline_seconds`` pass. With ``local_first`` the first attempt
+    is a local activity and only a transient failure of it starts the regular activity, one backoff
+    later (FCM's Retry-After when it gave one), within what is left of the deadline."""
+    began = workflow.now()
+    if local_first:
+        try:
+            return await workflow.execute_local_activity_method(
+                activity,
+                arg,
+                start_to_close_timeout=FIRST_ATTEMPT,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except FailureError as err:
+            cause = failure_cause(err)
+            if isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in PERMANENT):
+                raise
+            backoff = (
+                cause.next_retry_delay if isinstance(cause, ApplicationError) else None
+            ) or FIRST_BACKOFF
+            left = timedelta(seconds=deadline_seconds) - (workflow.now() - began) - backoff
+            if left <= timedelta(0):
+                raise
+            await workflow.sleep(backoff)
+            deadline = left
+    else:
+        deadline = timedelta(seconds=deadline_seconds)
+    return await workflow.execute_activity_method(
+        activity,
+        arg,
+        start_to_close_timeout=timedelta(seconds=60),
+        schedule_to_close_timeout=deadline,
+        retry_policy=send_retry_policy(),
     )
 
 
@@ -74,8 +134,8 @@ async def deliver_to_device(
     try:
         await send()
         return "sent"
-    except ActivityError as err:
-        cause = err.cause
+    except FailureError as err:
+        cause = failure_cause(err)
         error_type = cause.type if isinstance(cause, ApplicationError) else None
         if error_type == DEVICE_GONE:
             return "removed"
@@ -136,10 +196,14 @@ def raise_if_failed(outcome: PushOutcome, deadline_seconds: int) -> None:
 class PushDeliveryWorkflow:
     """Deliver ``PushRequest`` to the receiver's devices and clean up dead tokens."""
 
+    def __init__(self) -> None:
+        self._local_first = False
+
     @workflow.run
     async def run(self, req: PushRequest) -> PushOutcome:
         """Return which devices got it, which were removed and which stayed undelivered (by id)."""
         device_list = await devices_of(req.receiver_user_id, workflow.patched(BY_DEVICE_ID))
+        self._local_first = workflow.patched(LOCAL_FIRST)
         results = await asyncio.gather(*(self._deliver(req, device) for device in device_list))
         outcome = settle(device_list, list(results))
         raise_if_failed(outcome, req.deadline_seconds)
@@ -162,12 +226,8 @@ class PushDeliveryWorkflow:
             send_req = DeviceSend(kind=req.kind, token=device, title=req.title, body=req.body, data=req.data)
 
         def send() -> Awaitable[Any]:
-            return workflow.execute_activity_method(
-                PushActivities.send_to_device,
-                send_req,
-                start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=timedelta(seconds=req.deadline_seconds),
-                retry_policy=send_retry_policy(),
+            return send_attempts(
+                PushActivities.send_to_device, send_req, req.deadline_seconds, self._local_first
             )
 
         return await deliver_to_device(req.kind, req.workflow_id, device, send)

@@ -36,6 +36,17 @@ async def _activity_attempts(client: Client, workflow_id: str) -> list[tuple[int
     return [(a.attempt, a.last_failure.message) for a in started]
 
 
+async def _local_attempts(client: Client, workflow_id: str) -> list[str]:
+    """The failure message of each recorded local activity ("" when it succeeded), in order."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return [
+        e.marker_recorded_event_attributes.failure.message
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+
+
 def _like(
     deps: ActivityDeps, owner: int, feed_id: int | None = None, date: int = 2024012017042712
 ) -> PushRequest:
@@ -64,6 +75,12 @@ async def test_like_push_reaches_every_device_with_the_original_payload(
     desc = await temporal_client.get_workflow_handle(req.workflow_id).describe()
     attrs = {p.key.name: p.value for p in desc.typed_search_attributes if p.key.name.startswith("Soso")}
     assert attrs == {"SosoUserId": str(owner), "SosoKind": "push-like", "SosoOutcome": "sent"}
+    # Sent on the first attempt: a local activity, no activity task for the server.
+    assert await _activity_attempts(temporal_client, req.workflow_id) == []
+    assert await _local_attempts(temporal_client, req.workflow_id) == ["", "", ""]
+    await record_if_asked(
+        temporal_client.get_workflow_handle(req.workflow_id), "push_delivery_like_local_first"
+    )
 
 
 async def test_transient_failures_are_retried_until_sent(
@@ -81,8 +98,14 @@ async def test_transient_failures_are_retried_until_sent(
         "QUOTA_EXCEEDED",
         "accepted",
     ]
+    # The first attempt ran as a local activity (its failure is in its marker, after the device
+    # lookup's); the retries as a regular activity, whose attempts count on from it.
+    assert await _local_attempts(temporal_client, req.workflow_id) == ["", "FCM QUOTA_EXCEEDED"]
     [(attempt, last_failure)] = await _activity_attempts(temporal_client, req.workflow_id)
-    assert attempt == 3 and last_failure == "FCM QUOTA_EXCEEDED"  # the code only: no token, no text
+    assert attempt == 2 and last_failure == "FCM QUOTA_EXCEEDED"  # the code only: no token, no text
+    await record_if_asked(
+        temporal_client.get_workflow_handle(req.workflow_id), "push_delivery_local_then_retried"
+    )
     [msg] = fcm_emulator.messages(token)
     assert msg["message"]["notification"]["body"].startswith(f"{liker_nickname}님이 jin")
 
