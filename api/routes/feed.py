@@ -28,6 +28,8 @@ from api.bodies import (
     PublicStatusBody,
     SavedBody,
     ViewerFeed,
+    feed_page_json,
+    owner_feeds_json,
 )
 from api.deps import ResourcesDep
 from api.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, error_responses
@@ -55,7 +57,7 @@ from storage import feed_images, feed_pages, feeds, users
 from storage.db import retry_deadlocks
 from storage.feed_images import ImageMeta, NewImage
 from storage.feed_pages import ListingPage, Viewer
-from storage.feeds import FeedView, NewEntry
+from storage.feeds import NewEntry
 from storage.logins import utcnow
 from temporal.push import like_push
 
@@ -88,14 +90,10 @@ def _visible(conn: Connection, viewer_id: int, author_id: int, is_public: bool) 
 # -- response shapes (§6.1) ---------------------------------------------------------------------
 
 
-def _slice(content: list[FeedView], page: int, size: int, is_last: bool) -> FeedPage:
-    return FeedPage.model_construct(
-        content=[ViewerFeed.of(f) for f in content],
-        number_of_elements=len(content),
-        page_number=page,
-        page_size=size,
-        is_last=is_last,
-    )
+def _json(body: bytes) -> Response:
+    """A body serialized by ``api.bodies`` from the route's ``response_model``, sent as FastAPI sends a
+    returned model (``Content-Type: application/json``, ``Content-Length``)."""
+    return Response(body, media_type="application/json")
 
 
 # -- writes -------------------------------------------------------------------------------------
@@ -207,17 +205,21 @@ def find_day_feed(form: DayParams, user: CurrentUser, res: ResourcesDep) -> Resp
     return OwnerFeed.of(feed)
 
 
-@router.post("/findMonthFeed")
-def find_month_feed(form: DayParams, user: CurrentUser, res: ResourcesDep) -> list[OwnerFeed]:
+@router.post("/findMonthFeed", response_model=list[OwnerFeed])
+async def find_month_feed(form: DayParams, user: CurrentUser, res: ResourcesDep) -> Response:
     """``nickname``'s entries in the month of ``date``, newest first: all of them for the owner, the
     public ones for anyone else, none when the caller blocked the author."""
     nickname, date = form.nickname, form.date
-    with res.engine.connect() as conn:
-        month = feeds.find_month(conn, nickname, date)
-        if month and month[0].user_id != user.id:
-            visible = _visible(conn, user.id, month[0].user_id, True)
-            month = [f for f in month if f.is_public and visible]
-    return [OwnerFeed.of(f) for f in month]
+
+    def read() -> bytes:  # the reads and the body in one threadpool hop
+        with res.engine.connect() as conn:
+            month = feeds.find_month(conn, nickname, date)
+            if month and month[0].user_id != user.id:
+                visible = _visible(conn, user.id, month[0].user_id, True)
+                month = [f for f in month if f.is_public and visible]
+        return owner_feeds_json(month)
+
+    return _json(await run_in_threadpool(read))
 
 
 # -- other people's entries ---------------------------------------------------------------------
@@ -243,10 +245,10 @@ def _counted(page: ListingPage, listing: str) -> ListingPage:
     return page
 
 
-@router.get("/findOtherFeed")
-def find_other_feed(
+@router.get("/findOtherFeed", response_model=FeedPage)
+async def find_other_feed(
     query: Annotated[OtherFeedQuery, Query()], user: CurrentUser, res: ResourcesDep
-) -> FeedPage:
+) -> Response:
     """Everyone's public entries (of the day of ``date`` when given), newest first, minus the authors
     the caller blocked; each page starts where the caller's previous page ended (``feeds.paging``),
     and a page far beyond any the caller has seen is an empty last page."""
@@ -261,14 +263,17 @@ def find_other_feed(
                 _require_self(conn, user, nickname, "nickname")
             return found
 
-    found = _counted(retry_deadlocks(read), "other")
-    return _slice(found.feeds, page, size, found.is_last)
+    def answer() -> bytes:  # the transaction and the body in one threadpool hop
+        found = _counted(retry_deadlocks(read), "other")
+        return feed_page_json(found.feeds, page, size, found.is_last)
+
+    return _json(await run_in_threadpool(answer))
 
 
-@router.get("/findUserFeed")
-def find_user_feed(
+@router.get("/findUserFeed", response_model=FeedPage)
+async def find_user_feed(
     query: Annotated[UserFeedQuery, Query()], user: CurrentUser, res: ResourcesDep
-) -> FeedPage:
+) -> Response:
     """``dstNickname``'s public entries, newest first, paged like findOtherFeed; an empty page when
     the caller blocked them."""
     src, dst, page, size = query.src_nickname, query.dst_nickname, query.page, query.size
@@ -282,8 +287,11 @@ def find_user_feed(
                 return ListingPage([], True)
             return feed_pages.author_page(conn, viewer, author_id, page, size, utcnow())
 
-    found = _counted(retry_deadlocks(read), "user")
-    return _slice(found.feeds, page, size, found.is_last)
+    def answer() -> bytes:  # the transaction and the body in one threadpool hop
+        found = _counted(retry_deadlocks(read), "user")
+        return feed_page_json(found.feeds, page, size, found.is_last)
+
+    return _json(await run_in_threadpool(answer))
 
 
 # -- images (the bytes by id: api/routes/images.py) ----------------------------------------------
