@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 
-from api.kafka import TopicBroadcast
+from api.kafka import WATCH_SECONDS, TopicBroadcast, TopicReset, TopicWatch
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port
 from dm.hub import RecentIds
@@ -105,6 +105,56 @@ def test_a_follower_survives_a_broker_that_restarts_empty(
     received = asyncio.run(scenario())
     before = [v for v in received if v.startswith(b"before")]
     assert sorted(before) == [b"before %d" % i for i in range(5)]  # once each: no reset without a restart
+
+
+class _ScriptedConsumer:
+    """What ``TopicWatch`` asks of a consumer, answering from a script: its position and the partition's
+    end at each check."""
+
+    def __init__(self, topic: str, script: list[tuple[int, int]]) -> None:
+        self.topic, self.script, self.step = topic, script, 0
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.script[self.step][0]
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        end = self.script[self.step][1]
+        self.step += 1
+        return {tp: end for tp in tps}
+
+
+def _checks(script: list[tuple[int, int]]) -> int:
+    """How many checks of ``script`` (position, end) a ``TopicWatch`` passes before raising a reset."""
+    topic, now = "watch-test", [0.0]
+    consumer = _ScriptedConsumer(topic, script)
+    watch = TopicWatch(consumer, topic, [TopicPartition(topic, 0)], clock=lambda: now[0])
+
+    async def run() -> int:
+        for done in range(len(script)):
+            now[0] += WATCH_SECONDS  # a check is due each time: counted, not waited for
+            try:
+                await watch.check()
+            except TopicReset:
+                return done
+        return len(script)
+
+    return asyncio.run(run())
+
+
+def test_a_trailing_end_offset_is_no_reset() -> None:
+    # With produce requests in flight, the broker's end can trail what a fetch already returned by a
+    # few records at every check; the partition still ends past where the consumer stood a check ago.
+    trailing = [(100 * i + 5, 100 * i + 2) for i in range(1, 30)]
+    assert _checks(trailing) == len(trailing)
+
+
+def test_a_broker_back_empty_is_a_reset_at_the_third_check() -> None:
+    # The consumer stands at 500 and the restarted broker's partition grows from 0: behind where it
+    # stood at the two checks after the first, so the third raises.
+    assert _checks([(500, 500)] + [(500, 3 * i) for i in range(10)]) == 2
 
 
 def test_the_hub_relays_a_repeated_record_once() -> None:
