@@ -58,14 +58,17 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     stopping.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """The topic's partitions, creating the topic if the broker does not know it yet."""
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topic: str, create_with: int = 1
+) -> list[TopicPartition]:
+    """The topic's partitions, creating the topic with ``create_with`` partitions if the broker does not
+    know it yet."""
     for attempt in range(50):
         found = consumer.partitions_for_topic(topic)
         if found:
             return [TopicPartition(topic, p) for p in sorted(found)]
         if attempt == 5:
-            await _create_topic(consumer, topic)
+            await _create_topic(consumer, topic, create_with)
         await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {topic} has no partitions")
@@ -120,12 +123,12 @@ class TopicWatch:
         return None
 
 
-async def _create_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
+async def _create_topic(consumer: AIOKafkaConsumer, topic: str, partitions: int) -> None:
     """Create the topic on a fresh broker (production clusters declare it; see k8s/)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=consumer._client._bootstrap_servers)
     try:
         await admin.start()
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     except TopicAlreadyExistsError:
         pass
     finally:
@@ -134,12 +137,19 @@ async def _create_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
 
 class TopicBroadcast:
     """One broadcast topic between API replicas (``dm.hub.ReplicaBroadcast``): publish through the
-    process's producer with a bounded wait, follow from the end of the topic."""
+    process's producer with a bounded wait (a record's key picks its partition, so one key's records
+    keep their order), follow every partition from the end of the topic."""
 
     def __init__(
-        self, settings: Settings, topic: str, name: str, producer: Callable[[], AIOKafkaProducer | None]
+        self,
+        settings: Settings,
+        topic: str,
+        name: str,
+        producer: Callable[[], AIOKafkaProducer | None],
+        partitions: int = 1,
     ) -> None:
         self._settings, self._topic, self._name, self._producer = settings, topic, name, producer
+        self._partitions = partitions  # created with, on a broker that does not know the topic
 
     async def publish(self, key: bytes, value: bytes) -> bool:
         """Publish one record within two seconds; False while no producer is connected."""
@@ -159,7 +169,9 @@ class TopicBroadcast:
             consumer = broadcast_consumer(self._settings, self._name)
             try:
                 await asyncio.wait_for(consumer.start(), timeout=10)
-                partitions = await asyncio.wait_for(topic_partitions(consumer, self._topic), timeout=10)
+                partitions = await asyncio.wait_for(
+                    topic_partitions(consumer, self._topic, self._partitions), timeout=10
+                )
                 consumer.assign(partitions)
                 if from_beginning:
                     await consumer.seek_to_beginning(*partitions)

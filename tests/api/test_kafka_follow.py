@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 
 from api.kafka import WATCH_SECONDS, TopicBroadcast, TopicReset, TopicWatch
@@ -105,6 +105,65 @@ def test_a_follower_survives_a_broker_that_restarts_empty(
     received = asyncio.run(scenario())
     before = [v for v in received if v.startswith(b"before")]
     assert sorted(before) == [b"before %d" % i for i in range(5)]  # once each: no reset without a restart
+
+
+def test_a_partitioned_broadcast_keeps_each_keys_records_in_order(
+    broker: tuple[ManagedProcess, int], settings: Settings
+) -> None:
+    """The DM topic's layout: created with the configured partitions by the follower on a broker that
+    does not know it, records spread over them by key, each key's records handed over in order."""
+    _, port = broker
+    local = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}"})
+    topic, keys = "partitioned-test", [str(k).encode() for k in range(12)]
+
+    async def scenario() -> tuple[set[int], set[int], list[bytes]]:
+        producer = AIOKafkaProducer(bootstrap_servers=local.kafka_bootstrap, linger_ms=0, acks=1)
+        await producer.start()
+        observer = AIOKafkaConsumer(bootstrap_servers=local.kafka_bootstrap, group_id=None)
+        await observer.start()
+        received: list[bytes] = []
+
+        async def handle(value: bytes) -> None:
+            received.append(value)
+
+        broadcast = TopicBroadcast(local, topic, "partitioned-test", lambda: producer, partitions=4)
+        follower = asyncio.create_task(broadcast.follow(handle))
+        try:
+            # Listing topics creates none: the follower is the one that creates it.
+            deadline = time.monotonic() + DEADLINE
+            while topic not in await observer.topics():
+                assert time.monotonic() < deadline, "the follower did not create the topic"
+                await asyncio.sleep(0.1)
+            created = set(await producer.partitions_for(topic))  # it exists: asking creates nothing
+            await _publish_until(broadcast, b"probe", lambda: any(v.startswith(b"probe") for v in received))
+            for i in range(10):
+                for key in keys:
+                    assert await broadcast.publish(key, b"%s %d" % (key, i))
+            await _until(
+                lambda: sum(b" " in v and not v.startswith(b"probe") for v in received) == 120, "all"
+            )
+            tps = [TopicPartition(topic, p) for p in sorted(created)]
+            observer.assign(tps)
+            await observer.seek_to_beginning(*tps)
+            used: set[int] = set()
+            for _ in range(100):
+                batches = await observer.getmany(timeout_ms=200)
+                used |= {tp.partition for tp, records in batches.items() if records}
+                if len(used) > 1:
+                    break
+            return created, used, received
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            await observer.stop()
+            await producer.stop()
+
+    created, used, received = asyncio.run(scenario())
+    assert created == {0, 1, 2, 3}
+    assert len(used) > 1  # keyed records spread over the partitions
+    for key in keys:
+        mine = [v for v in received if v.split(b" ")[0] == key and not v.startswith(b"probe")]
+        assert mine == [b"%s %d" % (key, i) for i in range(10)]  # once each, in order
 
 
 class _ScriptedConsumer:
