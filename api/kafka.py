@@ -76,11 +76,11 @@ async def topic_partitions(
 
 class TopicWatch:
     """Compares a follower's assignment with its topic every ``WATCH_SECONDS`` and raises ``TopicReset``
-    when the same mismatch is seen at two checks in a row. A partition counts as behind only when its end
-    is below where this consumer stood at the *previous* check: with several produce requests in flight
-    the broker's end offset can trail records a fetch already returned by a few records for a moment
-    (Tansu does: measured in README, Benchmarks), whereas a broker that came back empty stays below the
-    old positions."""
+    when the same mismatch is seen at two checks in a row. A partition counts as behind when the high
+    watermark of the broker's latest fetch answer for it is below the consumer's position: a fetch that
+    returned records says the partition reaches at least that far, so only a broker that came back
+    without them answers lower. (Not ``ListOffsets``: Tansu 0.6 answers it with the last batch's first
+    offset + 1, below records already fetched whenever that batch holds several; README, Benchmarks.)"""
 
     def __init__(
         self,
@@ -92,7 +92,6 @@ class TopicWatch:
         self._consumer, self._topic, self._partitions = consumer, topic, partitions
         self._clock = clock
         self._checked = clock()
-        self._stood: dict[TopicPartition, int] | None = None  # positions at the previous check
         self._suspect: str | None = None
 
     async def check(self) -> dict[TopicPartition, int] | None:
@@ -102,24 +101,25 @@ class TopicWatch:
         self._checked = self._clock()
         positions = {tp: int(await self._consumer.position(tp)) for tp in self._partitions}
         ends = await asyncio.wait_for(self._consumer.end_offsets(self._partitions), timeout=3)
-        problem = self._mismatch(self._stood, ends)
-        self._stood = positions
+        problem = self._mismatch(positions)
         if problem is not None and problem == self._suspect:
             TOPIC_RESETS.labels(self._topic).inc()
             raise TopicReset(problem)
         self._suspect = problem
         return ends
 
-    def _mismatch(
-        self, stood: dict[TopicPartition, int] | None, ends: dict[TopicPartition, int]
-    ) -> str | None:
+    def _mismatch(self, positions: dict[TopicPartition, int]) -> str | None:
         known = self._consumer.partitions_for_topic(self._topic)
         assigned = {tp.partition for tp in self._partitions}
         if known is not None and set(known) != assigned:
             return f"{self._topic} has partitions {sorted(known)}, not {sorted(assigned)}"
-        behind = [tp.partition for tp in self._partitions if stood is not None and ends[tp] < stood[tp]]
+        behind = []
+        for tp in self._partitions:
+            highwater = self._consumer.highwater(tp)  # None until a fetch answered for it
+            if highwater is not None and highwater < positions[tp]:
+                behind.append(tp.partition)
         if behind:
-            return f"{self._topic} partitions {behind} end before where this consumer stood"
+            return f"{self._topic} partitions {behind} end before this consumer's positions"
         return None
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -167,11 +167,11 @@ def test_a_partitioned_broadcast_keeps_each_keys_records_in_order(
 
 
 class _ScriptedConsumer:
-    """What ``TopicWatch`` asks of a consumer, answering from a script: its position and the partition's
-    end at each check."""
+    """What ``TopicWatch`` asks of a consumer, answering from a script of (position, ``ListOffsets`` end,
+    high watermark of the latest fetch answer) at each check."""
 
-    def __init__(self, topic: str, script: list[tuple[int, int]]) -> None:
-        self.topic, self.script, self.step = topic, script, 0
+    def __init__(self, script: Sequence[tuple[int, int, int | None]]) -> None:
+        self.script, self.step = script, 0
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         return {0}
@@ -180,16 +180,18 @@ class _ScriptedConsumer:
         return self.script[self.step][0]
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        end = self.script[self.step][1]
-        self.step += 1
-        return {tp: end for tp in tps}
+        return {tp: self.script[self.step][1] for tp in tps}
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        highwater = self.script[self.step][2]
+        self.step += 1  # asked last at each check
+        return highwater
 
 
-def _checks(script: list[tuple[int, int]]) -> int:
-    """How many checks of ``script`` (position, end) a ``TopicWatch`` passes before raising a reset."""
+def _checks(script: Sequence[tuple[int, int, int | None]]) -> int:
+    """How many checks of ``script`` a ``TopicWatch`` passes before raising a reset."""
     topic, now = "watch-test", [0.0]
-    consumer = _ScriptedConsumer(topic, script)
-    watch = TopicWatch(consumer, topic, [TopicPartition(topic, 0)], clock=lambda: now[0])
+    watch = TopicWatch(_ScriptedConsumer(script), topic, [TopicPartition(topic, 0)], clock=lambda: now[0])
 
     async def run() -> int:
         for done in range(len(script)):
@@ -203,17 +205,18 @@ def _checks(script: list[tuple[int, int]]) -> int:
     return asyncio.run(run())
 
 
-def test_a_trailing_end_offset_is_no_reset() -> None:
-    # With produce requests in flight, the broker's end can trail what a fetch already returned by a
-    # few records at every check; the partition still ends past where the consumer stood a check ago.
-    trailing = [(100 * i + 5, 100 * i + 2) for i in range(1, 30)]
-    assert _checks(trailing) == len(trailing)
+def test_an_end_offset_below_fetched_records_is_no_reset() -> None:
+    # Tansu answers ListOffsets with the last batch's first offset + 1: below the records a fetch
+    # returned when that batch holds several, for as long as no other batch follows. The fetch answers'
+    # high watermark is the partition's real end.
+    lagging = [(100 * i + 20, 100 * i + 2, 100 * i + 20) for i in range(1, 10)]
+    assert _checks(lagging + [(920, 902, 920)] * 20) == 29
+    assert _checks([(0, 0, None), (5, 1, None)]) == 2  # no fetch answered yet: nothing to compare
 
 
-def test_a_broker_back_empty_is_a_reset_at_the_third_check() -> None:
-    # The consumer stands at 500 and the restarted broker's partition grows from 0: behind where it
-    # stood at the two checks after the first, so the third raises.
-    assert _checks([(500, 500)] + [(500, 3 * i) for i in range(10)]) == 2
+def test_a_broker_back_empty_is_a_reset_at_the_second_check() -> None:
+    # The consumer stands at 500; the restarted broker's fetch answers say the partition ends lower.
+    assert _checks([(500, 500, 500)] + [(500, 3 * i, 3 * i) for i in range(10)]) == 2
 
 
 def test_the_hub_relays_a_repeated_record_once() -> None:
