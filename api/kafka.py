@@ -58,14 +58,17 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     stopping.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """The topic's partitions, creating the topic if the broker does not know it yet."""
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topic: str, create_with: int = 1
+) -> list[TopicPartition]:
+    """The topic's partitions, creating the topic with ``create_with`` partitions if the broker does not
+    know it yet."""
     for attempt in range(50):
         found = consumer.partitions_for_topic(topic)
         if found:
             return [TopicPartition(topic, p) for p in sorted(found)]
         if attempt == 5:
-            await _create_topic(consumer, topic)
+            await _create_topic(consumer, topic, create_with)
         await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {topic} has no partitions")
@@ -73,45 +76,59 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
 
 class TopicWatch:
     """Compares a follower's assignment with its topic every ``WATCH_SECONDS`` and raises ``TopicReset``
-    when the same mismatch is seen twice in a row: the broker's answers race the consumer's own fetches
-    (an end offset read a moment before a fetch moved the position), and a real reset persists."""
+    when the same mismatch is seen at two checks in a row. A partition counts as behind when the high
+    watermark of the broker's latest fetch answer for it is below the consumer's position: a fetch that
+    returned records says the partition reaches at least that far, so only a broker that came back
+    without them answers lower. (Not ``ListOffsets``: Tansu 0.6 answers it with the last batch's first
+    offset + 1, below records already fetched whenever that batch holds several; README, Benchmarks.)"""
 
-    def __init__(self, consumer: AIOKafkaConsumer, topic: str, partitions: list[TopicPartition]) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        topic: str,
+        partitions: list[TopicPartition],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._consumer, self._topic, self._partitions = consumer, topic, partitions
-        self._checked = time.monotonic()
+        self._clock = clock
+        self._checked = clock()
         self._suspect: str | None = None
 
     async def check(self) -> dict[TopicPartition, int] | None:
         """The partitions' end offsets when a check is due (else ``None``); raises ``TopicReset``."""
-        if time.monotonic() - self._checked < WATCH_SECONDS:
+        if self._clock() - self._checked < WATCH_SECONDS:
             return None
-        self._checked = time.monotonic()
+        self._checked = self._clock()
         positions = {tp: int(await self._consumer.position(tp)) for tp in self._partitions}
         ends = await asyncio.wait_for(self._consumer.end_offsets(self._partitions), timeout=3)
-        problem = self._mismatch(positions, ends)
+        problem = self._mismatch(positions)
         if problem is not None and problem == self._suspect:
             TOPIC_RESETS.labels(self._topic).inc()
             raise TopicReset(problem)
         self._suspect = problem
         return ends
 
-    def _mismatch(self, positions: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> str | None:
+    def _mismatch(self, positions: dict[TopicPartition, int]) -> str | None:
         known = self._consumer.partitions_for_topic(self._topic)
         assigned = {tp.partition for tp in self._partitions}
         if known is not None and set(known) != assigned:
             return f"{self._topic} has partitions {sorted(known)}, not {sorted(assigned)}"
-        behind = [tp.partition for tp in self._partitions if ends[tp] < positions[tp]]
+        behind = []
+        for tp in self._partitions:
+            highwater = self._consumer.highwater(tp)  # None until a fetch answered for it
+            if highwater is not None and highwater < positions[tp]:
+                behind.append(tp.partition)
         if behind:
             return f"{self._topic} partitions {behind} end before this consumer's positions"
         return None
 
 
-async def _create_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
+async def _create_topic(consumer: AIOKafkaConsumer, topic: str, partitions: int) -> None:
     """Create the topic on a fresh broker (production clusters declare it; see k8s/)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=consumer._client._bootstrap_servers)
     try:
         await admin.start()
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     except TopicAlreadyExistsError:
         pass
     finally:
@@ -120,19 +137,27 @@ async def _create_topic(consumer: AIOKafkaConsumer, topic: str) -> None:
 
 class TopicBroadcast:
     """One broadcast topic between API replicas (``dm.hub.ReplicaBroadcast``): publish through the
-    process's producer with a bounded wait, follow from the end of the topic."""
+    process's producer with a bounded wait (a record's key picks its partition, so one key's records
+    keep their order), follow every partition from the end of the topic."""
 
     def __init__(
-        self, settings: Settings, topic: str, name: str, producer: Callable[[], AIOKafkaProducer | None]
+        self,
+        settings: Settings,
+        topic: str,
+        name: str,
+        producer: Callable[[], AIOKafkaProducer | None],
+        partitions: int = 1,
     ) -> None:
         self._settings, self._topic, self._name, self._producer = settings, topic, name, producer
+        self._partitions = partitions  # created with, on a broker that does not know the topic
 
     async def publish(self, key: bytes, value: bytes) -> bool:
         """Publish one record within two seconds; False while no producer is connected."""
         producer = self._producer()
         if producer is None:
             return False
-        await asyncio.wait_for(producer.send_and_wait(self._topic, value, key=key), timeout=2)
+        async with asyncio.timeout(2):  # no task per record, unlike wait_for
+            await producer.send_and_wait(self._topic, value, key=key)
         return True
 
     async def follow(self, handle: Callable[[bytes], Awaitable[None]]) -> None:
@@ -145,7 +170,9 @@ class TopicBroadcast:
             consumer = broadcast_consumer(self._settings, self._name)
             try:
                 await asyncio.wait_for(consumer.start(), timeout=10)
-                partitions = await asyncio.wait_for(topic_partitions(consumer, self._topic), timeout=10)
+                partitions = await asyncio.wait_for(
+                    topic_partitions(consumer, self._topic, self._partitions), timeout=10
+                )
                 consumer.assign(partitions)
                 if from_beginning:
                     await consumer.seek_to_beginning(*partitions)

@@ -95,7 +95,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 def _direct_message_hub(res: Resources) -> DirectMessageHub:
     """The replica's DM hub over this process's clients: Kafka for the other replicas, DmPushWorkflow
     for receivers connected nowhere, and the revocation view closing the sockets of ended logins."""
-    broadcast = TopicBroadcast(res.settings, res.settings.kafka_dm_topic, "dm", lambda: res.producer)
+    settings = res.settings
+    broadcast = TopicBroadcast(
+        settings, settings.kafka_dm_topic, "dm", lambda: res.producer, settings.kafka_dm_partitions
+    )
 
     def start_push(sender_id: int, receiver_id: int, message_id: str) -> None:
         dm_push_in_background(res, sender_id, receiver_id, message_id)

@@ -35,6 +35,7 @@ class Socket:
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._queued_chars = 0
         self._closing = asyncio.Event()
+        self._closed: asyncio.Future[Any] | None = None  # one waiter for every receive, not one each
         self._close_reason = ""
         self._writer = asyncio.ensure_future(self._write())
 
@@ -62,10 +63,10 @@ class Socket:
         """The client's next ASGI message; a ``websocket.disconnect`` once the server closes the socket
         (a frame that arrives meanwhile is dropped)."""
         if not self._closing.is_set():
+            if self._closed is None:
+                self._closed = asyncio.ensure_future(self._closing.wait())
             receiving = asyncio.ensure_future(self.websocket.receive())
-            closing = asyncio.ensure_future(self._closing.wait())
-            await asyncio.wait({receiving, closing}, return_when=asyncio.FIRST_COMPLETED)
-            closing.cancel()
+            await asyncio.wait({receiving, self._closed}, return_when=asyncio.FIRST_COMPLETED)
             if not self._closing.is_set():
                 return receiving.result()
             receiving.cancel()
@@ -76,12 +77,15 @@ class Socket:
         if self._closing.is_set():
             await asyncio.wait({self._writer}, timeout=self._timeout)
         self._writer.cancel()
+        if self._closed is not None:
+            self._closed.cancel()
 
     async def _write(self) -> None:
         while (text := await self._outbox.get()) is not None and self.close_code != SLOW[0]:
             self._queued_chars -= len(text)
             try:
-                await asyncio.wait_for(self.websocket.send_text(text), self._timeout)
+                async with asyncio.timeout(self._timeout):  # no task per frame, unlike wait_for
+                    await self.websocket.send_text(text)
             except TimeoutError:  # the receiver does not read
                 self.close(*SLOW)
                 break

@@ -24,19 +24,25 @@ def _user_id(app: IOSClient) -> int:
     return int(jwt.decode(app.access.removeprefix("Bearer "), options={"verify_signature": False})["uid"])
 
 
-def wait_until_seen(deps: ActivityDeps, *apps: IOSClient, timeout: float = 60) -> None:
+def wait_until_seen(
+    deps: ActivityDeps, *apps: IOSClient, timeout: float = 60, since: datetime | None = None
+) -> None:
     """Wait (conditions, generous deadline) until every replica has recorded the sockets just opened in
     ``dm_presence`` (an app given twice has two), and then until each replica holding one of them has
     beaten twice since: a replica's view of the others (``dm.presence.RemotePresence``) comes from their
     broadcasts, and when one is late, from the table at its next beat. Its first beat after the rows were
-    all written reads them; its second starts after that read was applied."""
+    all written reads them; its second starts after that read was applied. With ``since``, only rows
+    stamped from then on count (a killed replica's rows, which no longer beat, are left out)."""
     expected = Counter(_user_id(app) for app in apps)
     deadline = time.monotonic() + timeout
 
     def rows() -> list[tuple[int, int, str, datetime]]:
         with deps.engine.connect() as conn:
             query = select(DmPresence.user_id, DmPresence.sockets, DmPresence.replica_id, DmPresence.seen_at)
-            return [tuple(r) for r in conn.execute(query.where(DmPresence.user_id.in_(expected)))]  # type: ignore[misc]
+            query = query.where(DmPresence.user_id.in_(expected))
+            if since is not None:
+                query = query.where(DmPresence.seen_at >= since)
+            return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
 
     def sockets(found: list[tuple[int, int, str, datetime]]) -> Counter[int]:
         counted: Counter[int] = Counter()

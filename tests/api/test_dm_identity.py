@@ -191,7 +191,8 @@ def test_a_freed_nickname_shows_its_next_owner_nothing_without_any_worker(
         assert json.loads(b_ws.recv(timeout=DELIVERY_TIMEOUT)) == _dto(new, bob.nickname, "from alice", sent)
         _send(b_ws, bob.nickname, old, "to carol", sent)
         _send(b_ws, bob.nickname, new, "to alice again", sent)
-        # Frames reach a socket in order (one topic partition): each one's first frame is its own.
+        # Frames reach a socket in order (a receiver's records share a partition): each one's first frame
+        # is its own.
         assert json.loads(c_ws.recv(timeout=DELIVERY_TIMEOUT)) == _dto(bob.nickname, old, "to carol", sent)
         assert json.loads(a_ws.recv(timeout=DELIVERY_TIMEOUT)) == _dto(
             bob.nickname, new, "to alice again", sent

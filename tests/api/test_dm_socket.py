@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +24,8 @@ from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port
 from emulators.control import FcmEmulator
 from kst.dates import now_kst
+from storage.logins import utcnow
+from tests.api.dm_helpers import wait_until_seen
 from tests.api.feed_helpers import hangul_nick, look_alikes, spellings
 from tests.dm.helpers import room_page
 from tests.fixtures.ios_client import IOSClient
@@ -250,7 +253,7 @@ def test_without_the_broker_messages_are_stored_delivered_locally_and_pushed(
 
 
 def test_a_replica_that_dies_drops_only_its_own_sockets(
-    http: httpx.Client, cluster: Cluster, settings: Settings, tmp_path: Path
+    http: httpx.Client, cluster: Cluster, settings: Settings, tmp_path: Path, activity_deps: ActivityDeps
 ) -> None:
     alice, bob = _member(http), _member(http)
     env = _env(settings, kafka_bootstrap=f"127.0.0.1:{cluster.broker_port}", worker_metrics_port=0)
@@ -264,12 +267,16 @@ def test_a_replica_that_dies_drops_only_its_own_sockets(
         ):
             doomed.proc.kill()  # type: ignore[union-attr]  # SIGKILL: no clean shutdown
             doomed.proc.wait()  # type: ignore[union-attr]
+            # Live replicas stamp their rows every second from now on; the dead one's stay behind.
+            alive_since = (utcnow() + timedelta(seconds=1)).replace(microsecond=0)
             with pytest.raises(Exception):  # noqa: B017 - the connection is gone, however it surfaces
                 dying.recv(timeout=FRAME_WAIT)
             b.send(_frame(bob, alice, "still reachable"))
             assert json.loads(phone.recv(timeout=FRAME_WAIT))["text"] == "still reachable"
             with _socket(alice, cluster.b) as reconnected:  # the client reconnects elsewhere
-                time.sleep(0.3)
+                # Until bob's replica knows of alice's new socket (a broadcast, or the table at its next
+                # beat), a message to her rightly goes to the sockets it knows of and to a push.
+                wait_until_seen(activity_deps, alice, alice, bob, since=alive_since)
                 b.send(_frame(bob, alice, "after the reconnect"))
                 # The new socket may first get "still reachable": it was broadcast while alice still
                 # counted as present on the dead replica, and reached her new socket's replica later.

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 
-from api.kafka import TopicBroadcast
+from api.kafka import WATCH_SECONDS, TopicBroadcast, TopicReset, TopicWatch
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port
 from dm.hub import RecentIds
@@ -105,6 +105,118 @@ def test_a_follower_survives_a_broker_that_restarts_empty(
     received = asyncio.run(scenario())
     before = [v for v in received if v.startswith(b"before")]
     assert sorted(before) == [b"before %d" % i for i in range(5)]  # once each: no reset without a restart
+
+
+def test_a_partitioned_broadcast_keeps_each_keys_records_in_order(
+    broker: tuple[ManagedProcess, int], settings: Settings
+) -> None:
+    """The DM topic's layout: created with the configured partitions by the follower on a broker that
+    does not know it, records spread over them by key, each key's records handed over in order."""
+    _, port = broker
+    local = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}"})
+    topic, keys = "partitioned-test", [str(k).encode() for k in range(12)]
+
+    async def scenario() -> tuple[set[int], set[int], list[bytes]]:
+        producer = AIOKafkaProducer(bootstrap_servers=local.kafka_bootstrap, linger_ms=0, acks=1)
+        await producer.start()
+        observer = AIOKafkaConsumer(bootstrap_servers=local.kafka_bootstrap, group_id=None)
+        await observer.start()
+        received: list[bytes] = []
+
+        async def handle(value: bytes) -> None:
+            received.append(value)
+
+        broadcast = TopicBroadcast(local, topic, "partitioned-test", lambda: producer, partitions=4)
+        follower = asyncio.create_task(broadcast.follow(handle))
+        try:
+            # Listing topics creates none: the follower is the one that creates it.
+            deadline = time.monotonic() + DEADLINE
+            while topic not in await observer.topics():
+                assert time.monotonic() < deadline, "the follower did not create the topic"
+                await asyncio.sleep(0.1)
+            created = set(await producer.partitions_for(topic))  # it exists: asking creates nothing
+            await _publish_until(broadcast, b"probe", lambda: any(v.startswith(b"probe") for v in received))
+            for i in range(10):
+                for key in keys:
+                    assert await broadcast.publish(key, b"%s %d" % (key, i))
+            await _until(
+                lambda: sum(b" " in v and not v.startswith(b"probe") for v in received) == 120, "all"
+            )
+            tps = [TopicPartition(topic, p) for p in sorted(created)]
+            observer.assign(tps)
+            await observer.seek_to_beginning(*tps)
+            used: set[int] = set()
+            for _ in range(100):
+                batches = await observer.getmany(timeout_ms=200)
+                used |= {tp.partition for tp, records in batches.items() if records}
+                if len(used) > 1:
+                    break
+            return created, used, received
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            await observer.stop()
+            await producer.stop()
+
+    created, used, received = asyncio.run(scenario())
+    assert created == {0, 1, 2, 3}
+    assert len(used) > 1  # keyed records spread over the partitions
+    for key in keys:
+        mine = [v for v in received if v.split(b" ")[0] == key and not v.startswith(b"probe")]
+        assert mine == [b"%s %d" % (key, i) for i in range(10)]  # once each, in order
+
+
+class _ScriptedConsumer:
+    """What ``TopicWatch`` asks of a consumer, answering from a script of (position, ``ListOffsets`` end,
+    high watermark of the latest fetch answer) at each check."""
+
+    def __init__(self, script: Sequence[tuple[int, int, int | None]]) -> None:
+        self.script, self.step = script, 0
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.script[self.step][0]
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.script[self.step][1] for tp in tps}
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        highwater = self.script[self.step][2]
+        self.step += 1  # asked last at each check
+        return highwater
+
+
+def _checks(script: Sequence[tuple[int, int, int | None]]) -> int:
+    """How many checks of ``script`` a ``TopicWatch`` passes before raising a reset."""
+    topic, now = "watch-test", [0.0]
+    watch = TopicWatch(_ScriptedConsumer(script), topic, [TopicPartition(topic, 0)], clock=lambda: now[0])
+
+    async def run() -> int:
+        for done in range(len(script)):
+            now[0] += WATCH_SECONDS  # a check is due each time: counted, not waited for
+            try:
+                await watch.check()
+            except TopicReset:
+                return done
+        return len(script)
+
+    return asyncio.run(run())
+
+
+def test_an_end_offset_below_fetched_records_is_no_reset() -> None:
+    # Tansu answers ListOffsets with the last batch's first offset + 1: below the records a fetch
+    # returned when that batch holds several, for as long as no other batch follows. The fetch answers'
+    # high watermark is the partition's real end.
+    lagging = [(100 * i + 20, 100 * i + 2, 100 * i + 20) for i in range(1, 10)]
+    assert _checks(lagging + [(920, 902, 920)] * 20) == 29
+    assert _checks([(0, 0, None), (5, 1, None)]) == 2  # no fetch answered yet: nothing to compare
+
+
+def test_a_broker_back_empty_is_a_reset_at_the_second_check() -> None:
+    # The consumer stands at 500; the restarted broker's fetch answers say the partition ends lower.
+    assert _checks([(500, 500, 500)] + [(500, 3 * i, 3 * i) for i in range(10)]) == 2
 
 
 def test_the_hub_relays_a_repeated_record_once() -> None:

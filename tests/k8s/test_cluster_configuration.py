@@ -139,6 +139,8 @@ def test_kafka_matches_the_settings_and_the_size(size: str) -> None:
     topics = of_kind(docs, "KafkaTopic")
     names = {t["spec"]["topicName"] for t in topics}
     assert names == {config["SOSOHAPPY_KAFKA_TOKEN_TOPIC"], config["SOSOHAPPY_KAFKA_DM_TOPIC"]}
+    (dm_topic,) = [t for t in topics if t["spec"]["topicName"] == config["SOSOHAPPY_KAFKA_DM_TOPIC"]]
+    assert dm_topic["spec"]["partitions"] == int(config["SOSOHAPPY_KAFKA_DM_PARTITIONS"])
     pools = of_kind(docs, "KafkaNodePool")
     assert all(p["metadata"]["labels"]["strimzi.io/cluster"] == cluster for p in [*pools, *topics])
     nodes = sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"])
