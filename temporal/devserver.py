@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from temporalio.client import Client
 
 from temporal.search_attributes import cli_flags
 
@@ -82,3 +87,23 @@ def start_dev_args(
         for pragma in sqlite_pragmas:
             args += ["--sqlite-pragma", pragma]
     return args
+
+
+def wait_until_serving(address: str, timeout: float = 90) -> None:
+    """Block until the dev server at ``address`` accepts a client. Its port opens before its frontend is
+    healthy: a client connecting in between is refused ("Frontend is not healthy yet"), and more often
+    on a loaded machine. Safe to call from a thread that runs an event loop (it probes from its own)."""
+
+    async def probe() -> bool:
+        try:
+            await Client.connect(address)
+        except RuntimeError:
+            return False
+        return True
+
+    deadline = time.monotonic() + timeout
+    with ThreadPoolExecutor(1, thread_name_prefix="temporal-probe") as probing:
+        while not probing.submit(asyncio.run, probe()).result():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Temporal dev server at {address} did not serve within {timeout:g} s")
+            time.sleep(0.2)

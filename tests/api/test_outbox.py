@@ -36,7 +36,7 @@ from storage.models import LoginSession, User, WorkflowOutbox
 from storage.nickname_changes import next_change_id
 from temporal.accounts import NicknameChange, ResignResult
 from temporal.client import connect
-from temporal.devserver import start_dev_args
+from temporal.devserver import start_dev_args, wait_until_serving
 from tests.fixtures.app import BackgroundWorker
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.databases import scratch_mysql_database
@@ -75,6 +75,7 @@ class PrivateTemporal:
         argv = start_dev_args(port=self.port, ui_port=None, db_file=self._db)
         self._proc = ManagedProcess("temporal-outbox", argv, self._dir / "temporal.log").start()
         self._proc.wait_for_port(self.port, timeout=90)
+        wait_until_serving(self.address)
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -22,7 +22,7 @@ from config import Settings
 from devstack.processes import ManagedProcess, free_port
 from temporal import task_queues
 from temporal.client import connect
-from temporal.devserver import start_dev_args
+from temporal.devserver import start_dev_args, wait_until_serving
 from temporal.ids import sign_in_workflow_id
 from tests.fixtures.app import BackgroundWorker
 from tests.fixtures.asgi import serve_in_thread
@@ -98,6 +98,7 @@ def without_api_worker(
     ).start()
     try:
         server.wait_for_port(port, timeout=90)
+        wait_until_serving(f"127.0.0.1:{port}")
         private = settings.model_copy(
             update={"temporal_address": f"127.0.0.1:{port}", "api_sign_in_worker": False}
         )

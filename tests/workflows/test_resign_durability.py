@@ -23,7 +23,7 @@ from storage.models import Feed, User
 from temporal import search_attributes as sa
 from temporal.accounts import ResignInput
 from temporal.client import connect
-from temporal.devserver import start_dev_args
+from temporal.devserver import start_dev_args, wait_until_serving
 from temporal.ids import resign_workflow_id
 from temporal.task_queues import ACCOUNTS
 from tests.fixtures.waiting import eventually
@@ -62,6 +62,7 @@ async def test_killed_worker_resumes_the_resign(
     worker: ManagedProcess | None = None
     try:
         server.wait_for_port(port, timeout=90)
+        wait_until_serving(f"127.0.0.1:{port}")
         address = f"127.0.0.1:{port}"
         with activity_deps.sessions.begin() as s:
             user = users.upsert_account(
