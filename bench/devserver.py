@@ -31,7 +31,7 @@ from config import Settings
 from devstack.bytecode import compile_project
 from devstack.processes import ManagedProcess, free_port
 from temporal.client import connect
-from temporal.devserver import SQLITE_PRAGMAS, start_dev_args
+from temporal.devserver import SQLITE_PRAGMAS, start_dev_args, wait_until_serving
 
 #: name -> (state file?, pragmas); the first is the CLI's defaults, the second the project's.
 VARIANTS: dict[str, tuple[bool, Sequence[str]]] = {
@@ -94,17 +94,8 @@ async def dev_server(
     server = ManagedProcess(f"temporal-{slug}", argv, work / f"temporal-{slug}.log").start()
     try:
         server.wait_for_port(port, timeout=90)
-        settings = Settings(env="test", temporal_address=f"127.0.0.1:{port}")
-        deadline = time.monotonic() + 90
-        while True:  # the port opens before the frontend answers ("Frontend is not healthy yet")
-            try:
-                client = await connect(settings)
-                break
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
-        yield client
+        await asyncio.to_thread(wait_until_serving, f"127.0.0.1:{port}")
+        yield await connect(Settings(env="test", temporal_address=f"127.0.0.1:{port}"))
     finally:
         server.stop()
 
