@@ -66,10 +66,7 @@ def send_retry_policy() -> RetryPolicy:
 
 def failure_cause(err: FailureError) -> BaseException | None:
     """What failed a send: the cause of a regular activity's ``ActivityError``; a local activity's
-    failure is raised as it is (an ``ApplicationError`` or ``TimeoutError``). Cancellation is not a
-    send's failure and goes on up."""
-    if isinstance(err, CancelledError):
-        raise err
+    failure is raised as it is (an ``ApplicationError`` or ``TimeoutError``)."""
     return err.cause if isinstance(err, ActivityError) else err
 
 
@@ -89,6 +86,8 @@ async def send_attempts(
                 start_to_close_timeout=FIRST_ATTEMPT,
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
+        except CancelledError:  # not a send's failure: it goes on up
+            raise
         except FailureError as err:
             cause = failure_cause(err)
             if isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in PERMANENT):
@@ -134,6 +133,8 @@ async def deliver_to_device(
     try:
         await send()
         return "sent"
+    except CancelledError:  # not a send's failure: it goes on up
+        raise
     except FailureError as err:
         cause = failure_cause(err)
         error_type = cause.type if isinstance(cause, ApplicationError) else None
