@@ -77,8 +77,8 @@ async def send_attempts(
     (the ``PERMANENT`` error types) or ``deadline_seconds`` pass. With ``local_first`` the first attempt
     is a local activity and only a transient failure of it starts the regular activity, one backoff
     later (FCM's Retry-After when it gave one), within what is left of the deadline."""
-    began = workflow.now()
     if local_first:
+        began = workflow.now()
         try:
             return await workflow.execute_local_activity_method(
                 activity,
