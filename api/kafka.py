@@ -1,5 +1,10 @@
 """Kafka consumers of the broadcasts between API replicas: every replica reads every record (no consumer
-group), starts and stops within bounded time, and creates its topic on a fresh broker."""
+group), starts and stops within bounded time, and creates its topics on a fresh broker.
+
+A replica reads all its broadcast topics (revocations, direct messages) through **one** consumer
+(``ReplicaFeed``): one connection and one fetch per wait instead of one per topic. On Tansu a fetch is
+answered only when its wait expires, so an idle consumer costs a fetch every
+``kafka_fetch_max_wait_ms`` whatever it reads; two consumers per replica cost twice that."""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import Counter, Gauge
@@ -34,6 +40,10 @@ class TopicReset(Exception):
     fetch rather than an out-of-range error) or the topic's partitions changed (re-created on the
     first publish with the broker's default count)."""
 
+    def __init__(self, topic: str, problem: str) -> None:
+        super().__init__(problem)
+        self.topic = topic
+
 
 def broadcast_consumer(settings: Settings, name: str) -> AIOKafkaConsumer:
     """A consumer outside any group (each replica reads everything), polling with the configured wait:
@@ -46,6 +56,19 @@ def broadcast_consumer(settings: Settings, name: str) -> AIOKafkaConsumer:
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         request_timeout_ms=5000,
         # A broker that restarted empty may re-create the topic with other partitions; see them soon.
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
+    )
+
+
+def broadcast_producer(settings: Settings) -> AIOKafkaProducer:
+    """The process's producer for the broadcasts (not started): each record sent at once, acknowledged
+    by the partition leader. A broker that restarted empty re-creates a topic, maybe with other
+    partitions; Tansu takes records for partitions the topic no longer has, where no consumer reads
+    them, so the producer looks at the topics as often as the consumers do."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        linger_ms=0,
+        acks=1,
         metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
 
@@ -104,9 +127,18 @@ class TopicWatch:
         problem = self._mismatch(positions)
         if problem is not None and problem == self._suspect:
             TOPIC_RESETS.labels(self._topic).inc()
-            raise TopicReset(problem)
+            raise TopicReset(self._topic, problem)
         self._suspect = problem
         return ends
+
+    async def mismatched(self) -> bool:
+        """Whether the topic looks re-created right now (one look, not two in a row): asked when another
+        topic of the same consumer was just found re-created, as a broker back empty loses all of them."""
+        try:
+            positions = {tp: int(await self._consumer.position(tp)) for tp in self._partitions}
+        except Exception:  # no position to compare: the topic is read from where its follower says
+            return False
+        return self._mismatch(positions) is not None
 
     def _mismatch(self, positions: dict[TopicPartition, int]) -> str | None:
         known = self._consumer.partitions_for_topic(self._topic)
@@ -160,41 +192,128 @@ class TopicBroadcast:
             await producer.send_and_wait(self._topic, value, key=key)
         return True
 
+    def followed(self, handle: Callable[[bytes], Awaitable[None]]) -> FollowedTopic:
+        """This topic as one of a ``ReplicaFeed``'s: every record published from now on is handed to
+        ``handle``, at least once (``handle`` drops repeats, see ``dm.hub.RecentIds``)."""
+        return _HandledTopic(self._topic, self._partitions, handle)
+
     async def follow(self, handle: Callable[[bytes], Awaitable[None]]) -> None:
-        """Hand every record published from now on to ``handle``, at least once; reconnect after broker
-        loss. After a ``TopicReset`` the new topic is read from its beginning: everything in it was
-        published since the broker came back, and a record of it that was read before the reset was seen
-        is handed over again (``handle`` drops repeats, see ``dm.hub.RecentIds``)."""
-        from_beginning = False
+        """Follow this topic alone, through a consumer of its own, until cancelled."""
+        await ReplicaFeed(self._settings, self._name, [self.followed(handle)]).run()
+
+
+class FollowedTopic(ABC):
+    """One topic of a ``ReplicaFeed``: where to start reading it and what to do with its records."""
+
+    topic: str
+    #: Partitions to create the topic with on a broker that does not know it.
+    create_with: int
+
+    @abstractmethod
+    async def assigned(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition], recreated: bool
+    ) -> None:
+        """Seek ``partitions`` (just assigned, on a new connection); ``recreated``: the topic was found
+        re-created by the broker since the last connection, so everything in it is new."""
+
+    @abstractmethod
+    async def received(self, records: list[ConsumerRecord]) -> None:
+        """Handle one partition's records of one fetch, in order."""
+
+    async def polled(
+        self,
+        consumer: AIOKafkaConsumer,
+        partitions: list[TopicPartition],
+        ends: dict[TopicPartition, int] | None,
+    ) -> None:
+        """After every poll (``ends``: the partitions' end offsets when a watch check was due); nothing
+        by default."""
+        return None
+
+    def lost(self) -> None:
+        """The connection ended (error, reset or cancellation): nothing is read until the next
+        ``assigned``; nothing to do by default."""
+        return None
+
+
+class _HandledTopic(FollowedTopic):
+    """A broadcast followed from its end (from its beginning once re-created), each record's value to
+    ``handle``."""
+
+    def __init__(self, topic: str, create_with: int, handle: Callable[[bytes], Awaitable[None]]) -> None:
+        self.topic, self.create_with, self._handle = topic, create_with, handle
+
+    async def assigned(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition], recreated: bool
+    ) -> None:
+        if recreated:
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            await consumer.seek_to_end(*partitions)
+
+    async def received(self, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            await self._handle(record.value or b"{}")
+
+
+class ReplicaFeed:
+    """Reads every followed topic through one consumer, reconnecting after broker loss. A topic found
+    re-created (``TopicReset``: the broker came back empty, or its partitions changed) is read from its
+    beginning on the next connection; every (re)connection seeks each topic where it says
+    (``FollowedTopic.assigned``), so a replica never depends on what one connection had read."""
+
+    def __init__(self, settings: Settings, name: str, topics: Sequence[FollowedTopic]) -> None:
+        if len({t.topic for t in topics}) != len(topics):
+            raise ValueError("each topic may be followed once per feed")
+        self._settings, self._name, self._topics = settings, name, list(topics)
+        self._by_name = {t.topic: t for t in topics}
+
+    async def run(self) -> None:
+        """Until cancelled."""
+        recreated: set[str] = set()
         while True:
             consumer = broadcast_consumer(self._settings, self._name)
+            watches: list[tuple[FollowedTopic, TopicWatch]] = []
             try:
                 await asyncio.wait_for(consumer.start(), timeout=10)
-                partitions = await asyncio.wait_for(
-                    topic_partitions(consumer, self._topic, self._partitions), timeout=10
+                # All at once: a topic the broker lacks is created with its own partition count
+                # before anything else (a metadata request, a producer) creates it with the broker's.
+                found = await asyncio.wait_for(
+                    asyncio.gather(
+                        *(topic_partitions(consumer, t.topic, t.create_with) for t in self._topics)
+                    ),
+                    timeout=10,
                 )
-                consumer.assign(partitions)
-                if from_beginning:
-                    await consumer.seek_to_beginning(*partitions)
-                else:
-                    await consumer.seek_to_end(*partitions)
-                from_beginning = False
-                watch = TopicWatch(consumer, self._topic, partitions)
+                assigned = {t.topic: tps for t, tps in zip(self._topics, found, strict=True)}
+                consumer.assign([tp for tps in assigned.values() for tp in tps])
+                for followed in self._topics:
+                    await followed.assigned(consumer, assigned[followed.topic], followed.topic in recreated)
+                recreated = set()
+                watches = [(t, TopicWatch(consumer, t.topic, assigned[t.topic])) for t in self._topics]
                 while True:
-                    batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                    for records in batches.values():
-                        for record in records:
-                            await handle(record.value or b"{}")
-                    await watch.check()
+                    batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                    for tp, records in batches.items():
+                        await self._by_name[tp.topic].received(records)
+                    for followed, watch in watches:
+                        ends = await watch.check()
+                        await followed.polled(consumer, assigned[followed.topic], ends)
             except asyncio.CancelledError:
                 raise
             except TopicReset as exc:
                 log.warning(
-                    "%s topic re-created (%s); reading the new one from its beginning", self._name, exc
+                    "%s: topic %s re-created (%s); reading the new one from its beginning",
+                    self._name,
+                    exc.topic,
+                    exc,
                 )
-                from_beginning = True
+                recreated.add(exc.topic)
+                # The other topics' own evidence, from the same fetch answers: a broker back empty lost
+                # them too; a topic re-created with other partitions is alone.
+                recreated.update([f.topic for f, watch in watches if await watch.mismatched()])
             except Exception as exc:
                 log.warning("%s feed lost (%r); reconnecting", self._name, exc)
             finally:
+                for followed in self._topics:
+                    followed.lost()
                 await stop_consumer(consumer)
-            await asyncio.sleep(0 if from_beginning else 1)
+            await asyncio.sleep(0 if recreated else 1)

@@ -16,7 +16,7 @@ from temporalio.runtime import Runtime, TelemetryConfig
 from api.dm_logins import LoginSockets
 from api.docs import install_docs, operation_id
 from api.errors import install_error_handlers
-from api.kafka import TopicBroadcast
+from api.kafka import ReplicaFeed, TopicBroadcast
 from api.metrics import MetricsMiddleware
 from api.outbox import OutboxDrainer
 from api.push import dm_push_in_background
@@ -45,10 +45,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         # connections would only queue for, or open and close, connections.
         to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
         resources = await open_resources(settings)
-        if settings.revocation_view_enabled:
-            await start_revocation_view(resources)
+        followed = [await start_revocation_view(resources)] if settings.revocation_view_enabled else []
         hub = _direct_message_hub(resources)
-        resources.spawn(hub.follow(), "follow-direct-messages")
+        # One consumer reads every broadcast topic of this replica (api.kafka.ReplicaFeed).
+        followed.append(hub.followed())
+        resources.spawn(ReplicaFeed(settings, "broadcasts", followed).run(), "follow-broadcasts")
         resources.spawn(hub.heartbeat(), "dm-presence-heartbeat")
         resources.spawn(_ensure_message_indexes(resources), "ensure-message-indexes")
         drainer = OutboxDrainer.for_resources(resources)
@@ -71,6 +72,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         summary="Happiness diary API, wire-compatible with the SoSoHappy iOS client",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # Metrics are Prometheus's (api.metrics); FastAPI's native OpenTelemetry would otherwise ask
+        # the environment's tracer, meter and logger providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_url="/openapi.json" if described else None,
         docs_url="/docs" if described else None,
         redoc_url="/redoc" if described else None,

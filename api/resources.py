@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from accounts.revocations import RevocationView
 from accounts.tokens import TokenIssuer
+from api.kafka import broadcast_producer
 from config import Settings
 from dm.messages import MessageStore
 from storage.db import create_db_engine, session_factory
@@ -130,7 +131,7 @@ async def open_resources(settings: Settings) -> Resources:
         res._temporal_up.set()
 
     async def kafka_attempt() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, acks=1)
+        producer = broadcast_producer(settings)
         try:
             await producer.start()
         except Exception:

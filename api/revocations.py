@@ -19,16 +19,11 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from prometheus_client import Gauge
 
 from accounts.revocations import RevocationView
-from api.kafka import (
-    CONSUMER_LAG,
-    TopicWatch,
-    broadcast_consumer,
-    stop_consumer,
-    topic_partitions,
-)
+from api.kafka import CONSUMER_LAG, FollowedTopic
 from api.resources import Resources
 from storage import logins
 from storage.models import Revocation
@@ -119,51 +114,59 @@ async def poll_revocations(res: Resources, first_seed: asyncio.Event | None = No
         await asyncio.sleep(interval if view.seeded else min(interval, 1.0))
 
 
-async def follow_revocations(res: Resources) -> None:
-    """Consume the token topic forever, reconnecting after broker loss; after each (re)connect the
-    database's records are read again before the view is ``live`` (the broker may have lost them)."""
-    view: RevocationView = res.revocations
-    topic = res.settings.kafka_token_topic
-    while True:
-        consumer = broadcast_consumer(res.settings, "revocations")
-        try:
-            await asyncio.wait_for(consumer.start(), timeout=10)
-            partitions = await asyncio.wait_for(topic_partitions(consumer, topic), timeout=10)
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            targets = await consumer.end_offsets(partitions)
-            last_reconcile = 0.0
-            watch = TopicWatch(consumer, topic, partitions)
-            while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
-                for records in batches.values():
-                    for record in records:
-                        try:
-                            view.apply(json.loads(record.value or b"{}"))
-                        except (ValueError, KeyError, TypeError):
-                            log.warning("ignoring malformed revocation event at offset %s", record.offset)
-                positions = {tp: int(await consumer.position(tp)) for tp in partitions}
-                caught_up = all(positions[tp] >= off for tp, off in targets.items())
-                if not view.live and caught_up and time.monotonic() - last_reconcile > 1:
-                    last_reconcile = time.monotonic()
-                    if await _reconciled(res):
-                        view.live = True
-                        _set_gauge(view)
-                        log.info("revocation view caught up")
-                ends = await watch.check()
-                if ends is not None:
-                    lag = sum(max(0, ends[tp] - positions[tp]) for tp in partitions)
-                    CONSUMER_LAG.labels(topic).set(lag)
-                    view.forget_expired()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("revocation feed lost (%r); authenticating against the database meanwhile", exc)
-        finally:
-            view.live = False
-            _set_gauge(view)
-            await stop_consumer(consumer)
-        await asyncio.sleep(1)
+class RevocationTopic(FollowedTopic):
+    """The token topic as the view reads it, one of the replica's ``ReplicaFeed`` topics: from its
+    beginning on every (re)connection; the view is ``live`` once the consumer reached the end offsets
+    seen at that connection and the database's records were read again (the broker may have lost
+    some). While the feed is disconnected the view is not live and requests ask the database."""
+
+    create_with = 1
+
+    def __init__(self, res: Resources) -> None:
+        self._res, self._view = res, res.revocations
+        self.topic = res.settings.kafka_token_topic
+        self._targets: dict[TopicPartition, int] = {}
+        self._last_reconcile = 0.0
+
+    async def assigned(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition], recreated: bool
+    ) -> None:
+        await consumer.seek_to_beginning(*partitions)
+        self._targets = await consumer.end_offsets(partitions)
+        self._last_reconcile = 0.0
+
+    async def received(self, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            try:
+                self._view.apply(json.loads(record.value or b"{}"))
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring malformed revocation event at offset %s", record.offset)
+
+    async def polled(
+        self,
+        consumer: AIOKafkaConsumer,
+        partitions: list[TopicPartition],
+        ends: dict[TopicPartition, int] | None,
+    ) -> None:
+        view = self._view
+        positions = {tp: int(await consumer.position(tp)) for tp in partitions}
+        caught_up = all(positions[tp] >= off for tp, off in self._targets.items())
+        if not view.live and caught_up and time.monotonic() - self._last_reconcile > 1:
+            self._last_reconcile = time.monotonic()
+            if await _reconciled(self._res):
+                view.live = True
+                _set_gauge(view)
+                log.info("revocation view caught up")
+        if ends is not None:
+            lag = sum(max(0, ends[tp] - positions[tp]) for tp in partitions)
+            CONSUMER_LAG.labels(self.topic).set(lag)
+            view.forget_expired()
+
+    def lost(self) -> None:
+        if self._view.live:
+            log.warning("revocation feed lost; authenticating against the database meanwhile")
+        self._view.live = False
+        _set_gauge(self._view)
 
 
 async def _reconciled(res: Resources) -> bool:
@@ -176,11 +179,12 @@ async def _reconciled(res: Resources) -> bool:
         return False
 
 
-async def start_revocation_view(res: Resources) -> None:
-    """Start the database poller and the broker follower of this replica's view, and wait (bounded) for
-    the first seed, so a healthy replica serves from a seeded view from its first request."""
+async def start_revocation_view(res: Resources) -> RevocationTopic:
+    """Start the database poller of this replica's view and wait (bounded) for the first seed, so a
+    healthy replica serves from a seeded view from its first request; the token topic it returns is
+    for the replica's ``ReplicaFeed`` to read."""
     first_seed = asyncio.Event()
     res.spawn(poll_revocations(res, first_seed), "poll-revocations")
-    res.spawn(follow_revocations(res), "follow-revocations")
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(first_seed.wait(), FIRST_SEED_WAIT_SECONDS)
+    return RevocationTopic(res)

@@ -7,7 +7,7 @@ Seeds a throwaway MySQL database (``SOSOHAPPY_TEST_DATABASE_URL``, default the l
 (``bench.feed_seed``), then measures requests/s, p50 and p99 at 32 concurrent keep-alive clients
 (``bench.loadgen``) for the two API routes and for ``bench.feed_baseline``, a bare ASGI app running the
 same main SQL query on the same engine, all in the same run. Then it adds users up to ``--scale``
-times as many and measures again. Targets: API rate / bare rate >= 0.5; API p50 at 10× <= 1.5 × p50
+times as many and measures again. Targets: API rate / bare rate >= 0.75 (``RATE_TARGET``); API p50 at 10× <= 1.5 × p50
 at 1×. The API gets the Tansu Kafka broker, so its revocation view authenticates without the
 database; Temporal and MongoDB point at unused ports (the listings never touch them).
 """
@@ -37,6 +37,8 @@ from config import Settings
 from storage.db import migrate
 
 ENDPOINTS = ("findMonthFeed", "findOtherFeed")
+#: API rate / bare rate the listings must reach at every data size (the performance issue's target).
+RATE_TARGET = 0.75
 TAGS = {"findMonthFeed": ("month",), "findOtherFeed": ("all days", "one day")}
 TARGETS = ("api", "inline", "thread")  # the API, the bare endpoint on the loop, in worker threads
 PAGE_SIZE = 21
@@ -234,7 +236,7 @@ def report(phases: list[Phase]) -> None:
     """Every figure beside its baseline and ratio, then the data-size scaling."""
     say("")
     say(f"{'endpoint':14s} {'data':>4s}  {'API req/s':>9s} {'p50':>6s} {'p99':>6s}  |  "
-        f"{'bare req/s':>10s} {'p50':>6s} {'p99':>6s} {'mode':6s}  |  {'API/bare':>8s} (>= 0.5)")  # fmt: skip
+        f"{'bare req/s':>10s} {'p50':>6s} {'p99':>6s} {'mode':6s}  |  {'API/bare':>8s} (>= {RATE_TARGET})")  # fmt: skip
     valid = not any(r.errors for phase in phases for r in phase.results.values())
     for endpoint in ENDPOINTS:
         for phase in phases:
@@ -244,7 +246,7 @@ def report(phases: list[Phase]) -> None:
             say(
                 f"{endpoint:14s} {phase.label:>4s}  {api.rate:9.0f} {api.pct(0.5):6.1f} {api.pct(0.99):6.1f}  |  "
                 f"{bare.rate:10.0f} {bare.pct(0.5):6.1f} {bare.pct(0.99):6.1f} {mode:6s}  |  {ratio:8.2f} "
-                f"{'met' if ratio >= 0.5 else 'NOT met'}"
+                f"{'met' if ratio >= RATE_TARGET else 'NOT met'}"
             )
     say("(ms; bare = the faster of the bare endpoint on the event loop (inline) or in threads (thread))")
     first, last = phases[0], phases[-1]

@@ -74,9 +74,9 @@ class ReplicaBroadcast(Protocol):
         the broker does not take it."""
         ...
 
-    async def follow(self, handle: Callable[[bytes], Awaitable[None]]) -> None:
-        """Hand every record published from now on to ``handle``, reconnecting after broker loss,
-        until cancelled."""
+    def followed(self, handle: Callable[[bytes], Awaitable[None]]) -> Any:
+        """The topic as the replica's broadcast feed reads it (``api.kafka.ReplicaFeed``, one consumer
+        for every topic a replica reads): every record published from now on goes to ``handle``."""
         ...
 
 
@@ -418,10 +418,10 @@ class DirectMessageHub:
             log.warning("DM %s not broadcast: Kafka unavailable", stored.id, exc_info=True)
             return False
 
-    async def follow(self) -> None:
-        """Deliver the messages other replicas publish for this replica's sockets, from the end of the
-        topic; reconnect after broker loss."""
-        await self._broadcast.follow(self._deliver_record)
+    def followed(self) -> Any:
+        """The DM topic for the replica's broadcast feed: the messages other replicas publish for this
+        replica's sockets, from the end of the topic (``api.kafka.ReplicaFeed`` reconnects)."""
+        return self._broadcast.followed(self._deliver_record)
 
     async def _deliver_record(self, value: bytes) -> None:
         try:

@@ -6,14 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
-from api.kafka import WATCH_SECONDS, TopicBroadcast, TopicReset, TopicWatch
+from api import kafka
+from api.kafka import (
+    WATCH_SECONDS,
+    ReplicaFeed,
+    TopicBroadcast,
+    TopicReset,
+    TopicWatch,
+    broadcast_consumer,
+    broadcast_producer,
+)
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port
 from dm.hub import RecentIds
@@ -39,6 +49,16 @@ async def _until(predicate: Callable[[], bool], what: str) -> None:
     await eventually(probe, what, deadline_seconds=DEADLINE)
 
 
+def _seen(values: list[bytes], prefix: bytes, count: int = 1) -> Callable[[], bool]:
+    """Whether ``values`` holds at least ``count`` values starting with ``prefix``."""
+    return lambda: sum(v.startswith(prefix) for v in values) >= count
+
+
+def _all_in(sent: list[bytes], values: list[bytes]) -> Callable[[], bool]:
+    """Whether every value of ``sent`` is in ``values``."""
+    return lambda: all(v in values for v in sent)
+
+
 def _resets(topic: str) -> float:
     return REGISTRY.get_sample_value("sosohappy_kafka_topic_resets_total", {"topic": topic}) or 0.0
 
@@ -62,40 +82,67 @@ async def _publish_until(broadcast: TopicBroadcast, prefix: bytes, arrived: obje
     return sent
 
 
-def test_a_follower_survives_a_broker_that_restarts_empty(
-    broker: tuple[ManagedProcess, int], settings: Settings
+def test_one_feed_follows_two_topics_through_a_broker_that_restarts_empty(
+    broker: tuple[ManagedProcess, int], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     proc, port = broker
     local = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}"})
-    topic = "follow-test"
+    topics = ("follow-test", "follow-test-keyed")
+    consumers: list[AIOKafkaConsumer] = []
 
-    async def scenario() -> list[bytes]:
+    def counted(settings: Settings, name: str) -> AIOKafkaConsumer:
+        consumers.append(broadcast_consumer(settings, name))
+        return consumers[-1]
+
+    monkeypatch.setattr(kafka, "broadcast_consumer", counted)
+
+    async def scenario() -> dict[str, list[bytes]]:
         producer = AIOKafkaProducer(bootstrap_servers=local.kafka_bootstrap, linger_ms=0, acks=1)
         await producer.start()
-        received: list[bytes] = []
+        received: dict[str, list[bytes]] = {topic: [] for topic in topics}
+        broadcasts = {
+            topic: TopicBroadcast(local, topic, topic, lambda: producer, partitions=1 + 3 * i)
+            for i, topic in enumerate(topics)
+        }
 
-        async def handle(value: bytes) -> None:
-            received.append(value)
+        def handler(topic: str) -> Callable[[bytes], Awaitable[None]]:
+            async def handle(value: bytes) -> None:
+                received[topic].append(value)
 
-        broadcast = TopicBroadcast(local, topic, "follow-test", lambda: producer)
-        follower = asyncio.create_task(broadcast.follow(handle))
-        resets_before = _resets(topic)
+            return handle
+
+        feed = ReplicaFeed(local, "feed-test", [broadcasts[t].followed(handler(t)) for t in topics])
+        follower = asyncio.create_task(feed.run())
+        resets_before = {topic: _resets(topic) for topic in topics}
         try:
-            # Until the follower stands at the end of the topic, probes may be missed: publish until one lands.
-            await _publish_until(broadcast, b"probe", lambda: any(v.startswith(b"probe") for v in received))
-            for i in range(5):
-                await broadcast.publish(str(i).encode(), b"before %d" % i)
-            await _until(lambda: sum(v.startswith(b"before") for v in received) == 5, "the records before")
+            for topic in topics:
+                # Until the feed stands at the end of the topic, probes may be missed: publish until one lands.
+                await _publish_until(
+                    broadcasts[topic],
+                    b"probe",
+                    _seen(received[topic], b"probe"),
+                )
+                for i in range(5):
+                    await broadcasts[topic].publish(str(i).encode(), b"before %d" % i)
+            for topic in topics:
+                await _until(
+                    _seen(received[topic], b"before", 5),
+                    "the records before",
+                )
+            assert len(consumers) == 1  # both topics through one consumer
 
             proc.stop()
-            proc.start().wait_for_port(port)  # empty: the topic and its offsets are gone
+            proc.start().wait_for_port(port)  # empty: the topics and their offsets are gone
 
-            sent = await _publish_until(
-                broadcast, b"after", lambda: any(v.startswith(b"after") for v in received)
-            )
-            # Every record published after the restart arrives (read from the new topic's beginning).
-            await _until(lambda: all(v in received for v in sent), "every record after the restart")
-            assert _resets(topic) > resets_before
+            for topic in topics:
+                sent = await _publish_until(
+                    broadcasts[topic],
+                    b"after",
+                    _seen(received[topic], b"after"),
+                )
+                # Every record published after the restart arrives (read from the new topic's beginning).
+                await _until(_all_in(sent, received[topic]), "every record after the restart")
+            assert any(_resets(topic) > resets_before[topic] for topic in topics)
             return received
         finally:
             follower.cancel()
@@ -103,8 +150,9 @@ def test_a_follower_survives_a_broker_that_restarts_empty(
             await producer.stop()
 
     received = asyncio.run(scenario())
-    before = [v for v in received if v.startswith(b"before")]
-    assert sorted(before) == [b"before %d" % i for i in range(5)]  # once each: no reset without a restart
+    for topic in topics:
+        before = [v for v in received[topic] if v.startswith(b"before")]
+        assert sorted(before) == [b"before %d" % i for i in range(5)]  # once each: no reset without a restart
 
 
 def test_a_partitioned_broadcast_keeps_each_keys_records_in_order(
@@ -224,3 +272,55 @@ def test_the_hub_relays_a_repeated_record_once() -> None:
     assert [recent.first_time(i) for i in ["a", "b", "a", "c", "b"]] == [True, True, False, True, False]
     assert recent.first_time("d")  # the oldest, "a", is forgotten: the set stays bounded
     assert recent.first_time("c") is False and recent.first_time("a") is True
+
+
+def test_records_reach_a_topic_re_created_with_fewer_partitions(
+    broker: tuple[ManagedProcess, int], settings: Settings
+) -> None:
+    # A broker back empty may re-create a topic with fewer partitions than before (Tansu creates an
+    # unknown topic with 4 on the first metadata request naming it). Every keyed record published after
+    # that reaches the follower: the producer publishes over the new layout, not the old one.
+    proc, port = broker
+    local = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}"})
+    topic = "shrinking-test"
+
+    async def create(partitions: int) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=local.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+        finally:
+            await admin.close()
+
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        await create(8)
+        producer = broadcast_producer(local)
+        await producer.start()
+        received: list[bytes] = []
+
+        async def handle(value: bytes) -> None:
+            received.append(value)
+
+        broadcast = TopicBroadcast(local, topic, "shrinking-test", lambda: producer, partitions=8)
+        follower = asyncio.create_task(broadcast.follow(handle))
+        try:
+            await _publish_until(broadcast, b"probe", _seen(received, b"probe"))
+            assert len(producer.client.cluster.partitions_for_topic(topic) or ()) == 8
+
+            proc.stop()
+            proc.start().wait_for_port(port)
+            await create(1)  # back empty, and the topic comes back smaller
+
+            await _publish_until(broadcast, b"after", _seen(received, b"after"))
+            sent = [b"key %d" % i for i in range(16)]
+            for i, value in enumerate(sent):  # keys that hashed over all 8 partitions before
+                assert await broadcast.publish(str(i).encode(), value)
+            await _until(_all_in(sent, received), "every keyed record after the topic shrank")
+            return sent, received
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            await producer.stop()
+
+    sent, received = asyncio.run(scenario())
+    assert sorted(v for v in received if v.startswith(b"key")) == sorted(sent)
