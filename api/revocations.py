@@ -118,7 +118,9 @@ class RevocationTopic(FollowedTopic):
     """The token topic as the view reads it, one of the replica's ``ReplicaFeed`` topics: from its
     beginning on every (re)connection; the view is ``live`` once the consumer reached the end offsets
     seen at that connection and the database's records were read again (the broker may have lost
-    some). While the feed is disconnected the view is not live and requests ask the database."""
+    some). While the feed is disconnected the view is not live and requests ask the database. The
+    database is read beside the feed, not in its loop: a slow or absent database delays the view, never
+    the DM topic the same consumer reads."""
 
     create_with = 1
 
@@ -127,6 +129,7 @@ class RevocationTopic(FollowedTopic):
         self.topic = res.settings.kafka_token_topic
         self._targets: dict[TopicPartition, int] = {}
         self._last_reconcile = 0.0
+        self._reconciling: asyncio.Task[None] | None = None
 
     async def assigned(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition], recreated: bool
@@ -151,18 +154,27 @@ class RevocationTopic(FollowedTopic):
         view = self._view
         positions = {tp: int(await consumer.position(tp)) for tp in partitions}
         caught_up = all(positions[tp] >= off for tp, off in self._targets.items())
-        if not view.live and caught_up and time.monotonic() - self._last_reconcile > 1:
+        reconciling = self._reconciling is not None and not self._reconciling.done()
+        if not view.live and caught_up and not reconciling and time.monotonic() - self._last_reconcile > 1:
             self._last_reconcile = time.monotonic()
-            if await _reconciled(self._res):
-                view.live = True
-                _set_gauge(view)
-                log.info("revocation view caught up")
+            self._reconciling = asyncio.ensure_future(self._go_live())
         if ends is not None:
             lag = sum(max(0, ends[tp] - positions[tp]) for tp in partitions)
             CONSUMER_LAG.labels(self.topic).set(lag)
             view.forget_expired()
 
+    async def _go_live(self) -> None:
+        """Read the database's records again, then serve from the view (unless the feed was lost
+        meanwhile: ``lost`` cancels this)."""
+        if await _reconciled(self._res):
+            self._view.live = True
+            _set_gauge(self._view)
+            log.info("revocation view caught up")
+
     def lost(self) -> None:
+        if self._reconciling is not None:
+            self._reconciling.cancel()
+            self._reconciling = None
         if self._view.live:
             log.warning("revocation feed lost; authenticating against the database meanwhile")
         self._view.live = False
