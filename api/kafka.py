@@ -135,7 +135,8 @@ class TopicWatch:
         """Whether the topic looks re-created right now (one look, not two in a row): asked when another
         topic of the same consumer was just found re-created, as a broker back empty loses all of them."""
         try:
-            positions = {tp: int(await self._consumer.position(tp)) for tp in self._partitions}
+            async with asyncio.timeout(2):  # a position being reset waits for the broker
+                positions = {tp: int(await self._consumer.position(tp)) for tp in self._partitions}
         except Exception:  # no position to compare: the topic is read from where its follower says
             return False
         return self._mismatch(positions) is not None
