@@ -171,17 +171,12 @@ async def _create_topic(consumer: AIOKafkaConsumer, topic: str, partitions: int)
 class TopicBroadcast:
     """One broadcast topic between API replicas (``dm.hub.ReplicaBroadcast``): publish through the
     process's producer with a bounded wait (a record's key picks its partition, so one key's records
-    keep their order), follow every partition from the end of the topic."""
+    keep their order); the replica's ``ReplicaFeed`` follows it (``followed``)."""
 
     def __init__(
-        self,
-        settings: Settings,
-        topic: str,
-        name: str,
-        producer: Callable[[], AIOKafkaProducer | None],
-        partitions: int = 1,
+        self, topic: str, producer: Callable[[], AIOKafkaProducer | None], partitions: int = 1
     ) -> None:
-        self._settings, self._topic, self._name, self._producer = settings, topic, name, producer
+        self._topic, self._producer = topic, producer
         self._partitions = partitions  # created with, on a broker that does not know the topic
 
     async def publish(self, key: bytes, value: bytes) -> bool:
@@ -197,10 +192,6 @@ class TopicBroadcast:
         """This topic as one of a ``ReplicaFeed``'s: every record published from now on is handed to
         ``handle``, at least once (``handle`` drops repeats, see ``dm.hub.RecentIds``)."""
         return _HandledTopic(self._topic, self._partitions, handle)
-
-    async def follow(self, handle: Callable[[bytes], Awaitable[None]]) -> None:
-        """Follow this topic alone, through a consumer of its own, until cancelled."""
-        await ReplicaFeed(self._settings, self._name, [self.followed(handle)]).run()
 
 
 class FollowedTopic(ABC):

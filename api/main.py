@@ -16,7 +16,7 @@ from temporalio.runtime import Runtime, TelemetryConfig
 from api.dm_logins import LoginSockets
 from api.docs import install_docs, operation_id
 from api.errors import install_error_handlers
-from api.kafka import ReplicaFeed, TopicBroadcast
+from api.kafka import FollowedTopic, ReplicaFeed, TopicBroadcast
 from api.metrics import MetricsMiddleware
 from api.outbox import OutboxDrainer
 from api.push import dm_push_in_background
@@ -45,7 +45,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         # connections would only queue for, or open and close, connections.
         to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
         resources = await open_resources(settings)
-        followed = [await start_revocation_view(resources)] if settings.revocation_view_enabled else []
+        followed: list[FollowedTopic] = []
+        if settings.revocation_view_enabled:
+            followed.append(await start_revocation_view(resources))
         hub = _direct_message_hub(resources)
         # One consumer reads every broadcast topic of this replica (api.kafka.ReplicaFeed).
         followed.append(hub.followed())
@@ -100,9 +102,7 @@ def _direct_message_hub(res: Resources) -> DirectMessageHub:
     """The replica's DM hub over this process's clients: Kafka for the other replicas, DmPushWorkflow
     for receivers connected nowhere, and the revocation view closing the sockets of ended logins."""
     settings = res.settings
-    broadcast = TopicBroadcast(
-        settings, settings.kafka_dm_topic, "dm", lambda: res.producer, settings.kafka_dm_partitions
-    )
+    broadcast = TopicBroadcast(settings.kafka_dm_topic, lambda: res.producer, settings.kafka_dm_partitions)
 
     def start_push(sender_id: int, receiver_id: int, message_id: str) -> None:
         dm_push_in_background(res, sender_id, receiver_id, message_id)

@@ -7,8 +7,8 @@ Seeds a throwaway MySQL database (``SOSOHAPPY_TEST_DATABASE_URL``, default the l
 (``bench.feed_seed``), then measures requests/s, p50 and p99 at 32 concurrent keep-alive clients
 (``bench.loadgen``) for the two API routes and for ``bench.feed_baseline``, a bare ASGI app running the
 same main SQL query on the same engine, all in the same run. Then it adds users up to ``--scale``
-times as many and measures again. Targets: API rate / bare rate >= 0.75 (``RATE_TARGET``); API p50 at 10× <= 1.5 × p50
-at 1×. The API gets the Tansu Kafka broker, so its revocation view authenticates without the
+times as many and measures again. Targets: API rate / bare rate >= 0.75 (``RATE_TARGET``); API p50
+at 10× <= 1.5 × p50 at 1×. The API gets the Tansu Kafka broker, so its revocation view authenticates without the
 database; Temporal and MongoDB point at unused ports (the listings never touch them).
 """
 

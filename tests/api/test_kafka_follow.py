@@ -8,9 +8,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
@@ -47,6 +48,21 @@ async def _until(predicate: Callable[[], bool], what: str) -> None:
         return predicate()
 
     await eventually(probe, what, deadline_seconds=DEADLINE)
+
+
+def _recorder() -> tuple[list[bytes], Callable[[bytes], Awaitable[None]]]:
+    """A list and a record handler that appends each value to it."""
+    values: list[bytes] = []
+
+    async def handle(value: bytes) -> None:
+        values.append(value)
+
+    return values, handle
+
+
+def _follow(settings: Settings, broadcast: TopicBroadcast, handle: Callable[[bytes], Awaitable[None]]) -> Any:
+    """``broadcast`` followed alone, through a feed of its own, as a running task."""
+    return asyncio.create_task(ReplicaFeed(settings, "follow-test", [broadcast.followed(handle)]).run())
 
 
 def _seen(values: list[bytes], prefix: bytes, count: int = 1) -> Callable[[], bool]:
@@ -97,21 +113,15 @@ def test_one_feed_follows_two_topics_through_a_broker_that_restarts_empty(
     monkeypatch.setattr(kafka, "broadcast_consumer", counted)
 
     async def scenario() -> dict[str, list[bytes]]:
-        producer = AIOKafkaProducer(bootstrap_servers=local.kafka_bootstrap, linger_ms=0, acks=1)
+        producer = broadcast_producer(local)
         await producer.start()
-        received: dict[str, list[bytes]] = {topic: [] for topic in topics}
+        recorders = {topic: _recorder() for topic in topics}
+        received = {topic: values for topic, (values, _) in recorders.items()}
         broadcasts = {
-            topic: TopicBroadcast(local, topic, topic, lambda: producer, partitions=1 + 3 * i)
+            topic: TopicBroadcast(topic, lambda: producer, partitions=1 + 3 * i)
             for i, topic in enumerate(topics)
         }
-
-        def handler(topic: str) -> Callable[[bytes], Awaitable[None]]:
-            async def handle(value: bytes) -> None:
-                received[topic].append(value)
-
-            return handle
-
-        feed = ReplicaFeed(local, "feed-test", [broadcasts[t].followed(handler(t)) for t in topics])
+        feed = ReplicaFeed(local, "feed-test", [broadcasts[t].followed(recorders[t][1]) for t in topics])
         follower = asyncio.create_task(feed.run())
         resets_before = {topic: _resets(topic) for topic in topics}
         try:
@@ -165,17 +175,13 @@ def test_a_partitioned_broadcast_keeps_each_keys_records_in_order(
     topic, keys = "partitioned-test", [str(k).encode() for k in range(12)]
 
     async def scenario() -> tuple[set[int], set[int], list[bytes]]:
-        producer = AIOKafkaProducer(bootstrap_servers=local.kafka_bootstrap, linger_ms=0, acks=1)
+        producer = broadcast_producer(local)
         await producer.start()
         observer = AIOKafkaConsumer(bootstrap_servers=local.kafka_bootstrap, group_id=None)
         await observer.start()
-        received: list[bytes] = []
-
-        async def handle(value: bytes) -> None:
-            received.append(value)
-
-        broadcast = TopicBroadcast(local, topic, "partitioned-test", lambda: producer, partitions=4)
-        follower = asyncio.create_task(broadcast.follow(handle))
+        received, handle = _recorder()
+        broadcast = TopicBroadcast(topic, lambda: producer, partitions=4)
+        follower = _follow(local, broadcast, handle)
         try:
             # Listing topics creates none: the follower is the one that creates it.
             deadline = time.monotonic() + DEADLINE
@@ -296,13 +302,9 @@ def test_records_reach_a_topic_re_created_with_fewer_partitions(
         await create(8)
         producer = broadcast_producer(local)
         await producer.start()
-        received: list[bytes] = []
-
-        async def handle(value: bytes) -> None:
-            received.append(value)
-
-        broadcast = TopicBroadcast(local, topic, "shrinking-test", lambda: producer, partitions=8)
-        follower = asyncio.create_task(broadcast.follow(handle))
+        received, handle = _recorder()
+        broadcast = TopicBroadcast(topic, lambda: producer, partitions=8)
+        follower = _follow(local, broadcast, handle)
         try:
             await _publish_until(broadcast, b"probe", _seen(received, b"probe"))
             assert len(producer.client.cluster.partitions_for_topic(topic) or ()) == 8
