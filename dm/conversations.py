@@ -54,7 +54,7 @@ def room_of(conn: Connection, caller_id: int, sender: str, receiver: str) -> Roo
 def committed_before(conn: Connection, room: Room, boundary: int) -> int:
     """``boundary``, lowered to just past the latest message of the room's row in the room list: a
     message whose SQL side never committed (its replica died between the two writes,
-    ``dm.hub.store_message``) is not shown, so the history and the room list agree (no room row:
+    ``dm.writes.store_message``) is not shown, so the history and the room list agree (no room row:
     nothing committed, 0)."""
     if room.other_id is None:
         return 0

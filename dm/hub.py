@@ -1,7 +1,8 @@
 """Direct messages between users on any API replica: checked, stored, then delivered exactly once.
 
 Each replica keeps its own users' sockets (a user may hold several: phone and tablet). A message is
-stored first (its room row and its MongoDB document, both or neither); then the receiver's sockets on
+stored first (its room row and its MongoDB document, both or neither: ``dm.writes``, in batches under
+load); then the receiver's sockets on
 this replica get the frame at once, the replicas that hold other sockets of the receiver get it through
 the Kafka topic every replica reads (``dm.presence.RemotePresence`` says which do), and a receiver with
 no socket anywhere gets a DM push.
@@ -29,9 +30,8 @@ import socket
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from bson import ObjectId
 from prometheus_client import Counter, Gauge
@@ -40,12 +40,12 @@ from starlette.concurrency import run_in_threadpool
 
 from config import Settings
 from dm import presence
-from dm import rooms as dm_rooms
 from dm.directory import Directory
 from dm.frames import FrameRefused, error_frame, parse_frame
 from dm.limits import REPLACED, Refusal, SocketCap, SocketStamp
 from dm.messages import MessageStore, Party, StoredMessage
 from dm.sockets import Socket
+from dm.writes import Draft, MessageWriter, Stale, store_message
 from kst.dates import near_now, now_kst
 from storage import users
 
@@ -63,7 +63,6 @@ OPEN_WEBSOCKETS = Gauge("sosohappy_open_websockets", "DM WebSockets currently op
 
 #: Starts the DM push of one stored message: ``(sender id, receiver id, message id)``, fire-and-forget.
 StartPush = Callable[[int, int, str], None]
-T = TypeVar("T")
 
 
 class ReplicaBroadcast(Protocol):
@@ -102,53 +101,6 @@ class FrameAdmission(Protocol):
     def admit(self, message: Mapping[str, Any]) -> Refusal | None:
         """``None`` when the ASGI message may be handled, else the refusal."""
         ...
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A message before its transaction: its id (chosen first, so a failed write is undone by id),
-    date and text."""
-
-    id: str
-    date: int
-    text: str
-
-
-class Stale(Exception):
-    """The room row was not written: the sender or the receiver no longer holds the nickname it was
-    named by, or the receiver blocked the sender (``dm.rooms.record_checked``). Nothing was stored."""
-
-
-def store_message(
-    engine: Engine,
-    messages: MessageStore,
-    draft: Draft,
-    accept: Callable[[Any], tuple[tuple[Party, Party], T]],
-) -> tuple[StoredMessage, T]:
-    """Store ``draft`` in one SQL transaction with ``accept`` (naming the sender and the receiver: from
-    the replica's hints without SQL, or looked up and checked) and the room row, written only while
-    both parties still hold those nicknames and no block stands (``Stale`` otherwise), inserting it
-    into MongoDB as the last step before the commit, so both are written or neither: an SQL failure
-    comes before the insert, and a failed insert or commit deletes the document again (by id:
-    idempotent). A replica dying between the insert and the commit leaves a document newer than its
-    room's row, which the history does not show (``dm.conversations.committed_before``)."""
-    inserted = False
-    try:
-        with engine.begin() as conn:
-            (sender, receiver), result = accept(conn)
-            stored = StoredMessage(draft.id, sender.id, receiver.id, draft.date, draft.text)
-            if not dm_rooms.record_checked(conn, sender, receiver, stored):
-                raise Stale(draft.id)
-            inserted = True
-            messages.insert(sender, receiver, draft.date, draft.text, draft.id)
-        return stored, result
-    except BaseException:
-        if inserted:
-            try:
-                messages.delete(draft.id)
-            except Exception:
-                log.exception("DM %s stored without its room row; the history does not show it", draft.id)
-        raise
 
 
 class RecentIds:
@@ -192,6 +144,7 @@ class DirectMessageHub:
         self.remote = presence.RemotePresence(settings.dm_presence_fresh_seconds)
         self.directory = Directory()
         self._relayed = RecentIds()
+        self._writer = MessageWriter(engine, messages)
 
     async def attach(self, user_id: int, sock: Socket, nickname: str | None = None) -> None:
         """Register a newly accepted socket of ``user_id``. Beyond ``dm_max_sockets_per_user`` the user's
@@ -373,12 +326,10 @@ class DirectMessageHub:
         first. The message and the sender's current nickname."""
         own, receiver_id = self.directory.nickname(sender_id), self.directory.user_id(receiver)
         if own is not None and receiver_id is not None:
-            parties = (Party(sender_id, own), Party(receiver_id, receiver))
             try:
-                stored, _ = await run_in_threadpool(
-                    store_message, self._engine, self._messages, draft, lambda conn: (parties, None)
-                )
-                return stored, own
+                return await self._writer.store(
+                    (Party(sender_id, own), Party(receiver_id, receiver)), draft
+                ), own
             except Stale:
                 self.directory.forget(sender_id)
                 self.directory.forget(receiver_id)
@@ -463,9 +414,11 @@ class DirectMessageHub:
             beat = True
 
     async def close(self) -> None:
-        """Forget this replica's presence (its sockets close with the process)."""
+        """Finish the message batches being written and forget this replica's presence (its sockets
+        close with the process)."""
         for task in list(self._announcing):
             task.cancel()
+        await self._writer.close()
         try:
             await self._in_transaction(lambda conn: presence.forget_replica(conn, self.replica_id))
         except Exception:

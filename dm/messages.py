@@ -12,7 +12,7 @@ until then no query returns them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -85,6 +85,20 @@ class LegacyMessage:
     text: str = ""
 
 
+def _document(sender: Party, receiver: Party, date: int, text: str) -> dict[str, Any]:
+    return {
+        "senderId": sender.id,
+        "receiverId": receiver.id,
+        "roomKey": dm_room_key(sender.id, receiver.id),
+        "date": date,
+        "text": text,
+        # The original's fields, as at send time (never read back).
+        "messageRoomId": room_id(sender.nickname, receiver.nickname),
+        "sender": sender.nickname,
+        "receiver": receiver.nickname,
+    }
+
+
 def _from_doc(doc: dict[str, Any]) -> StoredMessage:
     return StoredMessage(
         id=str(doc["_id"]),
@@ -114,22 +128,24 @@ class MessageStore:
     ) -> StoredMessage:
         """Store one message and return it with its id (``message_id`` when given: chosen before the
         insert, so a failed write can be undone by id)."""
-        doc: dict[str, Any] = {
-            "senderId": sender.id,
-            "receiverId": receiver.id,
-            "roomKey": dm_room_key(sender.id, receiver.id),
-            "date": date,
-            "text": text,
-            # The original's fields, as at send time (never read back).
-            "messageRoomId": room_id(sender.nickname, receiver.nickname),
-            "sender": sender.nickname,
-            "receiver": receiver.nickname,
-        }
+        doc = _document(sender, receiver, date, text)
         if message_id is not None:
             doc["_id"] = ObjectId(message_id)
         result = self._messages.insert_one(doc)
         doc["_id"] = result.inserted_id
         return _from_doc(doc)
+
+    def insert_many(self, messages: Sequence[tuple[Party, Party, StoredMessage]]) -> None:
+        """Store messages whose ids were chosen before (``(sender, receiver, message)``), in one round
+        trip; a failure may leave some of them stored (``delete_many`` undoes them by id)."""
+        if not messages:
+            return
+        docs = []
+        for sender, receiver, message in messages:
+            doc = _document(sender, receiver, message.date, message.text)
+            doc["_id"] = ObjectId(message.id)
+            docs.append(doc)
+        self._messages.insert_many(docs)
 
     def by_id(self, message_id: str) -> StoredMessage | None:
         """The message with ``message_id`` (``None`` if it is gone, legacy, or the id is not one of ours)."""
@@ -139,9 +155,10 @@ class MessageStore:
             return None
         return _from_doc(doc) if doc is not None else None
 
-    def delete(self, message_id: str) -> bool:
-        """Remove one message (idempotent); True if it was there."""
-        return self._messages.delete_one({"_id": ObjectId(message_id)}).deleted_count == 1
+    def delete_many(self, message_ids: Sequence[str]) -> int:
+        """Remove the messages with these ids (idempotent); how many were there."""
+        ids = [ObjectId(i) for i in message_ids]
+        return int(self._messages.delete_many({"_id": {"$in": ids}}).deleted_count)
 
     def room_page(self, a_id: int, b_id: int, before: int, limit: int) -> list[StoredMessage]:
         """Up to ``limit`` messages between users ``a_id`` and ``b_id`` dated before ``before``, oldest first."""

@@ -6,10 +6,11 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from pymysql.constants import SERVER_STATUS
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -65,7 +66,7 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     query = dict(parsed.query)
     query.setdefault("charset", "utf8mb4")
-    return create_engine(
+    engine = create_engine(
         parsed.set(query=query),
         # Feed listings aggregate child rows with GROUP_CONCAT; MySQL 8 cuts its result at 1 KiB.
         connect_args={"init_command": "SET SESSION group_concat_max_len = 16777216"},
@@ -78,6 +79,20 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         pool_reset_on_return=None,
         isolation_level="READ COMMITTED",
     )
+    event.listen(engine, "reset", _roll_back_an_open_transaction)
+    return engine
+
+
+def _roll_back_an_open_transaction(dbapi_conn: Any, _record: Any, state: Any) -> None:
+    """Without the pool's ROLLBACK on every return, a connection whose commit failed before reaching
+    the server (so it stays valid) would come back with its transaction open, and the next checkout
+    would commit those writes with its own. The server's last status says whether one is open: no
+    round trip otherwise."""
+    if (
+        not state.transaction_was_reset
+        and (dbapi_conn.server_status or 0) & SERVER_STATUS.SERVER_STATUS_IN_TRANS
+    ):
+        dbapi_conn.rollback()
 
 
 def session_factory(engine: Engine) -> sessionmaker:

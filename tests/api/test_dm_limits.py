@@ -29,9 +29,9 @@ from activities.deps import ActivityDeps
 from api.main import create_app
 from config import Settings
 from dm import rooms as dm_rooms
-from dm.hub import Draft, store_message
 from dm.limits import FLOODING, REPLACED, TOO_BIG
 from dm.messages import Party
+from dm.writes import Draft, store_message
 from kst.dates import from_moment, now_kst, to_moment
 from storage import users
 from storage.db import create_db_engine

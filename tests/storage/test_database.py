@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import check_database, create_db_engine, migrate, session_factory
@@ -90,3 +90,30 @@ def test_nickname_uniqueness_is_case_sensitive_on_mysql(mysql_url: str) -> None:
 def test_migrate_is_idempotent(sqlite_url: str) -> None:
     migrate(sqlite_url)
     migrate(sqlite_url)
+
+
+def test_a_failed_commit_hands_the_next_checkout_no_open_transaction(mysql_url: str) -> None:
+    """The pool skips its ROLLBACK on return; a commit that fails before reaching the server must not
+    leave its writes in the connection for the next checkout's commit to commit."""
+    engine = create_db_engine(mysql_url, pool_size=1)
+    nickname = f"leak{datetime.now().microsecond}"
+
+    def fail(_conn: object) -> None:
+        raise RuntimeError("the commit did not happen")
+
+    try:
+        event.listen(engine, "commit", fail)
+        with pytest.raises(RuntimeError, match="commit did not happen"), engine.begin() as conn:
+            conn.execute(insert(User).values(**_columns(nickname)))
+        event.remove(engine, "commit", fail)
+        with engine.begin() as conn:  # the pool's one connection, committing
+            conn.execute(select(1))
+        with engine.connect() as conn:
+            assert conn.execute(select(User.id).where(User.nickname == nickname)).first() is None
+    finally:
+        engine.dispose()
+
+
+def _columns(nickname: str) -> dict[str, object]:
+    user = _user(f"{nickname}@example.com+kakao", nickname)
+    return {c.key: getattr(user, c.key) for c in User.__table__.columns if c.key != "id"}

@@ -1,0 +1,180 @@
+"""Storing accepted direct messages: each message's room row (SQL) and document (MongoDB), both or neither.
+
+A message is stored in one SQL transaction whose last step, before the commit, inserts its MongoDB
+document; an SQL failure comes before the insert, and a failed insert or commit deletes the document
+again by its id (chosen before the transaction, so the undo is idempotent). A replica dying between the
+insert and the commit leaves a document newer than its room's row, which the history does not show
+(``dm.conversations.committed_before``).
+
+``MessageWriter`` is the hub's path for messages whose parties it already knows (its hints): drafts
+that arrive while a batch is being written wait for the next batch, which stores all of them in one
+transaction with one ``insert_many`` (group commit). Under load a replica then pays the thread hop,
+the connection checkout, the commit and the MongoDB round trip once per batch instead of once per
+message; a lone message is written at once, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from dm import rooms as dm_rooms
+from dm.messages import MessageStore, Party, StoredMessage
+from storage.db import retry_deadlocks
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Messages stored by one transaction at most.
+MAX_BATCH = 32
+#: Batches one replica writes at the same time (each on its own pooled connection and thread).
+CONCURRENT_BATCHES = 2
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message before its transaction: its id (chosen first, so a failed write is undone by id),
+    date and text."""
+
+    id: str
+    date: int
+    text: str
+
+
+class Stale(Exception):
+    """The room row was not written: the sender or the receiver no longer holds the nickname it was
+    named by, or the receiver blocked the sender (``dm.rooms.record_checked``). Nothing was stored."""
+
+
+Parties = tuple[Party, Party]
+
+
+@contextmanager
+def _undone_on_failure(messages: MessageStore, inserted: list[str]) -> Iterator[None]:
+    """Delete the documents ``inserted`` names (filled in by the body) when the body fails."""
+    try:
+        yield
+    except BaseException:
+        if inserted:
+            try:
+                messages.delete_many(inserted)
+            except Exception:
+                log.exception(
+                    "%d DM(s) stored without their room rows; the history does not show them", len(inserted)
+                )
+        raise
+
+
+def store_message(
+    engine: Engine,
+    messages: MessageStore,
+    draft: Draft,
+    accept: Callable[[Any], tuple[Parties, T]],
+) -> tuple[StoredMessage, T]:
+    """Store ``draft`` in one SQL transaction with ``accept`` (naming the sender and the receiver, looked
+    up and checked in the transaction) and the room row, written only while both parties still hold
+    those nicknames and no block stands (``Stale`` otherwise); both writes or neither."""
+    inserted: list[str] = []
+    with _undone_on_failure(messages, inserted), engine.begin() as conn:
+        (sender, receiver), result = accept(conn)
+        stored = StoredMessage(draft.id, sender.id, receiver.id, draft.date, draft.text)
+        if not dm_rooms.record_checked(conn, sender, receiver, stored):
+            raise Stale(draft.id)
+        inserted.append(draft.id)
+        messages.insert(sender, receiver, draft.date, draft.text, draft.id)
+    return stored, result
+
+
+def store_batch(
+    engine: Engine, messages: MessageStore, batch: Sequence[tuple[Parties, Draft]]
+) -> list[StoredMessage | Stale]:
+    """Store ``batch`` in one SQL transaction and one ``insert_many``: each message's outcome in the
+    batch's order, the message as stored or ``Stale`` (its room row's checks failed; the others are
+    stored all the same). Both writes of every stored message or of none. The room rows are written in
+    the order of their keys, so two batches never wait for each other's rows in a cycle; messages of
+    one room keep their order. A deadlock victim is run again (``retry_deadlocks``)."""
+    order = sorted(range(len(batch)), key=lambda i: _room(batch[i][0]))
+
+    def transaction() -> list[StoredMessage | Stale]:
+        outcomes: dict[int, StoredMessage | Stale] = {}
+        accepted: list[tuple[Party, Party, StoredMessage]] = []
+        inserted: list[str] = []
+        with _undone_on_failure(messages, inserted), engine.begin() as conn:
+            for i in order:
+                (sender, receiver), draft = batch[i]
+                stored = StoredMessage(draft.id, sender.id, receiver.id, draft.date, draft.text)
+                if dm_rooms.record_checked(conn, sender, receiver, stored):
+                    outcomes[i] = stored
+                    accepted.append((sender, receiver, stored))
+                else:
+                    outcomes[i] = Stale(draft.id)
+            inserted.extend(stored.id for _, _, stored in accepted)
+            messages.insert_many(accepted)
+        return [outcomes[i] for i in range(len(batch))]
+
+    return retry_deadlocks(transaction)
+
+
+def _room(parties: Parties) -> tuple[int, int]:
+    sender, receiver = parties
+    return (min(sender.id, receiver.id), max(sender.id, receiver.id))
+
+
+class MessageWriter:
+    """Stores drafts whose parties are known, in batches (group commit): a draft waits only for the
+    batches already being written when it arrives, at most ``CONCURRENT_BATCHES`` of them, each of at
+    most ``MAX_BATCH`` messages."""
+
+    def __init__(self, engine: Engine, messages: MessageStore) -> None:
+        self._engine, self._messages = engine, messages
+        self._waiting: list[tuple[Parties, Draft, asyncio.Future[StoredMessage]]] = []
+        self._writers: set[asyncio.Task[None]] = set()
+
+    async def store(self, parties: Parties, draft: Draft) -> StoredMessage:
+        """Store ``draft`` from ``parties[0]`` to ``parties[1]``: the message as stored; ``Stale`` when
+        its room row's checks fail, or the batch's error when its transaction fails (nothing of it
+        stored then)."""
+        stored: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
+        self._waiting.append((parties, draft, stored))
+        if len(self._writers) < CONCURRENT_BATCHES:
+            writer = asyncio.ensure_future(self._write())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        return await stored
+
+    async def _write(self) -> None:
+        """Write batches of the waiting drafts until none waits."""
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            try:
+                outcomes = await run_in_threadpool(
+                    store_batch, self._engine, self._messages, [(p, d) for p, d, _ in batch]
+                )
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):  # shutting down: nobody writes the rest
+                    batch, self._waiting = batch + self._waiting, []
+                for _, _, stored in batch:
+                    if not stored.done():
+                        stored.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, _, stored), outcome in zip(batch, outcomes, strict=True):
+                if stored.done():  # its sender went away meanwhile
+                    continue
+                if isinstance(outcome, Stale):
+                    stored.set_exception(outcome)
+                else:
+                    stored.set_result(outcome)
+
+    async def close(self) -> None:
+        """Let the batches being written finish (their callers get their outcomes)."""
+        while self._writers:
+            await asyncio.gather(*self._writers, return_exceptions=True)
