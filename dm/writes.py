@@ -157,14 +157,15 @@ class MessageWriter:
                 outcomes = await run_in_threadpool(
                     store_batch, self._engine, self._messages, [(p, d) for p, d, _ in batch]
                 )
-            except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError):  # shutting down: nobody writes the rest
-                    batch, self._waiting = batch + self._waiting, []
+            except asyncio.CancelledError:  # shutting down: nobody writes the rest
+                for _, _, stored in batch + self._waiting:
+                    stored.cancel()
+                self._waiting = []
+                raise
+            except Exception as exc:
                 for _, _, stored in batch:
                     if not stored.done():
                         stored.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
                 continue
             for (_, _, stored), outcome in zip(batch, outcomes, strict=True):
                 if stored.done():  # its sender went away meanwhile
