@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from prometheus_client import Histogram
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -36,6 +37,12 @@ T = TypeVar("T")
 MAX_BATCH = 32
 #: Batches one replica writes at the same time (each on its own pooled connection and thread).
 CONCURRENT_BATCHES = 2
+
+BATCH_SIZE = Histogram(
+    "sosohappy_dm_store_batch_size",
+    "Direct messages stored by one transaction (group commit)",
+    buckets=(1, 2, 4, 8, 16, MAX_BATCH),
+)
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,7 @@ class MessageWriter:
         """Write batches of the waiting drafts until none waits."""
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            BATCH_SIZE.observe(len(batch))
             try:
                 outcomes = await run_in_threadpool(
                     store_batch, self._engine, self._messages, [(p, d) for p, d, _ in batch]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from prometheus_client import REGISTRY
 from pymongo import MongoClient
 from sqlalchemy import Engine, event
 
@@ -36,6 +37,12 @@ def _party(engine: Engine) -> Party:
 
 def _draft(date: int, text: str) -> Draft:
     return Draft(str(ObjectId()), date, text)
+
+
+def _batches() -> tuple[float, float]:
+    """Batches written and messages in them, by ``sosohappy_dm_store_batch_size``."""
+    count = REGISTRY.get_sample_value("sosohappy_dm_store_batch_size_count") or 0.0
+    return count, REGISTRY.get_sample_value("sosohappy_dm_store_batch_size_sum") or 0.0
 
 
 def _room_texts(messages: MessageStore, a: Party, b: Party) -> list[str]:
@@ -96,6 +103,7 @@ def test_concurrent_senders_share_transactions_and_each_gets_its_own_outcome(
     sends = [((users[i % 3], users[3 + i % 3]), _draft(1000 + i, f"m{i}")) for i in range(n)]
     stale = ((users[0], Party(users[3].id, users[4].nickname)), _draft(999, "to a stale nickname"))
     writer = MessageWriter(engine, messages)
+    batches_before = _batches()
     commits: list[Any] = []
 
     def commit(conn: Any) -> None:
@@ -113,6 +121,7 @@ def test_concurrent_senders_share_transactions_and_each_gets_its_own_outcome(
         event.remove(engine, "commit", commit)
     # All arrived before either of the two writers ran: one batch of MAX_BATCH and one of the rest.
     assert len(commits) == 2
+    assert _batches() == (batches_before[0] + 2, batches_before[1] + n + 1)
     assert isinstance(outcomes[5], Stale)
     stored = [o for i, o in enumerate(outcomes) if i != 5]
     assert [s.text for s in stored if isinstance(s, StoredMessage)] == [f"m{i}" for i in range(n)]
