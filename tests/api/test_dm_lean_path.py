@@ -4,6 +4,7 @@ replica."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -204,3 +205,60 @@ def _until(attempt: Any, why: str) -> None:
         if attempt(i):
             return
     raise AssertionError(why)
+
+
+def test_a_burst_from_many_sockets_arrives_once_and_in_each_senders_order(
+    http: httpx.Client, quiet_replica: tuple[str, Engine, Any], activity_deps: ActivityDeps
+) -> None:
+    """Frames sent without waiting, from several sockets at once, are stored in shared transactions
+    (``dm.writes``): each still gets its own room row, each receiver gets each frame once, every
+    sender's frames keep their order at the receiver and in the history."""
+    addr, engine, _ = quiet_replica
+    senders = [_member(http) for _ in range(6)]
+    own = [_member(http) for _ in senders]
+    shared = _member(http)
+    per_sender = 12
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO DM_ROOMS"):
+            statements.append(statement)
+
+    def text(s: int, i: int) -> str:
+        return f"s{s} m{i}"
+
+    with contextlib.ExitStack() as stack:
+        tx = [stack.enter_context(_socket(app, addr)) for app in senders]
+        rx = [stack.enter_context(_socket(app, addr)) for app in own]
+        inbox = stack.enter_context(_socket(shared, addr))
+        for s, sender in enumerate(senders):  # each receiver once, so the hints are learnt
+            tx[s].send(_frame(sender, own[s], "warm-up"))
+            assert json.loads(rx[s].recv(timeout=DEADLINE))["text"] == "warm-up"
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            for i in range(per_sender):
+                for s, sender in enumerate(senders):
+                    to = own[s] if i % 2 == 0 else shared
+                    tx[s].send(_frame(sender, to, text(s, i)))
+            got_own = [
+                [json.loads(rx[s].recv(timeout=DEADLINE))["text"] for _ in range(per_sender // 2)]
+                for s in range(len(senders))
+            ]
+            got_shared = [
+                json.loads(inbox.recv(timeout=DEADLINE)) for _ in range(len(senders) * per_sender // 2)
+            ]
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert all(_silent(ws, 0.5) for ws in [*rx, inbox])  # nothing twice
+    assert len(statements) == len(senders) * per_sender  # one room statement per message
+    for s, sender in enumerate(senders):
+        mine = [text(s, i) for i in range(0, per_sender, 2)]
+        assert got_own[s] == mine
+        assert [m["text"] for m in room_page(activity_deps, sender.nickname, own[s].nickname)] == [
+            "warm-up",
+            *mine,
+        ]
+        to_shared = [text(s, i) for i in range(1, per_sender, 2)]
+        assert [f["text"] for f in got_shared if f["sender"] == sender.nickname] == to_shared
+        history = room_page(activity_deps, sender.nickname, shared.nickname)
+        assert [m["text"] for m in history] == to_shared
