@@ -12,8 +12,10 @@ import pytest
 from bson import ObjectId
 from prometheus_client import REGISTRY
 from pymongo import MongoClient
+from pymongo.errors import ServerSelectionTimeoutError
 from sqlalchemy import Engine, event
 
+from devstack.processes import free_port
 from dm import rooms as dm_rooms
 from dm.messages import MessageStore, Party, StoredMessage
 from dm.writes import MAX_BATCH, Draft, MessageWriter, Stale, store_batch
@@ -159,3 +161,18 @@ def test_a_failed_batch_fails_each_of_its_senders_and_the_next_batch_stores(
     assert after.text == "after"
     assert _room_texts(messages, ann, bob) == ["after"]
     assert _latest(engine, ann) == ["after"]
+
+
+def test_a_batch_whose_documents_cannot_be_stored_writes_no_room(engine: Engine) -> None:
+    """The MongoDB side fails (nothing listens): the batch's SQL transaction rolls back, so no room
+    row names a message that was never stored."""
+    ann, bob, cat = (_party(engine) for _ in range(3))
+    unreachable: MongoClient = MongoClient(f"mongodb://127.0.0.1:{free_port()}", serverSelectionTimeoutMS=300)
+    try:
+        batch = [((ann, bob), _draft(100, "to bob")), ((cat, ann), _draft(200, "to ann"))]
+        with pytest.raises(ServerSelectionTimeoutError):
+            store_batch(engine, MessageStore(unreachable, "dm"), batch)
+    finally:
+        unreachable.close()
+    assert _latest(engine, ann) == []
+    assert _latest(engine, cat) == []
