@@ -28,7 +28,7 @@ from temporal.client import connect as temporal_connect
 from temporal.codec import local_key_file
 from temporal.push import PushRequest
 from tests.api.feed_helpers import kst, like, nick, unique_year
-from tests.fixtures.devstack import PORT_VARIABLES, read_until_ready, stack_env, start_stack, stop_stack
+from tests.fixtures.devstack import PORT_VARIABLES, start_ready_stack, stop_stack
 from tests.fixtures.ios_client import IOSClient
 from tests.k8s.monitoring import (
     Scrape,
@@ -47,10 +47,9 @@ TARGET_LABELS = {"job", "instance", "pod", "namespace", "container"}
 
 
 def _start_stack(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, int], str]:
-    env = stack_env(data_dir)
-    proc = start_stack(env)
+    proc, env, output = start_ready_stack(data_dir)
     ports = {name.removeprefix("SOSOHAPPY_"): int(env[name]) for name in PORT_VARIABLES}
-    return proc, ports, read_until_ready(proc)
+    return proc, ports, output
 
 
 def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
