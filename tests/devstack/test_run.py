@@ -22,10 +22,11 @@ from temporal.accounts import SignInResult
 from temporal.client import connect
 from temporal.codec import EncryptionCodec, local_key_file
 from temporal.ids import sign_in_workflow_id
-from tests.fixtures.devstack import read_until_ready, stack_env, start_stack, stop_stack
+from tests.fixtures.devstack import read_until_ready, stack_env, start_ready_stack, start_stack, stop_stack
 from tests.fixtures.ios_client import IOSClient, code_verifier
 
 StackRunner = Callable[[dict[str, str]], subprocess.Popen[str]]
+ReadyStack = Callable[[Path], tuple[subprocess.Popen[str], dict[str, str], str]]
 
 
 def _descendants(pid: int) -> set[int]:
@@ -54,16 +55,33 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def run_stack() -> Iterator[StackRunner]:
+def stopped_after() -> Iterator[list[subprocess.Popen[str]]]:
+    """The stacks a test started, each stopped when it ends."""
     procs: list[subprocess.Popen[str]] = []
-
-    def start(env: dict[str, str]) -> subprocess.Popen[str]:
-        procs.append(start_stack(env))
-        return procs[-1]
-
-    yield start
+    yield procs
     for proc in procs:
         stop_stack(proc, timeout=60)
+
+
+@pytest.fixture
+def run_stack(stopped_after: list[subprocess.Popen[str]]) -> StackRunner:
+    def start(env: dict[str, str]) -> subprocess.Popen[str]:
+        stopped_after.append(start_stack(env))
+        return stopped_after[-1]
+
+    return start
+
+
+@pytest.fixture
+def ready_stack(stopped_after: list[subprocess.Popen[str]]) -> ReadyStack:
+    """A stack on free ports, started again on others if one was taken meanwhile (``start_ready_stack``)."""
+
+    def start(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str], str]:
+        proc, env, output = start_ready_stack(data_dir)
+        stopped_after.append(proc)
+        return proc, env, output
+
+    return start
 
 
 def _codec_server_serves_the_ui(env: dict[str, str], output: str, data: Path) -> None:
@@ -87,10 +105,8 @@ def _codec_server_serves_the_ui(env: dict[str, str], output: str, data: Path) ->
 
 
 @pytest.mark.slow
-def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunner, tmp_path: Path) -> None:
-    env = stack_env(tmp_path / "data")
-    proc = run_stack(env)
-    output = read_until_ready(proc)
+def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(ready_stack: ReadyStack, tmp_path: Path) -> None:
+    proc, env, output = ready_stack(tmp_path / "data")
     assert "Press Ctrl-C" in output, output
     api = f"http://127.0.0.1:{env['SOSOHAPPY_API_PORT']}"
     assert f"Temporal Web UI   http://127.0.0.1:{env['SOSOHAPPY_TEMPORAL_UI_PORT']}" in output
@@ -147,12 +163,11 @@ def test_stack_comes_up_ready_and_ctrl_c_leaves_no_process(run_stack: StackRunne
 
 @pytest.mark.slow
 async def test_workflows_survive_a_stop_and_start_of_the_stack(
-    run_stack: StackRunner, tmp_path: Path
+    run_stack: StackRunner, ready_stack: ReadyStack, tmp_path: Path
 ) -> None:
-    env = stack_env(tmp_path / "data")
     state = tmp_path / "data" / "temporal" / "temporal.db"
-    proc = run_stack(env)
-    assert "Press Ctrl-C" in read_until_ready(proc)
+    proc, env, output = ready_stack(tmp_path / "data")
+    assert "Press Ctrl-C" in output
     assert state.with_name("temporal.db-wal").exists()  # the tuned pragmas are in effect (WAL)
     with httpx.Client(base_url=f"http://127.0.0.1:{env['SOSOHAPPY_API_PORT']}", timeout=60) as http:
         app, verifier = IOSClient(http), code_verifier()
