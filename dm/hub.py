@@ -244,9 +244,10 @@ class DirectMessageHub:
 
     async def deliver_local(self, user_id: int, frame: str) -> int:
         """Send ``frame`` to every socket ``user_id`` has on this replica; how many got it."""
-        targets = list(self._sockets.get(user_id, ()))
-        sent = await asyncio.gather(*(s.send(frame) for s in targets))
-        return sum(sent)
+        sent = 0
+        for sock in list(self._sockets.get(user_id, ())):  # each send only queues: no task per socket
+            sent += await sock.send(frame)
+        return sent
 
     async def relay(self, user_id: int, nickname: str, sock: Socket, gate: FrameAdmission) -> None:
         """Serve an accepted socket of ``user_id`` (who connected as ``nickname``) until it closes: every
