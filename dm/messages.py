@@ -123,14 +123,9 @@ class MessageStore:
         for side in ("senderId", "receiverId"):
             self._messages.create_index([(side, ASCENDING)])
 
-    def insert(
-        self, sender: Party, receiver: Party, date: int, text: str, message_id: str | None = None
-    ) -> StoredMessage:
-        """Store one message and return it with its id (``message_id`` when given: chosen before the
-        insert, so a failed write can be undone by id)."""
+    def insert(self, sender: Party, receiver: Party, date: int, text: str) -> StoredMessage:
+        """Store one message and return it with the id the insert gave it."""
         doc = _document(sender, receiver, date, text)
-        if message_id is not None:
-            doc["_id"] = ObjectId(message_id)
         result = self._messages.insert_one(doc)
         doc["_id"] = result.inserted_id
         return _from_doc(doc)

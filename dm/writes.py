@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from dm import rooms as dm_rooms
 from dm.messages import MessageStore, Party, StoredMessage
 from storage.db import retry_deadlocks
+from temporal.ids import dm_room_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,13 +91,20 @@ def store_message(
     those nicknames and no block stands (``Stale`` otherwise); both writes or neither."""
     inserted: list[str] = []
     with _undone_on_failure(messages, inserted), engine.begin() as conn:
-        (sender, receiver), result = accept(conn)
-        stored = StoredMessage(draft.id, sender.id, receiver.id, draft.date, draft.text)
-        if not dm_rooms.record_checked(conn, sender, receiver, stored):
-            raise Stale(draft.id)
-        inserted.append(draft.id)
-        messages.insert(sender, receiver, draft.date, draft.text, draft.id)
+        parties, result = accept(conn)
+        stored = _recorded(conn, parties, draft)
+        if isinstance(stored, Stale):
+            raise stored
+        inserted.append(stored.id)
+        messages.insert_many([(*parties, stored)])
     return stored, result
+
+
+def _recorded(conn: Any, parties: Parties, draft: Draft) -> StoredMessage | Stale:
+    """``draft`` as stored once its room row is written (``dm.rooms.record_checked``), else ``Stale``."""
+    sender, receiver = parties
+    stored = StoredMessage(draft.id, sender.id, receiver.id, draft.date, draft.text)
+    return stored if dm_rooms.record_checked(conn, sender, receiver, stored) else Stale(draft.id)
 
 
 def store_batch(
@@ -107,31 +115,20 @@ def store_batch(
     stored all the same). Both writes of every stored message or of none. The room rows are written in
     the order of their keys, so two batches never wait for each other's rows in a cycle; messages of
     one room keep their order. A deadlock victim is run again (``retry_deadlocks``)."""
-    order = sorted(range(len(batch)), key=lambda i: _room(batch[i][0]))
+    order = sorted(range(len(batch)), key=lambda i: dm_room_key(*(party.id for party in batch[i][0])))
 
     def transaction() -> list[StoredMessage | Stale]:
         outcomes: dict[int, StoredMessage | Stale] = {}
-        accepted: list[tuple[Party, Party, StoredMessage]] = []
         inserted: list[str] = []
         with _undone_on_failure(messages, inserted), engine.begin() as conn:
             for i in order:
-                (sender, receiver), draft = batch[i]
-                stored = StoredMessage(draft.id, sender.id, receiver.id, draft.date, draft.text)
-                if dm_rooms.record_checked(conn, sender, receiver, stored):
-                    outcomes[i] = stored
-                    accepted.append((sender, receiver, stored))
-                else:
-                    outcomes[i] = Stale(draft.id)
+                outcomes[i] = _recorded(conn, *batch[i])
+            accepted = [(*batch[i][0], o) for i, o in outcomes.items() if isinstance(o, StoredMessage)]
             inserted.extend(stored.id for _, _, stored in accepted)
             messages.insert_many(accepted)
         return [outcomes[i] for i in range(len(batch))]
 
     return retry_deadlocks(transaction)
-
-
-def _room(parties: Parties) -> tuple[int, int]:
-    sender, receiver = parties
-    return (min(sender.id, receiver.id), max(sender.id, receiver.id))
 
 
 class MessageWriter:
@@ -161,24 +158,24 @@ class MessageWriter:
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             BATCH_SIZE.observe(len(batch))
+            outcomes: list[StoredMessage | BaseException]
             try:
-                outcomes = await run_in_threadpool(
-                    store_batch, self._engine, self._messages, [(p, d) for p, d, _ in batch]
+                outcomes = list(
+                    await run_in_threadpool(
+                        store_batch, self._engine, self._messages, [(p, d) for p, d, _ in batch]
+                    )
                 )
             except asyncio.CancelledError:  # shutting down: nobody writes the rest
                 for _, _, stored in batch + self._waiting:
                     stored.cancel()
                 self._waiting = []
                 raise
-            except Exception as exc:
-                for _, _, stored in batch:
-                    if not stored.done():
-                        stored.set_exception(exc)
-                continue
+            except Exception as exc:  # the whole batch failed: each of its senders is told
+                outcomes = [exc] * len(batch)
             for (_, _, stored), outcome in zip(batch, outcomes, strict=True):
                 if stored.done():  # its sender went away meanwhile
                     continue
-                if isinstance(outcome, Stale):
+                if isinstance(outcome, BaseException):
                     stored.set_exception(outcome)
                 else:
                     stored.set_result(outcome)
