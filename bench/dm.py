@@ -366,14 +366,21 @@ async def measure(
 
 
 def delivery_metrics(stack: Stack) -> str:
-    """The replicas' own DM counters (delivered by path, refused) from ``/metrics``."""
+    """The replicas' own DM counters (delivered by path, refused) and their feeds' offset gaps (a fetch
+    that stepped over a record: read again or given up, ``api.kafka.OffsetGaps``) from ``/metrics``."""
     parts = []
     for replica in REPLICAS:
         text = httpx.get(f"http://127.0.0.1:{stack.ports[metrics_port(replica)]}/metrics", timeout=5).text
         counters = [
-            line.replace("sosohappy_dm_", "").replace("_total", "")
+            line.replace("sosohappy_dm_", "").replace("sosohappy_kafka_", "").replace("_total", "")
             for line in text.splitlines()
-            if line.startswith(("sosohappy_dm_delivered_total", "sosohappy_dm_refused_total"))
+            if line.startswith(
+                (
+                    "sosohappy_dm_delivered_total",
+                    "sosohappy_dm_refused_total",
+                    "sosohappy_kafka_offset_gaps_total",
+                )
+            )
         ]
         parts.append(f"{replica}: " + (", ".join(counters) or "none"))
     return "; ".join(parts)
