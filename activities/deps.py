@@ -10,6 +10,7 @@ from sqlalchemy.orm import sessionmaker
 
 from config import Settings
 from dm.messages import MessageStore
+from dm.messages import connect as connect_mongo
 from storage.db import create_db_engine, session_factory
 
 
@@ -27,7 +28,7 @@ class ActivityDeps:
     def open(cls, settings: Settings) -> ActivityDeps:
         """Create the worker's clients (no I/O happens until first use)."""
         engine = create_db_engine(settings.sqlalchemy_url)
-        mongo: MongoClient = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=5000)
+        mongo = connect_mongo(settings.mongo_url, selection_ms=5000)
         return cls(
             settings=settings,
             engine=engine,

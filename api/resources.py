@@ -24,6 +24,7 @@ from accounts.tokens import TokenIssuer
 from api.kafka import broadcast_producer
 from config import Settings
 from dm.messages import MessageStore
+from dm.messages import connect as connect_mongo
 from storage.db import create_db_engine, session_factory
 from temporal.client import connect as connect_temporal
 
@@ -112,7 +113,7 @@ async def _retry_forever(what: str, attempt: Callable[[], Awaitable[None]]) -> N
 async def open_resources(settings: Settings) -> Resources:
     """Create the process's clients; Temporal and Kafka keep connecting in the background."""
     engine = create_db_engine(settings.sqlalchemy_url, pool_size=settings.database_pool_size)
-    mongo: MongoClient = MongoClient(settings.mongo_url, serverSelectionTimeoutMS=2000, tz_aware=False)
+    mongo = connect_mongo(settings.mongo_url, selection_ms=2000)
     messages = MessageStore(mongo, settings.mongo_database)
     res = Resources(
         settings=settings,

@@ -25,8 +25,22 @@ from pymongo.collection import Collection
 from temporal.ids import dm_room_key
 
 COLLECTION = "message"
+#: Seconds a MongoDB connection waits for the server's answer before the operation fails: a server
+#: that stopped answering without closing (a partition, a hung host) fails the DM or request instead
+#: of holding its thread for good, as MySQL's statements do (``storage.db.IO_TIMEOUT_SECONDS``).
+SOCKET_TIMEOUT_SECONDS = 60
 #: A legacy document: stored by nickname only and not yet converted (nor found unresolvable).
 LEGACY = {"roomKey": {"$exists": False}, "unresolved": {"$exists": False}}
+
+
+def connect(
+    url: str, *, selection_ms: int, socket_timeout_ms: int = SOCKET_TIMEOUT_SECONDS * 1000
+) -> MongoClient:
+    """A process's MongoDB client: a server is looked for ``selection_ms`` before an operation fails, and
+    an operation sent waits ``socket_timeout_ms`` for its answer. No I/O until first use."""
+    return MongoClient(
+        url, serverSelectionTimeoutMS=selection_ms, socketTimeoutMS=socket_timeout_ms, tz_aware=False
+    )
 
 
 def room_id(a: str, b: str) -> str:

@@ -45,6 +45,12 @@ def retry_deadlocks(transaction: Callable[[], T], attempts: int = 4) -> T:
     raise AssertionError("unreachable")
 
 
+#: Seconds a MySQL connection waits for the server's answer to a statement (or to take one) before
+#: it gives up with ``OperationalError`` (503 in the API, a retried activity in the worker). Above
+#: InnoDB's 50 s lock wait, so a statement waiting for a lock still ends with MySQL's own error.
+IO_TIMEOUT_SECONDS = 60
+
+
 def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
     """One engine per process: MySQL (pymysql, utf8mb4) or SQLite (WAL, foreign keys on)."""
     parsed = make_url(url)
@@ -66,6 +72,10 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     query = dict(parsed.query)
     query.setdefault("charset", "utf8mb4")
+    # A server that stops answering (a partition, a hung host) fails the statement instead of holding
+    # its thread for good; the URL may say otherwise (``?read_timeout=``).
+    query.setdefault("read_timeout", str(IO_TIMEOUT_SECONDS))
+    query.setdefault("write_timeout", str(IO_TIMEOUT_SECONDS))
     engine = create_engine(
         parsed.set(query=query),
         # Feed listings aggregate child rows with GROUP_CONCAT; MySQL 8 cuts its result at 1 KiB.

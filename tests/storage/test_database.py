@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from sqlalchemy import Engine, event, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, event, insert, make_url, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from storage.db import check_database, create_db_engine, migrate, session_factory
+from storage.db import IO_TIMEOUT_SECONDS, check_database, create_db_engine, migrate, session_factory
 from storage.models import Feed, FeedCategory, User
+from tests.fixtures.stalling_proxy import stalling_proxy
 
 
 def _user(email: str, nickname: str | None) -> User:
@@ -117,3 +118,34 @@ def test_a_failed_commit_hands_the_next_checkout_no_open_transaction(mysql_url: 
 def _columns(nickname: str) -> dict[str, object]:
     user = _user(f"{nickname}@example.com+kakao", nickname)
     return {c.key: getattr(user, c.key) for c in User.__table__.columns if c.key != "id"}
+
+
+def test_mysql_connections_give_up_on_a_server_that_stops_answering(mysql_url: str) -> None:
+    """A statement to a server that went silent (a partition, a hung host: nothing is closed) fails
+    with ``OperationalError`` after the read timeout instead of holding its thread for good; the API
+    answers that with 503."""
+    target = make_url(mysql_url)
+    with stalling_proxy(target.host or "127.0.0.1", target.port or 3306) as proxy:
+        # Short timeouts for the test; the default one is checked below.
+        through = target.set(host="127.0.0.1", port=proxy.port).update_query_dict(
+            {"read_timeout": "1", "connect_timeout": "1"}
+        )
+        engine = create_db_engine(through.render_as_string(hide_password=False), pool_size=1)
+        try:
+            check_database(engine)  # the proxy forwards
+            proxy.stall()
+            with pytest.raises(OperationalError, match=r"timed out|Lost connection|Can.t connect"):
+                check_database(engine)
+        finally:
+            engine.dispose()
+
+
+def test_mysql_connections_wait_a_minute_for_an_answer_by_default(mysql_url: str) -> None:
+    engine = create_db_engine(mysql_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            assert (driver._read_timeout, driver._write_timeout) == (IO_TIMEOUT_SECONDS, IO_TIMEOUT_SECONDS)
+    finally:
+        engine.dispose()
