@@ -175,11 +175,22 @@ class OffsetGaps:
         self._rereads = rereads
         self._next: dict[TopicPartition, int] = {}
         self._tries: dict[TopicPartition, tuple[int, int]] = {}  # missing offset, reads so far
+        self.rereads = 0  # partitions sent back to a missing offset, since this guard was made
 
     def forget(self) -> None:
         """A new connection: positions come from its seeks, not from what was read before."""
         self._next.clear()
         self._tries.clear()
+
+    def take(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> list[ConsumerRecord]:
+        """The records of ``tp`` from one fetch that may be handled now (``contiguous``); where one is
+        missing, ``consumer`` is sent back to read ``tp`` again from it."""
+        ready, reread = self.contiguous(tp, records)
+        if reread is not None:
+            consumer.seek(tp, reread)
+        return ready
 
     def contiguous(
         self, tp: TopicPartition, records: list[ConsumerRecord]
@@ -206,6 +217,7 @@ class OffsetGaps:
         tries = tries + 1 if last == missing else 1
         if tries <= self._rereads:
             self._tries[tp] = (missing, tries)
+            self.rereads += 1
             OFFSET_GAPS.labels(tp.topic, "reread").inc()
             return True
         self._tries.pop(tp, None)
@@ -352,11 +364,8 @@ class ReplicaFeed:
                 while True:
                     batches = await consumer.getmany(timeout_ms=200, max_records=1000)
                     for tp, records in batches.items():
-                        ready, reread = gaps.contiguous(tp, records)
-                        if ready:
+                        if ready := gaps.take(consumer, tp, records):
                             await self._by_name[tp.topic].received(ready)
-                        if reread is not None:
-                            consumer.seek(tp, reread)
                     for followed, watch in watches:
                         ends = await watch.check()
                         await followed.polled(consumer, assigned[followed.topic], ends)

@@ -50,9 +50,7 @@ async def _read(
     while not stop.is_set():
         for tp, records in (await consumer.getmany(timeout_ms=100)).items():
             if guard is not None:
-                records, reread = guard.contiguous(tp, records)
-                if reread is not None:
-                    consumer.seek(tp, reread)
+                records = guard.take(consumer, tp, records)
             into.update(m.value for m in records if m.value is not None)
             for m in records:
                 if tp.partition in last and m.offset != last[tp.partition] + 1:
@@ -103,7 +101,8 @@ async def run(bootstrap: str, records: int, partition_count: int) -> None:
     stop.set()
     await asyncio.gather(*readers)
     for k, seen in enumerate(got):
-        kind = "guarded (api.kafka.OffsetGaps)" if guards[k] else "plain"
+        guard = guards[k]
+        kind = f"guarded (api.kafka.OffsetGaps, {guard.rereads} reads again)" if guard else "plain"
         print(
             f"live consumer {k + 1}, {kind}: {len(seen)} records, missed {records - len(seen)}; "
             f"offset jumps (partition, expected, read): {jumps[k] or 'none'}"

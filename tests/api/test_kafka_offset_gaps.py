@@ -88,3 +88,22 @@ def test_a_new_connection_forgets_the_positions() -> None:
     guard.contiguous(TP, records(TP, 50))
     guard.forget()
     assert offsets(guard.contiguous(TP, records(TP, 0, 1))[0]) == [0, 1]
+
+
+class Seeks:
+    """What ``take`` needs of a consumer: where it was sent back to."""
+
+    def __init__(self) -> None:
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def test_take_hands_the_ready_records_and_sends_the_consumer_back_to_the_missing_one() -> None:
+    guard, consumer = OffsetGaps(), Seeks()
+    assert offsets(guard.take(consumer, TP, records(TP, 7, 8))) == [7, 8]
+    assert offsets(guard.take(consumer, TP, records(TP, 9, 11))) == [9]
+    assert (consumer.seeks, guard.rereads) == ([(TP, 10)], 1)
+    assert offsets(guard.take(consumer, TP, records(TP, 10, 11))) == [10, 11]
+    assert (consumer.seeks, guard.rereads) == ([(TP, 10)], 1)
