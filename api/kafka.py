@@ -336,6 +336,9 @@ class ReplicaFeed:
             raise ValueError("each topic may be followed once per feed")
         self._settings, self._name, self._topics = settings, name, list(topics)
         self._by_name = {t.topic: t for t in topics}
+        for topic in self._by_name:  # every series at 0 from the start, for rates and alerts
+            for outcome in ("reread", "skipped"):
+                OFFSET_GAPS.labels(topic, outcome)
 
     async def run(self) -> None:
         """Until cancelled."""
