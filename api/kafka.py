@@ -196,14 +196,14 @@ class OffsetGaps:
         self, tp: TopicPartition, records: list[ConsumerRecord]
     ) -> tuple[list[ConsumerRecord], int | None]:
         """``records`` (one partition's, in order) up to the first one past a missing offset, and that
-        offset to read again from (``None``: nothing missing). Records read already are dropped."""
+        offset to read again from (``None``: nothing missing). An offset below the expected one is
+        taken as it comes: aiokafka never hands a record below its position twice, so the position was
+        reset (the topic re-created, an out-of-range reset), and those records are new."""
         expected = self._next.get(tp)
         ready: list[ConsumerRecord] = []
         for record in records:
-            if expected is not None:
-                if record.offset < expected:
-                    continue
-                if record.offset > expected and self._read_again(tp, expected, record.offset):
+            if expected is not None and record.offset > expected:
+                if self._read_again(tp, expected, record.offset):
                     return ready, expected
             ready.append(record)
             expected = self._next[tp] = record.offset + 1

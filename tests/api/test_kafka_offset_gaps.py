@@ -58,10 +58,13 @@ def test_a_jump_at_the_start_of_a_fetch_hands_nothing() -> None:
     assert guard.contiguous(TP, records(TP, 7, 8)) == ([], 6)
 
 
-def test_records_read_already_are_dropped() -> None:
+def test_offsets_that_start_again_lower_are_new_records_and_followed_from_there() -> None:
+    """A position reset (the topic re-created, an out-of-range reset) starts the offsets again lower:
+    those records are handed, not taken for repeats, and gaps are measured from them."""
     guard = OffsetGaps()
-    guard.contiguous(TP, records(TP, 1, 2, 3))
-    assert offsets(guard.contiguous(TP, records(TP, 2, 3, 4))[0]) == [4]
+    guard.contiguous(TP, records(TP, 500, 501))
+    assert guard.contiguous(TP, records(TP, 0, 1, 2)) == (records(TP, 0, 1, 2), None)
+    assert guard.contiguous(TP, records(TP, 4)) == ([], 3)
 
 
 def test_partitions_are_followed_apart() -> None:
