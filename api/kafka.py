@@ -172,7 +172,7 @@ class OffsetGaps:
     expected; one that is still there after ``REREADS`` reads is accepted (counted, logged)."""
 
     def __init__(self, rereads: int = REREADS) -> None:
-        self._rereads = rereads
+        self._limit = rereads
         self._next: dict[TopicPartition, int] = {}
         self._tries: dict[TopicPartition, tuple[int, int]] = {}  # missing offset, reads so far
         self.rereads = 0  # partitions sent back to a missing offset, since this guard was made
@@ -215,7 +215,7 @@ class OffsetGaps:
         """Whether to read ``tp`` again from ``missing`` (a fetch answered ``found`` instead)."""
         last, tries = self._tries.get(tp, (missing, 0))
         tries = tries + 1 if last == missing else 1
-        if tries <= self._rereads:
+        if tries <= self._limit:
             self._tries[tp] = (missing, tries)
             self.rereads += 1
             OFFSET_GAPS.labels(tp.topic, "reread").inc()
@@ -228,7 +228,7 @@ class OffsetGaps:
             tp.partition,
             missing,
             found - 1,
-            self._rereads,
+            self._limit,
         )
         return False
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import subprocess
 import time
@@ -24,16 +25,11 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.devserver import pct
 from bench.feed import cpu_seconds
 from devstack.processes import broker_argv, free_port
 
 WINDOW = 20.0  # seconds per printed line
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile of ``values`` in milliseconds (nan if empty)."""
-    ordered = sorted(values)
-    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def _follow(consumer: AIOKafkaConsumer, latencies: list[float]) -> None:
@@ -78,7 +74,8 @@ async def run(bootstrap: str, partitions: int, seconds: float, rate: float, brok
             print(
                 f"partitions {partitions:3d}  {time.perf_counter() - started:5.0f} s  stored {sent:7,d}  "
                 f"broker CPU {100 * (now_cpu - cpu) / span:5.1f}%  consumer p50 "
-                f"{percentile(latencies, 0.5):6.1f} ms  p99 {percentile(latencies, 0.99):6.1f} ms",
+                f"{pct(latencies, 0.5) if latencies else math.nan:6.1f} ms  "
+                f"p99 {pct(latencies, 0.99) if latencies else math.nan:6.1f} ms",
                 flush=True,
             )
             cpu, window = now_cpu, time.perf_counter()
