@@ -109,7 +109,7 @@ class TopicWatch:
     watermark of the broker's latest fetch answer for it is below the consumer's position: a fetch that
     returned records says the partition reaches at least that far, so only a broker that came back
     without them answers lower. (Not ``ListOffsets``: Tansu 0.6 answers it with the last batch's first
-    offset + 1, below records already fetched whenever that batch holds several; README, Benchmarks.)"""
+    offset + 1, below records already fetched whenever that batch holds several; bench/HISTORY.md.)"""
 
     def __init__(
         self,

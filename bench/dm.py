@@ -22,7 +22,7 @@ throughput runs measure the message path, not the limiter). The Mongo URL is the
 retryable writes (``devstack.processes.local_mongo_url``); ``--retry-writes`` uses the driver's default,
 with which SecantusDB keeps a record of every write for 30 minutes and scans them all on each write, so
 its inserts fall from ~120/s to ~25/s within minutes. The in-memory Tansu broker costs more CPU per
-fetch that returns data the more record batches the partition holds (README, Benchmarks), so figures
+fetch that returns data the more record batches the partition holds (bench/HISTORY.md), so figures
 still depend somewhat on what ran before them.
 """
 

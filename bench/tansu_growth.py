@@ -8,7 +8,7 @@ partition at its end as the API's feed does (``fetch_max_wait_ms`` 20), and one 
 keyed records at ``--rate`` per second, each stamped with its send time. Every 20 s it prints the
 records stored so far, the broker's CPU (% of one core) and the consumers' p50 / p99 latency.
 
-Seen on 2026-12-07 (200 records/s; README, Benchmarks, "More partitions do not stop the broker's
+Seen on 2026-12-07 (200 records/s; bench/HISTORY.md, "More partitions do not stop the broker's
 growth"): the broker's CPU rises with the records stored for every partition count; from 16 partitions
 up the rise no longer shrinks with the count.
 """

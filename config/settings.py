@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     #: Partitions the DM topic is created with where no operator declares it (the local broker; production's
     #: KafkaTopic says the same). Records are keyed by receiver, so each receiver's frames keep their order;
     #: a fetch then reads only the partitions with news, which keeps the local broker's per-fetch work small
-    #: (README, Benchmarks: its in-memory engine scans a partition's batches on every fetch that returns data).
+    #: (bench/HISTORY.md: its in-memory engine scans a partition's batches on every fetch that returns data).
     kafka_dm_partitions: int = Field(default=16, ge=1, le=64)
     kafka_fetch_max_wait_ms: int = 20
     #: A replica refreshes its DM presence rows this often; rows older than the window count as gone.

@@ -153,7 +153,7 @@ def local_mongo_url(port: int) -> str:
     """The URL of the local MongoDB-wire server (``mongo_argv``) for ``make run``, the tests and the
     benchmarks: without retryable writes. SecantusDB keeps a record of every retryable write and scans
     them on each write, so with the driver's default its inserts fall from ~120/s to ~25/s within minutes;
-    without, they stay at ~1,900/s (README, Benchmarks). Production's URL (``Settings.mongo_url``, the
+    without, they stay at ~1,900/s (bench/HISTORY.md). Production's URL (``Settings.mongo_url``, the
     Secret) keeps MongoDB's defaults."""
     return f"mongodb://127.0.0.1:{port}/?retryWrites=false"
 

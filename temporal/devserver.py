@@ -37,7 +37,7 @@ def test_server_path() -> str:
     return found
 
 
-#: SQLite settings of the dev server's state file (README, Benchmarks: ``bench.devserver`` measures them
+#: SQLite settings of the dev server's state file (bench/HISTORY.md: ``bench.devserver`` measures them
 #: against the defaults). WAL appends each commit to a log instead of rewriting pages through a rollback
 #: journal, and ``synchronous=normal`` syncs that log at checkpoints instead of at every commit: a
 #: crash of the process loses nothing, a power cut may lose the last commits. They apply to the file

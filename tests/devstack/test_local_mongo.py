@@ -1,5 +1,5 @@
 """The local MongoDB-wire server is used without retryable writes; production's URL keeps MongoDB's
-defaults (README, Benchmarks: SecantusDB's retryable-write bookkeeping slows every write as it grows)."""
+defaults (bench/HISTORY.md: SecantusDB's retryable-write bookkeeping slows every write as it grows)."""
 
 from __future__ import annotations
 
