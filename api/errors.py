@@ -43,9 +43,20 @@ class BadRequest(ApiError):
 
 
 class Forbidden(ApiError):
-    """Bad or expired token, or acting on someone else's data (403: the client's refresh trigger)."""
+    """Bad or expired token, a revoked login or an account that is gone (403: the client's refresh
+    trigger); a refused sign-in. Never for what a new token cannot change (``NotTheCaller``)."""
 
     status = 403
+
+
+class NotTheCaller(ApiError):
+    """A valid token, but a parameter that must name the caller (its nickname or e-mail) names someone
+    else, or a conversation the caller is not part of (400). Not 403: the iOS client answers every 403
+    of an authed call with a token re-issue and a retry, with no retry limit (CLIENT_CONTRACT §2.3), so
+    a 403 that a new token cannot fix would loop forever, rotating the refresh token each time; a
+    device still holding a nickname renamed on another device would do exactly that."""
+
+    status = 400
 
 
 class NotFound(ApiError):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import AuthorizeCode, LoginSession, Revocation
@@ -96,8 +96,8 @@ def consume_authorize_code(session: Session, code: str) -> str | None:
 class Rotation(Enum):
     """The outcome of presenting a refresh token."""
 
-    ROTATED = "rotated"  # the current generation: the login moved to the next one
-    CONCURRENT = "concurrent"  # the one just rotated, within the grace window: the current pair again
+    ROTATED = "rotated"  # the current generation, outside the window: the login moved to the next one
+    CONCURRENT = "concurrent"  # the current or the previous one, within the window: the current pair
     REUSED = "reused"  # older, or the one just rotated after the window: the login is revoked
     INVALID = "invalid"  # unknown, revoked or expired login
 
@@ -144,13 +144,18 @@ def rotate_session(
 ) -> RotationResult:
     """Present the refresh token of ``generation`` for the login ``session_id``.
 
-    The current generation rotates to the next one. The generation just rotated, presented within
-    ``grace_seconds`` of that rotation, gets the current generation again without rotating: the iOS
-    client re-issues once per parallel 403, all with the same token. Anything else is reuse and revokes
-    the login (recorded in ``revocations``, same transaction). Safe under concurrency: the rotation is
-    one conditional UPDATE, and every other decision is taken on the row locked ``FOR UPDATE``.
+    The current generation rotates to the next one, at most once per ``grace_seconds``: within that
+    window of the last rotation, the current generation and the one just rotated both get the current
+    generation again without rotating. The iOS client re-issues once per 403, reading the refresh token
+    from its Keychain each time (CLIENT_CONTRACT §2.3): parallel 403s present the same token, and 403s
+    answered one after another present whichever token the first re-issue stored, so within one burst
+    the generations it presents never drift more than one apart. Anything else (an older generation,
+    or the one just rotated after the window) is reuse and revokes the login (recorded in
+    ``revocations``, same transaction). Safe under concurrency: the rotation is one conditional UPDATE,
+    and every other decision is taken on the row locked ``FOR UPDATE``.
     """
     now = now or utcnow()
+    grace = timedelta(seconds=grace_seconds)
     result = session.execute(
         update(LoginSession)
         .where(
@@ -158,6 +163,7 @@ def rotate_session(
             LoginSession.generation == generation,
             LoginSession.revoked_at.is_(None),
             LoginSession.expires_at > now,
+            or_(LoginSession.rotated_at.is_(None), LoginSession.rotated_at < now - grace),
         )
         .values(generation=generation + 1, rotated_at=now, expires_at=now + timedelta(seconds=ttl_seconds))
     )
@@ -173,9 +179,9 @@ def rotate_session(
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return RotationResult(Rotation.INVALID)
     if (
-        generation == row.generation - 1
+        generation in (row.generation - 1, row.generation)
         and row.rotated_at is not None
-        and now - row.rotated_at <= timedelta(seconds=grace_seconds)
+        and now - row.rotated_at <= grace
     ):
         return RotationResult(Rotation.CONCURRENT, row.generation)
     return RotationResult(Rotation.REUSED, revocation=revoke_session(session, session_id, now))

@@ -37,7 +37,7 @@ from api.bodies import (
     SuccessBody,
 )
 from api.deps import ResourcesDep, SessionDep, TemporalDep
-from api.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge, error_responses
+from api.errors import BadRequest, Conflict, Forbidden, NotTheCaller, PayloadTooLarge, error_responses
 from api.forms import (
     AuthorizeCodeForm,
     BlockForm,
@@ -348,7 +348,7 @@ async def resign(
     """
     email = form.email or user.account_email
     if not same_account(email, user.account_email):
-        raise Forbidden("email must be the caller's own account")
+        raise NotTheCaller("email must be the caller's own account")
 
     def revoke_all() -> tuple[list[Revocation], QueuedStart]:  # in the threadpool (row lock)
         with res.sessions.begin() as session:
@@ -385,7 +385,7 @@ async def set_profile(
     with the current nickname), so it starts no workflow and the old nickname is free at once.
     """
     if not same_account(form.email, user.account_email):
-        raise Forbidden("email must be the caller's own account")
+        raise NotTheCaller("email must be the caller's own account")
     nickname = form.nickname
     introduction = form.introduction
     upload = form.profile_img
@@ -447,7 +447,7 @@ def _change_block(
     """Apply ``change`` (block or unblock) from the caller to ``dstNickname``; the caller must be ``srcNickname``."""
     me = users.by_id(session, user.id)
     if me is None or form.src_nickname != me.nickname:
-        raise Forbidden("srcNickname must be the caller's own nickname")
+        raise NotTheCaller("srcNickname must be the caller's own nickname")
     target = users.by_nickname(session, form.dst_nickname)
     if target is None or target.id == user.id:
         return SuccessBody(success=False)

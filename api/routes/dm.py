@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 
 from api.deps import ResourcesDep
-from api.errors import Forbidden, error_responses
+from api.errors import NotTheCaller, error_responses
 from api.forms import DirectMessageForm, RoomListForm
 from api.params import ClientRoute
 from api.security import CurrentUser
@@ -47,9 +47,9 @@ def find_direct_message(
             # Never past the room row's latest message: one whose SQL side never committed is not shown.
             boundary = conversations.committed_before(conn, room, boundary)
     except NoNickname:
-        raise Forbidden(NO_NICKNAME) from None
+        raise NotTheCaller(NO_NICKNAME) from None
     except NotAParticipant:
-        raise Forbidden("the caller must be the sender or the receiver of the conversation") from None
+        raise NotTheCaller("the caller must be the sender or the receiver of the conversation") from None
     return conversations.page(res.messages, room, before=boundary, limit=count)
 
 
@@ -65,6 +65,6 @@ def find_multiple_direct_message(
         with res.engine.connect() as conn:
             return conversations.room_list(conn, user.id, sender)
     except NoNickname:
-        raise Forbidden(NO_NICKNAME) from None
+        raise NotTheCaller(NO_NICKNAME) from None
     except NotAParticipant:
-        raise Forbidden("sender must be the caller's own nickname") from None
+        raise NotTheCaller("sender must be the caller's own nickname") from None

@@ -32,7 +32,7 @@ from api.bodies import (
     owner_feeds_json,
 )
 from api.deps import ResourcesDep
-from api.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, error_responses
+from api.errors import BadRequest, NotFound, NotTheCaller, PayloadTooLarge, error_responses
 from api.forms import (
     DayForm,
     DetailFeedQuery,
@@ -78,7 +78,7 @@ def _require_self(conn: Connection, user: AuthenticatedUser, nickname: str, fiel
     """The caller's nickname, which ``field`` must name."""
     own = users.nickname_of(conn, user.id)
     if own is None or own != nickname:
-        raise Forbidden(f"{field} must be the caller's own nickname")
+        raise NotTheCaller(f"{field} must be the caller's own nickname")
     return own
 
 

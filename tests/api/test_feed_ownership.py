@@ -41,19 +41,19 @@ def test_writes_in_someone_elses_name_are_refused_and_change_nothing(
     before = day_feed(victim, victim.nickname, date).json()
 
     resp = intruder.save_feed(date, text="hijacked", nickname=victim.nickname)
-    assert resp.status_code == 403 and "nickname" in resp.json()["message"]
-    assert intruder.save_feed(kst(year, 1, 5), nickname=victim.nickname).status_code == 403
+    assert resp.status_code == 400 and "nickname" in resp.json()["message"]
+    assert intruder.save_feed(kst(year, 1, 5), nickname=victim.nickname).status_code == 400
     assert feed_count(activity_deps, victim.nickname) == 2
     assert feed_count(activity_deps, intruder.nickname) == 0
 
     for path in ("/feed-service/deleteFeed", "/feed-service/updatePublicStatus"):
         resp = intruder.post_multipart(path, [("nickname", victim.nickname), ("date", str(date))])
-        assert resp.status_code == 403, path
+        assert resp.status_code == 400, path
     resp = intruder.post_multipart(
         "/feed-service/updateLike",
         [("nickname", victim.nickname), ("date", str(date)), ("srcNickname", victim.nickname)],
     )
-    assert resp.status_code == 403
+    assert resp.status_code == 400
     assert day_feed(victim, victim.nickname, date).json() == before
 
 
@@ -91,21 +91,21 @@ def test_charts_and_listings_answer_only_for_the_callers_own_nickname(
         resp = intruder.post_multipart(
             f"/feed-service/{path}", [("nickname", victim.nickname), ("date", date)]
         )
-        assert resp.status_code == 403, path
+        assert resp.status_code == 400, path
     other = intruder.get_query(
         "/feed-service/findOtherFeed", {"nickname": victim.nickname, "page": 0, "size": 21}
     )
-    assert other.status_code == 403
+    assert other.status_code == 400
     user = intruder.get_query(
         "/feed-service/findUserFeed",
         {"dstNickname": intruder.nickname, "page": 0, "size": 21, "srcNickname": victim.nickname},
     )
-    assert user.status_code == 403
+    assert user.status_code == 400
     detail = intruder.post_query(
         "/feed-service/findDetailFeed",
         {"date": int(date), "dstNickname": victim.nickname, "srcNickname": victim.nickname},
     )
-    assert detail.status_code == 403
+    assert detail.status_code == 400
 
 
 def test_a_block_hides_the_blocked_author_from_the_blocker_only(
@@ -206,22 +206,22 @@ def test_spellings_of_someone_elses_nickname_never_act_as_them(
     assert victim.save_feed(public, text="public").status_code == 200
     assert victim.save_feed(private, text="private", is_public=False).status_code == 200
     for form in spellings(victim.nickname):
-        assert intruder.save_feed(kst(year, 1, 3), nickname=form).status_code == 403, form
+        assert intruder.save_feed(kst(year, 1, 3), nickname=form).status_code == 400, form
         for path in ("deleteFeed", "updatePublicStatus", "analysisHappiness", "findYearHappiness"):
             resp = intruder.post_multipart(
                 f"/feed-service/{path}", [("nickname", form), ("date", str(public))]
             )
-            assert resp.status_code == 403, (path, form)
+            assert resp.status_code == 400, (path, form)
         resp = intruder.post_multipart(
             "/feed-service/updateLike", [("nickname", form), ("date", str(public)), ("srcNickname", form)]
         )
-        assert resp.status_code == 403, form
+        assert resp.status_code == 400, form
         other = intruder.get_query("/feed-service/findOtherFeed", {"nickname": form, "page": 0, "size": 21})
-        assert other.status_code == 403, form
+        assert other.status_code == 400, form
         detail = intruder.post_query(
             "/feed-service/findDetailFeed", {"date": public, "dstNickname": form, "srcNickname": form}
         )
-        assert detail.status_code == 403, form
+        assert detail.status_code == 400, form
         # Reading the victim by another spelling is reading the victim: public entries only.
         assert day_feed(intruder, form, public).json()["text"] == "public"
         assert day_feed(intruder, form, private).content == b""

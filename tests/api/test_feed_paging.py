@@ -207,7 +207,7 @@ def test_a_page_no_mark_reaches_is_an_empty_last_page_and_costs_no_walk(http: ht
     }
     assert (_beyond_reach("user"), _beyond_reach("other")) == (before[0] + 1, before[1] + 1)
     # Still only the caller may ask as themselves, reachable or not.
-    assert author.get_query("/feed-service/findOtherFeed", other).status_code == 403
+    assert author.get_query("/feed-service/findOtherFeed", other).status_code == 400
     # Within reach of the top a page is served without any mark; the app, asking in order, is always.
     near = viewer.get_query("/feed-service/findUserFeed", {**user_feed, "page": MAX_WALK_PAGES}).json()
     assert [f["date"] for f in near["content"]] == [kst(year, 2, 15 - MAX_WALK_PAGES)]

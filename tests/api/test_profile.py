@@ -141,7 +141,7 @@ def test_block_and_unblock(http: httpx.Client) -> None:
     ).json() == {"success": False}
 
 
-def test_acting_for_someone_else_is_403(http: httpx.Client) -> None:
+def test_acting_for_someone_else_is_400(http: httpx.Client) -> None:
     victim_nick = _nick()
     victim = _member(http, victim_nick)
     attacker_nick = _nick()
@@ -158,7 +158,8 @@ def test_acting_for_someone_else_is_403(http: httpx.Client) -> None:
         calls.append(("/auth-service/block", [("srcNickname", form), ("dstNickname", attacker_nick)]))
         calls.append(("/auth-service/unblock", [("srcNickname", form), ("dstNickname", attacker_nick)]))
     for path, fields in calls:
-        assert attacker.post_multipart(path, fields).status_code == 403, (path, fields)
+        # 400, not 403: a new token cannot change whose name it is (the client would re-issue forever).
+        assert attacker.post_multipart(path, fields).status_code == 400, (path, fields)
     # The attacker's token with the victim's Email header is refused everywhere.
     forged = IOSClient(http, access=attacker.access, email=victim.email)
     assert (

@@ -29,6 +29,7 @@ from devstack.processes import ManagedProcess, broker_argv, free_port
 from storage import logins, users
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient
+from tests.fixtures.logins import reissue_twice
 
 
 def _wait(predicate: Any, timeout: float = 30) -> None:
@@ -212,7 +213,7 @@ def test_the_view_agrees_with_the_database(
     active, signed_out, reused, resigned = signed_in(), signed_in(), signed_in(), signed_in()
     assert signed_out.post_multipart("/auth-service/signOut", []).status_code == 200
     stolen = reused.refresh
-    assert reused.reissue().status_code == 200 and reused.reissue().status_code == 200
+    reissue_twice(activity_deps, reused, settings.refresh_reuse_grace_seconds)
     assert IOSClient(http, refresh=stolen, email=reused.email).reissue().status_code == 403
     assert resigned.post_multipart("/auth-service/resign", [("email", resigned.email)]).status_code == 200
     # Resign as its workflow does it, with a login opened between its first and last step.

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -17,6 +16,7 @@ from activities.deps import ActivityDeps
 from config import Settings
 from storage.models import LoginSession, Revocation
 from tests.fixtures.ios_client import IOSClient
+from tests.fixtures.logins import login_id, move_rotation_back, reissue_twice
 
 
 def _signed_in(http: httpx.Client) -> IOSClient:
@@ -33,23 +33,11 @@ def _claims(settings: Settings, token: str) -> dict[str, Any]:
     return jwt.decode(token.removeprefix("Bearer "), settings.jwt_secret, algorithms=["HS512"])
 
 
-def _session_id(app: IOSClient) -> str:
-    return str(jwt.decode(app.refresh.removeprefix("Bearer "), options={"verify_signature": False})["sid"])
-
-
 def _login_row(deps: ActivityDeps, app: IOSClient) -> LoginSession:
     with deps.sessions() as session:
-        row = session.get(LoginSession, _session_id(app))
+        row = session.get(LoginSession, login_id(app))
         assert row is not None
         return row
-
-
-def _move_rotation_back(deps: ActivityDeps, app: IOSClient, seconds: float) -> None:
-    """Make the login's last rotation ``seconds`` older, as if that much time had passed."""
-    with deps.sessions.begin() as session:
-        row = session.get(LoginSession, _session_id(app))
-        assert row is not None and row.rotated_at is not None
-        row.rotated_at -= timedelta(seconds=seconds)
 
 
 def test_access_token_claims_keep_the_original_shape(http: httpx.Client, settings: Settings) -> None:
@@ -96,7 +84,26 @@ def test_parallel_reissues_with_one_refresh_token_all_succeed(
     _, access, refresh = answers[-1]
     stored = IOSClient(http, access=access, refresh=refresh, email=app.email)
     assert stored.reissue().status_code == 200 and _authed_call(stored) == 200
-    assert _claims(settings, stored.refresh)["gen"] == 2
+    assert _claims(settings, stored.refresh)["gen"] == 1  # within the window: the current pair again
+    move_rotation_back(activity_deps, app, settings.refresh_reuse_grace_seconds + 1)
+    assert stored.reissue().status_code == 200 and _claims(settings, stored.refresh)["gen"] == 2
+
+
+def test_re_issues_answered_one_after_another_never_revoke_the_login(
+    http: httpx.Client, activity_deps: ActivityDeps, settings: Settings
+) -> None:
+    # CLIENT_CONTRACT §2.3: each 403's re-issue reads the refresh token from the Keychain, so a burst
+    # whose 403s come back one by one mixes the first token with the one the first re-issue stored.
+    app = _signed_in(http)
+    first = app.refresh
+    assert app.reissue().status_code == 200  # the first 403: generation 0 -> 1, stored
+    stored = app.refresh
+    for token in (stored, first, stored, first):  # later 403s of the same burst, in any order
+        late = IOSClient(http, access=app.access, refresh=token, email=app.email)
+        assert late.reissue().status_code == 200
+        assert _claims(settings, late.refresh)["gen"] == 1 and _authed_call(late) == 200
+    row = _login_row(activity_deps, app)
+    assert row.generation == 1 and row.revoked_at is None
 
 
 def test_the_just_rotated_token_is_reuse_after_the_grace_window(
@@ -109,7 +116,7 @@ def test_the_just_rotated_token_is_reuse_after_the_grace_window(
     # Within the window the just-rotated token gets the current pair (the residual risk the README names).
     assert thief.reissue().status_code == 200
     # The window has passed: the rotation is moved back in the database rather than waited for.
-    _move_rotation_back(activity_deps, app, settings.refresh_reuse_grace_seconds + 1)
+    move_rotation_back(activity_deps, app, settings.refresh_reuse_grace_seconds + 1)
     late = IOSClient(http, access=app.access, refresh=stolen, email=app.email)
     assert late.reissue().status_code == 403
     # The whole login is revoked: the legitimate app's tokens stop working too.
@@ -118,11 +125,12 @@ def test_the_just_rotated_token_is_reuse_after_the_grace_window(
     assert _login_row(activity_deps, app).revoked_at is not None
 
 
-def test_an_older_generation_is_reuse_at_once(http: httpx.Client, activity_deps: ActivityDeps) -> None:
+def test_an_older_generation_is_reuse_at_once(
+    http: httpx.Client, activity_deps: ActivityDeps, settings: Settings
+) -> None:
     app = _signed_in(http)
     stolen = app.refresh
-    assert app.reissue().status_code == 200
-    assert app.reissue().status_code == 200  # generation 2: the stolen token is two behind
+    reissue_twice(activity_deps, app, settings.refresh_reuse_grace_seconds)  # the stolen token is two behind
     thief = IOSClient(http, access=app.access, refresh=stolen, email=app.email)
     assert thief.reissue().status_code == 403
     assert _authed_call(app) == 403

@@ -153,7 +153,7 @@ def test_a_chunked_body_past_the_request_limit_is_413_and_stores_nothing(
     [
         ([JPEG, b"GIF89a" + bytes(2 * 1024 * 1024)], False, 400),  # the second image is refused
         ([JPEG, PNG + bytes(MAX_IMAGE_BYTES)], False, 413),  # the second image is too large
-        ([LARGE_PNG], True, 403),  # someone else's nickname
+        ([LARGE_PNG], True, 400),  # someone else's nickname
     ],
     ids=["not-an-image", "too-large", "not-yours"],
 )

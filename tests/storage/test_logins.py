@@ -59,11 +59,32 @@ def test_the_rotated_generation_gets_the_current_one_within_the_window_only(engi
 
 def test_an_older_generation_is_reuse_at_once(engine: Engine) -> None:
     sid = _login(engine)
-    t0 = logins.utcnow()
+    t0 = logins.utcnow().replace(microsecond=0)
     assert _rotate(engine, sid, 0, now=t0).rotation is Rotation.ROTATED
-    assert _rotate(engine, sid, 1, now=t0).rotation is Rotation.ROTATED
-    assert _rotate(engine, sid, 0, now=t0).rotation is Rotation.REUSED
+    t1 = t0 + timedelta(seconds=GRACE + 1)
+    assert _rotate(engine, sid, 1, now=t1).rotation is Rotation.ROTATED
+    assert _rotate(engine, sid, 0, now=t1).rotation is Rotation.REUSED
     assert _row(engine, sid).revoked_at is not None and len(_records(engine, sid)) == 1
+
+
+def test_the_client_re_issuing_one_403_after_another_never_drifts_into_reuse(engine: Engine) -> None:
+    """The iOS client reads the refresh token from its Keychain for each 403's re-issue: a burst whose
+    403s come back one after another presents the token of generation 0 (still in flight), then the
+    generation 1 the first re-issue stored, then 0 again. The login rotates once per window, so none of
+    them is reuse; once the window has passed, the current generation rotates again."""
+    sid = _login(engine)
+    t0 = logins.utcnow().replace(microsecond=0)
+    assert _rotate(engine, sid, 0, now=t0) == logins.RotationResult(Rotation.ROTATED, 1)
+    for seconds, generation in ((1, 1), (2, 0), (3, 1), (GRACE, 0), (GRACE, 1)):
+        result = _rotate(engine, sid, generation, now=t0 + timedelta(seconds=seconds))
+        assert result == logins.RotationResult(Rotation.CONCURRENT, 1), (seconds, generation)
+    row = _row(engine, sid)
+    assert row.generation == 1 and row.revoked_at is None and _records(engine, sid) == []
+    later = t0 + timedelta(seconds=GRACE + 1)
+    assert _rotate(engine, sid, 1, now=later) == logins.RotationResult(Rotation.ROTATED, 2)
+    # Generation 1 is now the one just rotated (within the new window); 0 is two behind: reuse.
+    assert _rotate(engine, sid, 1, now=later) == logins.RotationResult(Rotation.CONCURRENT, 2)
+    assert _rotate(engine, sid, 0, now=later).rotation is Rotation.REUSED
 
 
 def test_a_generation_never_issued_is_reuse(engine: Engine) -> None:
