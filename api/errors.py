@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.resources import ServiceUnavailable
+from config.logging import safe_error_text
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
         # Lost connections, lock timeouts, deadlocks: nothing was committed; the client may retry.
-        log.warning("database error on %s: %s", request.url.path, exc.orig)
+        log.warning("database error on %s: %s", request.url.path, safe_error_text(exc))
         return error_response(
             503, "the database is unavailable, try again", request.url.path, {"Retry-After": "1"}
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -39,6 +40,70 @@ def record_extras(record: logging.LogRecord) -> dict[str, Any]:
     }
 
 
+#: Packages whose errors quote the data they failed on: SQLAlchemy's the statement's bound values (the
+#: engine hides them, ``storage.db``), MySQL's a duplicate key's value, pymongo's the documents of a
+#: failed write (a message's text). Their exceptions are written with their type and code only.
+_DATA_STORE_PACKAGES = frozenset({"sqlalchemy", "pymysql", "sqlite3", "pymongo", "bson"})
+
+
+def is_data_store_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a database driver or SQLAlchemy (its text may quote data)."""
+    return type(exc).__module__.partition(".")[0] in _DATA_STORE_PACKAGES
+
+
+def _driver_error(exc: BaseException) -> str:
+    """A driver's error by its type and code: MySQL's error number (pymysql's first argument) or
+    MongoDB's error code."""
+    code = getattr(exc, "code", None) if type(exc).__module__.startswith("pymongo") else None
+    if code is None and exc.args and isinstance(exc.args[0], int):
+        code = exc.args[0]
+    return type(exc).__name__ if code is None else f"{type(exc).__name__} {code}"
+
+
+def safe_error_text(exc: BaseException) -> str:
+    """``str(exc)``, except for a database driver's error (or SQLAlchemy's wrapper of one): the driver
+    error's type and code, never its message (``pymysql IntegrityError 1062 (message withheld)``)."""
+    if not is_data_store_error(exc):
+        return str(exc)
+    orig = getattr(exc, "orig", None)  # SQLAlchemy's wrapper of the driver's error
+    if isinstance(orig, BaseException):
+        driver = f"{type(orig).__module__.partition('.')[0]} {_driver_error(orig)}"
+    else:
+        driver = _driver_error(exc)
+    return f"{driver} (message withheld)"
+
+
+def format_exception(exc: BaseException) -> str:
+    """The traceback of ``exc`` and its causes as Python prints it, except that a database driver's
+    error is written as ``safe_error_text`` says."""
+    chain: list[tuple[BaseException, str]] = []  # newest first, each with how it led to the one before
+    link, current = "", exc
+    while id(current) not in {id(e) for e, _ in chain}:
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            link, current = _CAUSE, current.__cause__
+        elif current.__context__ is not None and not current.__suppress_context__:
+            link, current = _CONTEXT, current.__context__
+        else:
+            break
+    if not any(is_data_store_error(e) for e, _ in chain):
+        return "".join(traceback.format_exception(exc)).rstrip("\n")
+    blocks = []
+    for err, led_on in reversed(chain):  # oldest first, as Python prints them
+        frames = "".join(traceback.format_tb(err.__traceback__))
+        head = "Traceback (most recent call last):\n" if frames else ""
+        module = type(err).__module__
+        name = type(err).__qualname__ if module == "builtins" else f"{module}.{type(err).__qualname__}"
+        blocks.append(f"{head}{frames}{name}: {safe_error_text(err)}")
+        if led_on:
+            blocks.append(led_on)
+    return "\n\n".join(blocks)
+
+
+_CAUSE = "The above exception was the direct cause of the following exception:"
+_CONTEXT = "During handling of the above exception, another exception occurred:"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ``ts`` (ISO-8601 UTC), ``level``, ``logger``, ``msg``, the extras, ``exc``."""
 
@@ -59,12 +124,20 @@ class JsonFormatter(logging.Formatter):
             line["stack"] = self.formatStack(record.stack_info)
         return json.dumps(line, ensure_ascii=False, default=str)
 
+    def formatException(self, ei: Any) -> str:
+        """The traceback, a database driver's error without its message (``format_exception``)."""
+        return format_exception(ei[1]) if ei[1] is not None else super().formatException(ei)
+
 
 class TextFormatter(logging.Formatter):
     """``time LEVEL logger: message key=value …`` for people reading a terminal."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatException(self, ei: Any) -> str:
+        """The traceback, a database driver's error without its message (``format_exception``)."""
+        return format_exception(ei[1]) if ei[1] is not None else super().formatException(ei)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)

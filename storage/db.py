@@ -58,7 +58,10 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=False
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_pre_ping=False,
+            hide_parameters=True,
         )
 
         @event.listens_for(engine, "connect")
@@ -88,6 +91,9 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         # No ROLLBACK round trip when a read-only checkout returns to the pool.
         pool_reset_on_return=None,
         isolation_level="READ COMMITTED",
+        # An error's text names its statement but not the values bound to it (e-mails, device and
+        # Apple tokens, message text): it reaches logs and, through a failed activity, Temporal.
+        hide_parameters=True,
     )
     event.listen(engine, "reset", _roll_back_an_open_transaction)
     return engine

@@ -7,7 +7,7 @@ import dataclasses
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
 
 from config import Settings
@@ -16,10 +16,18 @@ from temporal.codec import encryption_codec
 
 def data_converter(settings: Settings) -> DataConverter:
     """Pydantic payloads, encrypted with the keyring of ``settings`` (API, workers, tests, benchmarks,
-    replays and the codec server all build theirs here)."""
+    replays and the codec server all build theirs here). Failures' messages and stack traces are moved
+    into their encoded attributes, so the codec encrypts them too: an exception's text can quote what
+    it failed on (a database error its statement's values, a duplicate key its e-mail or device token),
+    and the history would otherwise keep it readable. The project's client, the Web UI and the CLI
+    through the codec server read them back."""
     if not settings.temporal_payload_encryption:
         return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=encryption_codec(settings))
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=encryption_codec(settings),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:

@@ -1,5 +1,11 @@
 """The worker's activity interceptor: one log line and one outcome count per activity attempt.
 
+An attempt that fails with a database driver's error leaves the worker as an ``ApplicationError`` of
+the same type name (so retry policies treat it as before) whose message is only the driver error's type
+and code (``config.logging.safe_error_text``): a driver's message can quote the data it failed on (a
+duplicate e-mail or device token, a failed write's documents), and the failure's message and cause
+chain are kept in the workflow's history and reach the caller's logs.
+
 Metrics (worker process, ``/metrics``): ``sosohappy_activity_attempts_total{activity,outcome}`` with
 ``outcome`` one of ``success``, ``retryable_error``, ``non_retryable_error``, ``cancelled``, and
 ``sosohappy_activity_duration_seconds{activity}``.
@@ -22,6 +28,8 @@ from temporalio.worker import (
     ExecuteActivityInput,
     Interceptor,
 )
+
+from config.logging import is_data_store_error, safe_error_text
 
 ACTIVITY_ATTEMPTS = Counter(
     "sosohappy_activity_attempts_total",
@@ -70,7 +78,7 @@ def _outcome(exc: BaseException, info: activity.Info) -> str:
 def _error_fields(exc: BaseException, outcome: str) -> dict[str, Any]:
     """Type, redacted and truncated message and, for an unexpected exception (a bug, not a typed
     ``ApplicationError``), where it was raised: the frames only, never the message again."""
-    text = exc.message if isinstance(exc, FailureError) else str(exc)
+    text = exc.message if isinstance(exc, FailureError) else safe_error_text(exc)
     message = _SECRETS.sub("[redacted]", text)
     if len(message) > MAX_ERROR_CHARS:
         message = message[:MAX_ERROR_CHARS] + "…"
@@ -99,6 +107,8 @@ class _AttemptRecorder(ActivityInboundInterceptor):
             return await self.next.execute_activity(input)
         except BaseException as exc:
             outcome, error = _outcome(exc, info), exc
+            if is_data_store_error(exc):
+                raise ApplicationError(safe_error_text(exc), type=type(exc).__name__) from None
             raise
         finally:
             elapsed = time.perf_counter() - started

@@ -7,7 +7,11 @@ import json
 import logging
 import re
 
-from config.logging import log_handler
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+from sqlalchemy.exc import IntegrityError
+
+from config.logging import log_handler, safe_error_text
+from tests.fixtures.errors import duplicate_key_error
 
 
 def _emit(fmt: str, exc: bool = False) -> str:
@@ -54,3 +58,51 @@ def test_a_json_exception_stays_on_one_line() -> None:
     (line,) = _emit("json", exc=True).splitlines()
     parsed = json.loads(line)
     assert parsed["msg"] == "failed once" and parsed["exc"].endswith("ValueError: boom")
+
+
+SECRET = "someone@example.com+kakao"
+
+
+def _database_error() -> Exception:
+    """A duplicate key's error, raised again with a cause."""
+    try:
+        raise RuntimeError("the account was not stored") from duplicate_key_error(SECRET)
+    except RuntimeError as wrapped:
+        return wrapped
+
+
+def test_a_database_error_is_logged_with_its_type_and_code_never_its_text() -> None:
+    error = _database_error()
+    assert isinstance(error.__cause__, IntegrityError)
+    assert safe_error_text(error.__cause__) == "sqlite3 IntegrityError 1062 (message withheld)"
+    assert safe_error_text(error) == "the account was not stored"  # not a driver's: as it is
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.config.logging.database")
+    logger.propagate, logger.level = False, logging.INFO
+    for fmt in ("json", "text"):
+        handler = log_handler(fmt, stream)
+        logger.addHandler(handler)
+        try:
+            raise error
+        except RuntimeError:
+            logger.exception("store failed")
+        finally:
+            logger.removeHandler(handler)
+    json_line, *text_lines = stream.getvalue().splitlines()
+    shown = json.loads(json_line)["exc"]
+    assert SECRET not in stream.getvalue()
+    # Both exceptions of the chain with their frames, in Python's order and wording.
+    assert shown.startswith("Traceback (most recent call last):\n")
+    assert "sqlalchemy.exc.IntegrityError: sqlite3 IntegrityError 1062 (message withheld)\n\n" in shown
+    assert "The above exception was the direct cause of the following exception:" in shown
+    assert shown.endswith("RuntimeError: the account was not stored")
+    assert text_lines[-1] == "RuntimeError: the account was not stored"
+
+
+def test_pymongo_errors_keep_their_code_only() -> None:
+    failed = BulkWriteError({"writeErrors": [{"code": 11000, "op": {"text": SECRET}}]})
+    assert SECRET in str(failed.details)
+    assert safe_error_text(failed) == "BulkWriteError 65 (message withheld)"
+    assert safe_error_text(DuplicateKeyError(f"E11000 dup key: {{ text: '{SECRET}' }}", 11000)) == (
+        "DuplicateKeyError 11000 (message withheld)"
+    )

@@ -13,35 +13,50 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from temporal.codec import ENCODING
 from temporal.devserver import cli_path
 from tests.fixtures.codec import CodecServer
-from tests.temporal.echo_workflow import EchoWorkflow, echo_activity
+from tests.temporal.echo_workflow import EchoWorkflow, echo_activity, echo_after_a_failure
 
 
-@pytest.fixture(scope="module")
-async def finished(temporal_client: Client) -> tuple[str, str]:
+async def _echo(client: Client, *, fail_once: bool) -> tuple[str, str]:
     """(workflow id, the secret-looking text it carried) of one completed echo run."""
     secret = f"apple-refresh-token-{uuid.uuid4().hex}"
     queue = f"codec-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(2) as executor:
         async with Worker(
-            temporal_client,
+            client,
             task_queue=queue,
             workflows=[EchoWorkflow],
-            activities=[echo_activity],
+            activities=[echo_activity, echo_after_a_failure],
             activity_executor=executor,
         ):
             workflow_id = f"codec-echo-{uuid.uuid4().hex[:8]}"
             assert (
-                await temporal_client.execute_workflow(
-                    EchoWorkflow.run, secret, id=workflow_id, task_queue=queue
+                await client.execute_workflow(
+                    EchoWorkflow.run,
+                    args=[secret, True] if fail_once else [secret],
+                    id=workflow_id,
+                    task_queue=queue,
                 )
                 == secret
             )
     return workflow_id, secret
+
+
+@pytest.fixture(scope="module")
+async def finished(temporal_client: Client) -> tuple[str, str]:
+    """One completed echo run."""
+    return await _echo(temporal_client, fail_once=False)
+
+
+@pytest.fixture(scope="module")
+async def retried(temporal_client: Client) -> tuple[str, str]:
+    """One completed echo run whose activity failed once with an error quoting the secret."""
+    return await _echo(temporal_client, fail_once=True)
 
 
 async def test_the_history_holds_only_ciphertext(finished: tuple[str, str], temporal_address: str) -> None:
@@ -105,3 +120,32 @@ async def test_the_cli_shows_it_decoded_only_through_the_codec_server(
     encrypted = await asyncio.to_thread(cli_show, temporal_address, workflow_id)
     assert shown not in encrypted and secret not in encrypted
     assert base64.b64encode(ENCODING).decode() in encrypted
+
+
+async def test_a_failures_message_is_encrypted_too(
+    retried: tuple[str, str], temporal_address: str, temporal_client: Client, codec_server: CodecServer
+) -> None:
+    workflow_id, secret = retried
+    plain = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+    history = await plain.get_workflow_handle(workflow_id).fetch_history()
+    raw = b"".join(event.SerializeToString() for event in history.events)
+    assert secret.encode() not in raw and base64.b64encode(secret.encode()) not in raw
+    [started] = [
+        e.activity_task_started_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    failure = started.last_failure
+    assert started.attempt == 2 and failure.message == "Encoded failure" and not failure.stack_trace
+    assert failure.encoded_attributes.metadata["encoding"] == ENCODING
+    # The project's client, and the CLI through the codec server, read the message back.
+    cause = await temporal_client.data_converter.decode_failure(failure)
+    assert isinstance(cause, ApplicationError) and cause.message == f"could not store {secret}"
+    codec = ["--codec-endpoint", codec_server.url, "--codec-auth", f"Bearer {codec_server.token}"]
+    decoded = await asyncio.to_thread(cli_show, temporal_address, workflow_id, *codec)
+    # The failure's attributes, decoded: a JSON payload (base64 in the JSON output) opening with the message.
+    opening = f'{{"message":"could not store {secret}"'.encode()
+    shown = base64.b64encode(opening[: len(opening) // 3 * 3]).decode()
+    assert shown in decoded
+    encrypted = await asyncio.to_thread(cli_show, temporal_address, workflow_id)
+    assert shown not in encrypted and secret not in encrypted

@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from prometheus_client import REGISTRY
 from temporalio import activity, workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
@@ -20,6 +21,7 @@ from temporalio.worker import Worker
 
 from api.push import request_push
 from temporal.push import PushOutcome, like_push
+from tests.fixtures.errors import duplicate_key_error
 from tests.fixtures.logs import CapturedLogs, captured_logs
 from tests.fixtures.waiting import eventually
 from workers.interceptors import ActivityAttemptInterceptor
@@ -38,6 +40,19 @@ def flaky(step: Step) -> str:
     """Fails its first attempt with a retryable error (carrying a bearer token), then succeeds."""
     if activity.info().attempt == 1:
         raise ApplicationError("upstream said 503 to Bearer eyJhbGciOi.secret-part.sig", type="Upstream503")
+    return f"done {step.note}"
+
+
+#: What a database error could quote: the value of a duplicate key, a statement's bound values.
+SECRET_EMAIL = "secret.person@example.com+kakao"
+
+
+@activity.defn(name="outcome_duplicate")
+def duplicate(step: Step) -> str:
+    """Fails its first attempt with a real SQLAlchemy error whose text quotes ``SECRET_EMAIL`` (an
+    engine that shows its bound values, and MySQL's duplicate-entry wording), then succeeds."""
+    if activity.info().attempt == 1:
+        raise duplicate_key_error(SECRET_EMAIL)
     return f"done {step.note}"
 
 
@@ -103,7 +118,7 @@ async def queue(temporal_client: Client) -> AsyncIterator[str]:
             temporal_client,
             task_queue=name,
             workflows=[OneStepWorkflow],
-            activities=[flaky, refused, waits],
+            activities=[flaky, duplicate, refused, waits],
             activity_executor=executor,
             interceptors=[ActivityAttemptInterceptor()],
         ):
@@ -139,6 +154,30 @@ async def test_a_retried_attempt_and_its_success_are_counted_and_logged(
     assert failed["error_type"] == "ApplicationError" and failed["error_app_type"] == "Upstream503"
     assert failed["error"] == "upstream said 503 to [redacted]"
     assert "error" not in succeeded and "secret-part" not in logs.text
+
+
+async def test_a_database_error_leaves_the_worker_as_its_type_and_code_only(
+    temporal_client: Client, queue: str, logs: CapturedLogs
+) -> None:
+    handle = await temporal_client.start_workflow(
+        OneStepWorkflow.run, "outcome_duplicate", id=f"duplicate-{uuid.uuid4()}", task_queue=queue
+    )
+    assert await handle.result() == "done outcome_duplicate"  # retried as before
+    failed, succeeded = logs.lines(event="activity_attempt", workflow_id=handle.id)
+    assert (failed["outcome"], failed["error_type"]) == ("retryable_error", "IntegrityError")
+    assert failed["error"] == "sqlite3 IntegrityError 1062 (message withheld)"
+    assert succeeded["outcome"] == "success" and SECRET_EMAIL not in logs.text
+    # The failure the history keeps (the retried attempt's last failure): the same text, no cause.
+    history = await handle.fetch_history()
+    [started] = [
+        e.activity_task_started_event_attributes
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ]
+    assert started.attempt == 2 and SECRET_EMAIL.encode() not in history.to_json().encode()
+    cause = await temporal_client.data_converter.decode_failure(started.last_failure)
+    assert isinstance(cause, ApplicationError) and cause.type == "IntegrityError"
+    assert cause.message == "sqlite3 IntegrityError 1062 (message withheld)" and cause.__cause__ is None
 
 
 async def test_a_non_retryable_failure_is_one_attempt(

@@ -7,8 +7,9 @@ import random
 import pytest
 from prometheus_client import REGISTRY
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 from activities.deps import ActivityDeps
 from api.push import request_push
@@ -33,18 +34,28 @@ async def _activity_attempts(client: Client, workflow_id: str) -> list[tuple[int
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
     ]
-    return [(a.attempt, a.last_failure.message) for a in started]
+    return [(a.attempt, await _message(client, a.last_failure)) for a in started]
 
 
 async def _local_attempts(client: Client, workflow_id: str) -> list[str]:
     """The failure message of each recorded local activity ("" when it succeeded), in order."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     return [
-        e.marker_recorded_event_attributes.failure.message
+        await _message(client, e.marker_recorded_event_attributes.failure)
+        if e.marker_recorded_event_attributes.HasField("failure")
+        else ""
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
     ]
+
+
+async def _message(client: Client, failure: Failure) -> str:
+    """A failure's message as the project's client reads it (the codec encrypts it in the history)."""
+    if not failure.message:
+        return ""
+    cause = await client.data_converter.decode_failure(failure)
+    return cause.message if isinstance(cause, FailureError) else str(cause)
 
 
 def _like(
