@@ -144,6 +144,11 @@ class DirectMessageHub:
         self.directory = Directory()
         self._relayed = RecentIds()
         self._writer = MessageWriter(engine, messages)
+        #: Users whose presence row may not say this replica's count: written by one task per user;
+        #: those whose last write failed are written again on the next heartbeat.
+        self._presence_stale: set[int] = set()
+        self._presence_failed: set[int] = set()
+        self._presence_writers: dict[int, asyncio.Future[None]] = {}
 
     async def attach(self, user_id: int, sock: Socket, nickname: str | None = None) -> None:
         """Register a newly accepted socket of ``user_id``. Beyond ``dm_max_sockets_per_user`` the user's
@@ -155,14 +160,16 @@ class DirectMessageHub:
             self.directory.learn(user_id, nickname)
         self.cap.forget(user_id)  # a fresh round: the replicas holding this user's sockets answer it
         self._trim(user_id)
-        count, fresh = len(self._sockets[user_id]), self._settings.dm_presence_fresh_seconds
-
-        def record(conn: Any) -> bool:
-            presence.set_sockets(conn, self.replica_id, user_id, count)
-            return presence.connected_elsewhere(conn, user_id, self.replica_id, fresh)
-
-        elsewhere = await self._in_transaction(record)
+        await self._record_presence(user_id)
         self._announce_presence(user_id)
+        fresh = self._settings.dm_presence_fresh_seconds
+        try:
+            elsewhere = await self._in_transaction(
+                lambda conn: presence.connected_elsewhere(conn, user_id, self.replica_id, fresh)
+            )
+        except Exception:
+            log.warning("DM presence of user %s not read", user_id, exc_info=True)
+            elsewhere = True  # ask: the replicas holding none of theirs do not answer
         if elsewhere:  # only then is there anything to count elsewhere
             self._announce(user_id, ask=True)
 
@@ -232,8 +239,36 @@ class DirectMessageHub:
             self._announce(user_id, ask=False)
 
     async def _record_presence(self, user_id: int) -> None:
-        count = len(self._sockets.get(user_id, ()))
-        await self._in_transaction(lambda conn: presence.set_sockets(conn, self.replica_id, user_id, count))
+        """Write this replica's socket count of ``user_id`` to ``dm_presence`` and return once a write
+        that began after this call has ended. The writes of one user never overlap (one task writes
+        them, reading the count as it starts each), so two sockets closing together cannot leave the
+        count of the first behind the second's. A write that fails is logged and tried again on the
+        next heartbeat; it never fails the socket."""
+        self._presence_stale.add(user_id)
+        writer = self._presence_writers.get(user_id)
+        if writer is None:
+            writer = asyncio.ensure_future(self._write_presence(user_id))
+            self._presence_writers[user_id] = writer
+        await asyncio.shield(writer)
+
+    async def _write_presence(self, user_id: int) -> None:
+        try:
+            while user_id in self._presence_stale:
+                self._presence_stale.discard(user_id)
+                count = len(self._sockets.get(user_id, ()))
+
+                def write(conn: Any, count: int = count) -> None:
+                    presence.set_sockets(conn, self.replica_id, user_id, count)
+
+                try:
+                    await self._in_transaction(write)
+                except Exception:
+                    log.warning("DM presence of user %s not written; next heartbeat", user_id, exc_info=True)
+                    self._presence_failed.add(user_id)
+                    return
+                self._presence_failed.discard(user_id)
+        finally:
+            del self._presence_writers[user_id]
 
     async def _in_transaction(self, work: Callable[[Any], Any]) -> Any:
         def run() -> Any:
@@ -254,8 +289,8 @@ class DirectMessageHub:
         text frame within ``gate``'s size and rate limits (checked before parsing) whose login still
         holds (``logins.admits``) is handled; a refused or failed one is answered with an error frame
         and the socket stays open, unless the refusal closes it (too big, flooding, login ended)."""
-        await self.attach(user_id, sock, nickname)
         try:
+            await self.attach(user_id, sock, nickname)
             while True:
                 message = await sock.receive()
                 if message["type"] == "websocket.disconnect":
@@ -410,6 +445,8 @@ class DirectMessageHub:
                 self.remote.load(await self._in_transaction(work), started)
             except Exception:
                 log.warning("DM presence heartbeat failed", exc_info=True)
+            for user_id in list(self._presence_failed):
+                await self._record_presence(user_id)
             await asyncio.sleep(self._settings.dm_heartbeat_seconds)
             beat = True
 
@@ -419,6 +456,7 @@ class DirectMessageHub:
         for task in list(self._announcing):
             task.cancel()
         await self._writer.close()
+        await asyncio.gather(*self._presence_writers.values(), return_exceptions=True)
         try:
             await self._in_transaction(lambda conn: presence.forget_replica(conn, self.replica_id))
         except Exception:
