@@ -47,6 +47,10 @@ def parse_frame(raw: str, sender: str) -> tuple[str, int, str]:
         raise FrameRefused("text must be a non-empty string", "text")
     if len(text) > MAX_TEXT:
         raise FrameRefused(f"text must be at most {MAX_TEXT} characters", "text")
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): valid JSON, no UTF-8 to store
+        raise FrameRefused("text must be valid Unicode (no lone surrogates)", "text") from None
     if date is None:
         return receiver, now_kst(), text
     if not isinstance(date, int) or isinstance(date, bool):

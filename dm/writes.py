@@ -170,8 +170,8 @@ class MessageWriter:
                     stored.cancel()
                 self._waiting = []
                 raise
-            except Exception as exc:  # the whole batch failed: each of its senders is told
-                outcomes = [exc] * len(batch)
+            except Exception as exc:
+                outcomes = await self._one_by_one(batch, exc)
             for (_, _, stored), outcome in zip(batch, outcomes, strict=True):
                 if stored.done():  # its sender went away meanwhile
                     continue
@@ -179,6 +179,24 @@ class MessageWriter:
                     stored.set_exception(outcome)
                 else:
                     stored.set_result(outcome)
+
+    async def _one_by_one(
+        self, batch: list[tuple[Parties, Draft, asyncio.Future[StoredMessage]]], exc: Exception
+    ) -> list[StoredMessage | BaseException]:
+        """The outcomes of a batch whose transaction failed with ``exc``: a lone message's is ``exc``;
+        the messages of a larger one are stored again one transaction each, so that one message that
+        cannot be stored does not fail the others with it."""
+        if len(batch) == 1:
+            return [exc]
+        outcomes: list[StoredMessage | BaseException] = []
+        for parties, draft, _ in batch:
+            try:
+                outcomes += await run_in_threadpool(
+                    store_batch, self._engine, self._messages, [(parties, draft)]
+                )
+            except Exception as alone:
+                outcomes.append(alone)
+        return outcomes
 
     async def close(self) -> None:
         """Let the batches being written finish (their callers get their outcomes)."""

@@ -196,6 +196,7 @@ def test_an_offline_receiver_gets_a_push(
         ('{"sender": "$me\\u200b", "receiver": "$you", "text": "hi"}', "sender must be your own"),
         ('{"sender": "$me", "receiver": " $me ", "text": "hi"}', "yourself"),
         ('{"sender": "$me", "receiver": "$you", "text": ""}', "text"),
+        ('{"sender": "$me", "receiver": "$you", "text": "hi \\ud800"}', "lone surrogates"),
         ('{"sender": "$me", "receiver": "$you", "text": "' + "가" * 2001 + '"}', "at most"),
         ('{"sender": "$me", "receiver": "$you", "text": "hi", "date": 2024133017042712}', "date"),
         ('{"sender": "$me", "receiver": "$me", "text": "hi"}', "yourself"),

@@ -176,3 +176,28 @@ def test_a_batch_whose_documents_cannot_be_stored_writes_no_room(engine: Engine)
         unreachable.close()
     assert _latest(engine, ann) == []
     assert _latest(engine, cat) == []
+
+
+def test_one_message_that_cannot_be_stored_does_not_fail_the_others_of_its_batch(
+    engine: Engine, messages: MessageStore
+) -> None:
+    """A lone surrogate has no UTF-8 (the socket refuses such a frame; here it stands for any message
+    its own statement fails on): its batch's transaction fails, and the others are stored alone."""
+    ann, bob, cat, dan = (_party(engine) for _ in range(4))
+    writer = MessageWriter(engine, messages)
+
+    async def scenario() -> list[Any]:
+        return await asyncio.gather(
+            writer.store((ann, bob), _draft(100, "first")),
+            writer.store((cat, dan), _draft(101, "bad \ud800")),
+            writer.store((ann, bob), _draft(102, "third")),
+            return_exceptions=True,
+        )
+
+    before = _batches()
+    first, bad, third = asyncio.run(scenario())
+    assert _batches() == (before[0] + 1, before[1] + 3)  # one batch of the three
+    assert isinstance(bad, Exception) and not isinstance(bad, StoredMessage)
+    assert (first.text, third.text) == ("first", "third")
+    assert _room_texts(messages, ann, bob) == ["first", "third"]
+    assert _room_texts(messages, cat, dan) == [] and _latest(engine, cat) == []
