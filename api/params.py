@@ -28,7 +28,7 @@ from accounts.nicknames import MAX_NICKNAME_LENGTH, InvalidNickname, normalize_n
 from api.errors import ApiError, BadRequest, PayloadTooLarge
 from kst.dates import MAX_DATE, MIN_DATE, InvalidDate, check_date
 
-_INDEXED = re.compile(r"^(?P<name>[A-Za-z_]+)\[(?P<index>\d+)\]$")
+_INDEXED = re.compile(r"^(?P<name>[A-Za-z_]+)\[(?P<index>[0-9]{1,6})\]$")
 MAX_FILES, MAX_FIELDS = 50, 200
 
 #: The wire's camelCase names for snake_case fields (``src_nickname`` is sent as ``srcNickname``).

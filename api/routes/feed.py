@@ -174,7 +174,9 @@ async def update_like(form: Annotated[LikeForm, Multipart], user: CurrentUser, r
         with res.engine.begin() as conn:
             _require_self(conn, user, src, "srcNickname")
             author_id = users.id_of(conn, author_nickname)
-            feed = feeds.day_feed(conn, author_id, date) if author_id is not None else None
+            # Locked before it is judged: an entry deleted or made private meanwhile is waited for and
+            # then seen as it is now (a like on a deleted row would break its foreign key).
+            feed = feeds.day_feed(conn, author_id, date, lock=True) if author_id is not None else None
             if feed is None or not _visible(conn, user.id, feed.user_id, feed.is_public):
                 raise NotFound(f"{author_nickname} has no entry you can see on {day_of(date)}")
             return feeds.toggle_like(conn, feed.id, user.id), feed.id, feed.user_id

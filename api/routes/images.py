@@ -38,7 +38,8 @@ _BYTES = {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_T
 
 
 def _public_id(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
+    # At most 20 characters before int(): Python refuses to convert more than 4,300 digits.
+    if len(raw) > 20 or not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
         raise BadRequest(f"imageId must be a positive 64-bit integer, got {raw[:40]!r}")
     return int(raw)
 

@@ -268,8 +268,9 @@ def test_image_bytes_need_no_token_and_carry_their_real_type_etag_and_caching(ht
         other = http.get(f"/feed-service/image/{image_id}", headers={"If-None-Match": '"other"'})
         assert other.status_code == 200 and other.content == data
     assert http.get("/feed-service/image/999").status_code == 404
-    bad = http.get("/feed-service/image/abc")
-    assert bad.status_code == 400 and "imageId" in bad.json()["message"]
+    for bad_id in ("abc", "0", str(2**63), "1" * 4301):  # past 4,300 digits Python's int() raises
+        bad = http.get(f"/feed-service/image/{bad_id}")
+        assert bad.status_code == 400 and "imageId" in bad.json()["message"], bad_id
 
 
 def test_large_client_pngs_round_trip(http: httpx.Client) -> None:

@@ -3,10 +3,16 @@ blocks hide authors, and refused writes change nothing."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
+from sqlalchemy import select, text
 
 from activities.deps import ActivityDeps
+from storage import feeds, users
+from storage.models import FeedLike
 from tests.api.feed_helpers import (
     PNG,
     day_feed,
@@ -251,3 +257,46 @@ def test_look_alikes_of_a_nickname_are_400_and_match_nobody(
         assert resp.status_code == 400, fake
     assert feed_count(activity_deps, me.nickname) == 1
     assert day_feed(me, me.nickname, date).json()["likeNicknameList"] == []
+
+
+# -- a like racing the entry's own change ---------------------------------------------------------
+
+
+def _waiting_likes(deps: ActivityDeps) -> int:
+    """Statements locking a feed row now (the like's first, while the author's change holds the row:
+    MariaDB waits for a unique-key row lock in the optimizer, so the server's process list shows it)."""
+    with deps.engine.connect() as conn:
+        query = text(
+            "SELECT COUNT(*) FROM information_schema.processlist "
+            "WHERE info LIKE 'SELECT feeds.id, feeds.user_id, feeds.is_public%FOR UPDATE'"
+        )
+        return int(conn.execute(query).scalar_one())
+
+
+@pytest.mark.parametrize("change", ["delete", "make private"])
+def test_a_like_racing_the_entrys_deletion_or_privacy_sees_the_entry_as_it_is_now(
+    pair: tuple[IOSClient, IOSClient, int], activity_deps: ActivityDeps, change: str
+) -> None:
+    """The author's change holds the entry's row when the like arrives: the like waits for it, then
+    answers 404 (never a 500 from a like on a deleted row, never a like on a now-private entry)."""
+    victim, fan, year = pair
+    date = kst(year, 1, 1)  # public
+    with ThreadPoolExecutor(1) as pool, activity_deps.engine.connect() as author:
+        with author.begin():
+            victim_id = users.id_of(author, victim.nickname)
+            assert victim_id is not None
+            if change == "delete":
+                assert feeds.delete_entry(author, victim_id, date)
+            else:
+                assert feeds.set_public(author, victim_id, date, False) is False
+            liked = pool.submit(like, fan, victim.nickname, date)
+            deadline = time.monotonic() + 120
+            while not _waiting_likes(activity_deps) and not liked.done():
+                assert time.monotonic() < deadline, "the like never waited for the entry's row"
+                time.sleep(0.05)
+            assert not liked.done()  # it waits for the author's transaction
+        resp = liked.result(timeout=120)
+    assert resp.status_code == 404, resp.text
+    with activity_deps.engine.connect() as conn:
+        fan_id = users.id_of(conn, fan.nickname)
+        assert conn.execute(select(FeedLike).where(FeedLike.user_id == fan_id)).first() is None
