@@ -157,11 +157,30 @@ class DropSdkActivityFailures(logging.Filter):
         return getattr(record, "__temporal_error_identifier", None) != "ActivityFailure"
 
 
+class WebSocketPathsWithoutQuery(logging.Filter):
+    """uvicorn logs every WebSocket handshake (``'<peer> - "WebSocket <path>?<query>" [accepted]'``,
+    ``403``, ...) on ``uvicorn.error`` whatever its access log says; the DM socket's query names the
+    user (``?nickname=``). The path stays, the query goes, as in the API's own request lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.name == "uvicorn.error"
+            and isinstance(record.msg, str)
+            and '"WebSocket %s"' in record.msg
+            and isinstance(record.args, tuple)
+            and len(record.args) >= 2
+        ):
+            path = str(record.args[1]).partition("?")[0]
+            record.args = (record.args[0], path, *record.args[2:])
+        return True
+
+
 def log_handler(fmt: str = "json", stream: TextIO | None = None, *filters: logging.Filter) -> logging.Handler:
     """A stream handler (stderr by default) with the formatter of ``fmt`` and the given filters."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(DropSdkActivityFailures())
+    handler.addFilter(WebSocketPathsWithoutQuery())
     for log_filter in filters:
         handler.addFilter(log_filter)
     return handler

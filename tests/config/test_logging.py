@@ -106,3 +106,26 @@ def test_pymongo_errors_keep_their_code_only() -> None:
     assert safe_error_text(DuplicateKeyError(f"E11000 dup key: {{ text: '{SECRET}' }}", 11000)) == (
         "DuplicateKeyError 11000 (message withheld)"
     )
+
+
+def test_uvicorns_websocket_handshake_lines_keep_the_path_without_the_query() -> None:
+    """uvicorn writes these on ``uvicorn.error`` (its ``websockets_sansio_impl``, whatever the access
+    log says); the DM socket's query names the user."""
+    stream = io.StringIO()
+    logger = logging.getLogger("uvicorn.error")
+    saved = logger.propagate, logger.level, logger.handlers[:]
+    logger.handlers, logger.propagate, logger.level = [log_handler("json", stream)], False, logging.INFO
+    try:
+        query = "/dm-service/connect-dm?nickname=%EC%86%8C%ED%96%89"
+        logger.info('%s - "WebSocket %s" [accepted]', "10.0.0.7:53211", query)
+        logger.info('%s - "WebSocket %s" 403', "10.0.0.7:53212", query)
+        logger.info('%s - "WebSocket %s" %d', "10.0.0.7:53213", query, 500)
+        logger.info("Started server process [%d]", 42)
+    finally:
+        logger.propagate, logger.level, logger.handlers = saved[0], saved[1], saved[2]
+    assert [json.loads(line)["msg"] for line in stream.getvalue().splitlines()] == [
+        '10.0.0.7:53211 - "WebSocket /dm-service/connect-dm" [accepted]',
+        '10.0.0.7:53212 - "WebSocket /dm-service/connect-dm" 403',
+        '10.0.0.7:53213 - "WebSocket /dm-service/connect-dm" 500',
+        "Started server process [42]",
+    ]
