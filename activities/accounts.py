@@ -88,7 +88,10 @@ class AccountActivities:
             if row is None:
                 raise _gone()
             row.apple_sub_matches = tokens.sub == provider_id
-            row.apple_email_matches = not tokens.email or same_account(tokens.email, email)
+            # Required, not only compared: an id_token without one (authorised without the e-mail scope,
+            # which the app always asks for) would let its holder claim any address for a new account,
+            # squatting the real owner's sign-in.
+            row.apple_email_matches = bool(tokens.email) and same_account(tokens.email, email)
             matched = row.apple_sub_matches and row.apple_email_matches
             row.apple_refresh_token = tokens.refresh_token if matched else None
             row.apple_authorization_code = None

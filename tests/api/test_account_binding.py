@@ -76,11 +76,11 @@ async def test_apple_takeover_with_own_code_and_victims_email_is_403(
     before = _state(activity_deps, f"{victim_email}+apple")
     assert before is not None and before.provider_id == victim_sub and before.apple_refresh_token
 
-    # The attacker's own valid Apple code and providerId; their id_token carries no e-mail, so only the
-    # binding stands between them and the account.
+    # The attacker's own valid Apple code and providerId with an id_token that names the victim's
+    # e-mail (as if Apple had verified it): only the binding stands between them and the account.
     attacker_sub = f"001234.{uuid.uuid4().hex}.0815"
     refused, code = _sign_in_apple(
-        http, victim_email, attacker_sub, _apple_code(apple_emulator, attacker_sub)
+        http, victim_email, attacker_sub, _apple_code(apple_emulator, attacker_sub, victim_email)
     )
     assert refused.status_code == 403
     assert refused.json()["message"] == "this account is bound to another apple identity"
@@ -88,12 +88,29 @@ async def test_apple_takeover_with_own_code_and_victims_email_is_403(
     assert _state(activity_deps, f"{victim_email}+apple") == before
     assert await _outcome(temporal_client, code) == "provider-mismatch"
 
+    # An id_token without an e-mail (authorised without the e-mail scope) proves none: refused.
+    refused, _ = _sign_in_apple(http, victim_email, attacker_sub, _apple_code(apple_emulator, attacker_sub))
+    assert refused.status_code == 403
+    assert refused.json()["message"] == "the Apple id_token is for another e-mail"
+    assert _state(activity_deps, f"{victim_email}+apple") == before
+
     # The same with an id_token that names the attacker's own e-mail.
     with_email = _apple_code(apple_emulator, attacker_sub, "attacker@icloud.com")
     refused, _ = _sign_in_apple(http, victim_email, attacker_sub, with_email)
     assert refused.status_code == 403
     assert refused.json()["message"] == "the Apple id_token is for another e-mail"
     assert _state(activity_deps, f"{victim_email}+apple") == before
+
+
+def test_an_apple_id_token_without_an_e_mail_opens_no_new_account(
+    http: httpx.Client, apple_emulator: AppleEmulator, activity_deps: ActivityDeps
+) -> None:
+    """Squatting: a modified app authorised without the e-mail scope must not create the account of an
+    address whose owner has not signed up yet (the real app always has the id_token's e-mail)."""
+    sub, someone = f"s-{uuid.uuid4().hex}", _relay()
+    refused, _ = _sign_in_apple(http, someone, sub, _apple_code(apple_emulator, sub))
+    assert refused.status_code == 403 and "another e-mail" in refused.json()["message"]
+    assert _state(activity_deps, f"{someone}+apple") is None
 
 
 def test_apple_id_token_email_must_be_the_submitted_one(
