@@ -8,6 +8,7 @@ uvicorn's proxy-header handling puts in the ASGI scope: ``X-Forwarded-For`` of a
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -68,6 +69,21 @@ def sign_in_limiter_from(
     return RateLimiter(per_minute, burst, clock) if per_minute > 0 else None
 
 
+def client_key(host: str) -> str:
+    """Whose bucket a request from ``host`` fills: the address itself for IPv4, its /64 for IPv6 (one
+    subscriber's network: a host picks any of its 2^64 addresses at will, so a bucket per address would
+    give it a fresh burst each time)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 async def limit_sign_in(request: Request) -> None:
     """FastAPI dependency: 429 with ``Retry-After`` when the caller's IP is over the sign-in limit.
 
@@ -79,7 +95,7 @@ async def limit_sign_in(request: Request) -> None:
     if limiter is None or getattr(request.state, "sign_in_limit_checked", False):
         return
     request.state.sign_in_limit_checked = True
-    client = request.client.host if request.client else "unknown"
+    client = client_key(request.client.host) if request.client else "unknown"
     wait = limiter.acquire(f"{request.url.path} {client}")
     if wait > 0:
         seconds = max(1, math.ceil(wait))

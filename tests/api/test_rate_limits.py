@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from api.main import create_app
-from api.rate_limits import RateLimiter
+from api.rate_limits import RateLimiter, client_key
 from config import Settings
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.clock import FakeClock
@@ -112,3 +112,14 @@ def test_sign_in_has_its_own_limit_and_refuses_before_reading_the_body(
     refused = http.post("/auth-service/signIn", content=b"not even a form", headers={"X-Forwarded-For": ip})
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     assert _get_code(http, ip).status_code == 200  # getAuthorizeCode counts apart
+
+
+def test_an_ipv6_network_is_one_bucket_and_an_ipv4_address_is_one() -> None:
+    # One subscriber's /64: any of its addresses fills the same bucket.
+    assert (
+        client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    )
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("203.0.113.7") == "203.0.113.7" != client_key("203.0.113.8")
+    assert client_key("::ffff:203.0.113.7") == "203.0.113.7"  # an IPv4 client on a dual-stack socket
+    assert client_key("testclient") == "testclient"  # not an address: as given
