@@ -78,6 +78,12 @@ class PayloadTooLarge(ApiError):
     status = 413
 
 
+class RequestTimeout(ApiError):
+    """A request body that stopped arriving (408)."""
+
+    status = 408
+
+
 class UnsatisfiableRange(ApiError):
     """A ``Range`` wholly past the end of the representation (416); ``Content-Range`` gives its size."""
 

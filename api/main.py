@@ -25,6 +25,7 @@ from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
 from api.revocations import start_revocation_view
 from api.routes import auth, dm, dm_connect, feed, health, images
+from api.security import upload_refusal
 from api.sign_in_worker import start_sign_in_worker
 from api.uploads import LargeUploadLimit, UploadSlots
 from config import Settings
@@ -86,10 +87,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         settings.sign_in_rate_limit_per_minute, settings.sign_in_rate_limit_burst, clock
     )
     app.state.upload_slots = UploadSlots(
-        settings.max_large_uploads, settings.large_upload_bytes, settings.max_request_bytes
+        settings.max_large_uploads,
+        settings.large_upload_bytes,
+        settings.max_request_bytes,
+        settings.upload_idle_seconds,
     )
     # Inside MetricsMiddleware (added last, so outermost): refusals are counted and logged too.
-    app.add_middleware(LargeUploadLimit, slots=app.state.upload_slots)
+    app.add_middleware(LargeUploadLimit, slots=app.state.upload_slots, refusal=upload_refusal)
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)
     for module in (health, auth, feed, images, dm, dm_connect):

@@ -12,6 +12,8 @@ from typing import Annotated
 from fastapi import Depends, Security, WebSocket
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from accounts.emails import same_account
 from accounts.tokens import ACCESS, InvalidToken, TokenClaims, strip_bearer
@@ -142,6 +144,23 @@ async def token_user_id(res: Resources, authorization: str | None, email: str | 
     if revoked is None:
         revoked = await run_in_threadpool(revoked_in_database, res, claims)
     return None if revoked else _admit(claims, False).id
+
+
+def upload_refusal(scope: Scope) -> str | None:
+    """Why ``current_user`` would refuse the request of ``scope`` (its 403 message), as far as the token
+    and the revocation view tell without the database, or ``None`` (``api.uploads``: a large body is
+    taken in only for a caller the route may admit)."""
+    res: Resources | None = getattr(scope["app"].state, "resources", None)
+    if res is None:  # not started yet: the route answers
+        return None
+    headers = Headers(scope=scope)
+    try:
+        claims = verify_access(res, headers.get("authorization"), headers.get("email"))
+    except Forbidden as refused:
+        return refused.message
+    if res.revocations.is_revoked(claims.session_id, claims.user_id):
+        return "this login was signed out or revoked"
+    return None
 
 
 async def authenticate_websocket(websocket: WebSocket) -> AuthenticatedUser:

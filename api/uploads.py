@@ -8,16 +8,23 @@ still holds a temporary file, a threadpool thread and a database transaction whi
 ``Retry-After`` before a byte of its body is read (uvicorn discards the unread body and keeps the
 connection). A body of unknown length (chunked) is also cut off with 413 once it passes
 ``SOSOHAPPY_MAX_REQUEST_BYTES``, the limit a declared length is checked against before parsing.
+
+A slot is only for a caller whose access token holds (``refusal``, checked from the headers and the
+revocation view, without the database): anyone else gets the route's 403 before a byte of the body is
+read, so callers without an account cannot take the slots. A large body that sends nothing for
+``SOSOHAPPY_UPLOAD_IDLE_SECONDS`` is answered 408 and gives its slot back.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import PayloadTooLarge, error_response
+from api.errors import PayloadTooLarge, RequestTimeout, error_response
 
 IN_FLIGHT = Gauge(
     "sosohappy_large_uploads_in_flight", "Requests with a large body this API process is taking in"
@@ -39,6 +46,8 @@ class UploadSlots:
     threshold: int
     #: A body of unknown length is cut off past this many bytes.
     max_body: int
+    #: A large body that sends nothing for this many seconds is answered 408.
+    idle_seconds: float = 60.0
     in_flight: int = 0
 
 
@@ -60,8 +69,10 @@ class LargeUploadLimit:
     """Pure ASGI middleware holding one of ``slots`` for each large request body until its response
     is done, and answering 429 when none is free."""
 
-    def __init__(self, app: ASGIApp, slots: UploadSlots) -> None:
-        self.app, self.slots = app, slots
+    def __init__(
+        self, app: ASGIApp, slots: UploadSlots, refusal: Callable[[Scope], str | None] = lambda _: None
+    ) -> None:
+        self.app, self.slots, self.refusal = app, slots, refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass small requests through; admit a large one if a slot is free, else refuse it."""
@@ -71,6 +82,10 @@ class LargeUploadLimit:
         length = _declared_length(scope)
         if not _has_body(scope, length) or (length is not None and length <= self.slots.threshold):
             await self.app(scope, receive, send)
+            return
+        refused = self.refusal(scope)
+        if refused is not None:  # the route would answer the same, after reading the whole body
+            await error_response(403, refused, scope.get("path", ""))(scope, receive, send)
             return
         slots = self.slots
         if slots.in_flight >= slots.limit:
@@ -101,12 +116,32 @@ class LargeUploadLimit:
                 give_back()
             await send(message)
 
+        body = receive if length is not None else _bounded(receive, slots.max_body)
         try:
-            await self.app(
-                scope, receive if length is not None else _bounded(receive, slots.max_body), sending
-            )
+            await self.app(scope, _idle_limited(body, slots.idle_seconds), sending)
         finally:
             give_back()
+
+
+def _idle_limited(receive: Receive, seconds: float) -> Receive:
+    """``receive`` that raises ``RequestTimeout`` when the body's next part takes over ``seconds``
+    (only while the body is being read: once it is complete, waiting for a disconnect is not)."""
+    complete = False
+
+    async def limited() -> Message:
+        nonlocal complete
+        if complete:
+            return await receive()
+        try:
+            async with asyncio.timeout(seconds):
+                message = await receive()
+        except TimeoutError:
+            raise RequestTimeout(f"the request body sent nothing for {seconds:g} s") from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            complete = True
+        return message
+
+    return limited
 
 
 def _bounded(receive: Receive, limit: int) -> Receive:

@@ -239,6 +239,10 @@ class Settings(BaseSettings):
     #: its body is read. Each holds a spooled file of up to max_request_bytes (the pod's /tmp), a
     #: threadpool thread and a transaction while it is written.
     max_large_uploads: int = Field(default=8, ge=1)
+    #: A large upload whose body sends nothing for this many seconds is answered 408 and its slot
+    #: freed: a client trickling its body would hold the slot for good (iOS itself gives up on a
+    #: request idle for 60 s).
+    upload_idle_seconds: float = Field(default=60.0, gt=0)
 
     # Feed listings (feeds/paging.py)
     #: Housekeeping deletes the feed listings' page marks (``feeds.paging``) recorded longer ago than

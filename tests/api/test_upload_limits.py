@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+import jwt
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -205,3 +206,71 @@ def test_the_slot_is_free_once_the_answer_is_out_before_the_app_returns() -> Non
     }
     asyncio.run(LargeUploadLimit(app, slots)(scope, receive, send))
     assert seen == [1, 0] and slots.in_flight == 0
+
+
+def _large_head(app: IOSClient | None, body: bytes, content_type: str) -> bytes:
+    """The head of a saveFeed request with ``body`` declared, with ``app``'s headers (none: anonymous)."""
+    auth = f"Authorization: {app.access}\r\nemail: {app.email}\r\n" if app is not None else ""
+    return (
+        f"POST /feed-service/saveFeed HTTP/1.1\r\nHost: x\r\n{auth}"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+
+def _answer(conn: socket.socket) -> bytes:
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(4096)
+        assert chunk, "closed without an answer"
+        answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("caller", ["anonymous", "bad token", "signed out"])
+def test_a_large_body_without_a_valid_login_is_403_before_it_takes_a_slot(
+    replica: Replica, http: httpx.Client, caller: str
+) -> None:
+    me = member(http)
+    body, content_type = multipart(_save_parts(me, kst(unique_year(), 3, 3), [LARGE_PNG]))
+    app: IOSClient | None = None if caller == "anonymous" else me
+    if caller == "bad token":
+        app = IOSClient(http, access=me.access[:-4] + "AAAA", email=me.email, nickname=me.nickname)
+    elif caller == "signed out":
+        assert me.post_multipart("/auth-service/signOut", []).status_code == 200
+        claims = jwt.decode(me.access.removeprefix("Bearer "), options={"verify_signature": False})
+        view = replica.app.state.resources.revocations
+        wait_until(
+            lambda: view.is_revoked(claims["sid"], claims["uid"]) is True,
+            "the replica heard of the sign-out",
+            deadline_seconds=60,
+        )
+    with socket.create_connection((replica.host, replica.port), timeout=60) as conn:
+        conn.sendall(_large_head(app, body, content_type))  # no byte of the body: answered all the same
+        answer = _answer(conn)
+    assert answer.startswith(b"HTTP/1.1 403 "), answer[:200]
+    assert replica.in_flight == 0
+
+
+def test_a_large_body_that_stops_arriving_is_408_and_gives_its_slot_back(
+    settings: Settings, http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    quick = settings.model_copy(update={"max_large_uploads": 1, "upload_idle_seconds": 1.0})
+    app = create_app(quick)
+    me, year = member(http), unique_year()
+    date = kst(year, 3, 4)
+    body, content_type = multipart(_save_parts(me, date, [LARGE_PNG]))
+    with serve_in_thread(app, http="h11") as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=60) as conn:
+            conn.sendall(_large_head(me, body, content_type) + body[: len(body) // 2])  # then nothing
+            answer = _answer(conn)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        wait_until(
+            lambda: app.state.upload_slots.in_flight == 0, "the slot was given back", deadline_seconds=60
+        )
+        with httpx.Client(base_url=url, timeout=60) as replica_http:
+            headers = {"Content-Type": content_type, "Authorization": me.access, "email": me.email}
+            assert (
+                replica_http.post("/feed-service/saveFeed", content=body, headers=headers).status_code == 200
+            )
+    assert feed_count(activity_deps, me.nickname) == 1
