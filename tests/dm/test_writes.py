@@ -187,11 +187,13 @@ def test_one_message_that_cannot_be_stored_does_not_fail_the_others_of_its_batch
     writer = MessageWriter(engine, messages)
 
     async def scenario() -> list[Any]:
-        return await asyncio.gather(
-            writer.store((ann, bob), _draft(100, "first")),
-            writer.store((cat, dan), _draft(101, "bad \ud800")),
-            writer.store((ann, bob), _draft(102, "third")),
-            return_exceptions=True,
+        return list(
+            await asyncio.gather(
+                writer.store((ann, bob), _draft(100, "first")),
+                writer.store((cat, dan), _draft(101, "bad \ud800")),
+                writer.store((ann, bob), _draft(102, "third")),
+                return_exceptions=True,
+            )
         )
 
     before = _batches()
