@@ -244,6 +244,13 @@ class Settings(BaseSettings):
     #: request idle for 60 s).
     upload_idle_seconds: float = Field(default=60.0, gt=0)
 
+    # Entries
+    #: saveFeed refuses an entry dated more than this many days after today (KST): the app dates a new
+    #: entry now and an edited one with its own date, and "total" listings are newest first, so an entry
+    #: dated ahead would stay at the top of everyone's findOtherFeed. ``None`` (not settable from the
+    #: environment): no limit, for the test suite, which isolates its public listings in years of their own.
+    feed_future_days: int | None = Field(default=1, ge=0)
+
     # Feed listings (feeds/paging.py)
     #: Housekeeping deletes the feed listings' page marks (``feeds.paging``) recorded longer ago than
     #: this; a page whose predecessor's mark is gone is answered as an empty last page once it is more

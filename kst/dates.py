@@ -90,6 +90,11 @@ def to_moment(value: int) -> datetime:
     return datetime(year, month, day, hour, minute, second, hundredths * 10_000, tzinfo=KST)
 
 
+def day_after(now: int, days: int) -> int:
+    """``yyyyMMdd`` of the KST day ``days`` after the day of ``now``."""
+    return day_of(from_moment(to_moment(now) + timedelta(days=days)))
+
+
 def near_now(value: int, now: int, tolerance_seconds: float) -> int:
     """``value`` if it lies within ``tolerance_seconds`` of ``now`` (both checked timestamps), else
     ``now``: a client clock far off (or a chosen ``9999…``) cannot date a message away from its sending."""

@@ -52,7 +52,7 @@ from api.resources import Resources
 from api.security import AuthenticatedUser, CurrentUser
 from feeds import happiness
 from feeds.entries import MAX_IMAGE_BYTES
-from kst.dates import day_of, month_range, year_range
+from kst.dates import day_after, day_of, month_range, now_kst, year_range
 from storage import feed_images, feed_pages, feeds, users
 from storage.db import retry_deadlocks
 from storage.feed_images import ImageMeta, NewImage
@@ -121,6 +121,9 @@ async def save_feed(
     likes kept)."""
     nickname, date, happiness_value, is_public = form.nickname, form.date, form.happiness, form.is_public
     text, weather, categories = form.text, form.weather, form.category_list
+    ahead = res.settings.feed_future_days
+    if ahead is not None and day_of(date) > day_after(now_kst(), ahead):
+        raise BadRequest(f"date must be at most {ahead} day(s) after today (KST), got {date}")
     images = await _images(form.image_list)
 
     def save() -> None:
