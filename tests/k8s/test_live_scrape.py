@@ -24,10 +24,11 @@ from websockets.sync.client import connect as ws_connect
 from api.push import request_push
 from config import Settings
 from emulators.control import FcmEmulator
+from kst.dates import now_kst
 from temporal.client import connect as temporal_connect
 from temporal.codec import local_key_file
 from temporal.push import PushRequest
-from tests.api.feed_helpers import kst, like, nick, unique_year
+from tests.api.feed_helpers import like, nick
 from tests.fixtures.devstack import PORT_VARIABLES, start_ready_stack, stop_stack
 from tests.fixtures.ios_client import IOSClient
 from tests.k8s.monitoring import (
@@ -92,7 +93,7 @@ def _drive_traffic(ports: dict[str, int], data_dir: Path) -> None:
     fcm = FcmEmulator(f"http://127.0.0.1:{ports['FCM_EMULATOR_PORT']}")
     with httpx.Client(base_url=f"http://{api}", timeout=30) as http:
         alice, bob = IOSClient(http).sign_up(nick()), IOSClient(http).sign_up(nick())
-        date = kst(unique_year(), 5, 5)
+        date = now_kst()  # the stack runs with the production date rule: nothing past tomorrow
         assert alice.save_feed(date).status_code == 200
         fcm.fail(alice.device_token, "UNAVAILABLE", times=1)
         assert like(bob, alice.nickname, date).status_code == 200
