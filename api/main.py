@@ -25,7 +25,7 @@ from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
 from api.revocations import start_revocation_view
 from api.routes import auth, dm, dm_connect, feed, health, images
-from api.security import upload_refusal
+from api.security import token_paths, upload_refusal
 from api.sign_in_worker import start_sign_in_worker
 from api.uploads import LargeUploadLimit, UploadSlots
 from config import Settings
@@ -96,8 +96,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     app.add_middleware(LargeUploadLimit, slots=app.state.upload_slots, refusal=upload_refusal)
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)
-    for module in (health, auth, feed, images, dm, dm_connect):
+    modules = (health, auth, feed, images, dm, dm_connect)
+    for module in modules:
         app.include_router(module.router)
+    app.state.token_paths = token_paths(module.router for module in modules)  # api.uploads
     install_docs(app, serve=described)
     return app
 

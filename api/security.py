@@ -6,10 +6,12 @@ token re-issue.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Security, WebSocket
+from fastapi import APIRouter, Depends, Security, WebSocket
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -146,12 +148,31 @@ async def token_user_id(res: Resources, authorization: str | None, email: str | 
     return None if revoked else _admit(claims, False).id
 
 
+def token_paths(routers: Iterable[APIRouter]) -> frozenset[str]:
+    """The paths of the routes that admit only a caller with a valid token (``current_user`` among
+    their dependencies, however deep)."""
+
+    def calls(dependant: Any) -> Iterator[Any]:
+        yield dependant.call
+        for sub in dependant.dependencies:
+            yield from calls(sub)
+
+    return frozenset(
+        route.path
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and current_user in set(calls(route.dependant))
+    )
+
+
 def upload_refusal(scope: Scope) -> str | None:
     """Why ``current_user`` would refuse the request of ``scope`` (its 403 message), as far as the token
     and the revocation view tell without the database, or ``None`` (``api.uploads``: a large body is
-    taken in only for a caller the route may admit)."""
-    res: Resources | None = getattr(scope["app"].state, "resources", None)
-    if res is None:  # not started yet: the route answers
+    taken in only for a caller the route may admit). Routes that take no token (sign-in) are not
+    asked: their own rules answer."""
+    state = scope["app"].state
+    res: Resources | None = getattr(state, "resources", None)
+    if res is None or scope.get("path") not in getattr(state, "token_paths", frozenset()):
         return None
     headers = Headers(scope=scope)
     try:

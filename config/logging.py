@@ -73,10 +73,9 @@ def safe_error_text(exc: BaseException) -> str:
     return f"{driver} (message withheld)"
 
 
-def format_exception(exc: BaseException) -> str:
-    """The traceback of ``exc`` and its causes as Python prints it, except that a database driver's
-    error is written as ``safe_error_text`` says."""
-    chain: list[tuple[BaseException, str]] = []  # newest first, each with how it led to the one before
+def _chain(exc: BaseException) -> list[tuple[BaseException, str]]:
+    """``exc`` and its causes, newest first, each with how it led to the one before it."""
+    chain: list[tuple[BaseException, str]] = []
     link, current = "", exc
     while id(current) not in {id(e) for e, _ in chain}:
         chain.append((current, link))
@@ -86,15 +85,38 @@ def format_exception(exc: BaseException) -> str:
             link, current = _CONTEXT, current.__context__
         else:
             break
-    if not any(is_data_store_error(e) for e, _ in chain):
+    return chain
+
+
+def _involves_data_store(exc: BaseException, depth: int = 0) -> bool:
+    """Whether a database driver's error is in ``exc``'s causes or in an exception group among them."""
+    return depth < 8 and any(
+        is_data_store_error(e)
+        or (
+            isinstance(e, BaseExceptionGroup)
+            and any(_involves_data_store(s, depth + 1) for s in e.exceptions)
+        )
+        for e, _ in _chain(exc)
+    )
+
+
+def format_exception(exc: BaseException) -> str:
+    """The traceback of ``exc`` and its causes as Python prints it, except that a database driver's
+    error, also inside an exception group, is written as ``safe_error_text`` says."""
+    if not _involves_data_store(exc):
         return "".join(traceback.format_exception(exc)).rstrip("\n")
     blocks = []
-    for err, led_on in reversed(chain):  # oldest first, as Python prints them
+    for err, led_on in reversed(_chain(exc)):  # oldest first, as Python prints them
         frames = "".join(traceback.format_tb(err.__traceback__))
         head = "Traceback (most recent call last):\n" if frames else ""
         module = type(err).__module__
         name = type(err).__qualname__ if module == "builtins" else f"{module}.{type(err).__qualname__}"
-        blocks.append(f"{head}{frames}{name}: {safe_error_text(err)}")
+        block = f"{head}{frames}{name}: {safe_error_text(err)}"
+        if isinstance(err, BaseExceptionGroup):
+            for i, sub in enumerate(err.exceptions, 1):
+                block += f"\n+---------------- {i} ----------------\n"
+                block += "\n".join(f"| {line}" for line in format_exception(sub).splitlines())
+        blocks.append(block)
         if led_on:
             blocks.append(led_on)
     return "\n\n".join(blocks)

@@ -249,7 +249,7 @@ class Settings(BaseSettings):
     #: entry now and an edited one with its own date, and "total" listings are newest first, so an entry
     #: dated ahead would stay at the top of everyone's findOtherFeed. ``None`` (not settable from the
     #: environment): no limit, for the test suite, which isolates its public listings in years of their own.
-    feed_future_days: int | None = Field(default=1, ge=0)
+    feed_future_days: int | None = Field(default=1, ge=0, le=3650)
 
     # Feed listings (feeds/paging.py)
     #: Housekeeping deletes the feed listings' page marks (``feeds.paging``) recorded longer ago than

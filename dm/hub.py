@@ -149,6 +149,7 @@ class DirectMessageHub:
         self._presence_stale: set[int] = set()
         self._presence_failed: set[int] = set()
         self._presence_writers: dict[int, asyncio.Future[None]] = {}
+        self._closing = False
 
     async def attach(self, user_id: int, sock: Socket, nickname: str | None = None) -> None:
         """Register a newly accepted socket of ``user_id``. Beyond ``dm_max_sockets_per_user`` the user's
@@ -244,31 +245,35 @@ class DirectMessageHub:
         them, reading the count as it starts each), so two sockets closing together cannot leave the
         count of the first behind the second's. A write that fails is logged and tried again on the
         next heartbeat; it never fails the socket."""
+        if self._closing:  # close() forgets this replica's rows: nothing is written after it
+            return
         self._presence_stale.add(user_id)
         writer = self._presence_writers.get(user_id)
-        if writer is None:
+        if writer is None or writer.done():  # a finished writer's entry is dropped by its callback
             writer = asyncio.ensure_future(self._write_presence(user_id))
             self._presence_writers[user_id] = writer
+            writer.add_done_callback(lambda done: self._forget_writer(user_id, done))
         await asyncio.shield(writer)
 
-    async def _write_presence(self, user_id: int) -> None:
-        try:
-            while user_id in self._presence_stale:
-                self._presence_stale.discard(user_id)
-                count = len(self._sockets.get(user_id, ()))
-
-                def write(conn: Any, count: int = count) -> None:
-                    presence.set_sockets(conn, self.replica_id, user_id, count)
-
-                try:
-                    await self._in_transaction(write)
-                except Exception:
-                    log.warning("DM presence of user %s not written; next heartbeat", user_id, exc_info=True)
-                    self._presence_failed.add(user_id)
-                    return
-                self._presence_failed.discard(user_id)
-        finally:
+    def _forget_writer(self, user_id: int, writer: asyncio.Future[None]) -> None:
+        if self._presence_writers.get(user_id) is writer:
             del self._presence_writers[user_id]
+
+    async def _write_presence(self, user_id: int) -> None:
+        while user_id in self._presence_stale:
+            self._presence_stale.discard(user_id)
+            count = len(self._sockets.get(user_id, ()))
+
+            def write(conn: Any, count: int = count) -> None:
+                presence.set_sockets(conn, self.replica_id, user_id, count)
+
+            try:
+                await self._in_transaction(write)
+            except Exception:
+                log.warning("DM presence of user %s not written; next heartbeat", user_id, exc_info=True)
+                self._presence_failed.add(user_id)
+                return
+            self._presence_failed.discard(user_id)
 
     async def _in_transaction(self, work: Callable[[Any], Any]) -> Any:
         def run() -> Any:
@@ -445,8 +450,8 @@ class DirectMessageHub:
                 self.remote.load(await self._in_transaction(work), started)
             except Exception:
                 log.warning("DM presence heartbeat failed", exc_info=True)
-            for user_id in list(self._presence_failed):
-                await self._record_presence(user_id)
+            # At once, not one after another: a slow store must not stretch the beat past freshness.
+            await asyncio.gather(*(self._record_presence(u) for u in list(self._presence_failed)))
             await asyncio.sleep(self._settings.dm_heartbeat_seconds)
             beat = True
 
@@ -455,8 +460,10 @@ class DirectMessageHub:
         close with the process)."""
         for task in list(self._announcing):
             task.cancel()
+        self._closing = True
         await self._writer.close()
-        await asyncio.gather(*self._presence_writers.values(), return_exceptions=True)
+        writers = [asyncio.shield(w) for w in self._presence_writers.values()]
+        await asyncio.gather(*writers, return_exceptions=True)
         try:
             await self._in_transaction(lambda conn: presence.forget_replica(conn, self.replica_id))
         except Exception:

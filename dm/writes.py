@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from prometheus_client import Histogram
+from pymongo.errors import ConnectionFailure
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLTimeoutError
 from starlette.concurrency import run_in_threadpool
 
 from dm import rooms as dm_rooms
@@ -131,6 +134,12 @@ def store_batch(
     return retry_deadlocks(transaction)
 
 
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says a store is down or unreachable (a lost or refused connection, a timeout),
+    not that one message's data was refused."""
+    return isinstance(exc, OperationalError | InterfaceError | SQLTimeoutError | ConnectionFailure)
+
+
 class MessageWriter:
     """Stores drafts whose parties are known, in batches (group commit): a draft waits only for the
     batches already being written when it arrives, at most ``CONCURRENT_BATCHES`` of them, each of at
@@ -160,18 +169,19 @@ class MessageWriter:
             BATCH_SIZE.observe(len(batch))
             outcomes: list[StoredMessage | BaseException]
             try:
-                outcomes = list(
-                    await run_in_threadpool(
-                        store_batch, self._engine, self._messages, [(p, d) for p, d, _ in batch]
+                try:
+                    outcomes = list(
+                        await run_in_threadpool(
+                            store_batch, self._engine, self._messages, [(p, d) for p, d, _ in batch]
+                        )
                     )
-                )
+                except Exception as exc:
+                    outcomes = await self._one_by_one(batch, exc)
             except asyncio.CancelledError:  # shutting down: nobody writes the rest
                 for _, _, stored in batch + self._waiting:
                     stored.cancel()
                 self._waiting = []
                 raise
-            except Exception as exc:
-                outcomes = await self._one_by_one(batch, exc)
             for (_, _, stored), outcome in zip(batch, outcomes, strict=True):
                 if stored.done():  # its sender went away meanwhile
                     continue
@@ -183,11 +193,13 @@ class MessageWriter:
     async def _one_by_one(
         self, batch: list[tuple[Parties, Draft, asyncio.Future[StoredMessage]]], exc: Exception
     ) -> list[StoredMessage | BaseException]:
-        """The outcomes of a batch whose transaction failed with ``exc``: a lone message's is ``exc``;
-        the messages of a larger one are stored again one transaction each, so that one message that
-        cannot be stored does not fail the others with it."""
-        if len(batch) == 1:
-            return [exc]
+        """The outcomes of a batch whose transaction failed with ``exc``: a lone message's is ``exc``,
+        and so is every message's when a store is down (``unavailable``: storing them one by one
+        would only fail each in turn, one timeout after another). Otherwise the messages are stored
+        again one transaction each, so that one message that cannot be stored (its own data refused)
+        does not fail the others with it; a store going down meanwhile fails the rest at once."""
+        if len(batch) == 1 or unavailable(exc):
+            return [exc] * len(batch)
         outcomes: list[StoredMessage | BaseException] = []
         for parties, draft, _ in batch:
             try:
@@ -195,6 +207,8 @@ class MessageWriter:
                     store_batch, self._engine, self._messages, [(parties, draft)]
                 )
             except Exception as alone:
+                if unavailable(alone):
+                    return outcomes + [alone] * (len(batch) - len(outcomes))
                 outcomes.append(alone)
         return outcomes
 

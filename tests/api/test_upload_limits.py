@@ -23,7 +23,7 @@ from feeds.entries import MAX_IMAGE_BYTES
 from storage.models import Feed, FeedImage, FeedImageChunk
 from tests.api.feed_helpers import JPEG, PNG, day_feed, feed_count, kst, member, unique_year, user_id
 from tests.fixtures.asgi import serve_in_thread
-from tests.fixtures.ios_client import IOSClient, multipart
+from tests.fixtures.ios_client import IOSClient, code_challenge, code_verifier, multipart
 from tests.fixtures.waiting import wait_until
 
 LIMIT_BYTES = 4 * 1024 * 1024
@@ -274,3 +274,23 @@ def test_a_large_body_that_stops_arriving_is_408_and_gives_its_slot_back(
                 replica_http.post("/feed-service/saveFeed", content=body, headers=headers).status_code == 200
             )
     assert feed_count(activity_deps, me.nickname) == 1
+
+
+def test_routes_that_take_no_token_are_not_gated_by_one(replica: Replica) -> None:
+    """A body of unknown length counts as large, but getAuthorizeCode and signIn take no token: a chunked
+    one reaches its route (which answers by its own rules), never the uploads' 403."""
+    paths = replica.app.state.token_paths
+    assert {"/feed-service/saveFeed", "/auth-service/setProfile"} <= paths
+    assert (
+        not {"/auth-service/signIn", "/auth-service/getAuthorizeCode", "/auth-service/reIssueToken"} & paths
+    )
+    body, content_type = multipart([("codeChallenge", code_challenge(code_verifier()))])
+
+    def chunked() -> Iterator[bytes]:
+        yield body
+
+    resp = replica.http.post(
+        "/auth-service/getAuthorizeCode", content=chunked(), headers={"Content-Type": content_type}
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["authorizeCode"]

@@ -10,7 +10,7 @@ import re
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from sqlalchemy.exc import IntegrityError
 
-from config.logging import log_handler, safe_error_text
+from config.logging import format_exception, log_handler, safe_error_text
 from tests.fixtures.errors import duplicate_key_error
 
 
@@ -128,3 +128,15 @@ def test_uvicorns_websocket_handshake_lines_keep_the_path_without_the_query() ->
         '10.0.0.7:53213 - "WebSocket /dm-service/connect-dm" 500',
         "Started server process [42]",
     ]
+
+
+def test_a_database_error_inside_an_exception_group_is_written_without_its_text() -> None:
+    group = ExceptionGroup("the batch failed", [ValueError("plain"), duplicate_key_error(SECRET)])
+    try:
+        raise group
+    except ExceptionGroup as raised:
+        shown = format_exception(raised)
+    assert SECRET not in shown
+    assert "ExceptionGroup: the batch failed (2 sub-exceptions)" in shown
+    assert "| ValueError: plain" in shown
+    assert "| sqlalchemy.exc.IntegrityError: sqlite3 IntegrityError 1062 (message withheld)" in shown

@@ -14,9 +14,11 @@ from prometheus_client import REGISTRY
 from pymongo import MongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 
 from devstack.processes import free_port
 from dm import rooms as dm_rooms
+from dm import writes
 from dm.messages import MessageStore, Party, StoredMessage
 from dm.writes import MAX_BATCH, Draft, MessageWriter, Stale, store_batch
 from tests.storage.helpers import make_user
@@ -203,3 +205,30 @@ def test_one_message_that_cannot_be_stored_does_not_fail_the_others_of_its_batch
     assert (first.text, third.text) == ("first", "third")
     assert _room_texts(messages, ann, bob) == ["first", "third"]
     assert _room_texts(messages, cat, dan) == [] and _latest(engine, cat) == []
+
+
+def test_a_batch_failing_because_a_store_is_down_is_not_retried_message_by_message(
+    engine: Engine, messages: MessageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost connection is no message's fault: storing the batch's messages one by one would only fail
+    each in turn, one timeout after another; they all get the batch's error at once."""
+    ann, bob = _party(engine), _party(engine)
+    writer = MessageWriter(engine, messages)
+    calls: list[int] = []
+
+    def down(_engine: Engine, _messages: MessageStore, batch: Any) -> list[Any]:
+        calls.append(len(batch))
+        raise OperationalError("INSERT INTO dm_rooms", {}, Exception(2013, "Lost connection"))
+
+    monkeypatch.setattr(writes, "store_batch", down)
+
+    async def scenario() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                *(writer.store((ann, bob), _draft(300 + i, f"m{i}")) for i in range(3)),
+                return_exceptions=True,
+            )
+        )
+
+    outcomes = asyncio.run(scenario())
+    assert calls == [3] and all(isinstance(o, OperationalError) for o in outcomes)
