@@ -115,8 +115,8 @@ class ErrorBody(BaseModel):
 
 #: What each documented error status means across the API.
 _MEANINGS = {
-    400: "missing or malformed input; `message` names the field",
-    403: "a bad, expired or revoked token, or acting on someone else's data (the client re-issues its tokens)",
+    400: "missing or malformed input, or a parameter naming someone other than the caller; `message` says which",
+    403: "a bad, expired or revoked token, or an account that is gone (the client re-issues its tokens)",
     404: "the addressed thing does not exist or is not visible to the caller",
     409: "the request collides with existing state (a taken nickname)",
     413: "the body or an upload is over its size limit",
