@@ -52,6 +52,10 @@ EmailHeader = Annotated[str | None, Security(email_header)]
 RefreshTokenHeader = Annotated[str | None, Security(refresh_token_header)]
 
 
+#: The 403 message of a token whose login or account was revoked.
+REVOKED_LOGIN = "this login was signed out or revoked"
+
+
 @dataclass(frozen=True)
 class AuthenticatedUser:
     """The caller, as established from the access token."""
@@ -117,7 +121,7 @@ async def login_revoked(res: Resources, user: AuthenticatedUser) -> bool:
 
 def _admit(claims: TokenClaims, revoked: bool) -> AuthenticatedUser:
     if revoked:
-        raise Forbidden("this login was signed out or revoked")
+        raise Forbidden(REVOKED_LOGIN)
     bind_user(claims.user_id)  # the request's log line names its caller
     return AuthenticatedUser(claims.user_id, claims.account_email, claims.session_id, claims.expires_at)
 
@@ -180,7 +184,7 @@ def upload_refusal(scope: Scope) -> str | None:
     except Forbidden as refused:
         return refused.message
     if res.revocations.is_revoked(claims.session_id, claims.user_id):
-        return "this login was signed out or revoked"
+        return REVOKED_LOGIN
     return None
 
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,29 +21,15 @@ from api.main import create_app
 from config import Settings
 from dm import presence
 from dm.hub import DirectMessageHub
-from storage import users
 from storage.models import DmPresence
+from tests.api.feed_helpers import user_id
 from tests.api.test_dm_socket import _frame, _member, _socket
 from tests.fixtures.asgi import serve_in_thread
-from tests.fixtures.ios_client import IOSClient
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 DEADLINE = 120.0  # a generous bound on a condition, never a timing
-
-
-def _wait(predicate: Callable[[], Any], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not reached"
-        time.sleep(0.05)
-
-
-def _user_id(deps: ActivityDeps, app: IOSClient) -> int:
-    with deps.sessions() as session:
-        user = users.by_nickname(session, app.nickname)
-        assert user is not None
-        return user.id
 
 
 def _row(deps: ActivityDeps, replica_id: str, user_id: int) -> int | None:
@@ -103,21 +88,37 @@ def test_two_sockets_closing_together_leave_the_count_after_both(
 ) -> None:
     hub, addr = served
     alice = _member(http)
-    alice_id = _user_id(activity_deps, alice)
+    alice_id = user_id(activity_deps, alice.nickname)
     with _socket(alice, addr) as first, _socket(alice, addr) as second:
-        _wait(lambda: _row(activity_deps, hub.replica_id, alice_id) == 2, "both sockets recorded")
+        wait_until(
+            lambda: _row(activity_deps, hub.replica_id, alice_id) == 2,
+            "both sockets recorded",
+            deadline_seconds=DEADLINE,
+        )
         # The write of "1 socket" (after the first close) is held until the second socket has closed
         # too: written in parallel, it would land after the write of 0 and stay.
         writes = Writes(alice_id, slow_count=1)
         monkeypatch.setattr(presence, "set_sockets", writes)
         first.close()
-        _wait(lambda: writes.in_flight == 1, "the write after the first close started")
+        wait_until(
+            lambda: writes.in_flight == 1,
+            "the write after the first close started",
+            deadline_seconds=DEADLINE,
+        )
         second.close()
-        _wait(lambda: len(hub._sockets.get(alice_id, ())) == 0, "both sockets forgotten")
+        wait_until(
+            lambda: len(hub._sockets.get(alice_id, ())) == 0,
+            "both sockets forgotten",
+            deadline_seconds=DEADLINE,
+        )
         writes.release.set()
-    _wait(lambda: _row(activity_deps, hub.replica_id, alice_id) is None, "the row at 0 sockets")
+    wait_until(
+        lambda: _row(activity_deps, hub.replica_id, alice_id) is None,
+        "the row at 0 sockets",
+        deadline_seconds=DEADLINE,
+    )
     assert writes.most == 1  # never two writes of one user at once
-    _wait(lambda: alice_id not in hub._presence_writers, "the writer done")
+    wait_until(lambda: alice_id not in hub._presence_writers, "the writer done", deadline_seconds=DEADLINE)
     assert _row(activity_deps, hub.replica_id, alice_id) is None
 
 
@@ -129,20 +130,28 @@ def test_a_failed_presence_write_costs_the_socket_nothing_and_is_written_again(
 ) -> None:
     hub, addr = served
     alice, bob = _member(http), _member(http)
-    alice_id = _user_id(activity_deps, alice)
+    alice_id = user_id(activity_deps, alice.nickname)
     writes = Writes(alice_id)
     writes.failures = 1  # the write of the socket's set-up
     monkeypatch.setattr(presence, "set_sockets", writes)
     with _socket(bob, addr) as bob_ws, _socket(alice, addr) as alice_ws:
         # The socket works although its presence was not written, and the next heartbeat writes it.
-        _wait(lambda: _row(activity_deps, hub.replica_id, alice_id) == 1, "the count written again")
+        wait_until(
+            lambda: _row(activity_deps, hub.replica_id, alice_id) == 1,
+            "the count written again",
+            deadline_seconds=DEADLINE,
+        )
         assert writes.done >= 2
         alice_ws.send(_frame(alice, bob, "after a failed presence write"))
         assert json.loads(bob_ws.recv(timeout=DEADLINE))["text"] == "after a failed presence write"
         bob_ws.send(_frame(bob, alice, "and back"))
         assert json.loads(alice_ws.recv(timeout=DEADLINE))["text"] == "and back"
-    _wait(lambda: _row(activity_deps, hub.replica_id, alice_id) is None, "the row gone after the close")
-    _wait(lambda: alice_id not in hub._sockets, "the socket forgotten")
+    wait_until(
+        lambda: _row(activity_deps, hub.replica_id, alice_id) is None,
+        "the row gone after the close",
+        deadline_seconds=DEADLINE,
+    )
+    wait_until(lambda: alice_id not in hub._sockets, "the socket forgotten", deadline_seconds=DEADLINE)
 
 
 def test_a_socket_whose_set_up_failed_is_forgotten_when_it_closes(
@@ -153,7 +162,7 @@ def test_a_socket_whose_set_up_failed_is_forgotten_when_it_closes(
 ) -> None:
     hub, addr = served
     alice = _member(http)
-    alice_id = _user_id(activity_deps, alice)
+    alice_id = user_id(activity_deps, alice.nickname)
     attach = hub.attach
 
     async def failing_attach(user_id: int, sock: Any, nickname: str | None = None) -> None:
@@ -163,8 +172,12 @@ def test_a_socket_whose_set_up_failed_is_forgotten_when_it_closes(
 
     monkeypatch.setattr(hub, "attach", failing_attach)
     with _socket(alice, addr) as ws:
-        _wait(lambda: alice_id in hub._sockets, "the socket registered")
+        wait_until(lambda: alice_id in hub._sockets, "the socket registered", deadline_seconds=DEADLINE)
         ws.close()
     # Registered before the failure, it is detached all the same: nothing is delivered to it any more.
-    _wait(lambda: alice_id not in hub._sockets, "the socket forgotten")
-    _wait(lambda: _row(activity_deps, hub.replica_id, alice_id) is None, "no presence row left")
+    wait_until(lambda: alice_id not in hub._sockets, "the socket forgotten", deadline_seconds=DEADLINE)
+    wait_until(
+        lambda: _row(activity_deps, hub.replica_id, alice_id) is None,
+        "no presence row left",
+        deadline_seconds=DEADLINE,
+    )

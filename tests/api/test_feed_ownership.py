@@ -3,7 +3,6 @@ blocks hide authors, and refused writes change nothing."""
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -28,6 +27,7 @@ from tests.api.feed_helpers import (
     unique_year,
 )
 from tests.fixtures.ios_client import IOSClient
+from tests.fixtures.waiting import wait_until
 
 
 @pytest.fixture
@@ -290,10 +290,12 @@ def test_a_like_racing_the_entrys_deletion_or_privacy_sees_the_entry_as_it_is_no
             else:
                 assert feeds.set_public(author, victim_id, date, False) is False
             liked = pool.submit(like, fan, victim.nickname, date)
-            deadline = time.monotonic() + 120
-            while not _waiting_likes(activity_deps) and not liked.done():
-                assert time.monotonic() < deadline, "the like never waited for the entry's row"
-                time.sleep(0.05)
+            wait_until(
+                lambda: _waiting_likes(activity_deps) or liked.done(),
+                "the like waiting for the entry's row",
+                deadline_seconds=120,
+                interval=0.05,
+            )
             assert not liked.done()  # it waits for the author's transaction
         resp = liked.result(timeout=120)
     assert resp.status_code == 404, resp.text

@@ -100,11 +100,7 @@ def test_one_upload_over_the_cap_is_429_with_retry_after_and_changes_nothing(
     before = (day_feed(other, other.nickname, date).json(), _image_rows(activity_deps, other))
 
     body, content_type = multipart(_save_parts(holder, date, [LARGE_PNG]))
-    head = (
-        "POST /feed-service/saveFeed HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: {holder.access}\r\nemail: {holder.email}\r\n"
-        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head = _large_head(holder, body, content_type)
     with socket.create_connection((replica.host, replica.port), timeout=60) as held:
         held.sendall(head + body[: len(body) // 2])  # the upload stays open, holding the one slot
         wait_until(lambda: replica.in_flight == 1, "the held upload took the slot", deadline_seconds=60)
@@ -122,10 +118,7 @@ def test_one_upload_over_the_cap_is_429_with_retry_after_and_changes_nothing(
         ) == before
 
         held.sendall(body[len(body) // 2 :])
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            answer += held.recv(4096)
-        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert _answer(held).startswith(b"HTTP/1.1 200 ")
     wait_until(lambda: replica.in_flight == 0, "the slot was given back", deadline_seconds=60)
     again = replica.http.post("/feed-service/saveFeed", content=other_body, headers=headers)
     assert again.status_code == 200
