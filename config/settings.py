@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     #: Each API process runs a small Temporal worker for the sign-in task queue, so sign-ins start
     #: eagerly in it (``api.sign_in_worker``); off, the worker pool runs every sign-in.
     api_sign_in_worker: bool = True
+    #: A sign-in's workflow times out (server-side) after this long: the request answers 503 instead
+    #: of waiting for a worker that is not there, and a worker coming back later runs nothing for a
+    #: client that has given up. It covers the Apple exchange's retries (4 attempts of at most 10 s)
+    #: and stays below the app's 60 s request timeout (URLSession's default).
+    sign_in_timeout_seconds: int = Field(default=50, ge=5, le=300)
 
     # Relational store: SQLite file in data_dir unless a MySQL URL is given.
     database_url: str | None = None

@@ -63,6 +63,25 @@ def current_nicknames(
     return {int(uid): name for uid, name in rows}
 
 
+#: What a resigning account's ``account_email`` becomes at the resign request (``release_sign_in_key``).
+#: No submitted e-mail can equal it: ``accounts.emails.validated_email`` requires ``local@domain``.
+RESIGNING_PREFIX = "resigning:"
+
+
+def release_sign_in_key(user: User) -> None:
+    """Free ``user``'s e-mail for a new account at once (the caller holds the row lock and revokes every
+    login in the same transaction): a sign-in during the resign opens a fresh account, which the
+    resign, working by user id, leaves alone. The row keeps its nickname, and its Apple token for the
+    resign's Apple step, until ``ResignWorkflow`` deletes it."""
+    user.account_email = f"{RESIGNING_PREFIX}{user.id}"
+    user.updated_at = utcnow()
+
+
+def is_resigning(user: User) -> bool:
+    """Whether ``user`` was asked to resign (its row is there until ``ResignWorkflow`` deletes it)."""
+    return user.account_email.startswith(RESIGNING_PREFIX)
+
+
 class ProviderMismatch(Exception):
     """The account is bound to another provider identity than the one presented; nothing was changed."""
 

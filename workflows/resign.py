@@ -2,7 +2,8 @@
 
 Logins are revoked first (the API already did so synchronously; repeating is harmless), then the Apple
 token is revoked for Apple users (a permanent refusal is recorded, not fatal), then feeds, likes, blocks,
-messages, devices and pending pushes, and finally the account row.
+messages, devices and pending pushes, and finally the account row; then the messages once more (any
+sent to the user meanwhile: none can be stored once the row is gone).
 
 The input is the user id and provider only: the Apple step reads the refresh token from the account row
 itself, which is deleted last, so the token is there whenever that step (or a retry of it) runs, and it
@@ -29,6 +30,11 @@ DELETE_MESSAGES_BY_USER_ID = "resign-delete-messages-by-user-id"
 #: ``workflow.patched`` id of revoking the Apple token read from the account row (histories recorded
 #: before it pass the token in the input to ``resign_revoke_apple``).
 APPLE_TOKEN_FROM_ACCOUNT = "resign-apple-token-from-account"
+
+#: ``workflow.patched`` id of deleting the user's messages once more after the account row: a message
+#: sent to the user between the first deletion and the account's is stored (its room row needs the
+#: account row), and none can be after it.
+DELETE_LATE_MESSAGES = "resign-delete-late-messages"
 
 STEP_TIMEOUT = timedelta(minutes=5)
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
@@ -70,6 +76,8 @@ class ResignWorkflow:
         result.devices_removed = await _step(ResignActivities.remove_devices, req.user_id)
         result.pushes_cancelled = await _step(ResignActivities.cancel_pushes, req.user_id)
         await _step(ResignActivities.delete_account, req.user_id)
+        if workflow.patched(DELETE_LATE_MESSAGES):
+            result.messages_deleted += await _step(ResignActivities.delete_user_messages, req.user_id)
         outcome = "apple-refused" if result.apple == "refused" else "deleted"
         workflow.upsert_search_attributes([sa.OUTCOME.value_set(outcome)])
         return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 from typing import Annotated
 
@@ -232,6 +233,9 @@ async def sign_in(
             # start response when it has a free slot; otherwise the worker pool takes it from the queue.
             task_queue=named(SIGN_IN, res.settings.temporal_task_queue_prefix),
             request_eager_start=True,
+            # With no worker to run it (pool and eager worker both down), the server times the run
+            # out: the client gets a 503, and no login is opened later for a client that gave up.
+            execution_timeout=timedelta(seconds=res.settings.sign_in_timeout_seconds),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, "sign-in")]),
         )
@@ -266,7 +270,7 @@ def _finish_request(res: Resources, request_id: str) -> str | None:
             row = sign_in_requests.get(session, request_id)
             user = users.by_id(session, row.user_id) if row is not None and row.user_id is not None else None
             sign_in_requests.remove(session, request_id)
-            return user.account_email if user is not None else None
+            return user.account_email if user is not None and not users.is_resigning(user) else None
 
     return retry_deadlocks(finish)
 
@@ -344,7 +348,9 @@ async def resign(
     """Revoke every login at once, then run ``ResignWorkflow`` to remove the user's data everywhere.
 
     The start is queued with the revocation (``api.outbox``): once the logins are revoked the resign
-    is certain to run, even when Temporal is down right now (the answer is 200 either way).
+    is certain to run, even when Temporal is down right now (the answer is 200 either way). The
+    account's e-mail is freed in the same transaction (``users.release_sign_in_key``), so signing up
+    again while the resign runs opens a new account instead of reopening the one being deleted.
     """
     email = form.email or user.account_email
     if not same_account(email, user.account_email):
@@ -353,9 +359,10 @@ async def resign(
     def revoke_all() -> tuple[list[Revocation], QueuedStart]:  # in the threadpool (row lock)
         with res.sessions.begin() as session:
             row = users.by_id_locked(session, user.id)
-            if row is None:
+            if row is None or users.is_resigning(row):
                 raise Forbidden("the account no longer exists")
             req = ResignInput(user_id=row.id, provider=row.provider)
+            users.release_sign_in_key(row)
             revoked = logins.revoke_user_sessions(session, user.id)
             return revoked, outbox.queue_resign(session, req)
 

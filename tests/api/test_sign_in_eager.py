@@ -4,6 +4,7 @@ worker pool does (``api.sign_in_worker``)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,15 +12,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.deps import ActivityDeps
 from api.main import create_app
 from config import Settings
 from devstack.processes import ManagedProcess, free_port
+from storage.models import SignInRequest, User
 from temporal import task_queues
 from temporal.client import connect
 from temporal.devserver import start_dev_args, wait_until_serving
@@ -58,10 +61,10 @@ async def _sign_in_pollers(client: Client) -> list[str]:
     return [poller.identity for poller in resp.pollers]
 
 
-def _sign_in(http: httpx.Client) -> tuple[httpx.Response, str]:
+def _sign_in(http: httpx.Client, email: str | None = None) -> tuple[httpx.Response, str]:
     app, verifier = IOSClient(http), code_verifier()
     code = app.authorize_code(verifier)
-    return app.present_code(code, verifier, f"e{uuid.uuid4().hex[:10]}@gmail.com"), code
+    return app.present_code(code, verifier, email or f"e{uuid.uuid4().hex[:10]}@gmail.com"), code
 
 
 async def test_the_api_worker_runs_the_sign_in_it_started(
@@ -124,3 +127,42 @@ async def test_without_the_api_worker_the_pool_runs_the_sign_in(without_api_work
     started, completed = await _task_identities(client, code)
     assert started and completed
     assert not any(identity.endswith(API_WORKER_SUFFIX) for identity in started + completed)
+
+
+async def test_with_no_worker_at_all_the_sign_in_answers_503_and_opens_nothing_later(
+    settings: Settings, activity_deps: ActivityDeps, temporal_client: Client
+) -> None:
+    """No sign-in worker polls the API's queue (its own is off, no pool serves the prefix): the run times
+    out on the server, the request answers 503, and a pool that comes later opens no login for it."""
+    private = settings.model_copy(
+        update={
+            "temporal_task_queue_prefix": f"nobody-{uuid.uuid4().hex[:8]}",
+            "api_sign_in_worker": False,
+            "sign_in_timeout_seconds": 5,
+        }
+    )
+    email = f"late{uuid.uuid4().hex[:10]}@gmail.com"
+    with (
+        serve_in_thread(create_app(private), http="h11") as url,
+        httpx.Client(base_url=url, timeout=120) as http,
+    ):
+        resp, code = await asyncio.to_thread(_sign_in, http, email)
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["message"] == "sign-in is unavailable" and resp.headers["Retry-After"]
+        run = await temporal_client.get_workflow_handle(sign_in_workflow_id(code)).describe()
+        assert run.status == WorkflowExecutionStatus.TIMED_OUT
+        pool = BackgroundWorker(private, dataclasses.replace(activity_deps, settings=private))
+        pool.start()
+        try:  # the pool serves the queue now: a new sign-in goes through, the timed-out one never does
+            resp, _ = await asyncio.to_thread(_sign_in, http)
+            assert resp.status_code == 200, resp.text
+        finally:
+            pool.stop()
+    with activity_deps.sessions() as s:
+        assert (
+            s.scalar(select(func.count()).select_from(User).where(User.account_email == f"{email}+kakao"))
+            == 0
+        )
+        assert (
+            s.scalar(select(func.count()).select_from(SignInRequest).where(SignInRequest.email == email)) == 0
+        )

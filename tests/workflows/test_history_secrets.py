@@ -180,7 +180,7 @@ async def test_no_secret_in_the_histories_of_sign_in_like_dm_and_resign(
         "sign_in_apple_request": temporal_client.get_workflow_handle(sign_in_workflow_id(liker_code)),
         "push_delivery_like_by_ids": like,
         "dm_push_by_device_ids": dm,
-        "resign_apple_by_user_id": resign,
+        "resign_apple_late_messages": resign,
     }
     # What each flow is about, by id: readable once decoded (and only then, for the inputs' ids).
     about = {
@@ -188,7 +188,7 @@ async def test_no_secret_in_the_histories_of_sign_in_like_dm_and_resign(
         "sign_in_apple_request": [],
         "push_delivery_like_by_ids": [f'"feed_id":{feed_id}', f'"liker_user_id":{liker_id}'],
         "dm_push_by_device_ids": [f'"receiver_user_id":{owner_id}', f'"sender_user_id":{liker_id}'],
-        "resign_apple_by_user_id": [f'"user_id":{liker_id}'],
+        "resign_apple_late_messages": [f'"user_id":{liker_id}'],
     }
     found: dict[str, list[str]] = {}
     found_decoded: dict[str, list[str]] = {}

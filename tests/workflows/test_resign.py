@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import httpx
 import pytest
-from sqlalchemy import func, or_, select
+from bson import ObjectId
+from sqlalchemy import func, or_, select, text
 from temporalio.client import Client
 
 from activities.deps import ActivityDeps
-from dm.messages import Party
+from dm.messages import Party, StoredMessage
+from dm.writes import Draft, Stale, store_batch
 from emulators.control import AppleEmulator
 from storage import feeds
 from storage.feed_images import NewImage
@@ -30,6 +34,7 @@ from storage.models import (
 )
 from temporal.accounts import ResignResult
 from tests.fixtures.ios_client import IOSClient
+from tests.fixtures.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("worker")
 NOW = datetime(2024, 1, 20)
@@ -192,3 +197,95 @@ def test_resigning_someone_else_is_400(http: httpx.Client) -> None:
     victim, _ = _member(http)
     attacker, _ = _member(http)
     assert attacker.post_multipart("/auth-service/resign", [("email", victim.email)]).status_code == 400
+
+
+# -- what happens while a resign runs -------------------------------------------------------------
+
+
+@contextmanager
+def _devices_held(deps: ActivityDeps, user_id: int) -> Iterator[None]:
+    """Hold the user's device rows locked: the resign's ``remove_devices`` step (after the feeds, likes,
+    blocks and messages are gone, before the account row) waits until the block ends."""
+    with deps.engine.connect() as conn, conn.begin():
+        held = conn.execute(
+            select(DeviceRegistration.id).where(DeviceRegistration.user_id == user_id).with_for_update()
+        ).all()
+        assert held, "the member has a device registration to hold"
+        yield
+
+
+async def _removal_waiting(deps: ActivityDeps) -> bool:
+    """Whether a statement deleting device registrations waits now (the server's process list)."""
+    with deps.engine.connect() as conn:
+        query = text(
+            "SELECT COUNT(*) FROM information_schema.processlist "
+            "WHERE info LIKE 'DELETE FROM device_registrations%'"
+        )
+        return int(conn.execute(query).scalar_one()) > 0
+
+
+async def test_signing_up_again_while_the_resign_runs_opens_a_new_account_the_resign_leaves_alone(
+    http: httpx.Client, activity_deps: ActivityDeps, temporal_client: Client
+) -> None:
+    """The resign request frees the account's e-mail: signing up again before the workflow is done
+    opens a fresh account (no nickname, none of the old data) instead of reopening the one being deleted,
+    and what the user writes there survives the resign."""
+    email = f"again{uuid.uuid4().hex[:8]}@gmail.com"
+    app, nick = _member(http, email)
+    uid = _user_id(activity_deps, nick)
+    _feed(activity_deps, uid, 20240120)
+    with _devices_held(activity_deps, uid):
+        assert app.post_multipart("/auth-service/resign", [("email", app.email)]).status_code == 200
+        await eventually(lambda: _removal_waiting(activity_deps), "the resign waiting at remove_devices")
+        again = IOSClient(http)
+        resp = again.sign_in(email)
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {"nickname": ""}  # a new account: the sign-up screen, not the old diary
+        new_nick = "r" + uuid.uuid4().hex[:7]
+        resp = again.post_multipart(
+            "/auth-service/setProfile", [("email", again.email), ("nickname", new_nick)]
+        )
+        assert resp.status_code == 200, resp.text
+        new_uid = _user_id(activity_deps, new_nick)
+        assert new_uid != uid
+        with activity_deps.sessions() as s:
+            assert s.scalar(select(func.count()).select_from(Feed).where(Feed.user_id == new_uid)) == 0
+        _feed(activity_deps, new_uid, 20240121)
+    result = await temporal_client.get_workflow_handle(f"resign:{uid}", result_type=ResignResult).result()
+    assert result.feeds_deleted == 1
+    with activity_deps.sessions() as s:
+        assert s.get(User, uid) is None
+        fresh = s.get(User, new_uid)
+        assert fresh is not None and fresh.account_email == f"{email}+kakao" and fresh.nickname == new_nick
+        assert s.scalar(select(func.count()).select_from(Feed).where(Feed.user_id == new_uid)) == 1
+    assert again.get_query("/auth-service/checkDuplicateNickname", {"nickname": nick}).status_code == 200
+
+
+async def test_a_message_sent_to_the_user_while_the_resign_runs_is_deleted_and_none_after_it(
+    http: httpx.Client, activity_deps: ActivityDeps, temporal_client: Client
+) -> None:
+    """A message stored after the resign's message step, while the account row still stands, is
+    deleted by the step after the account's; once the row is gone no message to the user is stored."""
+    app, nick = _member(http)
+    _friend, friend_nick = _member(http)
+    me, friend = (
+        Party(_user_id(activity_deps, nick), nick),
+        Party(_user_id(activity_deps, friend_nick), friend_nick),
+    )
+    coll = activity_deps.mongo[activity_deps.settings.mongo_database]["message"]
+
+    def send(text: str) -> StoredMessage | Stale:
+        draft = Draft(str(ObjectId()), 2024012010000000, text)
+        (outcome,) = store_batch(activity_deps.engine, activity_deps.messages, [((friend, me), draft)])
+        return outcome
+
+    with _devices_held(activity_deps, me.id):
+        assert app.post_multipart("/auth-service/resign", [("email", app.email)]).status_code == 200
+        await eventually(lambda: _removal_waiting(activity_deps), "the resign waiting at remove_devices")
+        assert isinstance(send("late"), StoredMessage)  # the row still stands: the room row is written
+        assert coll.count_documents({"receiverId": me.id}) == 1
+    result = await temporal_client.get_workflow_handle(f"resign:{me.id}", result_type=ResignResult).result()
+    assert result.messages_deleted == 1
+    assert coll.count_documents({"$or": [{"senderId": me.id}, {"receiverId": me.id}]}) == 0
+    assert isinstance(send("after"), Stale)  # no account row, no room row, no message
+    assert coll.count_documents({"receiverId": me.id}) == 0
