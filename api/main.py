@@ -25,7 +25,7 @@ from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
 from api.revocations import start_revocation_view
 from api.routes import auth, dm, dm_connect, feed, health, images
-from api.security import token_paths, upload_refusal
+from api.security import takes_token, token_paths, upload_refusal
 from api.sign_in_worker import start_sign_in_worker
 from api.uploads import LargeUploadLimit, UploadSlots
 from config import Settings
@@ -93,7 +93,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         settings.upload_idle_seconds,
     )
     # Inside MetricsMiddleware (added last, so outermost): refusals are counted and logged too.
-    app.add_middleware(LargeUploadLimit, slots=app.state.upload_slots, refusal=upload_refusal)
+    app.add_middleware(
+        LargeUploadLimit, slots=app.state.upload_slots, refusal=upload_refusal, takes_token=takes_token
+    )
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)
     modules = (health, auth, feed, images, dm, dm_connect)

@@ -92,6 +92,18 @@ def _with_request_id(message: Message, request_id: bytes) -> Message:
     return {**message, "headers": [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]}
 
 
+#: The methods that are label values (and log fields) as sent; any other is ``OTHER``. The method is
+#: whatever the client writes (uvicorn and ingress-nginx pass any token through), so taken as is it
+#: would let an anonymous caller mint a new time series per request.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+
+
+def method_label(method: str) -> str:
+    """``method`` when it is a standard one, else ``"other"``: the bounded label of a request."""
+    return method if method in METHODS else OTHER
+
+
 def _route_template(scope: Scope) -> str:
     return getattr(scope.get("route"), "path", None) or "unmatched"
 
@@ -149,7 +161,7 @@ class MetricsMiddleware:
             raise
         finally:
             template = _route_template(scope)
-            method = scope["method"]
+            method = method_label(scope["method"])
             elapsed = time.perf_counter() - start
             REQUESTS.labels(template, method, str(status)).inc()
             LATENCY.labels(template, method).observe(elapsed)

@@ -30,6 +30,9 @@ from kst.dates import MAX_DATE, MIN_DATE, InvalidDate, check_date
 
 _INDEXED = re.compile(r"^(?P<name>[A-Za-z_]+)\[(?P<index>[0-9]{1,6})\]$")
 MAX_FILES, MAX_FIELDS = 50, 200
+#: A body that is not multipart (a JSON object, a url-encoded form): the client sends one of a few
+#: fields or none, so a larger one is refused before it is read, and never parsed whole into memory.
+MAX_PLAIN_BODY = 64 * 1024
 
 #: The wire's camelCase names for snake_case fields (``src_nickname`` is sent as ``srcNickname``).
 WIRE = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
@@ -127,16 +130,51 @@ def _json_items(data: dict[str, Any]) -> list[tuple[str, str]]:
     return items
 
 
+async def _plain_body(request: Request) -> bytes:
+    """The whole body of a request that is not multipart, ``PayloadTooLarge`` past ``MAX_PLAIN_BODY``
+    (declared or as it arrives); kept on the request, so a later ``form()`` parses it from memory."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_PLAIN_BODY:
+        raise PayloadTooLarge(f"request body over {MAX_PLAIN_BODY} bytes: only file uploads are larger")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_PLAIN_BODY:
+            raise PayloadTooLarge(f"request body over {MAX_PLAIN_BODY} bytes: only file uploads are larger")
+        chunks.append(chunk)
+    request._body = b"".join(chunks)
+    return request._body
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """``body`` parsed as a JSON object of at most ``MAX_FIELDS`` values, else ``BadRequest``."""
+    try:
+        data = json.loads(body)
+    except RecursionError:  # nested deeper than the parser's stack: not a body any client sends
+        raise BadRequest("malformed JSON body: nested too deeply") from None
+    except ValueError as exc:
+        raise BadRequest(f"malformed JSON body: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("JSON body must be an object")
+    values = sum(len(value) if isinstance(value, list) else 1 for value in data.values())
+    if values > MAX_FIELDS:
+        raise BadRequest(f"JSON body has more than {MAX_FIELDS} values")
+    return data
+
+
 async def merged_params(request: Request, limit: int) -> list[tuple[str, str | UploadFile]]:
     """The query string, then the body's fields (so the body wins); file parts named ``name[i]`` come
-    as ``name`` in index order. ``BadRequest`` for a body that does not parse,
-    ``PayloadTooLarge`` over ``limit`` bytes."""
+    as ``name`` in index order. ``BadRequest`` for a body that does not parse, ``PayloadTooLarge``
+    over ``limit`` bytes (multipart) or ``MAX_PLAIN_BODY`` (any other body)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     items: list[tuple[str, str | UploadFile]] = list(request.query_params.multi_items())
     content_type = request.headers.get("content-type", "").lower()
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    multipart = content_type.startswith("multipart/form-data")
+    if multipart or content_type.startswith("application/x-www-form-urlencoded"):
+        if not multipart:
+            await _plain_body(request)
         try:
             form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
         except ApiError:
@@ -153,15 +191,9 @@ async def merged_params(request: Request, limit: int) -> list[tuple[str, str | U
                 items.append((key, item))
         items += [(name, file) for name, _, file in sorted(files, key=lambda f: f[1])]
     elif content_type.startswith("application/json") or not content_type:
-        body = await request.body()
+        body = await _plain_body(request)
         if body.strip():
-            try:
-                data = json.loads(body)
-            except ValueError as exc:
-                raise BadRequest(f"malformed JSON body: {exc}") from exc
-            if not isinstance(data, dict):
-                raise BadRequest("JSON body must be an object")
-            items += _json_items(data)
+            items += _json_items(_json_object(body))
     return items
 
 

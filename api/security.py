@@ -67,6 +67,18 @@ class AuthenticatedUser:
     expires_at: int = 0
 
 
+def header_text(value: str | None) -> str:
+    """A header's value as the client sent it: Starlette decodes header bytes as Latin-1, and the
+    ``email`` header carries UTF-8 (signIn writes an internationalised address so, and the app sends
+    the bytes back as it got them). A value that is not UTF-8 is left as decoded."""
+    if not value:
+        return ""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 def verify_access(res: Resources, authorization: str | None, email: str | None) -> TokenClaims:
     """The access token's claims if the token is valid and its e-mail equals the ``Email`` header."""
     try:
@@ -75,7 +87,7 @@ def verify_access(res: Resources, authorization: str | None, email: str | None) 
         raise Forbidden(f"invalid access token: {exc}") from None
     # Canonically compared: a client may hold the e-mail in the case it was first given (before
     # account e-mails were canonical); tokens minted since carry the canonical form.
-    if not same_account(email or "", claims.account_email):
+    if not same_account(header_text(email), claims.account_email):
         raise Forbidden("the Email header does not match the access token")
     return claims
 
@@ -169,14 +181,18 @@ def token_paths(routers: Iterable[APIRouter]) -> frozenset[str]:
     )
 
 
+def takes_token(scope: Scope) -> bool:
+    """Whether the request of ``scope`` is for a route that admits only a caller with a valid token
+    (``token_paths``; ``api.uploads``: the others take no large body)."""
+    return scope.get("path") in getattr(scope["app"].state, "token_paths", frozenset())
+
+
 def upload_refusal(scope: Scope) -> str | None:
     """Why ``current_user`` would refuse the request of ``scope`` (its 403 message), as far as the token
     and the revocation view tell without the database, or ``None`` (``api.uploads``: a large body is
-    taken in only for a caller the route may admit). Routes that take no token (sign-in) are not
-    asked: their own rules answer."""
-    state = scope["app"].state
-    res: Resources | None = getattr(state, "resources", None)
-    if res is None or scope.get("path") not in getattr(state, "token_paths", frozenset()):
+    taken in only for a caller the route may admit). Asked only for routes that take a token."""
+    res: Resources | None = getattr(scope["app"].state, "resources", None)
+    if res is None:
         return None
     headers = Headers(scope=scope)
     try:

@@ -11,8 +11,10 @@ connection). A body of unknown length (chunked) is also cut off with 413 once it
 
 A slot is only for a caller whose access token holds (``refusal``, checked from the headers and the
 revocation view, without the database): anyone else gets the route's 403 before a byte of the body is
-read, so callers without an account cannot take the slots. A large body that sends nothing for
-``SOSOHAPPY_UPLOAD_IDLE_SECONDS`` is answered 408 and gives its slot back.
+read, so callers without an account cannot take the slots. Routes that take no token (sign-in,
+re-issue, health) take no large body either: a declared length over the threshold is answered 413 at
+once, and a body of unknown length is cut off with 413 past it, without a slot. A large body that sends
+nothing for ``SOSOHAPPY_UPLOAD_IDLE_SECONDS`` is answered 408 (and gives its slot back).
 """
 
 from __future__ import annotations
@@ -70,9 +72,13 @@ class LargeUploadLimit:
     is done, and answering 429 when none is free."""
 
     def __init__(
-        self, app: ASGIApp, slots: UploadSlots, refusal: Callable[[Scope], str | None] = lambda _: None
+        self,
+        app: ASGIApp,
+        slots: UploadSlots,
+        refusal: Callable[[Scope], str | None] = lambda _: None,
+        takes_token: Callable[[Scope], bool] = lambda _: True,
     ) -> None:
-        self.app, self.slots, self.refusal = app, slots, refusal
+        self.app, self.slots, self.refusal, self.takes_token = app, slots, refusal, takes_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass small requests through; admit a large one if a slot is free, else refuse it."""
@@ -82,6 +88,9 @@ class LargeUploadLimit:
         length = _declared_length(scope)
         if not _has_body(scope, length) or (length is not None and length <= self.slots.threshold):
             await self.app(scope, receive, send)
+            return
+        if not self.takes_token(scope):  # no account behind it: a small body or none, never a slot
+            await self._small_only(scope, receive, send, length)
             return
         refused = self.refusal(scope)
         if refused is not None:  # the route would answer the same, after reading the whole body
@@ -121,6 +130,17 @@ class LargeUploadLimit:
             await self.app(scope, _idle_limited(body, slots.idle_seconds), sending)
         finally:
             give_back()
+
+    async def _small_only(self, scope: Scope, receive: Receive, send: Send, length: int | None) -> None:
+        """A route that takes no token: 413 for a declared length over the threshold, else (a body of
+        unknown length) the body cut off past the threshold and its pauses bounded, without a slot."""
+        limit = self.slots.threshold
+        if length is not None:
+            message = f"request body over {limit} bytes: this route takes no upload"
+            await error_response(413, message, scope.get("path", ""))(scope, receive, send)
+            return
+        body = _idle_limited(_bounded(receive, limit), self.slots.idle_seconds)
+        await self.app(scope, body, send)
 
 
 def _idle_limited(receive: Receive, seconds: float) -> Receive:

@@ -27,7 +27,7 @@ def parse_frame(raw: str, sender: str) -> tuple[str, int, str]:
     key it is stored under, and a missing ``date`` is now (16-digit KST)."""
     try:
         frame = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
         raise FrameRefused("the frame is not JSON", "malformed") from None
     if not isinstance(frame, dict):
         raise FrameRefused("the frame must be a JSON object", "malformed")

@@ -54,7 +54,7 @@ from api.rate_limits import limit_sign_in
 from api.request_context import bind_user, bind_workflow
 from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocations
-from api.security import CurrentUser, EmailHeader, RefreshTokenHeader
+from api.security import CurrentUser, EmailHeader, RefreshTokenHeader, header_text
 from storage import devices, logins, sign_in_requests, users
 from storage.db import retry_deadlocks
 from storage.models import Revocation
@@ -283,7 +283,7 @@ async def reissue_token(refresh_token: RefreshTokenHeader, email: EmailHeader, r
         claims = res.tokens.verify(strip_bearer(refresh_token), REFRESH)
     except InvalidToken as exc:
         raise Forbidden(f"invalid refresh token: {exc}") from None
-    if not same_account(email or "", claims.account_email):
+    if not same_account(header_text(email), claims.account_email):
         raise Forbidden("the Email header does not match the refresh token")
     outcome = await run_in_threadpool(_rotate, res, claims)
     if outcome.rotation is logins.Rotation.REUSED:

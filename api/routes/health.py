@@ -52,8 +52,10 @@ class Readiness(BaseModel):
 
 
 @router.get("/healthz")
-def healthz() -> Liveness:
-    """Liveness: the process answers."""
+async def healthz() -> Liveness:
+    """Liveness: the process answers. On the event loop, never in the request threads: those may all
+    be waiting on a stalled database (which readiness reports), and a liveness probe failing then would
+    restart every replica for an outage a restart cannot fix."""
     return Liveness(status="ok")
 
 

@@ -187,6 +187,7 @@ def test_an_offline_receiver_gets_a_push(
     ("frame", "reason"),
     [
         ("not json", "not JSON"),
+        ("[" * 8000 + "]" * 8000, "not JSON"),  # deeper than the parser's stack, under the frame limit
         ("[1]", "JSON object"),
         ('{"sender": "someone-else", "receiver": "x", "text": "hi"}', "sender"),
         ('{"sender": "$me", "receiver": "nobody1", "text": "hi"}', "no user"),

@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from sqlalchemy import select, text
 
+from activities.deps import ActivityDeps
 from api.main import create_app
 from api.metrics import serve_metrics
 from api.routes.health import ROOT_TEXT
 from config import Settings
 from devstack.processes import free_port
+from storage.models import Feed
+from tests.api.feed_helpers import kst, like, member, unique_year, user_id
 from tests.fixtures.asgi import serve_in_thread
+from tests.fixtures.ios_client import IOSClient
 from tests.fixtures.logs import captured_logs
+from tests.fixtures.waiting import wait_until
 
 
 def test_root_answers_the_original_text(http: httpx.Client) -> None:
@@ -91,3 +98,46 @@ def test_without_the_database_the_replica_is_not_ready(settings: Settings, metri
     (line,) = lines
     assert line["status"] == "unavailable" and line["down"] == ["database", "revocations"]
     assert "OperationalError" in line["checks"]["database"]
+
+
+def test_a_made_up_method_adds_no_series(http: httpx.Client, metrics_url: str) -> None:
+    """The method is the client's own token: any besides the standard ones counts as ``other``, so an
+    anonymous caller cannot grow the registry (or a scrape) by a series per request."""
+    for name in ("ZAAAB", "ZAAAC", "Q" * 2000):
+        assert http.request(name, "/healthz").status_code == 405
+    text = httpx.get(metrics_url, timeout=30).text
+    assert 'sosohappy_http_requests_total{method="other",route="/healthz",status="405"}' in text
+    assert "ZAAA" not in text and "QQQQ" not in text
+
+
+def _lock_waits(deps: ActivityDeps) -> int:
+    """Statements waiting for a row lock now (the server's process list)."""
+    with deps.engine.connect() as conn:
+        query = "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE '%FOR UPDATE%'"
+        return int(conn.execute(text(query)).scalar_one()) - 1  # less this very query
+
+
+def test_liveness_answers_while_every_request_thread_waits_on_the_database(
+    settings: Settings, http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    """One request thread (``database_pool_size`` 1), held by a like waiting for a row lock: ``/healthz``
+    still answers at once, so a stalled database never fails liveness (and restarts the replica)."""
+    author, fan, year = member(http), member(http), unique_year()
+    date = kst(year, 1, 1)
+    assert author.save_feed(date).status_code == 200
+    app = create_app(settings.model_copy(update={"database_pool_size": 1}))
+    with (
+        serve_in_thread(app, http="h11") as url,
+        httpx.Client(base_url=url, timeout=120) as replica,
+        ThreadPoolExecutor(1) as pool,
+        activity_deps.engine.connect() as holder,
+    ):
+        fan_there = IOSClient(replica, access=fan.access, email=fan.email, nickname=fan.nickname)
+        with holder.begin():
+            entry = select(Feed.id).where(Feed.user_id == user_id(activity_deps, author.nickname))
+            holder.execute(entry.where(Feed.date == date).with_for_update()).one()
+            liked = pool.submit(like, fan_there, author.nickname, date)
+            wait_until(lambda: _lock_waits(activity_deps) > 0 or liked.done(), "the like waiting")
+            assert not liked.done()
+            assert replica.get("/healthz", timeout=10).json() == {"status": "ok"}
+        assert liked.result(timeout=120).status_code == 200

@@ -187,3 +187,24 @@ def test_sign_out_revokes_this_login_only(http: httpx.Client) -> None:
     assert _authed_call(phone) == 403
     assert phone.reissue().status_code == 403
     assert _authed_call(tablet) == 200
+
+
+def test_an_internationalised_e_mail_comes_back_in_its_utf8_header_and_is_recognised(
+    http: httpx.Client,
+) -> None:
+    """signIn writes the ``email`` header in UTF-8; the app sends those bytes back as they came, and
+    the API reads them as UTF-8 (not as Latin-1, Starlette's decoding), so the account can be used."""
+    app = IOSClient(http)
+    address = f"jösé{uuid.uuid4().hex[:6]}@bücher.de"
+    resp = app.sign_in(address)
+    assert resp.status_code == 200, resp.text
+    raw = dict(resp.headers.raw)
+    email, access, refresh = raw[b"email"], raw[b"Authorization"], raw[b"authorization-refresh"]
+    assert email == f"{address}+kakao".encode()
+    authed = [(b"Authorization", access), (b"Email", email)]
+    check = http.get("/auth-service/checkDuplicateNickname", params={"nickname": "nobody"}, headers=authed)
+    assert check.status_code == 200, check.text
+    again = http.get(
+        "/auth-service/reIssueToken", headers=[(b"Authorization-refresh", refresh), (b"Email", email)]
+    )
+    assert again.status_code == 200, again.text

@@ -201,11 +201,14 @@ def test_the_slot_is_free_once_the_answer_is_out_before_the_app_returns() -> Non
     assert seen == [1, 0] and slots.in_flight == 0
 
 
-def _large_head(app: IOSClient | None, body: bytes, content_type: str) -> bytes:
-    """The head of a saveFeed request with ``body`` declared, with ``app``'s headers (none: anonymous)."""
+def _large_head(
+    app: IOSClient | None, body: bytes, content_type: str, path: str = "/feed-service/saveFeed"
+) -> bytes:
+    """The head of a request to ``path`` (saveFeed) with ``body`` declared, with ``app``'s headers
+    (none: anonymous)."""
     auth = f"Authorization: {app.access}\r\nemail: {app.email}\r\n" if app is not None else ""
     return (
-        f"POST /feed-service/saveFeed HTTP/1.1\r\nHost: x\r\n{auth}"
+        f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}"
         f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
 
@@ -287,3 +290,36 @@ def test_routes_that_take_no_token_are_not_gated_by_one(replica: Replica) -> Non
     )
     assert resp.status_code == 200, resp.text
     assert resp.json()["authorizeCode"]
+
+
+@pytest.mark.parametrize("path", ["/auth-service/getAuthorizeCode", "/auth-service/signIn", "/nowhere"])
+def test_a_large_body_to_a_route_that_takes_no_token_is_413_before_it_is_read(
+    replica: Replica, path: str
+) -> None:
+    """Sign-in bodies are a few hundred bytes: a declared large one is refused at once and takes no
+    slot, so nobody without an account can hold the slots that uploads need."""
+    body, content_type = multipart([("codeChallenge", "x" * (2 * 1024 * 1024))])
+    with socket.create_connection((replica.host, replica.port), timeout=60) as conn:
+        conn.sendall(_large_head(None, body, content_type, path))  # no byte of the body
+        answer = _answer(conn)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert replica.in_flight == 0
+
+
+def test_a_chunked_body_to_a_route_that_takes_no_token_is_cut_off_past_the_threshold(
+    replica: Replica,
+) -> None:
+    threshold = replica.app.state.upload_slots.threshold
+    body, content_type = multipart([("codeChallenge", "x" * (threshold + 1))])
+    seen: list[int] = []
+
+    def chunked() -> Iterator[bytes]:
+        for start in range(0, len(body), 64 * 1024):
+            seen.append(replica.in_flight)
+            yield body[start : start + 64 * 1024]
+
+    resp = replica.http.post(
+        "/auth-service/getAuthorizeCode", content=chunked(), headers={"Content-Type": content_type}
+    )
+    assert resp.status_code == 413, resp.text
+    assert set(seen) == {0}  # no slot held while it came in
