@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from accounts.emails import same_account
 from accounts.identities import bound_provider_id
 from accounts.pkce import challenge_matches
-from activities.apple import AppleClient, AppleKeys, AppleRejected, AppleTokens, AppleUnavailable
+from activities.apple import AppleClient, AppleKeys, AppleRejected, AppleTokens, AppleUnavailable, Deadline
 from activities.deps import ActivityDeps
 from storage import devices, logins, sign_in_requests, users
 from storage.models import SignInRequest
@@ -34,6 +34,16 @@ from temporal.accounts import (
 
 #: The stored sign-in request is gone (answered, or expired): nothing to do, not worth retrying.
 REQUEST_GONE = "SignInRequestGone"
+
+
+#: A retry of the Apple check was refused ``invalid_grant``: the code was spent by an earlier attempt of
+#: the same check (it timed out after Apple answered, or failed after the exchange), not the user's
+#: fault. Not worth retrying either (the code is gone): the sign-in answers "unavailable, try again".
+APPLE_CODE_SPENT = "AppleCodeSpentByEarlierAttempt"
+#: How long the Apple calls of one attempt (key set, code exchange) may take in all: well below the
+#: sign-in workflow's 10 s start_to_close, so a slow Apple fails the attempt (retried) before Temporal
+#: times it out, and the attempt still has time to write the outcome to the database.
+APPLE_CALLS_SECONDS = 7.0
 
 
 def _gone() -> ApplicationError:
@@ -73,7 +83,8 @@ class AccountActivities:
         """Exchange the stored request's Apple authorization code, keep the refresh token in the request
         (in place of the spent code) and say whether Apple's identity is the one the client named (its
         ``sub`` and, when the id_token has one, its e-mail). A retry after the exchange answers from the
-        request: the code is single-use."""
+        request: the code is single-use (a retry whose attempt before spent it but wrote nothing fails
+        ``APPLE_CODE_SPENT``)."""
         with self._deps.sessions() as session:
             row = sign_in_requests.get(session, request_id)
             if row is None:
@@ -110,9 +121,20 @@ class AccountActivities:
             raise ApplicationError(
                 "authorizationCode is empty", type="InvalidAuthorizationCode", non_retryable=True
             )
+        deadline = Deadline(APPLE_CALLS_SECONDS)
         try:
-            return AppleClient(self._deps.settings, self._http, self._apple_keys).exchange_code(code)
+            return AppleClient(self._deps.settings, self._http, self._apple_keys, deadline).exchange_code(
+                code
+            )
         except AppleRejected as exc:
+            if exc.error == "invalid_grant" and activity.info().attempt > 1:
+                # Apple codes are single-use and an earlier attempt may have spent this one: the user
+                # did nothing wrong, and must only start over with a new code.
+                raise ApplicationError(
+                    f"{exc} on attempt {activity.info().attempt}: spent by an earlier attempt",
+                    type=APPLE_CODE_SPENT,
+                    non_retryable=True,
+                ) from None
             raise ApplicationError(str(exc), type="AppleRejected", non_retryable=True) from None
         except AppleUnavailable as exc:
             raise ApplicationError(str(exc), type="AppleUnavailable") from None

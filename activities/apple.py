@@ -25,11 +25,32 @@ ID_TOKEN_LEEWAY_SECONDS = 60
 
 
 class AppleRejected(Exception):
-    """Apple refused the request (4xx): permanent, retrying cannot help."""
+    """Apple refused the request (4xx): permanent, retrying cannot help. ``error`` is Apple's error code
+    (``invalid_grant``, …) when it gave one."""
+
+    def __init__(self, message: str, error: str = "") -> None:
+        super().__init__(message)
+        self.error = error
 
 
 class AppleUnavailable(Exception):
     """Apple could not answer (5xx or network): transient, worth retrying."""
+
+
+class Deadline:
+    """When a series of Apple calls must be over (``time.monotonic``): each request gets what is left,
+    a third per phase (connect, send, read), so the series ends by then even when every phase is slow;
+    ``AppleUnavailable`` once nothing is left."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    def timeout(self, what: str) -> httpx.Timeout:
+        """The timeout of the next request, ``what`` naming it in the error when time is up."""
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise AppleUnavailable(f"{what}: out of time")
+        return httpx.Timeout(left / 3)
 
 
 @dataclass(frozen=True)
@@ -69,9 +90,10 @@ class AppleKeys:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._lock = threading.Lock()
 
-    def _fetch(self) -> dict[str, jwt.PyJWK]:
+    def _fetch(self, deadline: Deadline | None) -> dict[str, jwt.PyJWK]:
+        timeout = deadline.timeout("/auth/keys") if deadline is not None else httpx.USE_CLIENT_DEFAULT
         try:
-            resp = self._http.get(self._url, headers={"Accept": "application/json"})
+            resp = self._http.get(self._url, headers={"Accept": "application/json"}, timeout=timeout)
         except httpx.HTTPError as exc:
             raise AppleUnavailable(f"/auth/keys: {type(exc).__name__}: {exc}") from exc
         if resp.status_code != 200:
@@ -82,18 +104,18 @@ class AppleKeys:
             raise AppleUnavailable(f"/auth/keys: unreadable key set: {exc}") from exc
         return {str(key.key_id): key for key in keys if key.key_id}
 
-    def load(self) -> None:
+    def load(self, deadline: Deadline | None = None) -> None:
         """Fetch the keys unless some are known: called before a code is exchanged, so an outage of
         ``/auth/keys`` is a retry with the code still unused rather than a code spent for nothing."""
         with self._lock:
             if not self._keys:
-                self._keys = self._fetch()
+                self._keys = self._fetch(deadline)
 
-    def key(self, kid: str) -> jwt.PyJWK:
+    def key(self, kid: str, deadline: Deadline | None = None) -> jwt.PyJWK:
         """The public key ``kid``; ``AppleRejected`` when Apple does not publish it."""
         with self._lock:
             if kid not in self._keys:
-                self._keys = self._fetch()
+                self._keys = self._fetch(deadline)
             if kid not in self._keys:
                 raise AppleRejected(f"id_token signed with a key Apple does not publish ({kid[:40]!r})")
             return self._keys[kid]
@@ -112,12 +134,21 @@ def _error_code(resp: httpx.Response) -> str:
 class AppleClient:
     """Talks to Apple's ``/auth/token`` and ``/auth/revoke`` with a fresh client secret per call."""
 
-    def __init__(self, settings: Settings, http: httpx.Client, keys: AppleKeys | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.Client,
+        keys: AppleKeys | None = None,
+        deadline: Deadline | None = None,
+    ) -> None:
+        """Calls made through this client end by ``deadline`` when one is given (else each request has
+        ``http``'s own timeouts)."""
         if not settings.apple_private_key:
             raise ValueError("SOSOHAPPY_APPLE_PRIVATE_KEY is not set")
         self._settings = settings
         self._http = http
         self._keys = keys or AppleKeys(settings, http)
+        self._deadline = deadline
         self._key = serialization.load_der_private_key(
             base64.b64decode(settings.apple_private_key), password=None
         )
@@ -136,20 +167,22 @@ class AppleClient:
 
     def _post(self, path: str, form: dict[str, str]) -> httpx.Response:
         url = f"{self._settings.apple_base_url.rstrip('/')}{path}"
+        timeout = self._deadline.timeout(path) if self._deadline is not None else httpx.USE_CLIENT_DEFAULT
         try:
-            resp = self._http.post(url, data=form, headers={"Accept": "application/json"})
+            resp = self._http.post(url, data=form, headers={"Accept": "application/json"}, timeout=timeout)
         except httpx.HTTPError as exc:
             raise AppleUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
         if resp.status_code >= 500:
             raise AppleUnavailable(f"{path}: HTTP {resp.status_code}")
         if resp.status_code >= 400:
-            raise AppleRejected(f"{path}: HTTP {resp.status_code} {_error_code(resp)}".rstrip())
+            error = _error_code(resp)
+            raise AppleRejected(f"{path}: HTTP {resp.status_code} {error}".rstrip(), error)
         return resp
 
     def exchange_code(self, code: str) -> AppleTokens:
         """Exchange an authorization code for tokens; the id_token is verified (Apple's signature,
         issuer, audience, expiry) and its ``sub`` identifies the Apple user."""
-        self._keys.load()
+        self._keys.load(self._deadline)
         resp = self._post(
             "/auth/token",
             {
@@ -182,7 +215,7 @@ class AppleClient:
                 raise AppleRejected("id_token has no key id")
             claims: dict[str, object] = jwt.decode(
                 id_token,
-                key=self._keys.key(kid),
+                key=self._keys.key(kid, self._deadline),
                 algorithms=ID_TOKEN_ALGORITHMS,
                 audience=self._settings.apple_client_id,
                 issuer=APPLE_AUDIENCE,

@@ -35,17 +35,28 @@ class NicknameActivities:
         When no numbered rename is pending any more, the legacy messages are converted to ids.
 
         Idempotent: a retry after the messages were pinned but before the number was recorded pins
-        nothing more (pinned sides are left alone).
+        nothing more (pinned sides are left alone). The number is recorded before the conversion (which
+        waits for no rename to be pending), so a rename found applied still runs the conversion: a retry
+        whose attempt before failed in it converts then (it goes on where that one stopped; with nothing
+        legacy left it is one query). Each converted batch heartbeats.
         """
         if change.change_id is not None:
             with self._deps.sessions() as session:
-                if not nickname_changes.is_pending(session, change.user_id, change.change_id):
-                    return ALREADY_APPLIED
+                pending = nickname_changes.is_pending(session, change.user_id, change.change_id)
+            if not pending:
+                self._convert()
+                return ALREADY_APPLIED
         pinned = self._deps.messages.claim_legacy(change.old, change.user_id)
         if change.change_id is not None:
             with self._deps.sessions.begin() as session:
                 nickname_changes.mark_applied(session, change.user_id, change.change_id)
-        report = convert_legacy_messages(self._deps.engine, self._deps.messages)
+        self._convert()
+        return pinned
+
+    def _convert(self) -> None:
+        """Convert the legacy messages unless a rename is still pending; log what was done."""
+        report = convert_legacy_messages(
+            self._deps.engine, self._deps.messages, after_batch=activity.heartbeat
+        )
         if report.converted or report.unresolved:
             log_report(report)
-        return pinned

@@ -28,7 +28,7 @@ import argparse
 import itertools
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pymongo import MongoClient
@@ -85,8 +85,14 @@ def latest_per_room(resolved: Iterable[tuple[LegacyMessage, int | None, int | No
     return list(latest.values())
 
 
-def convert_legacy_messages(engine: Engine, messages: MessageStore, batch: int = BATCH) -> ConversionReport:
-    """Convert every legacy message (see the module docstring); the report says what was done."""
+def convert_legacy_messages(
+    engine: Engine,
+    messages: MessageStore,
+    batch: int = BATCH,
+    after_batch: Callable[[], object] | None = None,
+) -> ConversionReport:
+    """Convert every legacy message (see the module docstring); the report says what was done.
+    ``after_batch`` is called after each batch is written (an activity's heartbeat)."""
     report = ConversionReport()
     batches = messages.legacy_batches(batch)
     first = next(batches, None)
@@ -115,6 +121,8 @@ def convert_legacy_messages(engine: Engine, messages: MessageStore, batch: int =
             converted, unresolved = messages.attach_ids((m.id, s, r) for m, s, r in resolved)
             report.converted += converted
             report.unresolved += unresolved
+            if after_batch is not None:
+                after_batch()
     report.unresolved_total = messages.count_unresolved()
     return report
 

@@ -22,7 +22,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from accounts.emails import same_account
-    from activities.accounts import REQUEST_GONE, AccountActivities
+    from activities.accounts import APPLE_CODE_SPENT, REQUEST_GONE, AccountActivities
     from temporal import search_attributes as sa
     from temporal.accounts import (
         AppleExchangeInput,
@@ -40,6 +40,8 @@ with workflow.unsafe.imports_passed_through():
 API_REDEEMS_CODES = "api-redeems-codes"
 DB_TIMEOUT = timedelta(seconds=10)
 DB_RETRY = RetryPolicy(maximum_attempts=5)
+#: One attempt of the Apple check; its Apple calls end sooner (``activities.accounts.APPLE_CALLS_SECONDS``).
+APPLE_TIMEOUT = timedelta(seconds=10)
 APPLE_PERMANENT = ["AppleRejected", "InvalidAuthorizationCode"]
 APPLE_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=300),
@@ -68,7 +70,7 @@ class SignInWorkflow:
                 check = await workflow.execute_activity_method(
                     AccountActivities.check_apple_code,
                     req.request_id,
-                    start_to_close_timeout=timedelta(seconds=10),
+                    start_to_close_timeout=APPLE_TIMEOUT,
                     retry_policy=APPLE_RETRY,
                 )
             except ActivityError as err:
@@ -112,7 +114,7 @@ class SignInWorkflow:
                 identity = await workflow.execute_activity_method(
                     AccountActivities.exchange_apple_code,
                     AppleExchangeInput(authorization_code_b64=req.authorization_code),
-                    start_to_close_timeout=timedelta(seconds=10),
+                    start_to_close_timeout=APPLE_TIMEOUT,
                     retry_policy=APPLE_RETRY,
                 )
             except ActivityError as err:
@@ -141,8 +143,11 @@ class SignInWorkflow:
 
 
 def _apple_failed(err: ActivityError) -> SignInResult:
-    """The answer when the Apple exchange failed: refused (permanent) or unavailable (retries spent)."""
+    """The answer when the Apple exchange failed: refused (permanent) or unavailable (retries spent, or
+    a retry found the code spent by the attempt before it: not the user's fault, they sign in again)."""
     cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == APPLE_CODE_SPENT:
+        return SignInResult(status="unavailable", reason="the Apple code was spent by an interrupted attempt")
     if isinstance(cause, ApplicationError) and cause.type in APPLE_PERMANENT:
         return SignInResult(status="forbidden", reason=f"Apple refused the sign-in: {cause.message}")
     if isinstance(cause, ApplicationError) and cause.type == REQUEST_GONE:

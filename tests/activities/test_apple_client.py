@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from urllib.parse import urlparse
+
 import httpx
 import pytest
 
@@ -10,10 +13,12 @@ from activities.apple import (
     AppleKeys,
     AppleRejected,
     AppleUnavailable,
+    Deadline,
     generate_apple_private_key,
 )
 from config import Settings
 from emulators.control import AppleEmulator
+from tests.fixtures.stalling_proxy import stalling_proxy
 
 
 @pytest.fixture
@@ -89,3 +94,24 @@ def test_apples_keys_are_fetched_once_and_shared(settings: Settings, apple_emula
         apple_emulator.register_code(f"code-5-{i}", sub=f"s5-{i}")
         assert AppleClient(settings, http, keys).exchange_code(f"code-5-{i}").sub == f"s5-{i}"
     assert fetched == ["/auth/keys"]
+
+
+def test_a_deadline_bounds_all_the_calls_of_an_exchange_however_long_the_clients_timeouts(
+    settings: Settings, apple_emulator: AppleEmulator
+) -> None:
+    """Apple hung (connections accepted, nothing answered): with a deadline the exchange gives up by
+    then, a transient failure, although each of the client's timeouts alone is far longer."""
+    apple_emulator.register_code("code-hung", sub="s-hung")
+    url = urlparse(settings.apple_base_url)
+    assert url.hostname is not None and url.port is not None
+    with stalling_proxy(url.hostname, url.port) as proxy:
+        proxy.stall()
+        hung = settings.model_copy(update={"apple_base_url": f"http://127.0.0.1:{proxy.port}"})
+        client = AppleClient(hung, httpx.Client(timeout=30), deadline=Deadline(1.5))
+        started = time.monotonic()
+        with pytest.raises(AppleUnavailable):
+            client.exchange_code("code-hung")
+        assert time.monotonic() - started < 3
+    with pytest.raises(AppleUnavailable, match="out of time"):  # nothing left: no request at all
+        AppleClient(settings, httpx.Client(timeout=30), deadline=Deadline(0)).exchange_code("code-hung")
+    assert AppleClient(settings, httpx.Client(timeout=30), deadline=Deadline(5)).exchange_code("code-hung")

@@ -5,6 +5,7 @@ idempotent across retries, and their failures name error codes only."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import uuid
 
 import pytest
@@ -12,7 +13,8 @@ from sqlalchemy import func, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.accounts import REQUEST_GONE, AccountActivities
+from activities.accounts import APPLE_CALLS_SECONDS, APPLE_CODE_SPENT, REQUEST_GONE, AccountActivities
+from activities.apple import AppleUnavailable
 from activities.deps import ActivityDeps
 from activities.push import DEVICE_GONE, DeviceSend, DmDeviceSend, PushActivities
 from activities.resign import ResignActivities
@@ -22,6 +24,7 @@ from storage.models import DeviceRegistration, LoginSession, SignInRequest, User
 from temporal.accounts import AppleCheck, OpenRequestedLogin
 from temporal.push import LikeNotice
 from tests.workflows.push_helpers import device_ids_by_token, named_user, user_with_devices
+from workflows.sign_in import APPLE_TIMEOUT
 
 
 def _request(deps: ActivityDeps, provider: str, provider_id: str, email: str, apple_code: str = "") -> str:
@@ -80,6 +83,52 @@ def test_an_apple_refusal_names_apples_error_code_only(
     with pytest.raises(ApplicationError) as info:
         ActivityEnvironment().run(AccountActivities(activity_deps).check_apple_code, request_id)
     assert info.value.type == "AppleRejected" and info.value.message == "/auth/token: HTTP 400 invalid_grant"
+
+
+def test_a_retry_finding_the_apple_code_spent_by_the_attempt_before_is_not_apples_refusal(
+    activity_deps: ActivityDeps, apple_emulator: AppleEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt spent the single-use code, then failed (here Apple's key set could not be
+    fetched to verify the id_token; a timeout after Apple answered or a failed database write alike):
+    the retry's ``invalid_grant`` is the workflow's doing, not the user's, and says so."""
+    code, sub, email = (
+        f"c-{uuid.uuid4().hex}",
+        f"s-{uuid.uuid4().hex[:8]}",
+        f"a{uuid.uuid4().hex[:8]}@icloud.com",
+    )
+    apple_emulator.register_code(code, sub=sub, email=email)
+    request_id = _request(activity_deps, "apple", sub, email, code)
+    activities = AccountActivities(activity_deps)
+    env = ActivityEnvironment()
+
+    def keys_unreachable(kid: str, deadline: object = None) -> None:
+        raise AppleUnavailable("/auth/keys: ConnectError")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(activities._apple_keys, "key", keys_unreachable)
+        with pytest.raises(ApplicationError) as first:
+            env.run(activities.check_apple_code, request_id)
+    assert first.value.type == "AppleUnavailable" and not first.value.non_retryable
+    env.info = dataclasses.replace(env.info, attempt=2)
+    with pytest.raises(ApplicationError) as retry:
+        env.run(activities.check_apple_code, request_id)
+    assert retry.value.type == APPLE_CODE_SPENT and retry.value.non_retryable
+    assert "invalid_grant" in retry.value.message and code not in retry.value.message
+    row = _row(activity_deps, request_id)
+    assert row is not None and row.apple_sub_matches is None and row.apple_refresh_token is None
+
+
+def test_a_first_attempts_invalid_grant_is_still_apples_refusal(
+    activity_deps: ActivityDeps, apple_emulator: AppleEmulator
+) -> None:
+    request_id = _request(activity_deps, "apple", "s-x", "x@icloud.com", f"never-issued-{uuid.uuid4().hex}")
+    with pytest.raises(ApplicationError) as info:
+        ActivityEnvironment().run(AccountActivities(activity_deps).check_apple_code, request_id)
+    assert info.value.type == "AppleRejected" and info.value.non_retryable
+
+
+def test_the_apple_calls_of_an_attempt_end_well_before_temporal_times_it_out() -> None:
+    assert APPLE_CALLS_SECONDS <= APPLE_TIMEOUT.total_seconds() - 2
 
 
 def test_opening_the_login_moves_the_secrets_out_of_the_request_and_is_idempotent(

@@ -4,6 +4,7 @@ it, and running it again changes nothing; ``python -m dm.migrate_messages`` and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,8 +18,13 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 from pymongo.collection import Collection
+from pymongo.errors import AutoReconnect
 from sqlalchemy import Engine, update
+from temporalio.testing import ActivityEnvironment
 
+from activities.deps import ActivityDeps
+from activities.nickname import ALREADY_APPLIED, NicknameActivities
+from config import Settings
 from devstack.processes import free_port
 from dm import rooms
 from dm.messages import MessageStore, Party
@@ -26,6 +32,7 @@ from dm.migrate_messages import ConversionReport, convert_legacy_messages
 from storage import nickname_changes
 from storage.db import create_db_engine, session_factory
 from storage.models import User
+from temporal.accounts import NicknameChange
 from tests.storage.helpers import make_user, run_prestart
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,6 +164,58 @@ def test_a_pending_pre_upgrade_rename_defers_the_conversion(
     assert convert_legacy_messages(own_engine, store).converted == 1
     assert [m.text for m in store.room_page(ann, bob, before=10, limit=10)] == ["ann's"]
     assert store.room_page(cat, bob, before=10, limit=10) == []
+
+
+def test_a_rename_whose_conversion_failed_is_converted_by_the_retry(
+    own_engine: Engine,
+    mongo: tuple[MessageStore, Collection, str],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``rename_in_messages`` records the rename applied, then converts; MongoDB fails during the
+    conversion: the retry finds the rename applied and still converts (heartbeating per batch)."""
+    store, collection, _ = mongo
+    (ann, ann_n), (bob, bob_n) = (make_user(own_engine) for _ in range(2))
+    collection.insert_one(_legacy(ann_n, bob_n, 1, "ann's"))
+    new = "a" + uuid.uuid4().hex[:7]
+    _rename(own_engine, ann, new)
+    with session_factory(own_engine).begin() as session:
+        change = NicknameChange(
+            user_id=ann, old=ann_n, new=new, change_id=nickname_changes.next_change_id(session, ann)
+        )
+    deps = ActivityDeps(
+        settings=settings,
+        engine=own_engine,
+        sessions=session_factory(own_engine),
+        mongo=collection.database.client,
+        messages=store,
+    )
+    rename = NicknameActivities(deps).rename_in_messages
+    attach_ids = store.attach_ids
+    calls: list[int] = []
+
+    def fails_once(resolved: Any) -> tuple[int, int]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise AutoReconnect("connection closed")
+        return attach_ids(resolved)
+
+    monkeypatch.setattr(store, "attach_ids", fails_once)
+    env = ActivityEnvironment()
+    beats: list[tuple[Any, ...]] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+    with pytest.raises(AutoReconnect):
+        env.run(rename, change)
+    with session_factory(own_engine)() as session:
+        assert not nickname_changes.is_pending(session, ann, change.change_id or 0)
+    assert "roomKey" not in (collection.find_one() or {"roomKey": "missing document"})
+
+    env.info = dataclasses.replace(env.info, attempt=2)
+    assert env.run(rename, change) == ALREADY_APPLIED
+    assert [m.text for m in store.room_page(ann, bob, before=10, limit=10)] == ["ann's"]
+    assert len(beats) == 1  # one batch converted
+    # A re-delivered start afterwards: nothing legacy is left, nothing changes.
+    assert env.run(rename, change) == ALREADY_APPLIED and len(calls) == 2
 
 
 def _env(**values: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ the logged rename payload brings the DM history along through the README's runbo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -18,14 +19,20 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import Engine, select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.deps import ActivityDeps
 from config import Settings
 from dm.messages import room_id
 from storage.db import alembic_config, create_db_engine
 from storage.models import User
+from temporal.codec import ENCODING
+from tests.fixtures.codec import CodecServer
 from tests.fixtures.databases import scratch_mysql_database
 from tests.storage.helpers import add_user, run_prestart
+from tests.workflows.history_scan import find_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPORAL_CLI = Path(sys.executable).with_name("temporal")
@@ -132,7 +139,7 @@ def test_stored_nicknames_are_normalised_where_no_other_row_has_the_key(at_0004:
 
 @pytest.mark.usefixtures("worker")
 def test_the_logged_rename_brings_the_dm_history_along(
-    settings: Settings, activity_deps: ActivityDeps, tmp_path: Path
+    settings: Settings, activity_deps: ActivityDeps, codec_server: CodecServer, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'before.db'}"
     command.upgrade(alembic_config(url), "0004")
@@ -163,8 +170,8 @@ def test_the_logged_rename_brings_the_dm_history_along(
     finally:
         engine.dispose()
 
-    # The README's runbook command, with the line's rename payload.
-    subprocess.run(
+    # The README's runbook command, with the line's rename payload, encrypted through the codec server.
+    started = subprocess.run(
         [
             str(TEMPORAL_CLI),
             "workflow",
@@ -187,11 +194,19 @@ def test_the_logged_rename_brings_the_dm_history_along(
             f'SosoUserId="{user_id}"',
             "--search-attribute",
             'SosoKind="nickname-change"',
+            "--codec-endpoint",
+            codec_server.url,
+            "--codec-auth",
+            f"Bearer {codec_server.token}",
+            "--output",
+            "json",
         ],
         check=True,
         capture_output=True,
+        text=True,
         timeout=60,
     )
+    run_id = json.loads(started.stdout)["runId"]
 
     # The legacy messages under the decomposed spelling are pinned to the user the line names.
     def pinned() -> list[str]:
@@ -207,3 +222,20 @@ def test_the_logged_rename_brings_the_dm_history_along(
     while pinned() != ["before the rules", "reply"]:
         assert time.monotonic() < deadline, "the rename never reached the messages"
         time.sleep(0.2)
+
+    # The signal (user id, old and new nickname) is in the history as ciphertext only.
+    [signal] = asyncio.run(_signals(settings, f"nickname-change:{user_id}", run_id))
+    [payload] = signal.workflow_execution_signaled_event_attributes.input.payloads
+    assert payload.metadata["encoding"] == ENCODING
+    assert find_secrets([signal], [korean, _nfd(korean), line["rename"]]) == []
+
+
+async def _signals(settings: Settings, workflow_id: str, run_id: str) -> list[Any]:
+    """The signal events of a run, as a client without the payload codec reads them."""
+    plain = await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+    history = await plain.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    return [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]

@@ -174,35 +174,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("feed_likes", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_feed_likes_user_id"))
-
+    # Each table takes its indexes along: dropped first, an index a foreign key needs (ix_feed_likes_user_id,
+    # ix_login_sessions_user_id, …) would be refused on MySQL (error 1553). Tables that others refer to go
+    # after them.
     op.drop_table("feed_likes")
-    with op.batch_alter_table("feed_images", schema=None) as batch_op:
-        batch_op.drop_index("ix_feed_images_feed_id_position")
-
     op.drop_table("feed_images")
     op.drop_table("feed_categories")
-    with op.batch_alter_table("login_sessions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_login_sessions_user_id"))
-
     op.drop_table("login_sessions")
-    with op.batch_alter_table("feeds", schema=None) as batch_op:
-        batch_op.drop_index("ix_feeds_user_id_date")
-        batch_op.drop_index("ix_feeds_is_public_date")
-        batch_op.drop_index("ix_feeds_day_is_public_date")
-
     op.drop_table("feeds")
-    with op.batch_alter_table("device_registrations", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_device_registrations_user_id"))
-
     op.drop_table("device_registrations")
-    with op.batch_alter_table("blocks", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_blocks_blocked_id"))
-
     op.drop_table("blocks")
     op.drop_table("users")
-    with op.batch_alter_table("authorize_codes", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_authorize_codes_expires_at"))
-
     op.drop_table("authorize_codes")

@@ -32,6 +32,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("dm_presence", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_dm_presence_user_id"))
+    # The table takes its index along: dropped first, the index would be refused on MySQL (error 1553,
+    # the foreign key on user_id needs it).
     op.drop_table("dm_presence")

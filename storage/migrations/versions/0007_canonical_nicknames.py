@@ -70,8 +70,9 @@ def upgrade() -> None:
             continue
         conn.execute(sa.update(users).where(users.c.id == user_id).values(nickname=key))
         renamed += 1
-        # The NicknameChange payload for `temporal workflow signal-with-start --input`; quotes escaped so
-        # it can be pasted between single quotes.
+        # The NicknameChange payload for the README's `temporal workflow signal-with-start --signal-input`
+        # (sent with --codec-endpoint/--codec-auth, so the history keeps it encrypted); quotes escaped
+        # so it can be pasted between single quotes.
         change = json.dumps({"user_id": user_id, "old": stored, "new": key}).replace("'", "\\u0027")
         log.warning(
             "user %s: nickname '%s' normalised to '%s'",
