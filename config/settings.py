@@ -1,7 +1,9 @@
 """The one settings class of the backend (env prefix ``SOSOHAPPY_``).
 
 Every process (API, workers, dev stack, tests) builds one ``Settings`` at start-up and hands it down;
-nothing reads the environment at import time.
+nothing reads the environment at import time. ``Settings`` refuses values that are wrong wherever they
+are read (malformed, unsafe); what a process *needs* (a secret, a real address instead of
+a local default) is checked by that process's entry point, ``config.processes.load_settings``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The JWT secret used when none is configured; accepted only when ``env`` is explicitly local or test.
+#: The JWT secret used when none is configured; the API accepts it only when ``env`` is explicitly local
+#: or test (``config.processes``).
 DEFAULT_JWT_SECRET = "sosohappy-local-development-only-secret-never-use-in-production-0123456789abcdef"
 
 #: AES-256-GCM keys are 32 bytes.
@@ -58,8 +61,9 @@ class Settings(BaseSettings):
         env_prefix="SOSOHAPPY_", env_file=None, extra="ignore", hide_input_in_errors=True
     )
 
-    #: Fails closed: an unset ``SOSOHAPPY_ENV`` means production, which refuses the public default JWT
-    #: secret; the dev stack says ``local`` and the tests say ``test`` explicitly.
+    #: Fails closed: an unset ``SOSOHAPPY_ENV`` means production, where each process refuses to start
+    #: without the secrets and addresses it uses (``config.processes``); the dev stack says ``local`` and
+    #: the tests say ``test`` explicitly.
     env: Literal["local", "test", "staging", "production"] = "production"
     data_dir: Path = Path(".data")
 
@@ -88,7 +92,8 @@ class Settings(BaseSettings):
     #: and stays below the app's 60 s request timeout (URLSession's default).
     sign_in_timeout_seconds: int = Field(default=50, ge=5, le=300)
 
-    # Relational store: SQLite file in data_dir unless a MySQL URL is given.
+    # Relational store: SQLite file in data_dir unless a MySQL URL is given. Outside local/test the API,
+    # the worker and the migration refuse to start without a MySQL URL (``config.processes``).
     database_url: str | None = None
     #: Connections each API process keeps open; the API's threadpool is capped at the same number, so a
     #: request thread never waits for (or churns through) a connection beyond the pool.
@@ -103,7 +108,8 @@ class Settings(BaseSettings):
     monitoring_database_user: str = "sosohappy_monitor"
     monitoring_database_password: str | None = None
 
-    # MongoDB (messages)
+    # MongoDB (messages). Loopback defaults for ``make run``: outside local/test the processes that use
+    # an address (``config.processes``) refuse to start unless it is given, here and for Kafka and Temporal.
     mongo_url: str = "mongodb://127.0.0.1:27017"
     mongo_database: str = "dm"
 
@@ -161,7 +167,8 @@ class Settings(BaseSettings):
     #: Every payload crossing Temporal is AES-256-GCM encrypted (temporal/codec.py) with the first of
     #: these keys (``id:base64 32-byte key,...``); all of them decrypt, so a key rotates by putting a new
     #: one first and keeping the old ones until the histories they wrote have expired. Required outside
-    #: local/test; there, unset means a key generated once into ``data_dir``.
+    #: local/test by every process that talks to Temporal and by the codec server; in local/test, unset
+    #: means a key generated once into ``data_dir``.
     temporal_payload_keys: SecretStr | None = None
     #: Off only for the benchmarks' codec-on/off comparison; refused outside local/test.
     temporal_payload_encryption: bool = True
@@ -170,7 +177,7 @@ class Settings(BaseSettings):
     codec_server_host: str = "127.0.0.1"
     codec_server_port: int = 8234
     #: Bearer token every /encode and /decode request must carry (``Authorization: Bearer <token>``,
-    #: the CLI's ``--codec-auth``). Required by the codec server outside local/test.
+    #: the CLI's ``--codec-auth``). Required by the codec server in every env.
     codec_server_token: SecretStr | None = None
     #: The only origin CORS lets call the codec server (the Temporal Web UI as the browser sees it).
     codec_server_ui_origin: str = "http://127.0.0.1:8233"
@@ -180,6 +187,7 @@ class Settings(BaseSettings):
     codec_server_ui_without_token: bool = False
 
     # Tokens
+    #: Signs the API's tokens; the API refuses the default outside local/test.
     jwt_secret: str = DEFAULT_JWT_SECRET
     access_token_ttl_seconds: int = 36_000
     refresh_token_ttl_seconds: int = 14 * 24 * 3600
@@ -194,7 +202,8 @@ class Settings(BaseSettings):
     sign_in_rate_limit_per_minute: int = Field(default=30, ge=0)
     sign_in_rate_limit_burst: int = Field(default=10, ge=1)
 
-    # FCM (firebase-admin). Empty credentials file = offline credential for the local emulator.
+    # FCM (firebase-admin). No credentials file = offline credential for the local emulator; outside
+    # local/test the worker refuses to start without a service-account file and a project id of its own.
     fcm_project_id: str = "sosohappy-local"
     fcm_endpoint: str | None = Field(
         default=None, description="Base URL replacing https://fcm.googleapis.com (emulator)."
@@ -224,7 +233,8 @@ class Settings(BaseSettings):
     #: Users one batch of a nudge run lists (by id) and starts pushes for.
     nudge_batch_size: int = Field(default=200, ge=1, le=1000)
 
-    # Sign in with Apple
+    # Sign in with Apple. The team and key ids are local placeholders: outside local/test the worker (and
+    # the API while it runs its sign-in worker) refuses to start without real ones and a parseable key.
     apple_base_url: str = "https://appleid.apple.com"
     apple_client_id: str = "com.sosohappy.SoSoHappy"
     apple_team_id: str = "LOCALTEAM1"
@@ -276,21 +286,13 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_unsafe_defaults(self) -> Settings:
-        if not self.is_local and self.jwt_secret == DEFAULT_JWT_SECRET:
-            raise ValueError(
-                f"SOSOHAPPY_JWT_SECRET must be set in env {self.env!r} (the default secret is public; "
-                "SOSOHAPPY_ENV=local or test accepts it)"
-            )
+    def _refuse_unsafe_values(self) -> Settings:
+        """Values wrong for every process. Whether a process has what it needs (a secret, an address
+        other than the local default) is its own start-up check: ``config.processes``."""
         if len(self.jwt_secret.encode()) < 32:
             raise ValueError("SOSOHAPPY_JWT_SECRET must be at least 32 bytes")
         if self.temporal_payload_keys is not None:
             parse_payload_keys(self.temporal_payload_keys.get_secret_value())
-        elif not self.is_local:
-            raise ValueError(
-                f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS must be set in env {self.env!r} (Temporal payloads are "
-                "encrypted; a key is generated only for SOSOHAPPY_ENV=local or test)"
-            )
         if not self.temporal_payload_encryption and not self.is_local:
             raise ValueError(f"SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION cannot be off in env {self.env!r}")
         return self

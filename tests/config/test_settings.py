@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from config import Settings
+from config.processes import Process, SettingsRefused, check_settings, load_settings, problems
 from config.settings import DEFAULT_JWT_SECRET
 from temporal.codec import generate_key_entry, payload_keys
 
@@ -24,8 +25,10 @@ def no_sosohappy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_an_unset_env_fails_closed_on_the_default_jwt_secret(no_sosohappy_env: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValidationError, match="SOSOHAPPY_JWT_SECRET must be set in env 'production'"):
-        Settings()
+    settings = Settings()  # what the process needs is its own start-up check (config.processes)
+    assert settings.env == "production" and not settings.is_local
+    with pytest.raises(SettingsRefused, match="SOSOHAPPY_JWT_SECRET is not set"):
+        load_settings(Process.API)
 
 
 @pytest.mark.parametrize("env", ["local", "test"])
@@ -33,7 +36,7 @@ def test_an_explicit_local_env_accepts_the_default_jwt_secret(
     env: str, no_sosohappy_env: pytest.MonkeyPatch
 ) -> None:
     no_sosohappy_env.setenv("SOSOHAPPY_ENV", env)
-    settings = Settings()
+    settings = load_settings(Process.API)
     assert settings.env == env and settings.is_local and settings.jwt_secret == DEFAULT_JWT_SECRET
 
 
@@ -42,30 +45,33 @@ def test_staging_and_production_refuse_the_default_jwt_secret(
     env: str, no_sosohappy_env: pytest.MonkeyPatch
 ) -> None:
     no_sosohappy_env.setenv("SOSOHAPPY_ENV", env)
-    with pytest.raises(ValidationError, match="SOSOHAPPY_JWT_SECRET must be set"):
-        Settings()
-    with pytest.raises(ValidationError, match="SOSOHAPPY_JWT_SECRET must be set"):
-        Settings(env=env)  # type: ignore[arg-type]
+    with pytest.raises(SettingsRefused, match=f"in env '{env}'(.|\n)*SOSOHAPPY_JWT_SECRET is not set"):
+        load_settings(Process.API)
+    with pytest.raises(SettingsRefused, match="SOSOHAPPY_JWT_SECRET is not set"):
+        check_settings(Settings(env=env), Process.API)  # type: ignore[arg-type]
 
 
 def test_production_accepts_a_configured_secret() -> None:
     keys = generate_key_entry("k1")
     settings = Settings(env="production", jwt_secret="x" * 64, temporal_payload_keys=keys)  # type: ignore[arg-type]
     assert settings.jwt_secret == "x" * 64
+    assert "SOSOHAPPY_JWT_SECRET" not in " ".join(problems(settings, Process.API))
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
+@pytest.mark.parametrize("process", [Process.API, Process.WORKER, Process.CODEC_SERVER, Process.SCHEDULES])
 def test_production_refuses_to_start_without_payload_keys(
-    env: str, no_sosohappy_env: pytest.MonkeyPatch
+    env: str, process: Process, no_sosohappy_env: pytest.MonkeyPatch
 ) -> None:
     no_sosohappy_env.setenv("SOSOHAPPY_ENV", env)
     no_sosohappy_env.setenv("SOSOHAPPY_JWT_SECRET", "s" * 48)
-    with pytest.raises(ValidationError, match=f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS must be set in env '{env}'"):
-        Settings()
+    with pytest.raises(SettingsRefused, match="SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS is not set"):
+        load_settings(process)
     no_sosohappy_env.setenv(
         "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS", f"{generate_key_entry('new')},{generate_key_entry('old')}"
     )
     assert [key_id for key_id, _ in payload_keys(Settings())] == ["new", "old"]
+    assert not [p for p in problems(Settings(), process) if "PAYLOAD_KEYS" in p]
     no_sosohappy_env.setenv("SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION", "false")
     with pytest.raises(ValidationError, match="SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION cannot be off"):
         Settings()
