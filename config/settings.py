@@ -2,7 +2,7 @@
 
 Every process (API, workers, dev stack, tests) builds one ``Settings`` at start-up and hands it down;
 nothing reads the environment at import time. ``Settings`` refuses values that are wrong wherever they
-are read (malformed, unsafe); what a process *needs* (a secret, a real address instead of
+are read (malformed, out of range, unsafe); what a process *needs* (a secret, a real address instead of
 a local default) is checked by that process's entry point, ``config.processes.load_settings``.
 """
 
@@ -73,7 +73,7 @@ class Settings(BaseSettings):
 
     # HTTP API
     api_host: str = "127.0.0.1"
-    api_port: int = 8888
+    api_port: int = Field(default=8888, ge=1, le=65535)
     #: ``python -m api.serve`` serves this process's Prometheus metrics on this port of ``api_host``
     #: (``/metrics``), apart from the API's port that the ingress routes to; 0 disables it.
     api_metrics_port: int = Field(default=9466, ge=0, le=65535)
@@ -122,10 +122,13 @@ class Settings(BaseSettings):
     #: a fetch then reads only the partitions with news, which keeps the local broker's per-fetch work small
     #: (bench/HISTORY.md: its in-memory engine scans a partition's batches on every fetch that returns data).
     kafka_dm_partitions: int = Field(default=16, ge=1, le=64)
-    kafka_fetch_max_wait_ms: int = 20
-    #: A replica refreshes its DM presence rows this often; rows older than the window count as gone.
-    dm_heartbeat_seconds: float = 5.0
-    dm_presence_fresh_seconds: float = 15.0
+    #: At least 1 (0 would poll the broker in a loop), below the consumers' 5 s request timeout
+    #: (``api.kafka.broadcast_consumer``), which a fetch waiting longer would run into.
+    kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=4000)
+    #: A replica refreshes its DM presence rows this often; rows older than the window count as gone, so
+    #: the heartbeat must be shorter than the window (checked below).
+    dm_heartbeat_seconds: float = Field(default=5.0, ge=0.1)
+    dm_presence_fresh_seconds: float = Field(default=15.0, gt=0)
     # DM socket limits (api/dm_limits.py). A frame is one JSON message; the longest text (2000
     # characters, 4 UTF-8 bytes at most each) fits with room to spare. uvicorn gets the same limit
     # (``ws_max_size``), so nothing larger is even buffered.
@@ -158,9 +161,9 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(default=5.0, gt=0)
     outbox_retry_max_seconds: float = Field(default=60.0, gt=0)
     #: The worker process serves /metrics (Prometheus), /healthz and /readyz on this port; 0 disables it.
-    worker_metrics_port: int = 9464
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
     #: The Temporal SDK's own metrics (``temporal_*``) of the worker process; 0 disables them.
-    worker_temporal_metrics_port: int = 9465
+    worker_temporal_metrics_port: int = Field(default=9465, ge=0, le=65535)
     #: On SIGTERM a worker stops polling and gives running activities this long to finish before it
     #: cancels them (Temporal retries a cancelled attempt on another worker).
     worker_graceful_shutdown_seconds: float = Field(default=90.0, ge=0)
@@ -175,7 +178,7 @@ class Settings(BaseSettings):
 
     # Codec server (temporal/codec_server.py): /encode and /decode for the Web UI and the temporal CLI.
     codec_server_host: str = "127.0.0.1"
-    codec_server_port: int = 8234
+    codec_server_port: int = Field(default=8234, ge=1, le=65535)
     #: Bearer token every /encode and /decode request must carry (``Authorization: Bearer <token>``,
     #: the CLI's ``--codec-auth``). Required by the codec server in every env.
     codec_server_token: SecretStr | None = None
@@ -189,9 +192,9 @@ class Settings(BaseSettings):
     # Tokens
     #: Signs the API's tokens; the API refuses the default outside local/test.
     jwt_secret: str = DEFAULT_JWT_SECRET
-    access_token_ttl_seconds: int = 36_000
-    refresh_token_ttl_seconds: int = 14 * 24 * 3600
-    authorize_code_ttl_seconds: int = 600
+    access_token_ttl_seconds: int = Field(default=36_000, ge=1)
+    refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=1)
+    authorize_code_ttl_seconds: int = Field(default=600, ge=1)
     #: The refresh token just rotated is still answered (with the current pair, no new rotation) this
     #: long after its rotation: the iOS client re-issues once per parallel 403, all with one token.
     #: Later, or any older token, is reuse and revokes the login.
@@ -209,7 +212,7 @@ class Settings(BaseSettings):
         default=None, description="Base URL replacing https://fcm.googleapis.com (emulator)."
     )
     fcm_credentials_file: Path | None = None
-    push_deadline_seconds: int = 24 * 3600
+    push_deadline_seconds: int = Field(default=24 * 3600, ge=1)
     # DMs of one room to an offline user are gathered this long into one push with their count.
     dm_push_window_seconds: float = Field(default=3.0, gt=0, le=60)
 
@@ -246,7 +249,7 @@ class Settings(BaseSettings):
 
     # Limits
     #: Two full-resolution PNGs (up to 25 MB each, ``feeds.entries``) plus the text fields.
-    max_request_bytes: int = 64 * 1024 * 1024
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     #: A request body over this many bytes (or of unknown length) is a large upload (api/uploads.py);
     #: Starlette spools file parts past 1 MiB to disk, so smaller bodies cost little either way.
     large_upload_bytes: int = Field(default=1024 * 1024, ge=0)
@@ -295,6 +298,11 @@ class Settings(BaseSettings):
             parse_payload_keys(self.temporal_payload_keys.get_secret_value())
         if not self.temporal_payload_encryption and not self.is_local:
             raise ValueError(f"SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION cannot be off in env {self.env!r}")
+        if self.dm_heartbeat_seconds >= self.dm_presence_fresh_seconds:
+            raise ValueError(
+                "SOSOHAPPY_DM_HEARTBEAT_SECONDS must be below SOSOHAPPY_DM_PRESENCE_FRESH_SECONDS "
+                "(a replica's presence rows would go stale between its heartbeats)"
+            )
         return self
 
     @property

@@ -6,6 +6,7 @@ import base64
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -126,3 +127,48 @@ def test_every_setting_is_documented_in_the_readme_configuration_table() -> None
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"`(SOSOHAPPY_[A-Z0-9_]+)`", table))
     assert {f"SOSOHAPPY_{name.upper()}" for name in Settings.model_fields} - documented == set()
+
+
+@pytest.mark.parametrize(
+    ("values", "variable"),
+    [
+        ({"api_port": 0}, "api_port"),
+        ({"api_port": 65536}, "api_port"),
+        ({"codec_server_port": 0}, "codec_server_port"),
+        ({"worker_metrics_port": -1}, "worker_metrics_port"),
+        ({"worker_metrics_port": 65536}, "worker_metrics_port"),
+        ({"worker_temporal_metrics_port": 70000}, "worker_temporal_metrics_port"),
+        ({"api_metrics_port": 65536}, "api_metrics_port"),
+        ({"kafka_fetch_max_wait_ms": 0}, "kafka_fetch_max_wait_ms"),
+        ({"kafka_fetch_max_wait_ms": 5000}, "kafka_fetch_max_wait_ms"),
+        ({"dm_heartbeat_seconds": 0}, "dm_heartbeat_seconds"),
+        ({"dm_heartbeat_seconds": -5}, "dm_heartbeat_seconds"),
+        ({"dm_presence_fresh_seconds": 0}, "dm_presence_fresh_seconds"),
+        ({"dm_presence_fresh_seconds": -1}, "dm_presence_fresh_seconds"),
+        ({"access_token_ttl_seconds": 0}, "access_token_ttl_seconds"),
+        ({"refresh_token_ttl_seconds": -1}, "refresh_token_ttl_seconds"),
+        ({"authorize_code_ttl_seconds": 0}, "authorize_code_ttl_seconds"),
+        ({"push_deadline_seconds": 0}, "push_deadline_seconds"),
+        ({"max_request_bytes": 0}, "max_request_bytes"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_naming_the_setting(values: dict[str, Any], variable: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(env="test", **values)
+    assert [error["loc"] for error in raised.value.errors()] == [(variable,)]
+
+
+def test_zero_still_turns_off_the_optional_ports() -> None:
+    settings = Settings(env="test", api_metrics_port=0, worker_metrics_port=0, worker_temporal_metrics_port=0)
+    assert (
+        settings.api_metrics_port,
+        settings.worker_metrics_port,
+        settings.worker_temporal_metrics_port,
+    ) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(("heartbeat", "fresh"), [(15, 15), (20, 15), (5, 4.9)])
+def test_the_dm_heartbeat_must_beat_within_the_presence_window(heartbeat: float, fresh: float) -> None:
+    with pytest.raises(ValidationError, match="SOSOHAPPY_DM_HEARTBEAT_SECONDS must be below"):
+        Settings(env="test", dm_heartbeat_seconds=heartbeat, dm_presence_fresh_seconds=fresh)
+    assert Settings(env="test", dm_heartbeat_seconds=fresh / 2, dm_presence_fresh_seconds=fresh)
