@@ -30,6 +30,7 @@ from api.sign_in_worker import start_sign_in_worker
 from api.uploads import LargeUploadLimit, UploadSlots
 from config import Settings
 from config.logging import configure_logging, temporal_core_logging
+from config.processes import Process, load_settings
 from dm.hub import DirectMessageHub
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.monotonic) -> FastAPI:
     """Build the API; clients are opened in the lifespan, once per process. ``clock`` (monotonic
-    seconds) drives the in-process rate limits, so tests can move time instead of waiting."""
-    settings = settings or Settings()
+    seconds) drives the in-process rate limits, so tests can move time instead of waiting. Without
+    ``settings``, the API's own from the environment (refused when the API lacks what it needs)."""
+    settings = settings or load_settings(Process.API)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -142,6 +144,6 @@ def configure_api_logging(settings: Settings) -> None:
 
 def app() -> FastAPI:
     """Factory for ``uvicorn api.main:app --factory`` (settings from the environment)."""
-    settings = Settings()
+    settings = load_settings(Process.API)
     configure_api_logging(settings)
     return create_app(settings)

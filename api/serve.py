@@ -21,8 +21,12 @@ import uvicorn
 from api.main import configure_api_logging, create_app
 from api.metrics import serve_metrics
 from config import Settings
+from config.processes import Process, load_settings
 
 log = logging.getLogger(__name__)
+
+#: What this entry point checks its settings for (``config.processes``).
+PROCESS = Process.API
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -46,7 +50,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def main() -> None:
     """Serve the API (and its metrics on their own port) until SIGINT/SIGTERM."""
-    settings = Settings()
+    settings = load_settings(PROCESS)
     configure_api_logging(settings)
     metrics = None
     if settings.api_metrics_port:

@@ -1,7 +1,9 @@
 """The one settings class of the backend (env prefix ``SOSOHAPPY_``).
 
 Every process (API, workers, dev stack, tests) builds one ``Settings`` at start-up and hands it down;
-nothing reads the environment at import time.
+nothing reads the environment at import time. ``Settings`` refuses values that are wrong wherever they
+are read (malformed, out of range, unsafe); what a process *needs* (a secret, a real address instead of
+a local default) is checked by that process's entry point, ``config.processes.load_settings``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The JWT secret used when none is configured; accepted only when ``env`` is explicitly local or test.
+#: The JWT secret used when none is configured; the API accepts it only when ``env`` is explicitly local
+#: or test (``config.processes``).
 DEFAULT_JWT_SECRET = "sosohappy-local-development-only-secret-never-use-in-production-0123456789abcdef"
 
 #: AES-256-GCM keys are 32 bytes.
@@ -58,8 +61,9 @@ class Settings(BaseSettings):
         env_prefix="SOSOHAPPY_", env_file=None, extra="ignore", hide_input_in_errors=True
     )
 
-    #: Fails closed: an unset ``SOSOHAPPY_ENV`` means production, which refuses the public default JWT
-    #: secret; the dev stack says ``local`` and the tests say ``test`` explicitly.
+    #: Fails closed: an unset ``SOSOHAPPY_ENV`` means production, where each process refuses to start
+    #: without the secrets and addresses it uses (``config.processes``); the dev stack says ``local`` and
+    #: the tests say ``test`` explicitly.
     env: Literal["local", "test", "staging", "production"] = "production"
     data_dir: Path = Path(".data")
 
@@ -69,7 +73,7 @@ class Settings(BaseSettings):
 
     # HTTP API
     api_host: str = "127.0.0.1"
-    api_port: int = 8888
+    api_port: int = Field(default=8888, ge=1, le=65535)
     #: ``python -m api.serve`` serves this process's Prometheus metrics on this port of ``api_host``
     #: (``/metrics``), apart from the API's port that the ingress routes to; 0 disables it.
     api_metrics_port: int = Field(default=9466, ge=0, le=65535)
@@ -88,7 +92,8 @@ class Settings(BaseSettings):
     #: and stays below the app's 60 s request timeout (URLSession's default).
     sign_in_timeout_seconds: int = Field(default=50, ge=5, le=300)
 
-    # Relational store: SQLite file in data_dir unless a MySQL URL is given.
+    # Relational store: SQLite file in data_dir unless a MySQL URL is given. Outside local/test the API,
+    # the worker and the migration refuse to start without a MySQL URL (``config.processes``).
     database_url: str | None = None
     #: Connections each API process keeps open; the API's threadpool is capped at the same number, so a
     #: request thread never waits for (or churns through) a connection beyond the pool.
@@ -103,7 +108,8 @@ class Settings(BaseSettings):
     monitoring_database_user: str = "sosohappy_monitor"
     monitoring_database_password: str | None = None
 
-    # MongoDB (messages)
+    # MongoDB (messages). Loopback defaults for ``make run``: outside local/test the processes that use
+    # an address (``config.processes``) refuse to start unless it is given, here and for Kafka and Temporal.
     mongo_url: str = "mongodb://127.0.0.1:27017"
     mongo_database: str = "dm"
 
@@ -116,10 +122,13 @@ class Settings(BaseSettings):
     #: a fetch then reads only the partitions with news, which keeps the local broker's per-fetch work small
     #: (bench/HISTORY.md: its in-memory engine scans a partition's batches on every fetch that returns data).
     kafka_dm_partitions: int = Field(default=16, ge=1, le=64)
-    kafka_fetch_max_wait_ms: int = 20
-    #: A replica refreshes its DM presence rows this often; rows older than the window count as gone.
-    dm_heartbeat_seconds: float = 5.0
-    dm_presence_fresh_seconds: float = 15.0
+    #: At least 1 (0 would poll the broker in a loop), below the consumers' 5 s request timeout
+    #: (``api.kafka.broadcast_consumer``), which a fetch waiting longer would run into.
+    kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=4000)
+    #: A replica refreshes its DM presence rows this often; rows older than the window count as gone, so
+    #: the heartbeat must be shorter than the window (checked below).
+    dm_heartbeat_seconds: float = Field(default=5.0, ge=0.1)
+    dm_presence_fresh_seconds: float = Field(default=15.0, gt=0)
     # DM socket limits (api/dm_limits.py). A frame is one JSON message; the longest text (2000
     # characters, 4 UTF-8 bytes at most each) fits with room to spare. uvicorn gets the same limit
     # (``ws_max_size``), so nothing larger is even buffered.
@@ -152,25 +161,26 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(default=5.0, gt=0)
     outbox_retry_max_seconds: float = Field(default=60.0, gt=0)
     #: The worker process serves /metrics (Prometheus), /healthz and /readyz on this port; 0 disables it.
-    worker_metrics_port: int = 9464
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
     #: The Temporal SDK's own metrics (``temporal_*``) of the worker process; 0 disables them.
-    worker_temporal_metrics_port: int = 9465
+    worker_temporal_metrics_port: int = Field(default=9465, ge=0, le=65535)
     #: On SIGTERM a worker stops polling and gives running activities this long to finish before it
     #: cancels them (Temporal retries a cancelled attempt on another worker).
     worker_graceful_shutdown_seconds: float = Field(default=90.0, ge=0)
     #: Every payload crossing Temporal is AES-256-GCM encrypted (temporal/codec.py) with the first of
     #: these keys (``id:base64 32-byte key,...``); all of them decrypt, so a key rotates by putting a new
     #: one first and keeping the old ones until the histories they wrote have expired. Required outside
-    #: local/test; there, unset means a key generated once into ``data_dir``.
+    #: local/test by every process that talks to Temporal and by the codec server; in local/test, unset
+    #: means a key generated once into ``data_dir``.
     temporal_payload_keys: SecretStr | None = None
     #: Off only for the benchmarks' codec-on/off comparison; refused outside local/test.
     temporal_payload_encryption: bool = True
 
     # Codec server (temporal/codec_server.py): /encode and /decode for the Web UI and the temporal CLI.
     codec_server_host: str = "127.0.0.1"
-    codec_server_port: int = 8234
+    codec_server_port: int = Field(default=8234, ge=1, le=65535)
     #: Bearer token every /encode and /decode request must carry (``Authorization: Bearer <token>``,
-    #: the CLI's ``--codec-auth``). Required by the codec server outside local/test.
+    #: the CLI's ``--codec-auth``). Required by the codec server in every env.
     codec_server_token: SecretStr | None = None
     #: The only origin CORS lets call the codec server (the Temporal Web UI as the browser sees it).
     codec_server_ui_origin: str = "http://127.0.0.1:8233"
@@ -180,10 +190,11 @@ class Settings(BaseSettings):
     codec_server_ui_without_token: bool = False
 
     # Tokens
+    #: Signs the API's tokens; the API refuses the default outside local/test.
     jwt_secret: str = DEFAULT_JWT_SECRET
-    access_token_ttl_seconds: int = 36_000
-    refresh_token_ttl_seconds: int = 14 * 24 * 3600
-    authorize_code_ttl_seconds: int = 600
+    access_token_ttl_seconds: int = Field(default=36_000, ge=1)
+    refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=1)
+    authorize_code_ttl_seconds: int = Field(default=600, ge=1)
     #: The refresh token just rotated is still answered (with the current pair, no new rotation) this
     #: long after its rotation: the iOS client re-issues once per parallel 403, all with one token.
     #: Later, or any older token, is reuse and revokes the login.
@@ -194,13 +205,14 @@ class Settings(BaseSettings):
     sign_in_rate_limit_per_minute: int = Field(default=30, ge=0)
     sign_in_rate_limit_burst: int = Field(default=10, ge=1)
 
-    # FCM (firebase-admin). Empty credentials file = offline credential for the local emulator.
+    # FCM (firebase-admin). No credentials file = offline credential for the local emulator; outside
+    # local/test the worker refuses to start without a service-account file and a project id of its own.
     fcm_project_id: str = "sosohappy-local"
     fcm_endpoint: str | None = Field(
         default=None, description="Base URL replacing https://fcm.googleapis.com (emulator)."
     )
     fcm_credentials_file: Path | None = None
-    push_deadline_seconds: int = 24 * 3600
+    push_deadline_seconds: int = Field(default=24 * 3600, ge=1)
     # DMs of one room to an offline user are gathered this long into one push with their count.
     dm_push_window_seconds: float = Field(default=3.0, gt=0, le=60)
 
@@ -224,7 +236,8 @@ class Settings(BaseSettings):
     #: Users one batch of a nudge run lists (by id) and starts pushes for.
     nudge_batch_size: int = Field(default=200, ge=1, le=1000)
 
-    # Sign in with Apple
+    # Sign in with Apple. The team and key ids are local placeholders: outside local/test the worker (and
+    # the API while it runs its sign-in worker) refuses to start without real ones and a parseable key.
     apple_base_url: str = "https://appleid.apple.com"
     apple_client_id: str = "com.sosohappy.SoSoHappy"
     apple_team_id: str = "LOCALTEAM1"
@@ -236,7 +249,7 @@ class Settings(BaseSettings):
 
     # Limits
     #: Two full-resolution PNGs (up to 25 MB each, ``feeds.entries``) plus the text fields.
-    max_request_bytes: int = 64 * 1024 * 1024
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     #: A request body over this many bytes (or of unknown length) is a large upload (api/uploads.py);
     #: Starlette spools file parts past 1 MiB to disk, so smaller bodies cost little either way.
     large_upload_bytes: int = Field(default=1024 * 1024, ge=0)
@@ -276,23 +289,20 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_unsafe_defaults(self) -> Settings:
-        if not self.is_local and self.jwt_secret == DEFAULT_JWT_SECRET:
-            raise ValueError(
-                f"SOSOHAPPY_JWT_SECRET must be set in env {self.env!r} (the default secret is public; "
-                "SOSOHAPPY_ENV=local or test accepts it)"
-            )
+    def _refuse_unsafe_values(self) -> Settings:
+        """Values wrong for every process. Whether a process has what it needs (a secret, an address
+        other than the local default) is its own start-up check: ``config.processes``."""
         if len(self.jwt_secret.encode()) < 32:
             raise ValueError("SOSOHAPPY_JWT_SECRET must be at least 32 bytes")
         if self.temporal_payload_keys is not None:
             parse_payload_keys(self.temporal_payload_keys.get_secret_value())
-        elif not self.is_local:
-            raise ValueError(
-                f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS must be set in env {self.env!r} (Temporal payloads are "
-                "encrypted; a key is generated only for SOSOHAPPY_ENV=local or test)"
-            )
         if not self.temporal_payload_encryption and not self.is_local:
             raise ValueError(f"SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION cannot be off in env {self.env!r}")
+        if self.dm_heartbeat_seconds >= self.dm_presence_fresh_seconds:
+            raise ValueError(
+                "SOSOHAPPY_DM_HEARTBEAT_SECONDS must be below SOSOHAPPY_DM_PRESENCE_FRESH_SECONDS "
+                "(a replica's presence rows would go stale between its heartbeats)"
+            )
         return self
 
     @property

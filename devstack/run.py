@@ -3,18 +3,20 @@
 Starts, in order: the codec server, the Temporal dev server (+ Web UI, decoding through the codec server), Kafka-protocol broker, MongoDB-wire server, the relational
 database (SQLite file in the data folder, or ``SOSOHAPPY_DATABASE_URL``), migrations (and, once MongoDB is
 up, the conversion of legacy messages), the FCM and Apple emulators, the worker and the API. Any failure
-names the server and exits non-zero; Ctrl-C or SIGTERM stops every child. State lives under the data folder (``SOSOHAPPY_DATA_DIR``, default ``.data``).
+names the server and exits non-zero; Ctrl-C, SIGTERM or SIGHUP (the terminal closed, the SSH session
+dropped) stops every child: they run in sessions of their own, so nothing else would stop them. State lives under the data folder (``SOSOHAPPY_DATA_DIR``, default ``.data``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -41,6 +43,8 @@ from temporal.nudges import REMINDER_SCHEDULE_ID, ensure_schedules
 
 #: The environment of the dev stack when ``SOSOHAPPY_ENV`` is not set (its children get it explicitly).
 LOCAL_ENV = "local"
+#: Each stops the stack and every child: Ctrl-C, ``kill``, and the terminal or SSH session going away.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class StackPorts(BaseSettings):
@@ -60,12 +64,19 @@ class StackPorts(BaseSettings):
 
 
 class Stopped(Exception):
-    """Raised inside the supervisor when SIGINT or SIGTERM arrives."""
+    """Raised inside the supervisor when one of ``STOP_SIGNALS`` arrives."""
 
 
 def say(text: str) -> None:
-    """Print one progress line at once."""
-    print(text, flush=True)
+    """Print one progress line at once. Once the terminal is gone (SIGHUP), writing fails: the lines
+    go to /dev/null from then on, so stopping the children goes on and the exit is clean."""
+    try:
+        print(text, flush=True)
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
 
 
 @dataclass
@@ -74,6 +85,29 @@ class Stack:
 
     data_dir: Path
     children: list[ManagedProcess]
+    #: While a child is spawned and recorded, a stop signal only marks itself here (see ``spawn``).
+    _spawning: bool = field(default=False, repr=False)
+    _pending: str | None = field(default=None, repr=False)
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        """The handler of ``STOP_SIGNALS``: raise ``Stopped`` wherever the supervisor is."""
+        name = signal.Signals(signum).name
+        if self._spawning:
+            self._pending = name
+            return
+        raise Stopped(name)
+
+    def spawn(self, proc: ManagedProcess) -> ManagedProcess:
+        """Start ``proc`` and record it among the children; a stop signal arriving meanwhile is raised
+        once it is recorded, so no child started is left out of ``stop``."""
+        self._spawning = True
+        try:
+            self.children.append(proc.start())
+        finally:
+            self._spawning = False
+        if self._pending:
+            raise Stopped(self._pending)
+        return proc
 
     def start(
         self,
@@ -91,7 +125,7 @@ class Stack:
         ensure_port_free(name, port, setting)
         t0 = time.monotonic()
         proc = ManagedProcess(name, argv, self.data_dir / "logs" / f"{name.split()[0].lower()}.log", env=env)
-        self.children.append(proc.start())
+        self.spawn(proc)
         proc.wait_for_port(port, timeout=timeout)
         say(f"  ✓ {name} ready in {time.monotonic() - t0:.1f}s")
         return proc
@@ -214,11 +248,8 @@ def run() -> int:
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     stack = Stack(data_dir, [])
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        raise Stopped(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stack.on_signal)
     say(f"SoSoHappy local stack (data in {data_dir})")
     try:
         _prepare_database(settings)
@@ -324,7 +355,7 @@ def run() -> int:
         worker = ManagedProcess(
             "worker", [py, "-m", "workers.main"], data_dir / "logs" / "worker.log", env=env
         )
-        stack.children.append(worker.start())
+        stack.spawn(worker)
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         api_metrics_url = f"http://{settings.api_host}:{settings.api_metrics_port}"
         if settings.api_metrics_port:
@@ -370,8 +401,8 @@ def run() -> int:
         say(f"\n✗ {exc}")
         return_code = 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
         stack.stop()
         say("stopped.")
     return return_code

@@ -37,12 +37,16 @@ from sqlalchemy import Connection, Engine
 from accounts.nicknames import nickname_key
 from config import Settings
 from config.logging import configure_logging
+from config.processes import Process, load_settings
 from dm import rooms
 from dm.messages import LegacyMessage, MessageStore, StoredMessage
 from storage import nickname_changes, users
 from storage.db import create_db_engine
 
 log = logging.getLogger("dm.migrate_messages")
+
+#: What this entry point checks its settings for (``config.processes``): the migration's stores.
+PROCESS = Process.MIGRATE
 
 BATCH = 1000
 
@@ -167,7 +171,7 @@ def convert_from_settings(settings: Settings, timeout: float) -> ConversionRepor
 
 def main(argv: list[str] | None = None) -> int:
     """Convert the legacy messages of the configured stores; the process exit code."""
-    settings = Settings()
+    settings = load_settings(PROCESS)
     parser = argparse.ArgumentParser(
         prog="python -m dm.migrate_messages",
         description="Give the direct messages stored by nickname only their users' ids (idempotent).",

@@ -15,12 +15,15 @@ import logging
 import sys
 import time
 
-from config import Settings
 from config.logging import configure_logging
+from config.processes import Process, load_settings
 from storage.db import migrate, probe_database, shown_url
 from storage.monitoring_user import ensure_monitoring_user
 
 log = logging.getLogger("storage.migrate")
+
+#: What this entry point checks its settings for (``config.processes``).
+PROCESS = Process.MIGRATE
 
 
 def wait_for_database(url: str, timeout: float) -> None:
@@ -56,7 +59,7 @@ def wait_for_database(url: str, timeout: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Wait for the database, migrate it to head; the process exit code."""
-    settings = Settings()
+    settings = load_settings(PROCESS)
     parser = argparse.ArgumentParser(
         prog="python -m storage.migrate",
         description="Wait for the database, migrate it to the newest revision, then convert legacy messages.",

@@ -106,7 +106,9 @@ def payload_keys(settings: Settings) -> list[tuple[str, bytes]]:
     """The keyring of ``settings``: the configured keys, or (local/test only) the generated local one."""
     if settings.temporal_payload_keys is not None:
         return parse_payload_keys(settings.temporal_payload_keys.get_secret_value())
-    if not settings.is_local:  # Settings refuses this already; kept so no path encrypts with nothing
+    # Each process needing the keys refuses to start without them (config.processes); kept so that
+    # no path encrypts with nothing.
+    if not settings.is_local:
         raise ValueError("SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS is required outside local/test")
     return parse_payload_keys(local_key_file(settings.data_dir).read_text().strip())
 

@@ -28,9 +28,13 @@ from temporalio.api.common.v1 import Payloads
 
 from config import Settings
 from config.logging import configure_logging
+from config.processes import Process, load_settings
 from temporal.codec import EncryptionCodec, PayloadDecryptionError, encryption_codec
 
 log = logging.getLogger("sosohappy.codec_server")
+
+#: What this entry point checks its settings for (``config.processes``).
+PROCESS = Process.CODEC_SERVER
 
 #: Largest request body: a page of history payloads (Temporal caps one payload at 2 MB by default).
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -121,10 +125,10 @@ def create_app(settings: Settings, codec: EncryptionCodec | None = None) -> Star
 
 def main() -> None:
     """Serve the codec server on ``codec_server_host:codec_server_port`` until SIGINT/SIGTERM."""
-    settings = Settings()
+    # Refused without the payload keys (outside local/test) or the token (in any env: no open codec
+    # server); it needs nothing else, e.g. no JWT secret or database (config.processes).
+    settings = load_settings(PROCESS)
     configure_logging(settings)
-    if settings.codec_server_token is None:  # fail closed: no open codec server, in any env
-        raise SystemExit("SOSOHAPPY_CODEC_SERVER_TOKEN must be set (make run generates one into .data)")
     uvicorn.run(
         create_app(settings),
         host=settings.codec_server_host,

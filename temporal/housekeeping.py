@@ -78,9 +78,10 @@ async def ensure_schedule(client: Client, settings: Settings, *, paused: bool = 
 
 async def _main() -> None:
     from config.logging import configure_logging
+    from config.processes import Process, load_settings
     from temporal.client import connect
 
-    settings = Settings()
+    settings = load_settings(Process.SCHEDULES)
     configure_logging(settings)
     created = await ensure_schedule(await connect(settings), settings)
     print(f"schedule {SCHEDULE_ID} {'created' if created else 'up to date'}")

@@ -259,9 +259,10 @@ async def ensure_schedules(client: Client, settings: Settings, *, paused: bool =
 
 async def _main() -> None:
     from config.logging import configure_logging
+    from config.processes import Process, load_settings
     from temporal.client import connect
 
-    settings = Settings()
+    settings = load_settings(Process.SCHEDULES)
     configure_logging(settings)
     for schedule_id, created in (await ensure_schedules(await connect(settings), settings)).items():
         print(f"schedule {schedule_id} {'created' if created else 'up to date'}")

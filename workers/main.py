@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 from activities.deps import ActivityDeps
 from config import Settings
 from config.logging import configure_logging, temporal_core_logging
+from config.processes import Process, load_settings
 from temporal import task_queues
 from temporal.client import connect
 from workers import registry
@@ -29,6 +30,9 @@ from workers.health import HealthServer, WorkerHealth
 from workers.interceptors import ActivityAttemptInterceptor
 
 log = logging.getLogger("workers")
+
+#: What this entry point checks its settings for (``config.processes``).
+PROCESS = Process.WORKER
 
 
 def build_workers(
@@ -135,7 +139,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     """Entry point of the worker process."""
-    settings = Settings()
+    settings = load_settings(PROCESS)
     configure_logging(settings)
     try:
         asyncio.run(run(settings))

@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from temporalio.client import WorkflowExecutionStatus
 
 from config import Settings
 from config.settings import parse_payload_keys
+from devstack.processes import ManagedProcess
+from devstack.run import STOP_SIGNALS, Stack, Stopped
 from temporal.accounts import SignInResult
 from temporal.client import connect
 from temporal.codec import EncryptionCodec, local_key_file
@@ -52,6 +55,35 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _processes_of(data_dir: Path) -> list[int]:
+    """The live processes of the stack keeping its state in ``data_dir``: every child inherits its
+    ``SOSOHAPPY_DATA_DIR``, and one that outlived the stack is no longer its descendant."""
+    marker = f"SOSOHAPPY_DATA_DIR={data_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if marker in environ and _alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def _read_until(proc: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
+    """The stack's output up to the line containing ``text`` (or until it exits or ``timeout`` passes)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if not line or text in line:
+            break
+    return "".join(lines)
 
 
 @pytest.fixture
@@ -211,3 +243,56 @@ def test_a_taken_port_is_named_and_nothing_is_left_running(run_stack: StackRunne
     assert f"Kafka broker (Tansu): port 127.0.0.1:{taken} is already in use" in out, out
     assert "SOSOHAPPY_KAFKA_PORT" in out
     assert "stopping Temporal dev server" in out
+
+
+def test_sighup_stops_the_stack_and_every_child(run_stack: StackRunner, tmp_path: Path) -> None:
+    """Closing the terminal (or losing the SSH session) hangs up ``make run``; the servers run in sessions
+    of their own, so only the supervisor can stop them."""
+    data = tmp_path / "data"
+    proc = run_stack(stack_env(data))
+    out = _read_until(proc, "✓ codec server ready")
+    assert "✓ codec server ready" in out, out
+    assert _processes_of(data), "the codec server is not running"
+    proc.send_signal(signal.SIGHUP)  # it is starting the next server: a child being spawned is stopped too
+    rest, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out + rest
+    assert "SIGHUP: stopping…" in rest and "stopped." in rest, rest
+    assert _processes_of(data) == []
+
+
+def test_sighup_with_the_terminal_gone_still_stops_every_child(tmp_path: Path) -> None:
+    """The hang-up of a closed terminal: the stack's output goes nowhere (writes fail), stopping goes on."""
+    data = tmp_path / "data"
+    proc = start_stack(stack_env(data))
+    try:
+        out = _read_until(proc, "✓ codec server ready")
+        assert "✓ codec server ready" in out, out
+        assert proc.stdout is not None
+        proc.stdout.close()  # the reader is gone: every later line the stack writes fails
+        proc.stdout = None
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=90) == 0
+        assert _processes_of(data) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_stop_signal_while_a_child_is_spawned_waits_until_it_is_recorded(tmp_path: Path) -> None:
+    """The signal handler raises wherever the supervisor is, except between a child's fork and its
+    recording, where it would leave that child out of ``Stack.stop``."""
+    stack = Stack(tmp_path, [])
+
+    class HungUpWhileStarting(ManagedProcess):
+        def start(self) -> ManagedProcess:
+            stack.on_signal(signal.SIGHUP, None)  # arrives in the middle of the start
+            return self
+
+    child = HungUpWhileStarting("server", ["true"], tmp_path / "server.log")
+    with pytest.raises(Stopped, match="SIGHUP"):
+        stack.spawn(child)
+    assert stack.children == [child]
+    with pytest.raises(Stopped, match="SIGTERM"):  # outside a spawn: at once
+        stack.on_signal(signal.SIGTERM, None)
+    assert set(STOP_SIGNALS) == {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}

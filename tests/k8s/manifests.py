@@ -23,6 +23,8 @@ NAMESPACE = "sosohappy"
 #: The image name the manifests use for the backend; the deploy sets the real repository and tag.
 APP_IMAGE = "sosohappy-backend"
 REGISTER_JOB = ROOT / "temporal" / "k8s" / "register-job.yaml"
+#: The keys of the Secret sosohappy-secrets (created by hand from this example).
+SECRET_EXAMPLE = K8S / "base" / "secrets.example.env"
 STRIMZI_GROUPS = {"kafka.strimzi.io", "core.strimzi.io"}
 
 Doc = dict[str, Any]
@@ -60,6 +62,23 @@ def render(directory: Path) -> tuple[Doc, ...]:
     done = subprocess.run([*KUSTOMIZE, str(directory)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"kustomize {rel(directory)} failed:\n{done.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
+
+
+def env_file_keys(path: Path) -> dict[str, str]:
+    """KEY -> value of an env file (``KEY=value`` lines, comments left out)."""
+    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def secret_examples() -> dict[str, dict[str, str]]:
+    """Secret name -> its keys and example values, from every secrets.example.env ("Keys of the Secret
+    "<name>"")."""
+    examples: dict[str, dict[str, str]] = {}
+    for path in K8S.rglob("secrets.example.env"):
+        match = re.search(r'Keys of the Secret "([\w.-]+)"', path.read_text())
+        assert match, f"{rel(path)} does not say which Secret it describes"
+        examples[match.group(1)] = env_file_keys(path)
+    return examples
 
 
 def register_container() -> Doc:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -20,20 +19,21 @@ from tests.k8s.manifests import (
     APP_IMAGE,
     K8S,
     OVERLAYS,
+    SECRET_EXAMPLE,
     SIZES,
     STRIMZI_GROUPS,
     api_group,
     config_data,
+    env_file_keys,
     named,
     of_kind,
     pod_templates,
     register_container,
-    rel,
     render,
+    secret_examples,
 )
 from tests.k8s.tools import require_tool
 
-SECRET_EXAMPLE = K8S / "base" / "secrets.example.env"
 HELM = ROOT / "temporal" / "helm"
 #: Settings no production process needs, and why; they must not be set in the cluster either.
 LOCAL_ONLY = {
@@ -43,22 +43,6 @@ LOCAL_ONLY = {
 #: Temporal CLI spelling of each search-attribute value type.
 CLI_TYPES = {"KEYWORD": "Keyword", "TEXT": "Text", "INT": "Int", "FLOAT": "Double", "BOOL": "Bool"}
 CLI_TYPES |= {"DATETIME": "Datetime", "KEYWORD_LIST": "KeywordList"}
-
-
-def env_file_keys(path: Path) -> dict[str, str]:
-    """KEY -> value of an env file (``KEY=value`` lines, comments left out)."""
-    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    return dict(line.split("=", 1) for line in lines)
-
-
-def secret_examples() -> dict[str, set[str]]:
-    """Secret name -> keys, from every secrets.example.env ("Keys of the Secret "<name>"")."""
-    examples: dict[str, set[str]] = {}
-    for path in K8S.rglob("secrets.example.env"):
-        match = re.search(r'Keys of the Secret "([\w.-]+)"', path.read_text())
-        assert match, f"{rel(path)} does not say which Secret it describes"
-        examples[match.group(1)] = set(env_file_keys(path))
-    return examples
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -108,7 +92,7 @@ def test_every_setting_is_configured_or_deliberately_local(
 def test_referenced_secrets_are_documented_and_files_land_where_settings_look(size: str) -> None:
     docs = render(OVERLAYS / size)
     examples = secret_examples()
-    assert examples["sosohappy-secrets"] == set(env_file_keys(SECRET_EXAMPLE))
+    assert examples["sosohappy-secrets"] == env_file_keys(SECRET_EXAMPLE)
     for _, template in pod_templates(docs):
         for container in template["spec"]["containers"]:
             for source in container.get("envFrom", []):
@@ -117,7 +101,7 @@ def test_referenced_secrets_are_documented_and_files_land_where_settings_look(si
             for env in container.get("env", []):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
-                    assert ref["key"] in examples.get(ref["name"], set()), f"undocumented {ref}"
+                    assert ref["key"] in examples.get(ref["name"], {}), f"undocumented {ref}"
     worker = named(docs, "Deployment", "sosohappy-worker")["spec"]["template"]["spec"]
     (fcm,) = [v for v in worker["volumes"] if "secret" in v]
     mount = next(m for m in worker["containers"][0]["volumeMounts"] if m["name"] == fcm["name"])
