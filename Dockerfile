@@ -30,6 +30,7 @@ COPY devstack ./devstack
 COPY dm ./dm
 COPY emulators ./emulators
 COPY feeds ./feeds
+COPY freetext ./freetext
 COPY kst ./kst
 COPY storage ./storage
 COPY temporal ./temporal

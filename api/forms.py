@@ -14,7 +14,7 @@ from fastapi import UploadFile
 from pydantic import AfterValidator, Field
 
 from accounts.emails import MAX_EMAIL_LENGTH, InvalidEmail, validated_email
-from api.params import ClientForm, CommaList, KstDate, Nickname, OptionalKstDate, refuse
+from api.params import ClientForm, CommaList, FreeText, KstDate, Nickname, OptionalKstDate, refuse
 from feeds.entries import (
     CATEGORIES,
     MAX_CATEGORIES,
@@ -87,7 +87,9 @@ class SignInForm(ClientForm):
         description="another value is a 403",
         json_schema_extra={"enum": [*PROVIDERS]},
     )
-    provider_id: str = Field(max_length=255, description="the provider's user id", examples=["3141592653"])
+    provider_id: FreeText = Field(
+        max_length=255, description="the provider's user id", examples=["3141592653"]
+    )
     code_verifier: str = Field(max_length=256, description="the plain verifier of getAuthorizeCode")
     authorize_code: str = Field(max_length=64, description="the code getAuthorizeCode answered")
     authorization_code: str = Field(
@@ -116,7 +118,7 @@ class ProfileForm(ClientForm):
     email: AccountEmail = Field(description="the caller's account e-mail")
     nickname: Nickname
     profile_img: UploadFile | None = Field(None, description="JPEG, PNG or HEIC, at most 5 MiB")
-    introduction: str | None = Field(
+    introduction: FreeText | None = Field(
         None, max_length=MAX_INTRODUCTION, description="trailing whitespace trimmed; empty clears it"
     )
 
@@ -142,7 +144,7 @@ class SaveFeedForm(ClientForm):
     image_list: list[UploadFile] = Field(
         [], max_length=MAX_IMAGES, description="PNG, JPEG or HEIC images, in order"
     )
-    text: str = Field("", max_length=MAX_TEXT)
+    text: FreeText = Field("", max_length=MAX_TEXT)
     category_list: Annotated[CommaList, AfterValidator(_entry_rule(clean_categories))] = Field(
         description=f"up to {MAX_CATEGORIES} categories (an empty value: none); the client sends them comma-joined (`coffee,friends`)",
         json_schema_extra={

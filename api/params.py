@@ -26,6 +26,7 @@ from starlette.datastructures import FormData, QueryParams, UploadFile
 
 from accounts.nicknames import MAX_NICKNAME_LENGTH, InvalidNickname, normalize_nickname
 from api.errors import ApiError, BadRequest, PayloadTooLarge
+from freetext import refused_character
 from kst.dates import MAX_DATE, MIN_DATE, InvalidDate, check_date
 
 _INDEXED = re.compile(r"^(?P<name>[A-Za-z_]+)\[(?P<index>[0-9]{1,6})\]$")
@@ -68,6 +69,16 @@ def _date(value: int | None) -> int | None:
     except InvalidDate as exc:
         raise refuse_field(str(exc)) from None
 
+
+def _free_text(value: str | None) -> str | None:
+    reason = refused_character(value) if value is not None else None
+    if reason is not None:
+        raise refuse_field(reason)
+    return value
+
+
+#: Text shown to other users as written (``freetext``): no control or direction-override characters.
+FreeText = Annotated[str, AfterValidator(_free_text)]
 
 #: A parameter that names a user, read as its canonical key (``accounts.nicknames``: NFC, trimmed).
 Nickname = Annotated[

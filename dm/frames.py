@@ -8,6 +8,7 @@ import json
 from pydantic import BaseModel, Field
 
 from accounts.nicknames import InvalidNickname, nickname_key, normalize_nickname
+from freetext import refused_character
 from kst.dates import InvalidDate, check_date, now_kst
 
 MAX_TEXT = 2000
@@ -47,10 +48,9 @@ def parse_frame(raw: str, sender: str) -> tuple[str, int, str]:
         raise FrameRefused("text must be a non-empty string", "text")
     if len(text) > MAX_TEXT:
         raise FrameRefused(f"text must be at most {MAX_TEXT} characters", "text")
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): valid JSON, no UTF-8 to store
-        raise FrameRefused("text must be valid Unicode (no lone surrogates)", "text") from None
+    refused = refused_character(text)  # e.g. a lone surrogate ("\ud800"): valid JSON, no UTF-8 to store
+    if refused is not None:
+        raise FrameRefused(f"text {refused}", "text")
     if date is None:
         return receiver, now_kst(), text
     if not isinstance(date, int) or isinstance(date, bool):

@@ -198,6 +198,7 @@ def test_an_offline_receiver_gets_a_push(
         ('{"sender": "$me", "receiver": " $me ", "text": "hi"}', "yourself"),
         ('{"sender": "$me", "receiver": "$you", "text": ""}', "text"),
         ('{"sender": "$me", "receiver": "$you", "text": "hi \\ud800"}', "lone surrogates"),
+        ('{"sender": "$me", "receiver": "$you", "text": "hi \\u202eereh"}', "U+202E"),
         ('{"sender": "$me", "receiver": "$you", "text": "' + "가" * 2001 + '"}', "at most"),
         ('{"sender": "$me", "receiver": "$you", "text": "hi", "date": 2024133017042712}', "date"),
         ('{"sender": "$me", "receiver": "$me", "text": "hi"}', "yourself"),

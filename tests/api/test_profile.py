@@ -332,3 +332,24 @@ def test_the_length_limit_counts_characters_after_nfc(
     assert len(decomposed) >= 20  # every syllable is two or three code points decomposed
     assert _set_nickname(app, decomposed).status_code == 200
     assert _stored(activity_deps, app.email).nickname == syllables
+
+
+@pytest.mark.parametrize("bad", ["hi\u202eereh", "nul\x00", "esc\x1b[31m"])
+def test_free_text_with_control_or_direction_characters_is_400_and_changes_nothing(
+    http: httpx.Client, bad: str
+) -> None:
+    """An introduction or an entry's text is shown to others as written: a character that only
+    disguises or breaks it is refused by name, and nothing is stored."""
+    app = IOSClient(http)
+    assert app.sign_in(f"ft{uuid.uuid4().hex[:8]}@gmail.com").status_code == 200
+    nickname = "f" + uuid.uuid4().hex[:7]
+    fields = [("email", app.email), ("nickname", nickname), ("introduction", "hello")]
+    assert app.post_multipart("/auth-service/setProfile", fields).status_code == 200
+    app.nickname = nickname
+    resp = app.post_multipart("/auth-service/setProfile", [*fields[:2], ("introduction", bad)])
+    assert resp.status_code == 400 and resp.json()["message"].startswith("introduction must not contain")
+    intro = app.post_multipart("/auth-service/findIntroduction", [("nickname", nickname)])
+    assert intro.json() == {"introduction": "hello"}
+    resp = app.save_feed(2024012017042712, text=bad)
+    assert resp.status_code == 400 and resp.json()["message"].startswith("text must not contain"), resp.text
+    assert app.save_feed(2024012017042712, text="fine\n👍").status_code == 200
