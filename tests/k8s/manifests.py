@@ -23,6 +23,8 @@ NAMESPACE = "sosohappy"
 #: The image name the manifests use for the backend; the deploy sets the real repository and tag.
 APP_IMAGE = "sosohappy-backend"
 REGISTER_JOB = ROOT / "temporal" / "k8s" / "register-job.yaml"
+#: The example of the Secret sosohappy-secrets (every key, with the in-cluster stores' URLs of the small size).
+SECRET_EXAMPLE = K8S / "base" / "secrets.example.env"
 STRIMZI_GROUPS = {"kafka.strimzi.io", "core.strimzi.io"}
 
 Doc = dict[str, Any]
@@ -49,6 +51,12 @@ def rel(path: Path) -> str:
 def load(path: Path) -> list[Any]:
     """The YAML documents of ``path``, empty ones left out."""
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def env_file_keys(path: Path) -> dict[str, str]:
+    """KEY -> value of an env file (``KEY=value`` lines, comments left out)."""
+    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
 
 
 @functools.cache

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -20,10 +19,12 @@ from tests.k8s.manifests import (
     APP_IMAGE,
     K8S,
     OVERLAYS,
+    SECRET_EXAMPLE,
     SIZES,
     STRIMZI_GROUPS,
     api_group,
     config_data,
+    env_file_keys,
     named,
     of_kind,
     pod_templates,
@@ -33,7 +34,6 @@ from tests.k8s.manifests import (
 )
 from tests.k8s.tools import require_tool
 
-SECRET_EXAMPLE = K8S / "base" / "secrets.example.env"
 HELM = ROOT / "temporal" / "helm"
 #: Settings no production process needs, and why; they must not be set in the cluster either.
 LOCAL_ONLY = {
@@ -43,12 +43,6 @@ LOCAL_ONLY = {
 #: Temporal CLI spelling of each search-attribute value type.
 CLI_TYPES = {"KEYWORD": "Keyword", "TEXT": "Text", "INT": "Int", "FLOAT": "Double", "BOOL": "Bool"}
 CLI_TYPES |= {"DATETIME": "Datetime", "KEYWORD_LIST": "KeywordList"}
-
-
-def env_file_keys(path: Path) -> dict[str, str]:
-    """KEY -> value of an env file (``KEY=value`` lines, comments left out)."""
-    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    return dict(line.split("=", 1) for line in lines)
 
 
 def secret_examples() -> dict[str, set[str]]:

@@ -5,6 +5,7 @@ policies that reach real pods, stores in the cluster only for ``small``, and a m
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -12,9 +13,11 @@ from tests.k8s.manifests import (
     APP_IMAGE,
     OVERLAYS,
     REGISTER_JOB,
+    SECRET_EXAMPLE,
     SIZES,
     config_data,
     config_map,
+    env_file_keys,
     ident,
     load,
     named,
@@ -23,6 +26,7 @@ from tests.k8s.manifests import (
     render,
     selects,
 )
+from tests.k8s.netpol import admits, rendered_pods
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -375,7 +379,7 @@ def test_migration_job_is_alone_in_its_kustomization_and_agrees_with_the_app(siz
     (container,) = spec["template"]["spec"]["containers"]
     assert container["image"] == APP_IMAGE and container["args"] == ["storage.migrate"]
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
-    # What both apply (namespace, ConfigMap, in-cluster MySQL) must be identical, or each apply undoes the
+    # What both apply (namespace, ConfigMap, in-cluster stores) must be identical, or each apply undoes the
     # other's; the Job reads the very ConfigMap the Deployments read.
     shared = {ident(d) for d in migrate} & {ident(d) for d in app}
     assert {"Namespace/sosohappy", ident(config_map(app))} <= shared
@@ -383,3 +387,52 @@ def test_migration_job_is_alone_in_its_kustomization_and_agrees_with_the_app(siz
         assert next(d for d in migrate if ident(d) == key) == next(d for d in app if ident(d) == key), key
     if of_kind(app, "StatefulSet"):
         assert "StatefulSet/sosohappy-mysql" in shared, "the Job would wait for a MySQL that is not there yet"
+
+
+#: The stores the migration Job works on, by the setting of the Secret sosohappy-secrets that names each:
+#: Alembic on MySQL (storage/migrate.py), then the legacy direct messages on MongoDB
+#: (dm/migrate_messages.py), waiting for each to answer.
+MIGRATION_STORES = ("SOSOHAPPY_DATABASE_URL", "SOSOHAPPY_MONGO_URL")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_migration_render_brings_every_in_cluster_store_the_job_migrates(size: str) -> None:
+    """On a fresh cluster deploy.sh applies the migration overlay and waits for its Job before the
+    application overlay: a store the Job waits for that only the application overlay creates never comes."""
+    app, migrate = render(OVERLAYS / size), render(OVERLAYS / size / "migrate")
+    (job,) = of_kind(migrate, "Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert {"secretRef": {"name": "sosohappy-secrets"}} in container["envFrom"]
+    job_pod = rendered_pods(migrate)["sosohappy-migrate"]
+    example = env_file_keys(SECRET_EXAMPLE)
+    in_cluster = []
+    for setting in MIGRATION_STORES:
+        url = urlsplit(example[setting])
+        assert url.hostname and url.port, setting
+        service_name, namespace = url.hostname.split(".")[:2]
+        assert namespace == "sosohappy", url.hostname
+        app_services = [s for s in of_kind(app, "Service") if s["metadata"]["name"] == service_name]
+        if not app_services:  # a managed store (large): nothing in the cluster to bring
+            assert not of_kind(app, "StatefulSet"), f"{size} runs stores but not the one {setting} names"
+            continue
+        in_cluster.append(service_name)
+        service = named(migrate, "Service", service_name)  # missing: the Job would wait for nothing
+        assert service == app_services[0], service_name
+        assert url.port in {p["port"] for p in service["spec"]["ports"]}
+        backing = [
+            d
+            for d in of_kind(migrate, "StatefulSet")
+            if selects(
+                {"matchLabels": service["spec"]["selector"]}, d["spec"]["template"]["metadata"]["labels"]
+            )
+        ]
+        assert len(backing) == 1, f"no {service_name} pod in the migration render"
+        assert backing[0] == named(app, "StatefulSet", backing[0]["metadata"]["name"])
+        store_pod = rendered_pods(migrate)[backing[0]["metadata"]["name"]]
+        port = next(p for p in service["spec"]["ports"] if p["port"] == url.port)["targetPort"]
+        assert admits(of_kind(migrate, "NetworkPolicy"), job_pod, store_pod, port), (
+            f"{service_name} refuses the Job"
+        )
+    assert in_cluster == (["sosohappy-mysql", "sosohappy-mongodb"] if size == "small" else [])
+    # Only the stores: nothing of the application (its Deployments roll only after the Job completed).
+    assert not [d for d in of_kind(migrate, "Deployment")], "the migration render carries a Deployment"
