@@ -7,7 +7,18 @@ from __future__ import annotations
 import pytest
 
 from tests.k8s import ROOT
-from tests.k8s.manifests import OVERLAYS, REGISTER_JOB, SIZES, Doc, load, of_kind, render, selects
+from tests.k8s.manifests import (
+    OVERLAYS,
+    REGISTER_JOB,
+    SIZES,
+    Doc,
+    config_data,
+    load,
+    named,
+    of_kind,
+    render,
+    selects,
+)
 from tests.k8s.netpol import Pod, admits, ingress_isolated, rendered_pods
 
 TEMPORAL_POLICIES = ROOT / "temporal" / "k8s" / "network-policies.yaml"
@@ -112,3 +123,27 @@ def test_temporal_web_ui_is_reached_only_through_port_forward(size: str) -> None
         for policy in policies:
             if policy["metadata"].get("namespace") == "temporal" and policy["spec"].get("ingress"):
                 assert not selects(policy["spec"]["podSelector"], pod.labels), policy["metadata"]["name"]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_api_port_is_reached_only_from_the_ingress_controller(size: str) -> None:
+    """The API trusts X-Forwarded-For from any peer: were any pod a peer, it could name the client address
+    it likes and dodge the sign-in rate limit (the ingress's and each replica's)."""
+    docs = render(OVERLAYS / size)
+    config = config_data(docs)
+    assert config["SOSOHAPPY_API_PROXY_HEADERS"] == "true"
+    assert config["SOSOHAPPY_API_FORWARDED_ALLOW_IPS"] == "*", "then the policy may be loosened only to match"
+    policies, pods = all_policies(size), app_pods(size)
+    api = pods["sosohappy-api"]
+    assert admits(policies, INGRESS_CONTROLLER, api, "http")
+    for other in [*pods.values(), *TEMPORAL.values(), PROMETHEUS, STRANGER]:
+        assert not admits(policies, other, api, "http"), f"{other.name} reaches the API's port"
+    assert admits(policies, PROMETHEUS, api, "metrics")
+    assert not admits(policies, INGRESS_CONTROLLER, api, "metrics")
+    # The knob: one peer, the controller's namespace by the label every namespace carries.
+    policy = named(docs, "NetworkPolicy", "sosohappy-api")
+    (http_rule,) = [r for r in policy["spec"]["ingress"] if {"port": "http", "protocol": "TCP"} in r["ports"]]
+    assert http_rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": INGRESS_CONTROLLER.namespace}}}
+    ]
+    assert {i["spec"]["ingressClassName"] for i in of_kind(docs, "Ingress")} == {"nginx"}
