@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.k8s import ROOT
 from tests.k8s.manifests import (
     APP_IMAGE,
     OVERLAYS,
@@ -188,8 +189,15 @@ def test_api_and_workers_drain_before_they_are_killed() -> None:
     (container,) = pod["containers"]
     assert {"name": "SOSOHAPPY_API_HOST", "value": "0.0.0.0"} in container["env"]
     sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    graceful = int(config_data(docs)["SOSOHAPPY_API_GRACEFUL_SHUTDOWN_SECONDS"])
-    assert sleep >= 5 and sleep + graceful < pod["terminationGracePeriodSeconds"]
+    config = config_data(docs)
+    graceful = int(config["SOSOHAPPY_API_GRACEFUL_SHUTDOWN_SECONDS"])
+    # After SIGTERM uvicorn drains requests and sockets (timeout_graceful_shutdown), then the lifespan's
+    # shutdown stops the pod's sign-in worker, which waits for its running sign-ins (Worker
+    # graceful_shutdown_timeout): both bounded by the same setting, one after the other.
+    for source in ("api/serve.py", "api/sign_in_worker.py"):
+        assert "settings.api_graceful_shutdown_seconds" in (ROOT / source).read_text(), source
+    drains = [graceful] + ([graceful] if config["SOSOHAPPY_API_SIGN_IN_WORKER"] == "true" else [])
+    assert sleep >= 5 and sleep + sum(drains) < pod["terminationGracePeriodSeconds"], (sleep, drains)
     worker = named(docs, "Deployment", "sosohappy-worker")["spec"]["template"]["spec"]
     drain = float(config_data(docs)["SOSOHAPPY_WORKER_GRACEFUL_SHUTDOWN_SECONDS"])
     assert 60 <= drain < worker["terminationGracePeriodSeconds"], "activities need time to drain"
