@@ -113,16 +113,22 @@ def _port_matches(rule_ports: list[dict[str, Any]] | None, port: int, protocol: 
 
 
 def admits(
-    policies: Iterable[Doc], source: Peer, target: Peer, port: int | str, protocol: str = "TCP"
+    policies: Iterable[Doc],
+    source: Peer,
+    target: Peer,
+    port: int | str,
+    protocol: str = "TCP",
+    *,
+    sides: tuple[str, ...] = ("Egress", "Ingress"),
 ) -> bool:
     """Whether a connection from ``source`` to ``target`` on ``port`` (a number, or the name of one of the
     target's container ports) passes the egress policies of the source and the ingress policies of the
-    target."""
+    target (``sides``: only one of them, to check a policy on its own)."""
     policies = list(policies)
     if isinstance(port, str):
         assert isinstance(target, Pod) and port in target.ports, f"{port} is not a port of {target}"
         port = target.ports[port]
-    if isinstance(source, Pod):
+    if isinstance(source, Pod) and "Egress" in sides:
         guarding = [p for p in policies if _guards(p, source, "Egress")]
         if guarding and not any(
             _port_matches(rule.get("ports"), port, protocol, target)
@@ -137,7 +143,7 @@ def admits(
             for rule in p["spec"].get("egress") or []
         ):
             return False
-    if isinstance(target, Pod):
+    if isinstance(target, Pod) and "Ingress" in sides:
         guarding = [p for p in policies if _guards(p, target, "Ingress")]
         if guarding and not any(
             _port_matches(rule.get("ports"), port, protocol, target)

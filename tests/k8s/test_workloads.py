@@ -317,16 +317,38 @@ def test_network_policies_select_existing_pods_and_ports(size: str) -> None:
         }
         container = {"name": "kafka-exporter", "ports": [{"name": "tcp-prometheus", "containerPort": 9404}]}
         templates.append({"metadata": {"labels": labels}, "spec": {"containers": [container]}})
+    # The brokers, made by Strimzi from the node pools, with the labels its bootstrap Service selects.
+    broker = {
+        "strimzi.io/cluster": kafka["metadata"]["name"],
+        "strimzi.io/kind": "Kafka",
+        "strimzi.io/name": f"{kafka['metadata']['name']}-kafka",
+        "strimzi.io/broker-role": "true",
+    }
+    container = {"name": "kafka", "ports": [{"name": "tcp-clients", "containerPort": 9092}]}
+    templates.append({"metadata": {"labels": broker}, "spec": {"containers": [container]}})
     for policy in of_kind(docs, "NetworkPolicy"):
         name = policy["metadata"]["name"]
         guarded = [t for t in templates if selects(policy["spec"]["podSelector"], t["metadata"]["labels"])]
         assert guarded, f"NetworkPolicy {name} guards no pod"
         ports = {p["name"] for t in guarded for c in t["spec"]["containers"] for p in c.get("ports", [])}
-        for rule in policy["spec"]["ingress"]:
+        for rule in policy["spec"].get("ingress", []):
             assert {p["port"] for p in rule["ports"]} <= ports
             peers = [p["podSelector"] for p in rule.get("from", []) if "namespaceSelector" not in p]
             for peer in peers:
                 assert any(selects(peer, t["metadata"]["labels"]) for t in templates), f"{name}: dead peer"
+        for rule in policy["spec"].get("egress", []):
+            peers = [
+                p["podSelector"]
+                for p in rule.get("to", [])
+                if "podSelector" in p and "namespaceSelector" not in p
+            ]
+            for peer in peers:
+                targets = [t for t in templates if selects(peer, t["metadata"]["labels"])]
+                assert targets, f"{name}: dead destination {peer}"
+                declared = {
+                    p["containerPort"] for t in targets for c in t["spec"]["containers"] for p in c["ports"]
+                }
+                assert {p["port"] for p in rule["ports"]} <= declared, f"{name}: no such port at {peer}"
     for listener in kafka["spec"]["kafka"]["listeners"]:
         peers = [p["podSelector"] for p in listener["networkPolicyPeers"]]
         api = named(docs, "Deployment", "sosohappy-api")["spec"]["template"]["metadata"]["labels"]
