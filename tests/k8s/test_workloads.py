@@ -23,6 +23,7 @@ from tests.k8s.manifests import (
     load,
     named,
     of_kind,
+    pod_spec,
     pod_templates,
     render,
     selects,
@@ -369,7 +370,7 @@ def test_small_runs_its_stores_in_the_cluster_and_large_does_not() -> None:
         service = named(small, "Service", statefulset["spec"]["serviceName"])
         assert service["spec"]["clusterIP"] == "None"
         assert statefulset["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
-    assert images == {"sosohappy-mysql": "mysql:8.4", "sosohappy-mongodb": "mongo:7"}
+    assert images == {"sosohappy-mysql": "mysql:8.4.8", "sosohappy-mongodb": "mongo:7.0.28"}
     # Both stores admit every pod that uses them: the API, the worker and the migration Job (Alembic on
     # MySQL, then the legacy-message conversion on MongoDB).
     users = [t for _, t in pod_templates(small + render(OVERLAYS / "small" / "migrate"))]
@@ -466,3 +467,54 @@ def test_migration_render_brings_every_in_cluster_store_the_job_migrates(size: s
     assert in_cluster == (["sosohappy-mysql", "sosohappy-mongodb"] if size == "small" else [])
     # Only the stores: nothing of the application (its Deployments roll only after the Job completed).
     assert not [d for d in of_kind(migrate, "Deployment")], "the migration render carries a Deployment"
+
+
+#: A tag naming a patch release (1.2.3, v1.2.3, 1.2.3-variant); "7", "8.4" or "latest" move to new builds.
+PATCH_TAG = re.compile(r"v?\d+\.\d+\.\d+(?:[-+][\w.+-]+)?")
+
+
+def image_is_pinned(image: str) -> bool:
+    """Whether an image reference names one build: a sha256 digest, or a tag with a patch level."""
+    name, _, digest = image.partition("@")
+    if digest:
+        return re.fullmatch(r"sha256:[0-9a-f]{64}", digest) is not None
+    last = name.rsplit("/", 1)[-1]  # a registry's port is not a tag
+    return ":" in last and PATCH_TAG.fullmatch(last.rsplit(":", 1)[1]) is not None
+
+
+def test_the_image_pin_rule() -> None:
+    for floating in (
+        "mongo",
+        "mongo:7",
+        "mysql:8.4",
+        "mysql:latest",
+        "reg:5000/db",
+        "reg:5000/db:8",
+        "x:v1.2",
+    ):
+        assert not image_is_pinned(floating), floating
+    for pinned in (
+        "mongo:7.0.28",
+        "prom/mysqld-exporter:v0.17.2",
+        "reg:5000/db:1.2.3",
+        "temporalio/admin-tools:1.29.1-tctl-1.18.4-cli-1.5.0",
+        "mongo@sha256:" + "0" * 64,
+    ):
+        assert image_is_pinned(pinned), pinned
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_image_is_pinned_to_a_patch_release(size: str) -> None:
+    """A floating tag (none, latest, or without a patch level) pulls a different build whenever a pod is
+    rescheduled: a database upgraded by a node drain. Only our own image is named bare here: deploy.sh
+    sets its repository and tag (or digest) on every render."""
+    docs = [*render(OVERLAYS / size), *render(OVERLAYS / size / "migrate"), *load(REGISTER_JOB)]
+    seen = set()
+    for obj in docs:
+        pod = pod_spec(obj)
+        for container in [] if pod is None else pod.get("initContainers", []) + pod["containers"]:
+            image = container["image"]
+            if image != APP_IMAGE:
+                assert image_is_pinned(image), f"{ident(obj)} runs the floating image {image}"
+            seen.add(image)
+    assert APP_IMAGE in seen and len(seen) >= 3
