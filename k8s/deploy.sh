@@ -7,7 +7,9 @@
 #      (a throwaway kustomization that references the overlay; no committed file is edited);
 #      a <tag> of the form sha256:... is used as the image digest instead;
 #   2. makes sure the namespace exists;
-#   3. deletes the previous migration Job, applies the new one and waits until it completes; a failed Job
+#   3. deletes the previous migration Job, applies the migration overlay (the Job, and for the small size
+#      the in-cluster MySQL and MongoDB it migrates, so a fresh cluster has them before the Job runs) and
+#      waits until the Job completes; a failed Job
 #      (or one still running after MIGRATE_TIMEOUT seconds of polling) stops the deploy, with the Job's logs
 #      printed; the budget is counted in polls (MIGRATE_TIMEOUT / POLL_SECONDS, rounded up), so a slow
 #      kubectl or a loaded machine never cuts the wait short;

@@ -23,7 +23,7 @@ NAMESPACE = "sosohappy"
 #: The image name the manifests use for the backend; the deploy sets the real repository and tag.
 APP_IMAGE = "sosohappy-backend"
 REGISTER_JOB = ROOT / "temporal" / "k8s" / "register-job.yaml"
-#: The keys of the Secret sosohappy-secrets (created by hand from this example).
+#: The example of the Secret sosohappy-secrets (every key, with the in-cluster stores' URLs of the small size).
 SECRET_EXAMPLE = K8S / "base" / "secrets.example.env"
 STRIMZI_GROUPS = {"kafka.strimzi.io", "core.strimzi.io"}
 
@@ -53,6 +53,12 @@ def load(path: Path) -> list[Any]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
 
+def env_file_keys(path: Path) -> dict[str, str]:
+    """KEY -> value of an env file (``KEY=value`` lines, comments left out)."""
+    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
 @functools.cache
 def render(directory: Path) -> tuple[Doc, ...]:
     """The objects ``kubectl kustomize directory`` renders (once per directory and session: do not mutate
@@ -62,12 +68,6 @@ def render(directory: Path) -> tuple[Doc, ...]:
     done = subprocess.run([*KUSTOMIZE, str(directory)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"kustomize {rel(directory)} failed:\n{done.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
-
-
-def env_file_keys(path: Path) -> dict[str, str]:
-    """KEY -> value of an env file (``KEY=value`` lines, comments left out)."""
-    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    return dict(line.split("=", 1) for line in lines)
 
 
 def secret_examples() -> dict[str, dict[str, str]]:

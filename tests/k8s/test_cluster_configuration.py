@@ -188,3 +188,18 @@ def test_temporal_helm_values_use_external_mysql_and_size_the_services() -> None
     web_env = {e["name"]: e["value"] for e in base["web"]["additionalEnv"]}
     assert web_env["TEMPORAL_CODEC_ENDPOINT"] == f"http://127.0.0.1:{config['SOSOHAPPY_CODEC_SERVER_PORT']}"
     assert config["SOSOHAPPY_CODEC_SERVER_UI_ORIGIN"] == "http://127.0.0.1:8080"
+
+
+def test_the_temporal_chart_is_installed_at_one_pinned_version() -> None:
+    """Every documented install or upgrade of the chart names the same exact version: an unpinned one
+    takes whatever the chart repository serves that day (a new server, a new values layout)."""
+    commands = []
+    for path in (ROOT / "README.md", *sorted(HELM.glob("*.yaml"))):
+        text = re.sub(r"\\\n#?\s*", " ", path.read_text())  # join continued lines, comments' too
+        commands += re.findall(r"helm (?:upgrade|install|template)\b[^\n]*\btemporal/temporal\b[^\n]*", text)
+    assert len(commands) >= 2, commands
+    pins = [re.search(r"--version[ =](\S+)", c) for c in commands]
+    assert all(pins), f"a chart install without --version: {commands}"
+    (version,) = {pin.group(1) for pin in pins if pin}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), version
+    assert int(version.split(".")[0]) >= 1, "the values use the layout of chart 1.x (datastores)"

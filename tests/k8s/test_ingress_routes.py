@@ -95,7 +95,10 @@ def test_the_metrics_port_is_behind_no_service_and_only_prometheus_reaches_it(si
             assert not targets & {"metrics", ports["metrics"]}, other["metadata"]["name"]
     policy = named(docs, "NetworkPolicy", "sosohappy-api")
     by_port = {p["port"]: rule.get("from") for rule in policy["spec"]["ingress"] for p in rule["ports"]}
-    assert by_port["http"] is None  # from anywhere: the ingress controller
+    # only from the ingress controller's namespace (tests/k8s/test_network_policies.py: nothing else)
+    assert by_port["http"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
     assert by_port["metrics"] == [
         {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},

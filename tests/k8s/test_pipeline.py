@@ -99,9 +99,14 @@ def test_pipeline_jobs_do_what_their_stage_says(workflow: dict[Any, Any]) -> Non
     assert 'k8s/deploy.sh "$OVERLAY" "$IMAGE_REPO" "$IMAGE_TAG"' in _runs(deploy)
     assert deploy["env"]["IMAGE_REPO"] == "${{ needs.image.outputs.repo }}"
     assert deploy["env"]["IMAGE_TAG"] == "${{ needs.image.outputs.tag }}"
-    # Readiness through the API server (the Ingress routes no /readyz); the Ingress checked from outside:
-    # a client path reaches the API, the API's own paths do not.
-    assert "services/sosohappy-api:http/proxy/readyz" in _runs(deploy)
+    # Readiness of every API pod from inside it (the Ingress routes no /readyz, and the API's NetworkPolicy
+    # admits its port only from the ingress controller, so the API server's proxy would be refused); the
+    # Ingress checked from outside: a client path reaches the API, the API's own paths do not.
+    readyz = next(s for s in deploy["steps"] if "/readyz" in s.get("name", ""))
+    assert 'exec "$pod" -c api -- python -c "$READYZ"' in readyz["run"]
+    assert "app.kubernetes.io/component=api" in readyz["run"]
+    assert "127.0.0.1" in readyz["env"]["READYZ"] and "/readyz" in readyz["env"]["READYZ"]
+    assert "/proxy/" not in _runs(deploy)
     rollout = _runs(jobs["rollout"])
     assert "$URL/feed-service/findOtherFeed" in rollout and "x-request-id" in rollout
     assert "for path in /readyz /healthz /metrics /docs /openapi.json" in rollout

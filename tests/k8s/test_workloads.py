@@ -5,24 +5,30 @@ policies that reach real pods, stores in the cluster only for ``small``, and a m
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 
+from tests.k8s import ROOT
 from tests.k8s.manifests import (
     APP_IMAGE,
     OVERLAYS,
     REGISTER_JOB,
+    SECRET_EXAMPLE,
     SIZES,
     config_data,
     config_map,
+    env_file_keys,
     ident,
     load,
     named,
     of_kind,
+    pod_spec,
     pod_templates,
     render,
     selects,
 )
+from tests.k8s.netpol import admits, rendered_pods
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -184,8 +190,15 @@ def test_api_and_workers_drain_before_they_are_killed() -> None:
     (container,) = pod["containers"]
     assert {"name": "SOSOHAPPY_API_HOST", "value": "0.0.0.0"} in container["env"]
     sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    graceful = int(config_data(docs)["SOSOHAPPY_API_GRACEFUL_SHUTDOWN_SECONDS"])
-    assert sleep >= 5 and sleep + graceful < pod["terminationGracePeriodSeconds"]
+    config = config_data(docs)
+    graceful = int(config["SOSOHAPPY_API_GRACEFUL_SHUTDOWN_SECONDS"])
+    # After SIGTERM uvicorn drains requests and sockets (timeout_graceful_shutdown), then the lifespan's
+    # shutdown stops the pod's sign-in worker, which waits for its running sign-ins (Worker
+    # graceful_shutdown_timeout): both bounded by the same setting, one after the other.
+    for source in ("api/serve.py", "api/sign_in_worker.py"):
+        assert "settings.api_graceful_shutdown_seconds" in (ROOT / source).read_text(), source
+    drains = [graceful] + ([graceful] if config["SOSOHAPPY_API_SIGN_IN_WORKER"] == "true" else [])
+    assert sleep >= 5 and sleep + sum(drains) < pod["terminationGracePeriodSeconds"], (sleep, drains)
     worker = named(docs, "Deployment", "sosohappy-worker")["spec"]["template"]["spec"]
     drain = float(config_data(docs)["SOSOHAPPY_WORKER_GRACEFUL_SHUTDOWN_SECONDS"])
     assert 60 <= drain < worker["terminationGracePeriodSeconds"], "activities need time to drain"
@@ -305,16 +318,38 @@ def test_network_policies_select_existing_pods_and_ports(size: str) -> None:
         }
         container = {"name": "kafka-exporter", "ports": [{"name": "tcp-prometheus", "containerPort": 9404}]}
         templates.append({"metadata": {"labels": labels}, "spec": {"containers": [container]}})
+    # The brokers, made by Strimzi from the node pools, with the labels its bootstrap Service selects.
+    broker = {
+        "strimzi.io/cluster": kafka["metadata"]["name"],
+        "strimzi.io/kind": "Kafka",
+        "strimzi.io/name": f"{kafka['metadata']['name']}-kafka",
+        "strimzi.io/broker-role": "true",
+    }
+    container = {"name": "kafka", "ports": [{"name": "tcp-clients", "containerPort": 9092}]}
+    templates.append({"metadata": {"labels": broker}, "spec": {"containers": [container]}})
     for policy in of_kind(docs, "NetworkPolicy"):
         name = policy["metadata"]["name"]
         guarded = [t for t in templates if selects(policy["spec"]["podSelector"], t["metadata"]["labels"])]
         assert guarded, f"NetworkPolicy {name} guards no pod"
         ports = {p["name"] for t in guarded for c in t["spec"]["containers"] for p in c.get("ports", [])}
-        for rule in policy["spec"]["ingress"]:
+        for rule in policy["spec"].get("ingress", []):
             assert {p["port"] for p in rule["ports"]} <= ports
             peers = [p["podSelector"] for p in rule.get("from", []) if "namespaceSelector" not in p]
             for peer in peers:
                 assert any(selects(peer, t["metadata"]["labels"]) for t in templates), f"{name}: dead peer"
+        for rule in policy["spec"].get("egress", []):
+            peers = [
+                p["podSelector"]
+                for p in rule.get("to", [])
+                if "podSelector" in p and "namespaceSelector" not in p
+            ]
+            for peer in peers:
+                targets = [t for t in templates if selects(peer, t["metadata"]["labels"])]
+                assert targets, f"{name}: dead destination {peer}"
+                declared = {
+                    p["containerPort"] for t in targets for c in t["spec"]["containers"] for p in c["ports"]
+                }
+                assert {p["port"] for p in rule["ports"]} <= declared, f"{name}: no such port at {peer}"
     for listener in kafka["spec"]["kafka"]["listeners"]:
         peers = [p["podSelector"] for p in listener["networkPolicyPeers"]]
         api = named(docs, "Deployment", "sosohappy-api")["spec"]["template"]["metadata"]["labels"]
@@ -335,7 +370,7 @@ def test_small_runs_its_stores_in_the_cluster_and_large_does_not() -> None:
         service = named(small, "Service", statefulset["spec"]["serviceName"])
         assert service["spec"]["clusterIP"] == "None"
         assert statefulset["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
-    assert images == {"sosohappy-mysql": "mysql:8.4", "sosohappy-mongodb": "mongo:7"}
+    assert images == {"sosohappy-mysql": "mysql:8.4.8", "sosohappy-mongodb": "mongo:7.0.28"}
     # Both stores admit every pod that uses them: the API, the worker and the migration Job (Alembic on
     # MySQL, then the legacy-message conversion on MongoDB).
     users = [t for _, t in pod_templates(small + render(OVERLAYS / "small" / "migrate"))]
@@ -375,7 +410,7 @@ def test_migration_job_is_alone_in_its_kustomization_and_agrees_with_the_app(siz
     (container,) = spec["template"]["spec"]["containers"]
     assert container["image"] == APP_IMAGE and container["args"] == ["storage.migrate"]
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
-    # What both apply (namespace, ConfigMap, in-cluster MySQL) must be identical, or each apply undoes the
+    # What both apply (namespace, ConfigMap, in-cluster stores) must be identical, or each apply undoes the
     # other's; the Job reads the very ConfigMap the Deployments read.
     shared = {ident(d) for d in migrate} & {ident(d) for d in app}
     assert {"Namespace/sosohappy", ident(config_map(app))} <= shared
@@ -383,3 +418,103 @@ def test_migration_job_is_alone_in_its_kustomization_and_agrees_with_the_app(siz
         assert next(d for d in migrate if ident(d) == key) == next(d for d in app if ident(d) == key), key
     if of_kind(app, "StatefulSet"):
         assert "StatefulSet/sosohappy-mysql" in shared, "the Job would wait for a MySQL that is not there yet"
+
+
+#: The stores the migration Job works on, by the setting of the Secret sosohappy-secrets that names each:
+#: Alembic on MySQL (storage/migrate.py), then the legacy direct messages on MongoDB
+#: (dm/migrate_messages.py), waiting for each to answer.
+MIGRATION_STORES = ("SOSOHAPPY_DATABASE_URL", "SOSOHAPPY_MONGO_URL")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_migration_render_brings_every_in_cluster_store_the_job_migrates(size: str) -> None:
+    """On a fresh cluster deploy.sh applies the migration overlay and waits for its Job before the
+    application overlay: a store the Job waits for that only the application overlay creates never comes."""
+    app, migrate = render(OVERLAYS / size), render(OVERLAYS / size / "migrate")
+    (job,) = of_kind(migrate, "Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert {"secretRef": {"name": "sosohappy-secrets"}} in container["envFrom"]
+    job_pod = rendered_pods(migrate)["sosohappy-migrate"]
+    example = env_file_keys(SECRET_EXAMPLE)
+    in_cluster = []
+    for setting in MIGRATION_STORES:
+        url = urlsplit(example[setting])
+        assert url.hostname and url.port, setting
+        service_name, namespace = url.hostname.split(".")[:2]
+        assert namespace == "sosohappy", url.hostname
+        app_services = [s for s in of_kind(app, "Service") if s["metadata"]["name"] == service_name]
+        if not app_services:  # a managed store (large): nothing in the cluster to bring
+            assert not of_kind(app, "StatefulSet"), f"{size} runs stores but not the one {setting} names"
+            continue
+        in_cluster.append(service_name)
+        service = named(migrate, "Service", service_name)  # missing: the Job would wait for nothing
+        assert service == app_services[0], service_name
+        assert url.port in {p["port"] for p in service["spec"]["ports"]}
+        backing = [
+            d
+            for d in of_kind(migrate, "StatefulSet")
+            if selects(
+                {"matchLabels": service["spec"]["selector"]}, d["spec"]["template"]["metadata"]["labels"]
+            )
+        ]
+        assert len(backing) == 1, f"no {service_name} pod in the migration render"
+        assert backing[0] == named(app, "StatefulSet", backing[0]["metadata"]["name"])
+        store_pod = rendered_pods(migrate)[backing[0]["metadata"]["name"]]
+        port = next(p for p in service["spec"]["ports"] if p["port"] == url.port)["targetPort"]
+        assert admits(of_kind(migrate, "NetworkPolicy"), job_pod, store_pod, port), (
+            f"{service_name} refuses the Job"
+        )
+    assert in_cluster == (["sosohappy-mysql", "sosohappy-mongodb"] if size == "small" else [])
+    # Only the stores: nothing of the application (its Deployments roll only after the Job completed).
+    assert not [d for d in of_kind(migrate, "Deployment")], "the migration render carries a Deployment"
+
+
+#: A tag naming a patch release (1.2.3, v1.2.3, 1.2.3-variant); "7", "8.4" or "latest" move to new builds.
+PATCH_TAG = re.compile(r"v?\d+\.\d+\.\d+(?:[-+][\w.+-]+)?")
+
+
+def image_is_pinned(image: str) -> bool:
+    """Whether an image reference names one build: a sha256 digest, or a tag with a patch level."""
+    name, _, digest = image.partition("@")
+    if digest:
+        return re.fullmatch(r"sha256:[0-9a-f]{64}", digest) is not None
+    last = name.rsplit("/", 1)[-1]  # a registry's port is not a tag
+    return ":" in last and PATCH_TAG.fullmatch(last.rsplit(":", 1)[1]) is not None
+
+
+def test_the_image_pin_rule() -> None:
+    for floating in (
+        "mongo",
+        "mongo:7",
+        "mysql:8.4",
+        "mysql:latest",
+        "reg:5000/db",
+        "reg:5000/db:8",
+        "x:v1.2",
+    ):
+        assert not image_is_pinned(floating), floating
+    for pinned in (
+        "mongo:7.0.28",
+        "prom/mysqld-exporter:v0.17.2",
+        "reg:5000/db:1.2.3",
+        "temporalio/admin-tools:1.29.1-tctl-1.18.4-cli-1.5.0",
+        "mongo@sha256:" + "0" * 64,
+    ):
+        assert image_is_pinned(pinned), pinned
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_image_is_pinned_to_a_patch_release(size: str) -> None:
+    """A floating tag (none, latest, or without a patch level) pulls a different build whenever a pod is
+    rescheduled: a database upgraded by a node drain. Only our own image is named bare here: deploy.sh
+    sets its repository and tag (or digest) on every render."""
+    docs = [*render(OVERLAYS / size), *render(OVERLAYS / size / "migrate"), *load(REGISTER_JOB)]
+    seen = set()
+    for obj in docs:
+        pod = pod_spec(obj)
+        for container in [] if pod is None else pod.get("initContainers", []) + pod["containers"]:
+            image = container["image"]
+            if image != APP_IMAGE:
+                assert image_is_pinned(image), f"{ident(obj)} runs the floating image {image}"
+            seen.add(image)
+    assert APP_IMAGE in seen and len(seen) >= 3
