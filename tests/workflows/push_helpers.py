@@ -1,15 +1,17 @@
-"""Users with registered devices, made directly in the test database, for push tests."""
+"""Users with registered devices, made directly in the test database, for push tests: each device is
+registered by its own live login, as a sign-in registers it (a device whose login is over gets no push)."""
 
 from __future__ import annotations
 
 import uuid
 
 from activities.deps import ActivityDeps
-from storage import devices, users
+from storage import devices, logins, users
 
 
 def user_with_devices(deps: ActivityDeps, count: int, nickname: str | None = None) -> tuple[int, list[str]]:
-    """A new user with ``count`` registered device tokens (and ``nickname``, if given)."""
+    """A new user with ``count`` registered device tokens, each of its own live login (and ``nickname``,
+    if given)."""
     tag = uuid.uuid4().hex[:10]
     tokens = [f"tok-{tag}-{i}" for i in range(count)]
     with deps.sessions.begin() as session:
@@ -17,7 +19,8 @@ def user_with_devices(deps: ActivityDeps, count: int, nickname: str | None = Non
         if nickname is not None:
             user.nickname = nickname
         for token in tokens:
-            devices.register_device(session, user.id, token, None)
+            login = logins.open_session(session, user.id, deps.settings.refresh_token_ttl_seconds)
+            devices.register_device(session, user.id, token, login.id)
         return user.id, tokens
 
 
