@@ -1,16 +1,18 @@
-"""Device registrations are addressed only while the login that registered them is live, and a login revoked
-for refresh-token reuse forgets its devices in the revoking transaction; on MySQL and SQLite."""
+"""Device registrations are addressed only while the login that registered them is live, a login revoked for
+refresh-token reuse forgets its devices in the revoking transaction, and housekeeping deletes the rows of
+logins that are over; on MySQL and SQLite."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from storage import devices, logins, nudges
-from storage.db import session_factory
+from storage import devices, housekeeping, logins, nudges
+from storage.db import create_db_engine, migrate, session_factory
 from storage.models import DeviceRegistration, LoginSession
 from tests.storage.helpers import make_user
 
@@ -132,3 +134,27 @@ def test_a_login_revoked_for_reuse_forgets_its_devices_in_the_same_transaction(e
         )
         assert stolen_token not in set(tokens)
         assert devices.ids_for(session, user_id) == [kept_id]  # the other login's device stays
+
+
+def test_housekeeping_deletes_the_devices_of_logins_that_are_over_in_batches(tmp_path: Path) -> None:
+    # A database of its own: every dead row in it is this test's, so the batch counts are exact.
+    url = f"sqlite:///{tmp_path / 'devices.db'}"
+    migrate(url)
+    engine = create_db_engine(url)
+    try:
+        user_id, _ = make_user(engine)
+        kinds = _every_kind(engine, user_id)
+        dead = [device_id for state, (device_id, _) in kinds.items() if state != "live"]
+        # Rows after the first batch, a live one among them: the keyset walk reads past it, keeps it.
+        kept = [kinds["live"][0], _device(engine, user_id, _login(engine, user_id))[0]]
+        dead.append(_device(engine, user_id, None)[0])
+        sessions = session_factory(engine)
+        batches: list[int] = []
+        now = logins.utcnow()
+        assert housekeeping.delete_dead_devices(sessions, now, 4, batches.append) == len(dead) == 6
+        assert batches == [4, 6]  # the second batch is short: done
+        with sessions() as session:
+            assert set(session.scalars(select(DeviceRegistration.id))) == set(kept)
+        assert housekeeping.delete_dead_devices(sessions, now, 4) == 0  # idempotent
+    finally:
+        engine.dispose()
