@@ -29,6 +29,7 @@ from temporal.push import PushOutcome
 from tests.api.feed_helpers import kst, like, member, unique_year, user_id
 from tests.fixtures.ios_client import IOSClient
 from tests.fixtures.logins import login_id, reissue_twice
+from tests.workflows.push_helpers import push_result
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -95,10 +96,7 @@ async def test_a_like_reaches_only_the_devices_whose_login_is_live(
     author_id, fan_id = user_id(activity_deps, author.nickname), user_id(activity_deps, fan.nickname)
     with activity_deps.sessions() as session:
         feed_id = session.scalars(select(Feed.id).where(Feed.user_id == author_id)).one()
-    handle = temporal_client.get_workflow_handle(
-        like_push_workflow_id(feed_id, fan_id), result_type=PushOutcome
-    )
-    outcome = await handle.result()
+    outcome = await push_result(temporal_client, like_push_workflow_id(feed_id, fan_id), PushOutcome)
     assert len(outcome.sent) == 1 and not (outcome.removed or outcome.undelivered or outcome.rejected)
     assert len(fcm_emulator.messages(author.device_token)) == 1
     assert fcm_emulator.messages(stolen.device_token) == []
