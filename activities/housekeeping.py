@@ -70,3 +70,10 @@ class HousekeepingActivities:
         return housekeeping.delete_stale_page_marks(
             self._deps.sessions, cutoff, req.batch_size, activity.heartbeat
         )
+
+    @activity.defn(name="housekeeping_delete_dead_devices")
+    def delete_dead_devices(self, req: HousekeepingInput) -> int:
+        """Device registrations whose login is revoked, expired or gone (no push reaches them)."""
+        return housekeeping.delete_dead_devices(
+            self._deps.sessions, utcnow(), req.batch_size, activity.heartbeat
+        )

@@ -34,7 +34,7 @@ from config import Settings
 from devstack.bytecode import compile_project
 from devstack.processes import ManagedProcess, free_port
 from emulators.control import FcmEmulator
-from storage import devices, users
+from storage import devices, logins, users
 from storage.db import migrate
 from temporal.client import connect
 from temporal.devserver import start_dev_args
@@ -64,12 +64,13 @@ async def bounded(n: int, make: Callable[[int], Awaitable[object]]) -> float:
 
 
 def seed(deps: ActivityDeps, n: int) -> list[int]:
-    """N users with one device each."""
+    """N users with one device each, registered by a live login (as a sign-in registers it)."""
     ids = []
     with deps.sessions.begin() as session:
         for i in range(n):
             user = users.upsert_account(session, f"bench{i}@example.com+kakao", "kakao", str(i), None)
-            devices.register_device(session, user.id, f"bench-token-{i}", None)
+            login = logins.open_session(session, user.id, deps.settings.refresh_token_ttl_seconds)
+            devices.register_device(session, user.id, f"bench-token-{i}", login.id)
             ids.append(user.id)
     return ids
 

@@ -19,6 +19,12 @@ smaller than ``batch``. Deleting is idempotent: a row already gone is simply not
 - **Feed page marks** recorded before the marks' lifetime: a login that comes back to a listing later
   starts at page 0 (the app does on every load), and a page whose mark is gone is answered as
   ``feeds.paging`` says, so a deleted mark costs nothing but a long-idle scroll's continuation.
+- **Device registrations** whose login is not live (``storage.devices.login_is_live``: revoked, expired,
+  gone, another user's, or none): no push is sent to them any more (every device listing filters by the
+  same predicate), and the app never signs out, so without this their tokens would stay forever. There
+  is no cutoff column to index: the table (one row per device) is walked once in primary-key order
+  (keyset, ``id > last``), each row checked against its login by primary key. A sign-in that moves a
+  token to a new live login between the select and the delete keeps it (the delete checks again).
 """
 
 from __future__ import annotations
@@ -30,7 +36,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, or_, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.models import AuthorizeCode, DmPresence, FeedPageMark, LoginSession, Revocation
+from storage.devices import login_is_live
+from storage.models import (
+    AuthorizeCode,
+    DeviceRegistration,
+    DmPresence,
+    FeedPageMark,
+    LoginSession,
+    Revocation,
+)
 
 BATCH = 500
 
@@ -41,19 +55,30 @@ def _delete_in_batches(
     where: ColumnElement[bool],
     batch: int,
     each_batch: Callable[[int], None] | None,
+    keyset: bool = False,
 ) -> int:
-    """Delete the rows matching ``where``, ``batch`` primary keys (``columns``) at a time; how many went."""
+    """Delete the rows matching ``where``, ``batch`` primary keys (``columns``) at a time; how many went.
+    ``keyset`` (a one-column key only): walk the keys in order, each batch after the last one's, so rows
+    that stay are read once (for a ``where`` no index narrows)."""
     table = columns[0].table
+    assert not keyset or len(columns) == 1
     deleted = 0
+    last: Any = None
     while True:
         with sessions.begin() as session:
             assert isinstance(session, Session)
-            keys = session.execute(select(*columns).where(where).limit(batch)).all()
+            query = select(*columns).where(where)
+            if keyset:
+                if last is not None:
+                    query = query.where(columns[0] > last)
+                query = query.order_by(columns[0])
+            keys = session.execute(query.limit(batch)).all()
             if keys:
                 key = columns[0] if len(columns) == 1 else tuple_(*columns)
                 values = [k[0] for k in keys] if len(columns) == 1 else [tuple(k) for k in keys]
                 # ``where`` again: a row refreshed (presence) since it was selected stays.
                 session.execute(delete(table).where(key.in_(values), where))
+                last = keys[-1][0]
         deleted += len(keys)
         if each_batch is not None:
             each_batch(deleted)
@@ -113,4 +138,13 @@ def delete_stale_page_marks(
     columns = (FeedPageMark.login_id, FeedPageMark.listing, FeedPageMark.scope, FeedPageMark.page)
     return _delete_in_batches(
         sessions, columns, FeedPageMark.recorded_at < recorded_before, batch, each_batch
+    )
+
+
+def delete_dead_devices(
+    sessions: sessionmaker, now: datetime, batch: int = BATCH, each_batch: Callable[[int], None] | None = None
+) -> int:
+    """Device registrations whose login is not live at ``now`` (revoked, expired, gone or none)."""
+    return _delete_in_batches(
+        sessions, (DeviceRegistration.id,), ~login_is_live(now), batch, each_batch, keyset=True
     )

@@ -13,6 +13,7 @@ from enum import Enum
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from storage import devices
 from storage.models import AuthorizeCode, LoginSession, Revocation
 
 #: ``Revocation.kind`` of one login, and of a whole account.
@@ -151,7 +152,8 @@ def rotate_session(
     answered one after another present whichever token the first re-issue stored, so within one burst
     the generations it presents never drift more than one apart. Anything else (an older generation,
     or the one just rotated after the window) is reuse and revokes the login (recorded in
-    ``revocations``, same transaction). Safe under concurrency: the rotation is one conditional UPDATE,
+    ``revocations`` and its device registrations forgotten, same transaction: a suspected theft ends
+    the login's pushes too). Safe under concurrency: the rotation is one conditional UPDATE,
     and every other decision is taken on the row locked ``FOR UPDATE``.
     """
     now = now or utcnow()
@@ -188,13 +190,16 @@ def rotate_session(
 
 
 def revoke_session(session: Session, session_id: str, now: datetime | None = None) -> Revocation | None:
-    """Mark one login revoked (sign-out, refresh-token reuse) and record it; ``None`` if it already was."""
+    """Mark one login revoked (sign-out, refresh-token reuse), forget the devices it registered and
+    record it, all in the caller's transaction; ``None`` if it already was revoked (its devices are
+    forgotten all the same)."""
     now = now or utcnow()
     result = session.execute(
         update(LoginSession)
         .where(LoginSession.id == session_id, LoginSession.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+    devices.remove_session_devices(session, session_id)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
     return _record(session, SESSION, session_id, now=now)[0]

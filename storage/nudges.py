@@ -1,29 +1,28 @@
 """Who a nudge is for, listed by user id in bounded pages (keyset: ``id > after``, ascending), ids only.
 
-A user is reachable while they have a registered device and a live login (not revoked, not expired):
-signing out removes that login's devices and revokes it, and resign deletes both, so users who signed
-out everywhere or resigned are never listed. Each condition is an ``EXISTS`` on an indexed column
-(``device_registrations.user_id``, ``login_sessions.user_id``, ``feeds (user_id, day)`` and
-``feeds (user_id, date)``), so a page costs its own rows, whatever the number of users.
+A user is reachable while they have a registered device whose own login is live (not revoked, not
+expired: ``storage.devices.login_is_live``, the filter every push listing uses), so users whose logins all
+ended (expired, signed out, revoked for refresh-token reuse) or who resigned are never listed, and a live
+login on one device does not make another device's dead login reachable. Each condition is an ``EXISTS``
+on an indexed column (``device_registrations.user_id``, then the device's login by primary key,
+``feeds (user_id, day)`` and ``feeds (user_id, date)``), so a page costs its own rows, whatever the number
+of users.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session
 
 from kst.dates import MONTH, month_range
-from storage.models import DeviceRegistration, Feed, LoginSession, User
+from storage.devices import login_is_live
+from storage.models import DeviceRegistration, Feed, User
 
 
 def _reachable(now: datetime) -> ColumnElement[bool]:
-    device = exists().where(DeviceRegistration.user_id == User.id)
-    login = exists().where(
-        LoginSession.user_id == User.id, LoginSession.revoked_at.is_(None), LoginSession.expires_at > now
-    )
-    return and_(device, login)
+    return exists().where(DeviceRegistration.user_id == User.id, login_is_live(now))
 
 
 def _page(

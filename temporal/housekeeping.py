@@ -52,6 +52,7 @@ class HousekeepingResult(BaseModel):
     dm_presence: int = 0
     revocations: int = 0
     feed_page_marks: int = 0
+    device_registrations: int = 0
 
 
 def schedule(settings: Settings) -> Schedule:

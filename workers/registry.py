@@ -78,6 +78,7 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
             housekeeping.delete_dead_presence,
             housekeeping.delete_stale_revocations,
             housekeeping.delete_stale_page_marks,
+            housekeeping.delete_dead_devices,
         ],
         task_queues.PUSH: [
             push.device_tokens,

@@ -1,7 +1,6 @@
 """``HousekeepingWorkflow``: delete what no longer means anything (expired logins, spent authorize codes,
-presence rows of dead replicas, stale revocation records, old feed page marks), one idempotent activity
-per kind, and return
-how many rows of each kind went. Started every hour by the ``housekeeping`` Schedule
+presence rows of dead replicas, stale revocation records, old feed page marks, device registrations of
+logins that are over), one idempotent activity per kind, and return how many rows of each kind went. Started every hour by the ``housekeeping`` Schedule
 (``temporal/housekeeping.py``), which skips a run while the previous one is still going."""
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ with workflow.unsafe.imports_passed_through():
 
 #: ``workflow.patched`` id of the page-mark step (runs recorded before it end after the revocations).
 PAGE_MARKS = "housekeeping-feed-page-marks"
+#: ``workflow.patched`` id of the dead-device step (runs recorded before it end after the page marks).
+DEAD_DEVICES = "housekeeping-dead-devices"
 STEP_TIMEOUT = timedelta(minutes=30)
 HEARTBEAT = timedelta(minutes=2)
 #: A step that keeps failing gives up after a few tries: the next hourly run starts over anyway.
@@ -52,4 +53,6 @@ class HousekeepingWorkflow:
         )
         if workflow.patched(PAGE_MARKS):
             result.feed_page_marks = await _step(HousekeepingActivities.delete_stale_page_marks, req)
+        if workflow.patched(DEAD_DEVICES):
+            result.device_registrations = await _step(HousekeepingActivities.delete_dead_devices, req)
         return result

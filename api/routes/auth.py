@@ -55,7 +55,7 @@ from api.request_context import bind_user, bind_workflow
 from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocations
 from api.security import CurrentUser, EmailHeader, RefreshTokenHeader, header_text
-from storage import devices, logins, sign_in_requests, users
+from storage import logins, sign_in_requests, users
 from storage.db import retry_deadlocks
 from storage.models import Revocation
 from storage.outbox import QueuedStart
@@ -330,10 +330,8 @@ async def sign_out(user: CurrentUser, res: ResourcesDep) -> AccountResult:
     """Revoke this login and forget its device token."""
 
     def revoke() -> Revocation | None:  # in the threadpool: a lock wait must not stall the event loop
-        with res.sessions.begin() as session:
-            revocation = logins.revoke_session(session, user.session_id)
-            devices.remove_session_devices(session, user.session_id)
-        return revocation
+        with res.sessions.begin() as session:  # the revocation forgets the login's devices too
+            return logins.revoke_session(session, user.session_id)
 
     revocation = await run_in_threadpool(revoke)
     if revocation is not None:

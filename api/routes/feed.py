@@ -170,10 +170,13 @@ def delete_feed(form: DayParams, user: CurrentUser, res: ResourcesDep) -> Delete
 @router.post("/updateLike", responses=error_responses(404))
 async def update_like(form: Annotated[LikeForm, Multipart], user: CurrentUser, res: ResourcesDep) -> LikeBody:
     """Toggle the caller's like on ``nickname``'s entry of that day; a new like on someone else's
-    entry notifies its author in the background (the answer never waits for push)."""
+    entry notifies its author in the background (the answer never waits for push), unless the author
+    has blocked the caller: the like is kept and answered as any other (blocking is one-directional
+    and the blocked user is not told, BACKEND_SPEC A9), but no notice reaches the author's lock
+    screen, as no DM from them does."""
     src, author_nickname, date = form.src_nickname, form.nickname, form.date
 
-    def toggle() -> tuple[bool, int, int]:
+    def toggle() -> tuple[bool, int, int, bool]:
         with res.engine.begin() as conn:
             _require_self(conn, user, src, "srcNickname")
             author_id = users.id_of(conn, author_nickname)
@@ -182,10 +185,12 @@ async def update_like(form: Annotated[LikeForm, Multipart], user: CurrentUser, r
             feed = feeds.day_feed(conn, author_id, date, lock=True) if author_id is not None else None
             if feed is None or not _visible(conn, user.id, feed.user_id, feed.is_public):
                 raise NotFound(f"{author_nickname} has no entry you can see on {day_of(date)}")
-            return feeds.toggle_like(conn, feed.id, user.id), feed.id, feed.user_id
+            liked = feeds.toggle_like(conn, feed.id, user.id)
+            notify = liked and feed.user_id != user.id and not users.is_blocked(conn, feed.user_id, user.id)
+            return liked, feed.id, feed.user_id, notify
 
-    liked, feed_id, author_id = await run_in_threadpool(toggle)
-    if liked and author_id != user.id:
+    liked, feed_id, author_id, notify = await run_in_threadpool(toggle)
+    if notify:
         push_in_background(res, like_push(feed_id, user.id, author_id, date))
     return LikeBody(like=liked)
 

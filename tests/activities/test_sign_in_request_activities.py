@@ -189,13 +189,14 @@ def test_resign_revokes_the_apple_token_read_from_the_account_row(
 def test_a_device_no_longer_the_receivers_is_not_sent_to(
     activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
 ) -> None:
-    from storage import devices
+    from storage import devices, logins
 
     owner, [token] = user_with_devices(activity_deps, 1)
     [device_id] = device_ids_by_token(activity_deps, owner).values()
     other, _ = named_user(activity_deps, "other")
     with activity_deps.sessions.begin() as s:  # another account signed in on the device
-        devices.register_device(s, other, token, None)
+        login = logins.open_session(s, other, activity_deps.settings.refresh_token_ttl_seconds)
+        devices.register_device(s, other, token, login.id)
     push = PushActivities(activity_deps)
     env = ActivityEnvironment()
     like = LikeNotice(feed_id=1, liker_user_id=other, owner_user_id=owner, date=2024012017042712)

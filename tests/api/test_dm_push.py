@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 from activities.deps import ActivityDeps
 from emulators import fcm
 from emulators.control import FcmEmulator
-from storage import devices, users
+from storage import devices, logins, users
 from temporal.ids import dm_push_workflow_id
 from tests.dm.helpers import party
 from tests.fixtures.ios_client import IOSClient
@@ -66,7 +66,8 @@ async def test_a_1990_character_korean_dm_to_an_offline_user_fits_and_keeps_ever
         receiver_id = users.id_of(session, receiver.nickname)
         sender_id = users.id_of(session, sender.nickname)
         assert receiver_id is not None and sender_id is not None
-        devices.register_device(session, receiver_id, f"tablet-{uuid.uuid4().hex}", None)
+        tablet = logins.open_session(session, receiver_id, activity_deps.settings.refresh_token_ttl_seconds)
+        devices.register_device(session, receiver_id, f"tablet-{uuid.uuid4().hex}", tablet.id)
     receiver_tokens = tokens_of(activity_deps, receiver_id)
     assert len(receiver_tokens) == 2
 

@@ -2,7 +2,7 @@
 
 Rows of each kind, stale and live, go into the session's MySQL database; the schedule the test fixtures
 created is triggered and its run's result read; only the stale rows are gone. The run records the replay
-history `housekeeping_with_page_marks` (``recording.record_if_asked``)."""
+history `housekeeping_with_dead_devices` (``recording.record_if_asked``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,15 @@ from activities.deps import ActivityDeps
 from config import Settings
 from storage import housekeeping as store
 from storage.logins import utcnow
-from storage.models import AuthorizeCode, DmPresence, FeedPageMark, LoginSession, Revocation, User
+from storage.models import (
+    AuthorizeCode,
+    DeviceRegistration,
+    DmPresence,
+    FeedPageMark,
+    LoginSession,
+    Revocation,
+    User,
+)
 from temporal.housekeeping import SCHEDULE_ID, WORKFLOW_TYPE, HousekeepingResult, ensure_schedule
 from tests.fixtures.app import BackgroundWorker
 from tests.workflows.recording import record_if_asked
@@ -108,6 +116,25 @@ def _rows(deps: ActivityDeps, settings: Settings) -> dict[str, dict[str, list[st
         "stale": [mark(0, now - mark_life - timedelta(minutes=5))],
         "live": [mark(1, now - mark_life + timedelta(minutes=5))],
     }
+
+    def device(name: str, session_id: str | None) -> dict[str, object]:
+        return {
+            "user_id": user,
+            "session_id": session_id,
+            "token": f"{tag}-{name}",
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    registrations = {  # a device is live while the login that registered it is
+        "stale": [
+            device("of-revoked", f"{tag}-revoked-live"),
+            device("of-expired", f"{tag}-expired"),
+            device("of-no-login", None),
+            device("of-gone-login", f"{tag}-gone"),
+        ],
+        "live": [device("of-live", f"{tag}-live")],
+    }
     with deps.sessions.begin() as s:
         for model, rows in (
             (LoginSession, logins),
@@ -115,6 +142,7 @@ def _rows(deps: ActivityDeps, settings: Settings) -> dict[str, dict[str, list[st
             (DmPresence, presence),
             (Revocation, revocations),
             (FeedPageMark, marks),
+            (DeviceRegistration, registrations),
         ):
             s.execute(insert(model), rows["stale"] + rows["live"])
     return {
@@ -123,6 +151,7 @@ def _rows(deps: ActivityDeps, settings: Settings) -> dict[str, dict[str, list[st
         "dm_presence": {k: [str(r["replica_id"]) for r in v] for k, v in presence.items()},
         "revocations": {k: [str(r["subject"]) for r in v] for k, v in revocations.items()},
         "feed_page_marks": {k: [str(r["login_id"]) for r in v] for k, v in marks.items()},
+        "device_registrations": {k: [str(r["token"]) for r in v] for k, v in registrations.items()},
     }
 
 
@@ -152,6 +181,13 @@ def _present(deps: ActivityDeps, keys: dict[str, dict[str, list[str]]]) -> dict[
                 s.scalars(
                     select(FeedPageMark.login_id).where(
                         FeedPageMark.login_id.in_(everything["feed_page_marks"])
+                    )
+                )
+            ),
+            "device_registrations": set(
+                s.scalars(
+                    select(DeviceRegistration.token).where(
+                        DeviceRegistration.token.in_(everything["device_registrations"])
                     )
                 )
             ),
@@ -196,7 +232,7 @@ async def test_a_triggered_run_deletes_exactly_the_stale_rows(
 ) -> None:
     keys = await asyncio.to_thread(_rows, activity_deps, settings)
 
-    result = await _triggered_run(temporal_client, record_as="housekeeping_with_page_marks")
+    result = await _triggered_run(temporal_client, record_as="housekeeping_with_dead_devices")
 
     present = await asyncio.to_thread(_present, activity_deps, keys)
     for kind, rows in keys.items():
