@@ -7,7 +7,6 @@ import json
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,7 +24,14 @@ from temporal.accounts import SignInResult
 from temporal.client import connect
 from temporal.codec import EncryptionCodec, local_key_file
 from temporal.ids import sign_in_workflow_id
-from tests.fixtures.devstack import read_until_ready, stack_env, start_ready_stack, start_stack, stop_stack
+from tests.fixtures.devstack import (
+    read_until,
+    read_until_ready,
+    stack_env,
+    start_ready_stack,
+    start_stack,
+    stop_stack,
+)
 from tests.fixtures.ios_client import IOSClient, code_verifier
 
 StackRunner = Callable[[dict[str, str]], subprocess.Popen[str]]
@@ -71,19 +77,6 @@ def _processes_of(data_dir: Path) -> list[int]:
             if marker in environ and _alive(int(entry.name)):
                 found.append(int(entry.name))
     return found
-
-
-def _read_until(proc: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
-    """The stack's output up to the line containing ``text`` (or until it exits or ``timeout`` passes)."""
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if not line or text in line:
-            break
-    return "".join(lines)
 
 
 @pytest.fixture
@@ -250,7 +243,7 @@ def test_sighup_stops_the_stack_and_every_child(run_stack: StackRunner, tmp_path
     of their own, so only the supervisor can stop them."""
     data = tmp_path / "data"
     proc = run_stack(stack_env(data))
-    out = _read_until(proc, "✓ codec server ready")
+    out = read_until(proc, "✓ codec server ready", 60)
     assert "✓ codec server ready" in out, out
     assert _processes_of(data), "the codec server is not running"
     proc.send_signal(signal.SIGHUP)  # it is starting the next server: a child being spawned is stopped too
@@ -265,7 +258,7 @@ def test_sighup_with_the_terminal_gone_still_stops_every_child(tmp_path: Path) -
     data = tmp_path / "data"
     proc = start_stack(stack_env(data))
     try:
-        out = _read_until(proc, "✓ codec server ready")
+        out = read_until(proc, "✓ codec server ready", 60)
         assert "✓ codec server ready" in out, out
         assert proc.stdout is not None
         proc.stdout.close()  # the reader is gone: every later line the stack writes fails

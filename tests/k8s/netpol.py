@@ -128,37 +128,39 @@ def admits(
     if isinstance(port, str):
         assert isinstance(target, Pod) and port in target.ports, f"{port} is not a port of {target}"
         port = target.ports[port]
-    if isinstance(source, Pod) and "Egress" in sides:
-        guarding = [p for p in policies if _guards(p, source, "Egress")]
-        if guarding and not any(
-            _port_matches(rule.get("ports"), port, protocol, target)
-            and (
-                not rule.get("to")
-                or any(
-                    _peer_matches(peer, target, p["metadata"].get("namespace", "sosohappy"))
-                    for peer in rule["to"]
-                )
-            )
-            for p in guarding
-            for rule in p["spec"].get("egress") or []
-        ):
-            return False
-    if isinstance(target, Pod) and "Ingress" in sides:
-        guarding = [p for p in policies if _guards(p, target, "Ingress")]
-        if guarding and not any(
-            _port_matches(rule.get("ports"), port, protocol, target)
-            and (
-                not rule.get("from")
-                or any(
-                    _peer_matches(peer, source, p["metadata"].get("namespace", "sosohappy"))
-                    for peer in rule["from"]
-                )
-            )
-            for p in guarding
-            for rule in p["spec"].get("ingress") or []
-        ):
-            return False
+    if (
+        isinstance(source, Pod)
+        and "Egress" in sides
+        and not _admitted(policies, source, "Egress", target, port, protocol)
+    ):
+        return False
+    if (
+        isinstance(target, Pod)
+        and "Ingress" in sides
+        and not _admitted(policies, target, "Ingress", source, port, protocol)
+    ):
+        return False
     return True
+
+
+def _admitted(policies: list[Doc], pod: Pod, direction: str, other: Peer, port: int, protocol: str) -> bool:
+    """Whether the ``direction`` policies guarding ``pod`` (none: everything) let ``port`` through to or
+    from ``other`` (the far side: the target of an egress, the source of an ingress)."""
+    guarding = [p for p in policies if _guards(p, pod, direction)]
+    peers = "to" if direction == "Egress" else "from"
+    far_target = other if direction == "Egress" else pod
+    return not guarding or any(
+        _port_matches(rule.get("ports"), port, protocol, far_target)
+        and (
+            not rule.get(peers)
+            or any(
+                _peer_matches(peer, other, p["metadata"].get("namespace", "sosohappy"))
+                for peer in rule[peers]
+            )
+        )
+        for p in guarding
+        for rule in p["spec"].get(direction.lower()) or []
+    )
 
 
 def egress_isolated(policies: Iterable[Doc], pod: Pod) -> bool:
