@@ -2,7 +2,7 @@
 
 Every message is fitted within FCM's 4,096-byte limit before it is sent (``activities.fcm_message``).
 FCM errors are classified: transient ones (UNAVAILABLE, INTERNAL, QUOTA_EXCEEDED, network) are retried
-by Temporal, honouring Retry-After; the token is removed only when FCM says the *token* is bad
+by Temporal, honouring Retry-After (a QUOTA_EXCEEDED without it waits a minute at least, doubling); the token is removed only when FCM says the *token* is bad
 (UNREGISTERED, SENDER_ID_MISMATCH, or INVALID_ARGUMENT whose details name the registration token); any
 other INVALID_ARGUMENT (a message FCM refuses, e.g. too big) is ``INVALID_MESSAGE``: not retried, the
 device is kept, and the workflow records the push as rejected.
@@ -138,11 +138,30 @@ def names_the_token(exc: Exception) -> bool:
     return "registration token" in str(error.get("message", "")).lower()
 
 
+#: FCM's rule for QUOTA_EXCEEDED (message rate exceeded) without Retry-After: back off exponentially
+#: from at least one minute (https://firebase.google.com/docs/cloud-messaging/http-server-ref, 429), up
+#: to the send retry policy's 10-minute ceiling.
+QUOTA_BACKOFF = timedelta(minutes=1)
+QUOTA_BACKOFF_MAX = timedelta(minutes=10)
+
+
 def _retry_after(exc: Exception) -> timedelta | None:
     response = getattr(exc, "http_response", None)
     value = response.headers.get("Retry-After") if response is not None else None
     if value and value.strip().isdigit():
         return timedelta(seconds=int(value.strip()))
+    return None
+
+
+def retry_delay(reason: str, exc: Exception, attempt: int) -> timedelta | None:
+    """How long to wait before the next attempt after a transient ``reason`` on attempt ``attempt``
+    (from 1): FCM's Retry-After when it gave one; after a QUOTA_EXCEEDED without it, one minute doubled
+    per attempt up to ten; otherwise ``None`` (the retry policy's backoff, from 1 s)."""
+    after = _retry_after(exc)
+    if after is not None:
+        return after
+    if reason == "QUOTA_EXCEEDED":
+        return min(QUOTA_BACKOFF * 2 ** max(attempt - 1, 0), QUOTA_BACKOFF_MAX)
     return None
 
 
@@ -246,7 +265,9 @@ class PushActivities:
                 PUSH_FAILED.labels(kind, reason).inc()
                 raise ApplicationError(f"FCM {reason}", type=reason, non_retryable=True) from None
             PUSH_RETRIED.labels(kind, reason).inc()
-            raise ApplicationError(f"FCM {reason}", type=reason, next_retry_delay=_retry_after(exc)) from None
+            attempt = activity.info().attempt if activity.in_activity() else 1
+            delay = retry_delay(reason, exc, attempt)
+            raise ApplicationError(f"FCM {reason}", type=reason, next_retry_delay=delay) from None
         PUSH_SENT.labels(kind).inc()
         return str(name)
 

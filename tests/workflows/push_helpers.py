@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 
 from activities.deps import ActivityDeps
-from storage import devices, users
+from storage import devices, feeds, users
+from storage.feeds import NewEntry
+from temporal.push import PushRequest, like_push
 
 
 def user_with_devices(deps: ActivityDeps, count: int, nickname: str | None = None) -> tuple[int, list[str]]:
@@ -39,3 +41,31 @@ def named_user(deps: ActivityDeps, prefix: str) -> tuple[int, str]:
     nickname = f"{prefix}{uuid.uuid4().hex[:6]}"
     user_id, _ = user_with_devices(deps, 0, nickname)
     return user_id, nickname
+
+
+def liked_entry(
+    deps: ActivityDeps, owner: int, date: int = 2024012017042712, is_public: bool = True
+) -> tuple[int, int, str]:
+    """A public entry of ``owner`` on ``date``'s day liked by a new named user: ``(feed id, liker id,
+    liker nickname)`` (what a like push is about, as it is when the push is sent)."""
+    liker, liker_nickname = named_user(deps, "liker")
+    entry = NewEntry(
+        user_id=owner,
+        date=date,
+        weather="sunny",
+        happiness=4,
+        text="친구랑 카페에서 수다",
+        is_public=is_public,
+        categories=("coffee",),
+        images=(),
+    )
+    with deps.engine.begin() as conn:
+        feed_id, _ = feeds.save_entry(conn, entry)
+        assert feeds.toggle_like(conn, feed_id, liker)
+    return feed_id, liker, liker_nickname
+
+
+def liked_push(deps: ActivityDeps, owner: int, date: int = 2024012017042712) -> PushRequest:
+    """The like push of a new like on a public entry of ``owner`` (``liked_entry``)."""
+    feed_id, liker, _ = liked_entry(deps, owner, date)
+    return like_push(feed_id, liker, owner, date)
