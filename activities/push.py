@@ -31,7 +31,7 @@ from activities.push_text import REMINDER_BODY, dm_burst_body, monthly_story_bod
 from feeds.happiness import month_story
 from kst.dates import MONTH, month_range
 from storage import devices, feeds, users
-from temporal.ids import dm_room_key
+from temporal.ids import dm_room_key, like_collapse_id, nudge_collapse_id
 from temporal.push import LIKE_TITLE, LikeNotice, NudgeNotice, like_body
 
 log = logging.getLogger(__name__)
@@ -187,14 +187,21 @@ class PushActivities:
     def send_to_device(self, req: DeviceSend) -> str:
         """Send one notice (fitted to FCM's limit): a like's is composed here from its ids (title
         ``소소해피``, body with the liker's and owner's current nicknames, data the entry's date); a push
-        requested with its text is sent as given. Returns FCM's message name; raises a typed
+        requested with its text is sent as given. A like's or nudge's notice carries a collapse id of
+        its business key (``like-<feed>-<liker>``, ``reminder-<day>``, ``monthly-<yyyymm>``), so a
+        notice sent twice (at-least-once) shows once. Returns FCM's message name; raises a typed
         ``ApplicationError`` on failure."""
         if req.like is not None:
             with self._deps.engine.connect() as conn:  # the token and both nicknames on one connection
                 token = self._token(req, conn)
                 liker = users.nickname_of(conn, req.like.liker_user_id) or ""
                 owner = users.nickname_of(conn, req.like.owner_user_id) or ""
-            notice = Notice(title=LIKE_TITLE, body=like_body(liker, owner), data={"date": str(req.like.date)})
+            notice = Notice(
+                title=LIKE_TITLE,
+                body=like_body(liker, owner),
+                data={"date": str(req.like.date)},
+                replace_id=like_collapse_id(req.like.feed_id, req.like.liker_user_id),
+            )
         else:
             with self._deps.engine.connect() as conn:
                 token = self._token(req, conn)
@@ -229,12 +236,15 @@ class PushActivities:
     def _nudge_notice(self, conn: Connection, kind: str, user_id: int, nudge: NudgeNotice) -> Notice:
         """Title ``소소해피``; a reminder's fixed body, or the story of the month composed from the
         receiver's entries by the charts' rules; data the period only."""
+        replace_id = nudge_collapse_id(kind, nudge.period)
         if kind != "monthly":
-            return Notice(title=LIKE_TITLE, body=REMINDER_BODY, data={"kind": kind, "day": str(nudge.period)})
+            data = {"kind": kind, "day": str(nudge.period)}
+            return Notice(title=LIKE_TITLE, body=REMINDER_BODY, data=data, replace_id=replace_id)
         start, end = month_range(nudge.period * MONTH)
         entries = feeds.entries_between(conn, user_id, start, end)
         body = monthly_story_body(nudge.period, month_story(start, entries))
-        return Notice(title=LIKE_TITLE, body=body, data={"kind": kind, "month": str(nudge.period)})
+        data = {"kind": kind, "month": str(nudge.period)}
+        return Notice(title=LIKE_TITLE, body=body, data=data, replace_id=replace_id)
 
     def _token(self, req: DeviceSend | DmDeviceSend, conn: Connection) -> str:
         """The token of ``req``'s device while it is registered to the receiver, else ``DEVICE_GONE``

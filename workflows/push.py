@@ -29,6 +29,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.firebase import SEND_CALL_SECONDS
     from activities.push import (
         DEVICE_GONE,
         MESSAGE_REJECTED,
@@ -48,9 +49,13 @@ BY_DEVICE_ID = "push-by-device-id"
 LOCAL_FIRST = "push-local-first"
 LOCAL = timedelta(seconds=10)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
-#: The first attempt's own limit (firebase-admin's HTTP timeout is 30 s): a slower FCM is retried as a
-#: regular activity, where every attempt shows in the history.
-FIRST_ATTEMPT = timedelta(seconds=10)
+#: The first attempt's own limit: longer than a send's HTTP call can take (``SEND_CALL_SECONDS``, 30 s),
+#: so the attempt never times out while its POST still waits for FCM (the regular activity would send
+#: it again: a second notice); an attempt that fails is retried as a regular activity, where every
+#: attempt shows in the history.
+FIRST_ATTEMPT = timedelta(seconds=SEND_CALL_SECONDS + 10)
+#: Each regular send attempt's limit, longer than its HTTP call too.
+SEND_ATTEMPT = timedelta(seconds=SEND_CALL_SECONDS + 30)
 FIRST_BACKOFF = timedelta(seconds=1)  # send_retry_policy's initial interval
 
 
@@ -105,7 +110,7 @@ async def send_attempts(
     return await workflow.execute_activity_method(
         activity,
         arg,
-        start_to_close_timeout=timedelta(seconds=60),
+        start_to_close_timeout=SEND_ATTEMPT,
         schedule_to_close_timeout=deadline,
         retry_policy=send_retry_policy(),
     )

@@ -15,7 +15,14 @@ from activities.deps import ActivityDeps
 from api.push import request_push
 from emulators.control import FcmEmulator
 from temporal.push import PushOutcome, PushRequest, like_push
-from tests.workflows.push_helpers import device_ids_by_token, named_user, tokens_of, user_with_devices
+from tests.workflows.push_helpers import (
+    device_ids_by_token,
+    liked_entry,
+    liked_push,
+    named_user,
+    tokens_of,
+    user_with_devices,
+)
 from tests.workflows.recording import record_if_asked
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -71,8 +78,8 @@ async def test_like_push_reaches_every_device_with_the_original_payload(
 ) -> None:
     owner_nickname = f"소소{random.randrange(10**6)}"
     owner, tokens = user_with_devices(activity_deps, 2, owner_nickname)
-    liker, liker_nickname = named_user(activity_deps, "mina")
-    req = like_push(random.randrange(10**9), liker, owner, 2024012017042712)
+    feed_id, liker, liker_nickname = liked_entry(activity_deps, owner)
+    req = like_push(feed_id, liker, owner, 2024012017042712)
     outcome = await _deliver(temporal_client, req)
     ids = device_ids_by_token(activity_deps, owner)
     assert sorted(outcome.sent) == sorted(ids[t] for t in tokens)
@@ -83,6 +90,9 @@ async def test_like_push_reaches_every_device_with_the_original_payload(
             "body": f"{liker_nickname}님이 {owner_nickname}님의 행복을 응원합니다🩷",
         }
         assert msg["message"]["data"] == {"date": "2024012017042712"}
+        # Sent twice (at-least-once), the like's notices replace each other on the device.
+        assert msg["message"]["apns"] == {"headers": {"apns-collapse-id": f"like-{feed_id}-{liker}"}}
+        assert msg["message"]["android"] == {"notification": {"tag": f"like-{feed_id}-{liker}"}}
     desc = await temporal_client.get_workflow_handle(req.workflow_id).describe()
     attrs = {p.key.name: p.value for p in desc.typed_search_attributes if p.key.name.startswith("Soso")}
     assert attrs == {"SosoUserId": str(owner), "SosoKind": "push-like", "SosoOutcome": "sent"}
@@ -116,6 +126,22 @@ async def test_transient_failures_are_retried_until_sent(
     )
     [msg] = fcm_emulator.messages(token)
     assert msg["message"]["notification"]["body"].startswith(f"{liker_nickname}님이 jin")
+
+
+async def test_a_slow_fcm_answer_is_waited_for_not_sent_again(
+    temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [token] = user_with_devices(activity_deps, 1)
+    # FCM answers the first send after 12 s: longer than the first attempt's old 10 s limit, within
+    # the HTTP read timeout (20 s) and the attempt's limit now (40 s).
+    fcm_emulator.delay(token, 12, times=1)
+    req = liked_push(activity_deps, owner)
+    outcome = await _deliver(temporal_client, req)
+    assert outcome.sent == [device_ids_by_token(activity_deps, owner)[token]]
+    assert [a["outcome"] for a in fcm_emulator.attempts(token)] == ["accepted"]  # one POST
+    assert len(fcm_emulator.messages(token)) == 1
+    assert await _local_attempts(temporal_client, req.workflow_id) == ["", ""]  # the local one sent it
+    assert await _activity_attempts(temporal_client, req.workflow_id) == []
 
 
 async def test_unregistered_token_is_removed_without_retry_and_others_still_served(
