@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.push import (
         DEVICE_GONE,
         MESSAGE_REJECTED,
+        NO_LONGER_TRUE,
         PERMANENT,
         TOKEN_DEAD,
         DeviceSend,
@@ -133,7 +134,8 @@ async def deliver_to_device(
 ) -> str:
     """Run ``send`` (the device's send activity) and settle the device (a registration id, or a token
     in runs from before ids): ``sent``, ``removed`` (FCM called the token bad: it is forgotten; or the
-    device is no longer the receiver's), ``rejected`` (FCM refused the message: the device stays) or
+    device is no longer the receiver's), ``rejected`` (FCM refused the message: the device stays),
+    ``skipped`` (what the push tells was no longer true at send time: nothing sent, the device stays) or
     ``undelivered`` (transient failures until the deadline: recorded)."""
     try:
         await send()
@@ -145,6 +147,8 @@ async def deliver_to_device(
         error_type = cause.type if isinstance(cause, ApplicationError) else None
         if error_type == DEVICE_GONE:
             return "removed"
+        if error_type == NO_LONGER_TRUE:  # the activity counted it (sosohappy_push_skipped_total)
+            return "skipped"
         if error_type in TOKEN_DEAD:
             await workflow.execute_local_activity_method(
                 PushActivities.remove_device
@@ -179,8 +183,8 @@ def settle(device_list: list[int] | list[str], results: list[str]) -> PushOutcom
 
 def raise_if_failed(outcome: PushOutcome, deadline_seconds: int) -> None:
     """Fail the workflow when no device got the push: ``PushUndelivered`` (deadline) or
-    ``PushRejected`` (FCM refused the message)."""
-    if outcome.sent:
+    ``PushRejected`` (FCM refused the message); a push found no longer true (``skipped``) is done."""
+    if outcome.sent or outcome.skipped:
         return
     if outcome.undelivered:
         raise ApplicationError(

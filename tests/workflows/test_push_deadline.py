@@ -1,9 +1,11 @@
 """A push's retries in workflow time (time-skipping test server, real activities against the FCM emulator
 and the test database): a device that keeps failing transiently, with hour-long Retry-After, fails at
-its deadline; QUOTA_EXCEEDED without Retry-After waits a minute at least, doubling."""
+its deadline; QUOTA_EXCEEDED without Retry-After waits a minute at least, doubling; a like withdrawn
+before its retry is not sent."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +21,16 @@ from temporalio.worker import Worker
 from activities.deps import ActivityDeps
 from activities.push import PushActivities
 from emulators.control import FcmEmulator
+from storage import feeds
 from temporal.push import like_push
-from tests.workflows.push_helpers import device_ids_by_token, liked_push, tokens_of, user_with_devices
+from tests.fixtures.waiting import eventually
+from tests.workflows.push_helpers import (
+    device_ids_by_token,
+    liked_entry,
+    liked_push,
+    tokens_of,
+    user_with_devices,
+)
 from tests.workflows.time_skipping import time_skipping_env
 from workflows.push import PushDeliveryWorkflow
 
@@ -52,7 +62,7 @@ async def test_transient_failures_past_the_deadline_fail_the_workflow(
 ) -> None:
     owner, [token] = user_with_devices(activity_deps, 1)
     fcm_emulator.fail(token, "UNAVAILABLE", retry_after=3600)
-    req = like_push(1, 2, owner, 2024012017042712)
+    req = liked_push(activity_deps, owner)
     assert req.deadline_seconds == 24 * 3600
     async with push_worker(activity_deps) as (client, queue):
         handle = await client.start_workflow(
@@ -94,3 +104,31 @@ async def test_quota_exceeded_without_retry_after_waits_a_minute_then_doubles(
     assert started.activity_task_started_event_attributes.attempt == 3
     waited = started.event_time.ToDatetime() - scheduled.event_time.ToDatetime()
     assert timedelta(minutes=3) <= waited < timedelta(minutes=4), waited
+
+
+async def test_a_like_withdrawn_before_the_retry_is_not_sent_and_the_push_completes(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [token] = user_with_devices(activity_deps, 1)
+    fcm_emulator.fail(token, "UNAVAILABLE", times=1, retry_after=3600)  # the next attempt an hour later
+    feed_id, liker, _ = liked_entry(activity_deps, owner)
+    req = like_push(feed_id, liker, owner, 2024012017042712)
+    async with push_worker(activity_deps) as (client, queue):
+        handle = await client.start_workflow(
+            PushDeliveryWorkflow.run, req, id=req.workflow_id, task_queue=queue
+        )
+        # Time is not skipped until the test waits for the result: the hour has not passed yet.
+        await eventually(lambda: asyncio.to_thread(fcm_emulator.attempts, token), "the first attempt")
+        with activity_deps.engine.begin() as conn:  # meanwhile the liker takes the like back
+            assert not feeds.toggle_like(conn, feed_id, liker)
+        outcome = await handle.result()
+        desc = await handle.describe()
+    assert (outcome.skipped, outcome.sent, outcome.label) == (
+        [device_ids_by_token(activity_deps, owner)[token]],
+        [],
+        "skipped",
+    )
+    assert [a["outcome"] for a in fcm_emulator.attempts(token)] == ["UNAVAILABLE"]  # never sent
+    assert tokens_of(activity_deps, owner) == [token]  # the device is kept
+    attrs = {p.key.name: p.value for p in desc.typed_search_attributes}
+    assert attrs["SosoOutcome"] == "skipped"

@@ -19,7 +19,6 @@ from tests.workflows.push_helpers import (
     device_ids_by_token,
     liked_entry,
     liked_push,
-    named_user,
     tokens_of,
     user_with_devices,
 )
@@ -65,12 +64,9 @@ async def _message(client: Client, failure: Failure) -> str:
     return cause.message if isinstance(cause, FailureError) else str(cause)
 
 
-def _like(
-    deps: ActivityDeps, owner: int, feed_id: int | None = None, date: int = 2024012017042712
-) -> PushRequest:
-    """The like notice of a new liker on one of ``owner``'s entries."""
-    liker, _ = named_user(deps, "liker")
-    return like_push(random.randrange(10**9) if feed_id is None else feed_id, liker, owner, date)
+def _like(deps: ActivityDeps, owner: int) -> PushRequest:
+    """The like notice of a new liker on a public entry of ``owner``'s."""
+    return liked_push(deps, owner)
 
 
 async def test_like_push_reaches_every_device_with_the_original_payload(
@@ -111,8 +107,8 @@ async def test_transient_failures_are_retried_until_sent(
     # firebase-admin does not retry a 500 itself (activities.firebase), so each failure is a Temporal
     # retry, one second apart (a QUOTA_EXCEEDED waits a minute: test_push_deadline.py).
     fcm_emulator.fail(token, "INTERNAL", times=2)
-    liker, liker_nickname = named_user(activity_deps, "mina")
-    req = like_push(random.randrange(10**9), liker, owner, 2024012017042712)
+    feed_id, liker, liker_nickname = liked_entry(activity_deps, owner)
+    req = like_push(feed_id, liker, owner, 2024012017042712)
     outcome = await _deliver(temporal_client, req)
     assert outcome.sent == [device_ids_by_token(activity_deps, owner)[token]]
     assert [a["outcome"] for a in fcm_emulator.attempts(token)] == ["INTERNAL", "INTERNAL", "accepted"]
@@ -224,7 +220,7 @@ async def test_a_repeated_trigger_sends_once(
 
 async def test_no_device_completes_quietly(temporal_client: Client, activity_deps: ActivityDeps) -> None:
     owner, _ = user_with_devices(activity_deps, 0)
-    outcome = await _deliver(temporal_client, _like(activity_deps, owner, date=1))
+    outcome = await _deliver(temporal_client, _like(activity_deps, owner))
     assert outcome.label == "no-device"
 
 
