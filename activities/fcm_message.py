@@ -29,8 +29,13 @@ class Notice:
     title: str
     body: str
     data: dict[str, str] = field(default_factory=dict)
-    #: Notices with the same key replace each other on the device (a DM room); ``None``: each stays.
+    #: A DM room: its notices replace each other on the device, are grouped as one thread on iOS, and
+    #: FCM keeps only the newest for a device that is offline.
     collapse_key: str | None = None
+    #: One business event (a like, a day's reminder, a month's story): its notices replace each other
+    #: on the device, so a push sent twice (at-least-once delivery) shows once. Not an FCM collapse
+    #: key: FCM keeps at most four of those per offline device, and each event has its own.
+    replace_id: str | None = None
 
 
 class MessageTooLarge(ValueError):
@@ -39,7 +44,8 @@ class MessageTooLarge(ValueError):
 
 def build_message(token: str, notice: Notice) -> messaging.Message:
     """The firebase-admin message for ``notice``; a collapse key becomes the APNs ``apns-collapse-id``
-    header and ``thread-id``, and the Android ``collapse_key`` and notification ``tag``."""
+    header and ``thread-id``, and the Android ``collapse_key`` and notification ``tag``; a replace id
+    (without a collapse key) the ``apns-collapse-id`` header and the Android notification ``tag``."""
     apns = android = None
     if notice.collapse_key is not None:
         apns = messaging.APNSConfig(
@@ -50,6 +56,9 @@ def build_message(token: str, notice: Notice) -> messaging.Message:
             collapse_key=notice.collapse_key,
             notification=messaging.AndroidNotification(tag=notice.collapse_key),
         )
+    elif notice.replace_id is not None:
+        apns = messaging.APNSConfig(headers={"apns-collapse-id": notice.replace_id})
+        android = messaging.AndroidConfig(notification=messaging.AndroidNotification(tag=notice.replace_id))
     return messaging.Message(
         token=token,
         notification=messaging.Notification(title=notice.title, body=notice.body),

@@ -18,6 +18,17 @@ _lock = threading.Lock()
 # Firebase installation ids, so the deprecation does not apply to this backend.
 warnings.filterwarnings("ignore", "Message.token is deprecated", DeprecationWarning)
 FCM_BASE_URL = "https://fcm.googleapis.com"
+#: firebase-admin's HTTP timeouts for one send, in seconds: to connect, and to wait for FCM's answer.
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 20.0
+#: Connection attempts a send makes at most (a dropped connection is reconnected once, never resent:
+#: ``_leave_retries_to_temporal``).
+CONNECT_ATTEMPTS = 2
+#: How long one ``messaging.send`` call can take at most: every connect attempt timing out, then the
+#: answer arriving at the read timeout. A send attempt's ``start_to_close`` must be longer
+#: (``workflows.push``): an attempt Temporal times out while its POST is still waiting for FCM would be
+#: sent again by the next attempt, and the device notified twice.
+SEND_CALL_SECONDS = CONNECT_ATTEMPTS * CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
 
 
 class OfflineCredential(credentials.Base):
@@ -42,8 +53,9 @@ def firebase_app(settings: Settings, name: str = "sosohappy") -> firebase_admin.
             cred: credentials.Base = credentials.Certificate(str(settings.fcm_credentials_file))
         else:
             cred = OfflineCredential()
+        timeouts = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)  # requests' (connect, read)
         app = firebase_admin.initialize_app(
-            cred, {"projectId": settings.fcm_project_id, "httpTimeout": 30}, name=name
+            cred, {"projectId": settings.fcm_project_id, "httpTimeout": timeouts}, name=name
         )
         endpoint = (settings.fcm_endpoint or FCM_BASE_URL).rstrip("/")
         if settings.fcm_endpoint:
@@ -66,7 +78,7 @@ def _leave_retries_to_temporal(app: firebase_admin.App, endpoint: str) -> None:
     # reconnect on a dropped connection stays here.
     retry = Retry(
         total=None,
-        connect=1,
+        connect=CONNECT_ATTEMPTS - 1,
         read=0,
         status=0,
         other=0,

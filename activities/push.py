@@ -2,7 +2,7 @@
 
 Every message is fitted within FCM's 4,096-byte limit before it is sent (``activities.fcm_message``).
 FCM errors are classified: transient ones (UNAVAILABLE, INTERNAL, QUOTA_EXCEEDED, network) are retried
-by Temporal, honouring Retry-After; the token is removed only when FCM says the *token* is bad
+by Temporal, honouring Retry-After (a QUOTA_EXCEEDED without it waits a minute at least, doubling); the token is removed only when FCM says the *token* is bad
 (UNREGISTERED, SENDER_ID_MISMATCH, or INVALID_ARGUMENT whose details name the registration token); any
 other INVALID_ARGUMENT (a message FCM refuses, e.g. too big) is ``INVALID_MESSAGE``: not retried, the
 device is kept, and the workflow records the push as rejected.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import NoReturn
 
 from firebase_admin import exceptions, messaging
 from prometheus_client import Counter
@@ -31,7 +32,7 @@ from activities.push_text import REMINDER_BODY, dm_burst_body, monthly_story_bod
 from feeds.happiness import month_story
 from kst.dates import MONTH, month_range
 from storage import devices, feeds, users
-from temporal.ids import dm_room_key
+from temporal.ids import dm_room_key, like_collapse_id, nudge_collapse_id
 from temporal.push import LIKE_TITLE, LikeNotice, NudgeNotice, like_body
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ PUSH_RETRIED = Counter(
     "sosohappy_push_retried_total", "Push attempts that failed transiently", ["kind", "reason"]
 )
 PUSH_FAILED = Counter("sosohappy_push_failed_total", "Pushes given up on a device", ["kind", "reason"])
+PUSH_SKIPPED = Counter(
+    "sosohappy_push_skipped_total",
+    "Pushes not sent to a device because what they tell was no longer true at send time",
+    ["kind", "reason"],
+)
 
 #: ApplicationError types after which the workflow removes the token: FCM said the token is bad.
 #: (``INVALID_ARGUMENT`` is raised only when FCM's answer names the registration token.)
@@ -50,8 +56,13 @@ MESSAGE_REJECTED = "INVALID_MESSAGE"
 #: The device id is no longer registered to the receiver (signed out, resigned, or its token moved to
 #: another account): nothing is sent and nothing removed.
 DEVICE_GONE = "DEVICE_GONE"
+#: What the push tells is no longer true at send time (a like withdrawn, its entry deleted or made
+#: private, the liker or the DM sender resigned, a DM batch's messages deleted, the reminder's day
+#: written): nothing is sent, the device is kept. The failure's details name the reason (``LIKE_WITHDRAWN``,
+#: ``ENTRY_GONE``, ``ENTRY_PRIVATE``, ``LIKER_GONE``, ``SENDER_GONE``, ``MESSAGES_GONE``, ``ENTRY_WRITTEN``).
+NO_LONGER_TRUE = "NO_LONGER_TRUE"
 #: Every non-retryable ApplicationError type of the send activities.
-PERMANENT = (*TOKEN_DEAD, MESSAGE_REJECTED, DEVICE_GONE)
+PERMANENT = (*TOKEN_DEAD, MESSAGE_REJECTED, DEVICE_GONE, NO_LONGER_TRUE)
 
 
 class DeviceSend(BaseModel):
@@ -71,6 +82,10 @@ class DeviceSend(BaseModel):
     data: dict[str, str] = {}
 
 
+#: How many messages of a DM batch its send activity checks are still there (the newest ones).
+DM_CHECKED_MESSAGES = 20
+
+
 class DmDeviceSend(BaseModel):
     """One DM push to one device: the activity reads the token, the sender's nickname and the text by
     id (``token`` instead of ``device_id`` in runs from before devices were addressed by id)."""
@@ -80,6 +95,9 @@ class DmDeviceSend(BaseModel):
     #: The newest message of the batch (its text is the preview).
     message_id: str
     count: int
+    #: The batch's other messages, newest last (the last ``DM_CHECKED_MESSAGES`` at most): the push is
+    #: sent while any of them is left, with the newest left as the preview.
+    earlier_message_ids: list[str] = []
     device_id: int = 0
     token: str = ""
 
@@ -138,11 +156,30 @@ def names_the_token(exc: Exception) -> bool:
     return "registration token" in str(error.get("message", "")).lower()
 
 
+#: FCM's rule for QUOTA_EXCEEDED (message rate exceeded) without Retry-After: back off exponentially
+#: from at least one minute (https://firebase.google.com/docs/cloud-messaging/http-server-ref, 429), up
+#: to the send retry policy's 10-minute ceiling.
+QUOTA_BACKOFF = timedelta(minutes=1)
+QUOTA_BACKOFF_MAX = timedelta(minutes=10)
+
+
 def _retry_after(exc: Exception) -> timedelta | None:
     response = getattr(exc, "http_response", None)
     value = response.headers.get("Retry-After") if response is not None else None
     if value and value.strip().isdigit():
         return timedelta(seconds=int(value.strip()))
+    return None
+
+
+def retry_delay(reason: str, exc: Exception, attempt: int) -> timedelta | None:
+    """How long to wait before the next attempt after a transient ``reason`` on attempt ``attempt``
+    (from 1): FCM's Retry-After when it gave one; after a QUOTA_EXCEEDED without it, one minute doubled
+    per attempt up to ten; otherwise ``None`` (the retry policy's backoff, from 1 s)."""
+    after = _retry_after(exc)
+    if after is not None:
+        return after
+    if reason == "QUOTA_EXCEEDED":
+        return min(QUOTA_BACKOFF * 2 ** max(attempt - 1, 0), QUOTA_BACKOFF_MAX)
     return None
 
 
@@ -168,14 +205,29 @@ class PushActivities:
     def send_to_device(self, req: DeviceSend) -> str:
         """Send one notice (fitted to FCM's limit): a like's is composed here from its ids (title
         ``소소해피``, body with the liker's and owner's current nicknames, data the entry's date); a push
-        requested with its text is sent as given. Returns FCM's message name; raises a typed
+        requested with its text is sent as given. A like's or nudge's notice carries a collapse id of
+        its business key (``like-<feed>-<liker>``, ``reminder-<day>``, ``monthly-<yyyymm>``), so a
+        notice sent twice (at-least-once) shows once. Returns FCM's message name; raises a typed
         ``ApplicationError`` on failure."""
         if req.like is not None:
-            with self._deps.engine.connect() as conn:  # the token and both nicknames on one connection
+            like = req.like
+            with self._deps.engine.connect() as conn:  # the token, then the like as it is now
                 token = self._token(req, conn)
-                liker = users.nickname_of(conn, req.like.liker_user_id) or ""
-                owner = users.nickname_of(conn, req.like.owner_user_id) or ""
-            notice = Notice(title=LIKE_TITLE, body=like_body(liker, owner), data={"date": str(req.like.date)})
+                state = feeds.like_state(conn, like.feed_id, like.liker_user_id, like.owner_user_id)
+            if state is None:
+                self._no_longer_true(req.kind, "ENTRY_GONE", "the liked entry was deleted")
+            if state.liker_nickname is None:
+                self._no_longer_true(req.kind, "LIKER_GONE", "the liker resigned")
+            if not state.liked:
+                self._no_longer_true(req.kind, "LIKE_WITHDRAWN", "the like was withdrawn")
+            if not state.is_public:
+                self._no_longer_true(req.kind, "ENTRY_PRIVATE", "the liked entry is no longer public")
+            notice = Notice(
+                title=LIKE_TITLE,
+                body=like_body(state.liker_nickname, state.owner_nickname or ""),
+                data={"date": str(like.date)},
+                replace_id=like_collapse_id(like.feed_id, like.liker_user_id),
+            )
         else:
             with self._deps.engine.connect() as conn:
                 token = self._token(req, conn)
@@ -189,17 +241,22 @@ class PushActivities:
     def send_dm_to_device(self, req: DmDeviceSend) -> str:
         """Send the DM notice of a batch of ``count`` messages of one room, composed here from ids:
         title = the sender's current nickname, body = the newest message's preview (with the count
-        when more than one), data = ids only; one collapse key per room. Returns FCM's message name."""
+        when more than one), data = ids only; one collapse key per room. Not sent (``NO_LONGER_TRUE``)
+        when the sender resigned or none of the batch's messages is left. Returns FCM's message name."""
         with self._deps.engine.connect() as conn:  # the token and the sender's nickname on one connection
             token = self._token(req, conn)
-            sender = users.nickname_of(conn, req.sender_user_id)
-        latest = self._deps.messages.by_id(req.message_id)
+            sender = users.active_nickname(conn, req.sender_user_id)
+        if sender is None:
+            self._no_longer_true("dm", "SENDER_GONE", "the sender resigned")
+        latest = self._deps.messages.newest_of([*req.earlier_message_ids, req.message_id])
+        if latest is None:
+            self._no_longer_true("dm", "MESSAGES_GONE", "the messages were deleted")
         notice = Notice(
-            title=sender or LIKE_TITLE,
-            body=dm_burst_body(req.count, latest.text if latest is not None else None),
+            title=sender,
+            body=dm_burst_body(req.count, latest.text),
             data={
                 "kind": "dm",
-                "messageId": req.message_id,
+                "messageId": latest.id,
                 "senderId": str(req.sender_user_id),
                 "count": str(req.count),
             },
@@ -210,12 +267,23 @@ class PushActivities:
     def _nudge_notice(self, conn: Connection, kind: str, user_id: int, nudge: NudgeNotice) -> Notice:
         """Title ``소소해피``; a reminder's fixed body, or the story of the month composed from the
         receiver's entries by the charts' rules; data the period only."""
+        replace_id = nudge_collapse_id(kind, nudge.period)
+        if kind == "reminder" and feeds.has_entry_on(conn, user_id, nudge.period):
+            self._no_longer_true(kind, "ENTRY_WRITTEN", "the day's entry was written")
         if kind != "monthly":
-            return Notice(title=LIKE_TITLE, body=REMINDER_BODY, data={"kind": kind, "day": str(nudge.period)})
+            data = {"kind": kind, "day": str(nudge.period)}
+            return Notice(title=LIKE_TITLE, body=REMINDER_BODY, data=data, replace_id=replace_id)
         start, end = month_range(nudge.period * MONTH)
         entries = feeds.entries_between(conn, user_id, start, end)
         body = monthly_story_body(nudge.period, month_story(start, entries))
-        return Notice(title=LIKE_TITLE, body=body, data={"kind": kind, "month": str(nudge.period)})
+        data = {"kind": kind, "month": str(nudge.period)}
+        return Notice(title=LIKE_TITLE, body=body, data=data, replace_id=replace_id)
+
+    @staticmethod
+    def _no_longer_true(kind: str, reason: str, why: str) -> NoReturn:
+        """Settle the device as skipped: what the push tells is no longer true (``reason``, counted)."""
+        PUSH_SKIPPED.labels(kind, reason).inc()
+        raise ApplicationError(f"not sent: {why}", reason, type=NO_LONGER_TRUE, non_retryable=True)
 
     def _token(self, req: DeviceSend | DmDeviceSend, conn: Connection) -> str:
         """The token of ``req``'s device while it is registered to the receiver, else ``DEVICE_GONE``
@@ -246,7 +314,9 @@ class PushActivities:
                 PUSH_FAILED.labels(kind, reason).inc()
                 raise ApplicationError(f"FCM {reason}", type=reason, non_retryable=True) from None
             PUSH_RETRIED.labels(kind, reason).inc()
-            raise ApplicationError(f"FCM {reason}", type=reason, next_retry_delay=_retry_after(exc)) from None
+            attempt = activity.info().attempt if activity.in_activity() else 1
+            delay = retry_delay(reason, exc, attempt)
+            raise ApplicationError(f"FCM {reason}", type=reason, next_retry_delay=delay) from None
         PUSH_SENT.labels(kind).inc()
         return str(name)
 

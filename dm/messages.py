@@ -164,6 +164,24 @@ class MessageStore:
             return None
         return _from_doc(doc) if doc is not None else None
 
+    def newest_of(self, message_ids: Sequence[str]) -> StoredMessage | None:
+        """The newest of the messages with these ids that still exist (``None`` if none does), in one
+        query on ``_id``."""
+        ids = []
+        for message_id in message_ids:
+            try:
+                ids.append(ObjectId(message_id))
+            except InvalidId:
+                continue
+        if not ids:
+            return None
+        docs = list(
+            self._messages.find({"_id": {"$in": ids}, "roomKey": {"$exists": True}})
+            .sort([("date", DESCENDING), ("_id", DESCENDING)])
+            .limit(1)
+        )
+        return _from_doc(docs[0]) if docs else None
+
     def delete_many(self, message_ids: Sequence[str]) -> int:
         """Remove the messages with these ids (idempotent); how many were there."""
         ids = [ObjectId(i) for i in message_ids]

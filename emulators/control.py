@@ -37,8 +37,13 @@ class FcmEmulator:
         body = {"token": token, "error": error, "times": times, "retry_after": retry_after, "field": field}
         self._http.post("/emulator/failures", json=body).raise_for_status()
 
+    def delay(self, token: str, seconds: float, times: int | None = 1) -> None:
+        """Answer the next ``times`` sends to ``token`` (``None``: all) ``seconds`` late (a slow FCM)."""
+        body = {"token": token, "seconds": seconds, "times": times}
+        self._http.post("/emulator/delays", json=body).raise_for_status()
+
     def reset(self) -> None:
-        """Forget messages, attempts and failure rules."""
+        """Forget messages, attempts, failure rules and delays."""
         self._http.delete("/emulator/failures").raise_for_status()
         self._http.delete("/emulator/messages").raise_for_status()
 

@@ -1,7 +1,8 @@
 """A local FCM HTTP v1 emulator (dev tool): records sends and fails on demand, like the real service.
 
 ``python -m emulators.fcm --port 9099``. firebase-admin is pointed at it by ``SOSOHAPPY_FCM_ENDPOINT``.
-Control endpoints under ``/emulator/`` list what was received and inject failures per token.
+Control endpoints under ``/emulator/`` list what was received and inject failures and slow answers per
+token.
 
 Like FCM it refuses a message whose payload is over 4,096 bytes (``payload_bytes``) with HTTP 400
 ``INVALID_ARGUMENT``, in the shape FCM answers it (observed 2024, reown-com/push-server#346): message
@@ -14,6 +15,7 @@ of that field (FCM's documented BadRequest example, no ``FcmError``), which says
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import threading
 import uuid
@@ -64,6 +66,15 @@ class FailureRule(BaseModel):
     field: str = "message.token"
 
 
+class DelayRule(BaseModel):
+    """Answer the next ``times`` sends to ``token`` (``None``: every one) ``seconds`` late, as a slow FCM
+    does: the send is taken (and any failure rule applied) only when the answer is given."""
+
+    token: str
+    seconds: float
+    times: int | None = 1
+
+
 @dataclass
 class FcmState:
     """Everything the emulator remembers; guarded by one lock."""
@@ -71,6 +82,7 @@ class FcmState:
     messages: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     failures: FailureBook[FailureRule] = field(default_factory=FailureBook)
+    delays: FailureBook[DelayRule] = field(default_factory=FailureBook)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -138,6 +150,10 @@ def create_app() -> FastAPI:
         except (ValueError, KeyError, TypeError, AttributeError):
             status, err = _error_body("INVALID_ARGUMENT", field="message")
             return JSONResponse(err, status_code=status)
+        with state.lock:
+            delay = state.delays.take(token)
+        if delay is not None:
+            await asyncio.sleep(delay.seconds)
         size = payload_bytes(message)
         if size > MAX_PAYLOAD_BYTES:
             with state.lock:
@@ -187,10 +203,17 @@ def create_app() -> FastAPI:
             state.failures.add(rule.token, rule)
         return JSONResponse({"ok": True})
 
+    @app.post("/emulator/delays")
+    def add_delay(rule: DelayRule) -> dict[str, bool]:
+        with state.lock:
+            state.delays.add(rule.token, rule)
+        return {"ok": True}
+
     @app.delete("/emulator/failures")
     def clear_failures() -> dict[str, bool]:
         with state.lock:
             state.failures.clear()
+            state.delays.clear()
         return {"ok": True}
 
     @app.delete("/emulator/messages")

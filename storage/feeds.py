@@ -43,6 +43,7 @@ from kst.dates import day_of, month_range
 from storage.feed_images import NewImage, rotate_public_ids, store_image
 from storage.logins import utcnow
 from storage.models import Block, Feed, FeedCategory, FeedImage, FeedLike, User
+from storage.users import not_resigning
 
 
 @dataclass
@@ -391,6 +392,43 @@ def toggle_like(conn: Connection, feed_id: int, user_id: int) -> bool:
         return False
     conn.execute(insert(FeedLike).values(feed_id=feed_id, user_id=user_id, created_at=utcnow()))
     return True
+
+
+@dataclass(frozen=True)
+class LikeState:
+    """A like as its notice needs it at send time (``like_state``)."""
+
+    is_public: bool
+    liked: bool
+    #: ``None`` when the liker's account is gone or resigning (or has no nickname).
+    liker_nickname: str | None
+    owner_nickname: str | None
+
+
+def like_state(conn: Connection, feed_id: int, liker_id: int, owner_id: int) -> LikeState | None:
+    """Whether ``liker`` still likes ``owner``'s feed ``feed_id``, whether the feed is public, and both
+    nicknames (the liker's while the account is there and not resigning), in one query on primary
+    keys; ``None`` when the feed is gone (or not ``owner``'s)."""
+    owner = aliased(User)
+    liker_nickname = (
+        select(User.nickname).where(User.id == liker_id, not_resigning()).correlate(None).scalar_subquery()
+    )
+    row = conn.execute(
+        select(Feed.is_public, FeedLike.user_id, liker_nickname, owner.nickname)
+        .select_from(Feed)
+        .join(owner, owner.id == Feed.user_id)
+        .outerjoin(FeedLike, and_(FeedLike.feed_id == Feed.id, FeedLike.user_id == liker_id))
+        .where(Feed.id == feed_id, Feed.user_id == owner_id)
+    ).first()
+    if row is None:
+        return None
+    return LikeState(bool(row[0]), row[1] is not None, row[2], row[3])
+
+
+def has_entry_on(conn: Connection, user_id: int, day: int) -> bool:
+    """Whether the user wrote an entry of ``day`` (``yyyymmdd``, KST)."""
+    query = select(Feed.id).where(Feed.user_id == user_id, Feed.day == day).limit(1)
+    return conn.execute(query).first() is not None
 
 
 def entries_between(conn: Connection, user_id: int, start: int, end: int) -> list[Entry]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import Connection, delete, or_, select
+from sqlalchemy import ColumnElement, Connection, delete, or_, select
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -80,6 +81,17 @@ def release_sign_in_key(user: User) -> None:
 def is_resigning(user: User) -> bool:
     """Whether ``user`` was asked to resign (its row is there until ``ResignWorkflow`` deletes it)."""
     return user.account_email.startswith(RESIGNING_PREFIX)
+
+
+def not_resigning(user: Any = User) -> ColumnElement[bool]:
+    """SQL for ``not is_resigning`` of ``user`` (the ``User`` entity or an alias of it)."""
+    return ~user.account_email.startswith(RESIGNING_PREFIX, autoescape=True)
+
+
+def active_nickname(conn: Session | Connection, user_id: int) -> str | None:
+    """The nickname of ``user_id`` while the account is there and not resigning, else ``None`` (also
+    before the profile is set)."""
+    return conn.scalar(select(User.nickname).where(User.id == user_id, not_resigning()))
 
 
 class ProviderMismatch(Exception):

@@ -48,3 +48,14 @@ def dm_push_workflow_id(receiver_user_id: int, sender_user_id: int) -> str:
     (Pushes of DMs started before this scheme used ``push:dm:<message id>``.)
     """
     return f"push:dm-room:{receiver_user_id}:{dm_room_key(receiver_user_id, sender_user_id)}"
+
+
+def like_collapse_id(feed_id: int, liker_user_id: int) -> str:
+    """The collapse id of the like notice for ``liker`` on ``feed`` (``apns-collapse-id``, Android
+    ``tag``): a notice sent twice replaces itself on the device. Ids only, within APNs' 64 bytes."""
+    return f"like-{feed_id}-{liker_user_id}"
+
+
+def nudge_collapse_id(kind: str, period: int) -> str:
+    """The collapse id of a nudge: ``reminder-<yyyymmdd>`` or ``monthly-<yyyymm>``."""
+    return f"{kind}-{period}"

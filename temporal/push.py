@@ -67,16 +67,22 @@ class PushOutcome(BaseModel):
     undelivered: list[str] = []
     #: FCM refused the message itself (INVALID_ARGUMENT not about the token): the device is kept.
     rejected: list[str] = []
+    #: Not sent: by the time of the send what the push tells was no longer true (the like withdrawn,
+    #: the entry deleted or private, the liker or sender gone, the messages gone, the day's entry
+    #: written). The device is kept.
+    skipped: list[str] = []
 
     @property
     def label(self) -> str:
         """A one-word summary for the ``SosoOutcome`` search attribute."""
-        if not (self.sent or self.removed or self.undelivered or self.rejected):
+        if not (self.sent or self.removed or self.undelivered or self.rejected or self.skipped):
             return "no-device"
         if self.rejected:
             return "rejected"  # a message FCM refuses is our bug: it shows even if another device got it
         if self.undelivered:
             return "undelivered"
+        if self.skipped and not self.sent:
+            return "skipped"
         if self.removed:
             return "token-removed" if not self.sent else "sent-token-removed"
         return "sent"

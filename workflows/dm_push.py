@@ -26,7 +26,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.push import DmDeviceSend, PushActivities
+    from activities.push import DM_CHECKED_MESSAGES, DmDeviceSend, PushActivities
     from temporal.push import DmArrived, DmPushOutcome, DmPushRequest, PushOutcome
     from workflows.push import (
         BY_DEVICE_ID,
@@ -86,6 +86,7 @@ class DmPushWorkflow:
             sender_user_id=req.sender_user_id,
             message_id=batch[-1],
             count=len(batch),
+            earlier_message_ids=batch[-DM_CHECKED_MESSAGES:-1],
         )
 
         def sender(device: int | str) -> Awaitable[Any]:

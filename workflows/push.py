@@ -29,9 +29,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.firebase import SEND_CALL_SECONDS
     from activities.push import (
         DEVICE_GONE,
         MESSAGE_REJECTED,
+        NO_LONGER_TRUE,
         PERMANENT,
         TOKEN_DEAD,
         DeviceSend,
@@ -48,9 +50,13 @@ BY_DEVICE_ID = "push-by-device-id"
 LOCAL_FIRST = "push-local-first"
 LOCAL = timedelta(seconds=10)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
-#: The first attempt's own limit (firebase-admin's HTTP timeout is 30 s): a slower FCM is retried as a
-#: regular activity, where every attempt shows in the history.
-FIRST_ATTEMPT = timedelta(seconds=10)
+#: The first attempt's own limit: longer than a send's HTTP call can take (``SEND_CALL_SECONDS``, 30 s),
+#: so the attempt never times out while its POST still waits for FCM (the regular activity would send
+#: it again: a second notice); an attempt that fails is retried as a regular activity, where every
+#: attempt shows in the history.
+FIRST_ATTEMPT = timedelta(seconds=SEND_CALL_SECONDS + 10)
+#: Each regular send attempt's limit, longer than its HTTP call too.
+SEND_ATTEMPT = timedelta(seconds=SEND_CALL_SECONDS + 30)
 FIRST_BACKOFF = timedelta(seconds=1)  # send_retry_policy's initial interval
 
 
@@ -105,7 +111,7 @@ async def send_attempts(
     return await workflow.execute_activity_method(
         activity,
         arg,
-        start_to_close_timeout=timedelta(seconds=60),
+        start_to_close_timeout=SEND_ATTEMPT,
         schedule_to_close_timeout=deadline,
         retry_policy=send_retry_policy(),
     )
@@ -128,7 +134,8 @@ async def deliver_to_device(
 ) -> str:
     """Run ``send`` (the device's send activity) and settle the device (a registration id, or a token
     in runs from before ids): ``sent``, ``removed`` (FCM called the token bad: it is forgotten; or the
-    device is no longer the receiver's), ``rejected`` (FCM refused the message: the device stays) or
+    device is no longer the receiver's), ``rejected`` (FCM refused the message: the device stays),
+    ``skipped`` (what the push tells was no longer true at send time: nothing sent, the device stays) or
     ``undelivered`` (transient failures until the deadline: recorded)."""
     try:
         await send()
@@ -140,6 +147,8 @@ async def deliver_to_device(
         error_type = cause.type if isinstance(cause, ApplicationError) else None
         if error_type == DEVICE_GONE:
             return "removed"
+        if error_type == NO_LONGER_TRUE:  # the activity counted it (sosohappy_push_skipped_total)
+            return "skipped"
         if error_type in TOKEN_DEAD:
             await workflow.execute_local_activity_method(
                 PushActivities.remove_device
@@ -174,8 +183,8 @@ def settle(device_list: list[int] | list[str], results: list[str]) -> PushOutcom
 
 def raise_if_failed(outcome: PushOutcome, deadline_seconds: int) -> None:
     """Fail the workflow when no device got the push: ``PushUndelivered`` (deadline) or
-    ``PushRejected`` (FCM refused the message)."""
-    if outcome.sent:
+    ``PushRejected`` (FCM refused the message); a push found no longer true (``skipped``) is done."""
+    if outcome.sent or outcome.skipped:
         return
     if outcome.undelivered:
         raise ApplicationError(

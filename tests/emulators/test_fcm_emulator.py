@@ -187,3 +187,55 @@ def test_fcms_documented_invalid_token_answer_names_the_token() -> None:
     }
     assert fcm_reason(_invalid_argument(documented)) == ("INVALID_ARGUMENT", True)
     assert fcm_reason(exceptions.InvalidArgumentError("no response")) == ("INVALID_MESSAGE", True)
+
+
+def test_the_collapse_fields_count_against_the_limit(settings: Settings, fcm_emulator: FcmEmulator) -> None:
+    # A like's replace id becomes the Android notification tag (counted, as FCM counts it); a DM room's
+    # collapse key the tag and the APNs thread-id (in the APNs payload, counted too).
+    app = firebase_app(settings)
+    tag = "like-1234567890-987654321"
+    counted = len("tag") + len(tag)
+    for collapse in (
+        messaging.AndroidConfig(notification=messaging.AndroidNotification(tag=tag)),
+        messaging.AndroidConfig(collapse_key=tag, notification=messaging.AndroidNotification(tag=tag)),
+    ):
+        fits = messaging.Message(token="tagged", data={"a": "x" * (fcm.MAX_PAYLOAD_BYTES - 1 - counted)})
+        messaging.send(fits, app=app)  # without the tag: well within
+        over = messaging.Message(
+            token="tagged", data={"a": "x" * (fcm.MAX_PAYLOAD_BYTES - counted)}, android=collapse
+        )
+        with pytest.raises(exceptions.InvalidArgumentError):
+            messaging.send(over, app=app)  # one byte over, only with the tag
+        at_limit = messaging.Message(
+            token="tagged", data={"a": "x" * (fcm.MAX_PAYLOAD_BYTES - 1 - counted)}, android=collapse
+        )
+        messaging.send(at_limit, app=app)
+    assert [a["outcome"] for a in fcm_emulator.attempts("tagged")] == [
+        "accepted",
+        "INVALID_ARGUMENT",
+        "accepted",
+    ] * 2
+    thread = messaging.APNSConfig(payload=messaging.APNSPayload(aps=messaging.Aps(thread_id=tag)))
+    apns_bytes = len('{"aps":{"thread-id":""}}') + len(tag)
+    with pytest.raises(exceptions.InvalidArgumentError):
+        messaging.send(
+            messaging.Message(
+                token="thread", data={"a": "x" * (fcm.MAX_PAYLOAD_BYTES - apns_bytes)}, apns=thread
+            ),
+            app=app,
+        )
+    messaging.send(
+        messaging.Message(
+            token="thread", data={"a": "x" * (fcm.MAX_PAYLOAD_BYTES - 1 - apns_bytes)}, apns=thread
+        ),
+        app=app,
+    )
+
+
+def test_a_delayed_answer_comes_late_and_is_taken_then(settings: Settings, fcm_emulator: FcmEmulator) -> None:
+    fcm_emulator.delay("slow", 0.2, times=1)
+    fcm_emulator.fail("slow", "UNAVAILABLE", times=1)
+    with pytest.raises(exceptions.UnavailableError):  # the failure rule applies when the answer is given
+        messaging.send(_message("slow"), app=firebase_app(settings))
+    messaging.send(_message("slow"), app=firebase_app(settings))
+    assert [a["outcome"] for a in fcm_emulator.attempts("slow")] == ["UNAVAILABLE", "accepted"]

@@ -10,7 +10,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deps import ActivityDeps
-from storage import devices, logins, users
+from storage import devices, feeds, logins, users
+from storage.feeds import NewEntry
+from temporal.push import PushRequest, like_push
 from tests.fixtures.waiting import eventually
 
 
@@ -64,3 +66,31 @@ async def push_result(client: Client, workflow_id: str, result_type: type | None
 
     await eventually(started, f"{workflow_id} started")
     return await client.get_workflow_handle(workflow_id, result_type=result_type).result()
+
+
+def liked_entry(
+    deps: ActivityDeps, owner: int, date: int = 2024012017042712, is_public: bool = True
+) -> tuple[int, int, str]:
+    """A public entry of ``owner`` on ``date``'s day liked by a new named user: ``(feed id, liker id,
+    liker nickname)`` (what a like push is about, as it is when the push is sent)."""
+    liker, liker_nickname = named_user(deps, "liker")
+    entry = NewEntry(
+        user_id=owner,
+        date=date,
+        weather="sunny",
+        happiness=4,
+        text="친구랑 카페에서 수다",
+        is_public=is_public,
+        categories=("coffee",),
+        images=(),
+    )
+    with deps.engine.begin() as conn:
+        feed_id, _ = feeds.save_entry(conn, entry)
+        assert feeds.toggle_like(conn, feed_id, liker)
+    return feed_id, liker, liker_nickname
+
+
+def liked_push(deps: ActivityDeps, owner: int, date: int = 2024012017042712) -> PushRequest:
+    """The like push of a new like on a public entry of ``owner`` (``liked_entry``)."""
+    feed_id, liker, _ = liked_entry(deps, owner, date)
+    return like_push(feed_id, liker, owner, date)

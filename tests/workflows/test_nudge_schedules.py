@@ -143,6 +143,8 @@ async def test_triggering_the_reminder_twice_sends_each_due_user_one_push(
     assert outcome.label == "sent"
     (message,) = fcm_emulator.messages(due_token)
     assert message["message"]["notification"] == {"title": "소소해피", "body": REMINDER_BODY}
+    assert message["message"]["apns"] == {"headers": {"apns-collapse-id": f"reminder-{day}"}}
+    assert message["message"]["android"] == {"notification": {"tag": f"reminder-{day}"}}
     assert fcm_emulator.messages(wrote_token) == [] and fcm_emulator.messages(gone_token) == []
 
     again, _ = await _trigger(temporal_client, schedule_id)
@@ -184,6 +186,7 @@ async def test_triggering_the_monthly_story_twice_sends_each_writer_their_story_
     body = f"{month % 100}월에 3일 기록했어요. 평균 행복 3.7, 가장 행복했던 순간은 커피 🌷"
     assert message["message"]["notification"] == {"title": "소소해피", "body": body}
     assert message["message"]["data"] == {"kind": "monthly", "month": str(month)}
+    assert message["message"]["apns"] == {"headers": {"apns-collapse-id": f"monthly-{month}"}}
     assert fcm_emulator.messages(silent_token) == []
 
     again, _ = await _trigger(temporal_client, schedule_id)

@@ -1,34 +1,45 @@
-"""A push whose device keeps failing transiently, with hour-long Retry-After, fails at its deadline
-(time-skipping test server, real activities against the FCM emulator and the test database)."""
+"""A push's retries in workflow time (time-skipping test server, real activities against the FCM emulator
+and the test database): a device that keeps failing transiently, with hour-long Retry-After, fails at
+its deadline; QUOTA_EXCEEDED without Retry-After waits a minute at least, doubling; a like withdrawn
+before its retry is not sent."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
 from activities.push import PushActivities
 from emulators.control import FcmEmulator
+from storage import feeds
 from temporal.push import like_push
-from tests.workflows.push_helpers import tokens_of, user_with_devices
+from tests.fixtures.waiting import eventually
+from tests.workflows.push_helpers import (
+    device_ids_by_token,
+    liked_entry,
+    liked_push,
+    tokens_of,
+    user_with_devices,
+)
 from tests.workflows.time_skipping import time_skipping_env
 from workflows.push import PushDeliveryWorkflow
 
 
-async def test_transient_failures_past_the_deadline_fail_the_workflow(
-    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
-) -> None:
-    owner, [token] = user_with_devices(activity_deps, 1)
-    fcm_emulator.fail(token, "UNAVAILABLE", retry_after=3600)
-    req = like_push(1, 2, owner, 2024012017042712)
-    assert req.deadline_seconds == 24 * 3600
+@asynccontextmanager
+async def push_worker(deps: ActivityDeps) -> AsyncIterator[tuple[Client, str]]:
+    """A time-skipping server and a worker of ``PushDeliveryWorkflow`` with the real activities."""
     queue = f"push-deadline-{uuid.uuid4()}"
-    activities = PushActivities(activity_deps)
+    activities = PushActivities(deps)
     async with time_skipping_env() as env:
         with ThreadPoolExecutor(8) as executor:
             async with Worker(
@@ -43,11 +54,22 @@ async def test_transient_failures_past_the_deadline_fail_the_workflow(
                     activities.record_push_failure,
                 ],
             ):
-                handle = await env.client.start_workflow(
-                    PushDeliveryWorkflow.run, req, id=req.workflow_id, task_queue=queue
-                )
-                with pytest.raises(WorkflowFailureError) as info:
-                    await handle.result()
+                yield env.client, queue
+
+
+async def test_transient_failures_past_the_deadline_fail_the_workflow(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [token] = user_with_devices(activity_deps, 1)
+    fcm_emulator.fail(token, "UNAVAILABLE", retry_after=3600)
+    req = liked_push(activity_deps, owner)
+    assert req.deadline_seconds == 24 * 3600
+    async with push_worker(activity_deps) as (client, queue):
+        handle = await client.start_workflow(
+            PushDeliveryWorkflow.run, req, id=req.workflow_id, task_queue=queue
+        )
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "PushUndelivered"
     attempts = fcm_emulator.attempts(token)
@@ -55,3 +77,58 @@ async def test_transient_failures_past_the_deadline_fail_the_workflow(
     assert 20 <= len(attempts) <= 26, len(attempts)
     assert {a["outcome"] for a in attempts} == {"UNAVAILABLE"}
     assert tokens_of(activity_deps, owner) == [token]  # transient failures keep the token
+
+
+async def test_quota_exceeded_without_retry_after_waits_a_minute_then_doubles(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [token] = user_with_devices(activity_deps, 1)
+    fcm_emulator.fail(token, "QUOTA_EXCEEDED", times=3)  # the local attempt and two regular ones
+    req = liked_push(activity_deps, owner)
+    async with push_worker(activity_deps) as (client, queue):
+        handle = await client.start_workflow(
+            PushDeliveryWorkflow.run, req, id=req.workflow_id, task_queue=queue
+        )
+        outcome = await handle.result()
+        history = await handle.fetch_history()
+    assert outcome.sent == [device_ids_by_token(activity_deps, owner)[token]]
+    assert [a["outcome"] for a in fcm_emulator.attempts(token)] == ["QUOTA_EXCEEDED"] * 3 + ["accepted"]
+    events = list(history.events)
+    # After the local first attempt: a one-minute timer before the regular activity.
+    [timer] = [e for e in events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+    assert timer.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta() == timedelta(minutes=1)
+    # Its attempts 1 and 2 failed and asked for one, then two minutes: the third started 3 min later
+    # (server time, skipped by the test server).
+    [scheduled] = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    [started] = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
+    assert started.activity_task_started_event_attributes.attempt == 3
+    waited = started.event_time.ToDatetime() - scheduled.event_time.ToDatetime()
+    assert timedelta(minutes=3) <= waited < timedelta(minutes=4), waited
+
+
+async def test_a_like_withdrawn_before_the_retry_is_not_sent_and_the_push_completes(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [token] = user_with_devices(activity_deps, 1)
+    fcm_emulator.fail(token, "UNAVAILABLE", times=1, retry_after=3600)  # the next attempt an hour later
+    feed_id, liker, _ = liked_entry(activity_deps, owner)
+    req = like_push(feed_id, liker, owner, 2024012017042712)
+    async with push_worker(activity_deps) as (client, queue):
+        handle = await client.start_workflow(
+            PushDeliveryWorkflow.run, req, id=req.workflow_id, task_queue=queue
+        )
+        # Time is not skipped until the test waits for the result: the hour has not passed yet.
+        await eventually(lambda: asyncio.to_thread(fcm_emulator.attempts, token), "the first attempt")
+        with activity_deps.engine.begin() as conn:  # meanwhile the liker takes the like back
+            assert not feeds.toggle_like(conn, feed_id, liker)
+        outcome = await handle.result()
+        desc = await handle.describe()
+    assert (outcome.skipped, outcome.sent, outcome.label) == (
+        [device_ids_by_token(activity_deps, owner)[token]],
+        [],
+        "skipped",
+    )
+    assert [a["outcome"] for a in fcm_emulator.attempts(token)] == ["UNAVAILABLE"]  # never sent
+    assert tokens_of(activity_deps, owner) == [token]  # the device is kept
+    attrs = {p.key.name: p.value for p in desc.typed_search_attributes}
+    assert attrs["SosoOutcome"] == "skipped"

@@ -15,7 +15,13 @@ from activities.deps import ActivityDeps
 from api.push import request_push
 from emulators.control import FcmEmulator
 from temporal.push import PushOutcome, PushRequest, like_push
-from tests.workflows.push_helpers import device_ids_by_token, named_user, tokens_of, user_with_devices
+from tests.workflows.push_helpers import (
+    device_ids_by_token,
+    liked_entry,
+    liked_push,
+    tokens_of,
+    user_with_devices,
+)
 from tests.workflows.recording import record_if_asked
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -58,12 +64,9 @@ async def _message(client: Client, failure: Failure) -> str:
     return cause.message if isinstance(cause, FailureError) else str(cause)
 
 
-def _like(
-    deps: ActivityDeps, owner: int, feed_id: int | None = None, date: int = 2024012017042712
-) -> PushRequest:
-    """The like notice of a new liker on one of ``owner``'s entries."""
-    liker, _ = named_user(deps, "liker")
-    return like_push(random.randrange(10**9) if feed_id is None else feed_id, liker, owner, date)
+def _like(deps: ActivityDeps, owner: int) -> PushRequest:
+    """The like notice of a new liker on a public entry of ``owner``'s."""
+    return liked_push(deps, owner)
 
 
 async def test_like_push_reaches_every_device_with_the_original_payload(
@@ -71,8 +74,8 @@ async def test_like_push_reaches_every_device_with_the_original_payload(
 ) -> None:
     owner_nickname = f"소소{random.randrange(10**6)}"
     owner, tokens = user_with_devices(activity_deps, 2, owner_nickname)
-    liker, liker_nickname = named_user(activity_deps, "mina")
-    req = like_push(random.randrange(10**9), liker, owner, 2024012017042712)
+    feed_id, liker, liker_nickname = liked_entry(activity_deps, owner)
+    req = like_push(feed_id, liker, owner, 2024012017042712)
     outcome = await _deliver(temporal_client, req)
     ids = device_ids_by_token(activity_deps, owner)
     assert sorted(outcome.sent) == sorted(ids[t] for t in tokens)
@@ -83,6 +86,9 @@ async def test_like_push_reaches_every_device_with_the_original_payload(
             "body": f"{liker_nickname}님이 {owner_nickname}님의 행복을 응원합니다🩷",
         }
         assert msg["message"]["data"] == {"date": "2024012017042712"}
+        # Sent twice (at-least-once), the like's notices replace each other on the device.
+        assert msg["message"]["apns"] == {"headers": {"apns-collapse-id": f"like-{feed_id}-{liker}"}}
+        assert msg["message"]["android"] == {"notification": {"tag": f"like-{feed_id}-{liker}"}}
     desc = await temporal_client.get_workflow_handle(req.workflow_id).describe()
     attrs = {p.key.name: p.value for p in desc.typed_search_attributes if p.key.name.startswith("Soso")}
     assert attrs == {"SosoUserId": str(owner), "SosoKind": "push-like", "SosoOutcome": "sent"}
@@ -98,27 +104,40 @@ async def test_transient_failures_are_retried_until_sent(
     temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
 ) -> None:
     owner, [token] = user_with_devices(activity_deps, 1, f"jin{random.randrange(10**6)}")
-    # Without Retry-After firebase-admin does not retry a 429 itself, so each failure is a Temporal retry.
-    fcm_emulator.fail(token, "QUOTA_EXCEEDED", times=2)
-    liker, liker_nickname = named_user(activity_deps, "mina")
-    req = like_push(random.randrange(10**9), liker, owner, 2024012017042712)
+    # firebase-admin does not retry a 500 itself (activities.firebase), so each failure is a Temporal
+    # retry, one second apart (a QUOTA_EXCEEDED waits a minute: test_push_deadline.py).
+    fcm_emulator.fail(token, "INTERNAL", times=2)
+    feed_id, liker, liker_nickname = liked_entry(activity_deps, owner)
+    req = like_push(feed_id, liker, owner, 2024012017042712)
     outcome = await _deliver(temporal_client, req)
     assert outcome.sent == [device_ids_by_token(activity_deps, owner)[token]]
-    assert [a["outcome"] for a in fcm_emulator.attempts(token)] == [
-        "QUOTA_EXCEEDED",
-        "QUOTA_EXCEEDED",
-        "accepted",
-    ]
+    assert [a["outcome"] for a in fcm_emulator.attempts(token)] == ["INTERNAL", "INTERNAL", "accepted"]
     # The first attempt ran as a local activity (its failure is in its marker, after the device
     # lookup's); the retries as a regular activity, whose attempts count on from it.
-    assert await _local_attempts(temporal_client, req.workflow_id) == ["", "FCM QUOTA_EXCEEDED"]
+    assert await _local_attempts(temporal_client, req.workflow_id) == ["", "FCM INTERNAL"]
     [(attempt, last_failure)] = await _activity_attempts(temporal_client, req.workflow_id)
-    assert attempt == 2 and last_failure == "FCM QUOTA_EXCEEDED"  # the code only: no token, no text
+    assert attempt == 2 and last_failure == "FCM INTERNAL"  # the code only: no token, no text
     await record_if_asked(
         temporal_client.get_workflow_handle(req.workflow_id), "push_delivery_local_then_retried"
     )
     [msg] = fcm_emulator.messages(token)
     assert msg["message"]["notification"]["body"].startswith(f"{liker_nickname}님이 jin")
+
+
+async def test_a_slow_fcm_answer_is_waited_for_not_sent_again(
+    temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [token] = user_with_devices(activity_deps, 1)
+    # FCM answers the first send after 12 s: longer than the first attempt's old 10 s limit, within
+    # the HTTP read timeout (20 s) and the attempt's limit now (40 s).
+    fcm_emulator.delay(token, 12, times=1)
+    req = liked_push(activity_deps, owner)
+    outcome = await _deliver(temporal_client, req)
+    assert outcome.sent == [device_ids_by_token(activity_deps, owner)[token]]
+    assert [a["outcome"] for a in fcm_emulator.attempts(token)] == ["accepted"]  # one POST
+    assert len(fcm_emulator.messages(token)) == 1
+    assert await _local_attempts(temporal_client, req.workflow_id) == ["", ""]  # the local one sent it
+    assert await _activity_attempts(temporal_client, req.workflow_id) == []
 
 
 async def test_unregistered_token_is_removed_without_retry_and_others_still_served(
@@ -201,7 +220,7 @@ async def test_a_repeated_trigger_sends_once(
 
 async def test_no_device_completes_quietly(temporal_client: Client, activity_deps: ActivityDeps) -> None:
     owner, _ = user_with_devices(activity_deps, 0)
-    outcome = await _deliver(temporal_client, _like(activity_deps, owner, date=1))
+    outcome = await _deliver(temporal_client, _like(activity_deps, owner))
     assert outcome.label == "no-device"
 
 

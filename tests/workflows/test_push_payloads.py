@@ -4,14 +4,19 @@ boundaries, burst counts, ids-only workflow inputs, and every message fitted wit
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from firebase_admin import messaging
 
 from activities.fcm_message import FCM_MAX_PAYLOAD_BYTES, Notice, build_message, fitted_message, payload_bytes
+from activities.firebase import FCM_BASE_URL, firebase_app
 from activities.push_text import dm_body, dm_burst_body, graphemes
+from config import Settings
 from emulators.fcm import payload_bytes as fcm_counted_bytes
+from temporal.ids import dm_room_key, like_collapse_id, nudge_collapse_id
 from temporal.push import DmPushRequest, LikeNotice, like_body, like_push
+from workflows.push import FIRST_ATTEMPT, SEND_ATTEMPT
 
 
 def test_like_payload() -> None:
@@ -144,3 +149,48 @@ def test_oversized_data_is_dropped_when_the_body_cannot_make_room() -> None:
     assert "data" not in encoded
     assert encoded["notification"] == {"title": "mina", "body": "가" * 25 + "..."}
     assert payload_bytes(message) <= FCM_MAX_PAYLOAD_BYTES
+
+
+def test_a_replace_id_replaces_the_notice_on_the_device_without_an_fcm_collapse_key() -> None:
+    encoded = _encoded(build_message("tok", Notice(title="소소해피", body="b", replace_id="like-5-6")))
+    assert encoded["apns"] == {
+        "headers": {"apns-collapse-id": "like-5-6"}
+    }  # no thread: likes group as before
+    assert encoded["android"] == {"notification": {"tag": "like-5-6"}}  # no collapse_key: FCM keeps 4 at most
+
+
+def test_every_push_has_a_collapse_id_from_its_business_key_within_apns_64_bytes() -> None:
+    biggest = 2**63 - 1  # BIGINT ids
+    ids = [
+        like_collapse_id(biggest, biggest),
+        nudge_collapse_id("reminder", 99991231),
+        nudge_collapse_id("monthly", 999912),
+        f"dm-{dm_room_key(biggest - 1, biggest)}",
+    ]
+    assert ids[:3] == [f"like-{biggest}-{biggest}", "reminder-99991231", "monthly-999912"]
+    assert all(len(i.encode()) <= 64 for i in ids)  # apns-collapse-id's limit
+
+
+def test_a_long_notice_with_a_replace_id_is_fitted_counting_it() -> None:
+    notice = Notice(
+        title="소소해피", body="가" * 2000, data={"date": "2024012017042712"}, replace_id="like-5-6"
+    )
+    message = fitted_message("tok", notice)
+    encoded = _encoded(message)
+    assert encoded["android"] == {"notification": {"tag": "like-5-6"}}
+    assert payload_bytes(message) <= FCM_MAX_PAYLOAD_BYTES
+    assert fcm_counted_bytes(encoded) <= payload_bytes(message)  # the emulator counts the tag too
+
+
+def test_a_send_attempt_outlasts_its_http_call(settings: Settings) -> None:
+    # An attempt that Temporal times out while its POST still waits for FCM is sent again by the next
+    # attempt: the device would be notified twice. Read from the app the worker sends with.
+    app = firebase_app(settings)
+    service = messaging._get_messaging_service(app)
+    timeout = service._client.timeout
+    connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    adapter = service._client.session.get_adapter(settings.fcm_endpoint or FCM_BASE_URL)
+    connects = 1 + (adapter.max_retries.connect or 0)
+    longest_call = timedelta(seconds=connects * connect + read)
+    assert longest_call < FIRST_ATTEMPT
+    assert longest_call < SEND_ATTEMPT
