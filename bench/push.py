@@ -34,11 +34,12 @@ from config import Settings
 from devstack.bytecode import compile_project
 from devstack.processes import ManagedProcess, free_port
 from emulators.control import FcmEmulator
-from storage import devices, logins, users
+from storage import devices, feeds, logins, users
 from storage.db import migrate
+from storage.feeds import NewEntry
 from temporal.client import connect
 from temporal.devserver import start_dev_args
-from temporal.push import like_push
+from temporal.push import PushRequest, like_push
 from temporal.task_queues import PUSH, named
 from workers.main import build_workers
 
@@ -63,16 +64,39 @@ async def bounded(n: int, make: Callable[[int], Awaitable[object]]) -> float:
     return time.perf_counter() - started
 
 
+#: The pushes run in this many rounds (codec on, off, on, off), each on a day of its own.
+ROUNDS = 4
+DAY = 2024012017042712
+
+
 def seed(deps: ActivityDeps, n: int) -> list[int]:
-    """N users with one device each, registered by a live login (as a sign-in registers it)."""
+    """N named users with one device each, registered by a live login (as a sign-in registers it)."""
     ids = []
     with deps.sessions.begin() as session:
         for i in range(n):
             user = users.upsert_account(session, f"bench{i}@example.com+kakao", "kakao", str(i), None)
+            user.nickname = f"b{i}"
             login = logins.open_session(session, user.id, deps.settings.refresh_token_ttl_seconds)
             devices.register_device(session, user.id, f"bench-token-{i}", login.id)
             ids.append(user.id)
     return ids
+
+
+def seed_likes(deps: ActivityDeps, user_ids: list[int], per_round: int) -> list[list[PushRequest]]:
+    """Per round, ``per_round`` like pushes that are true when sent (the send activity checks): a public
+    entry of user ``i`` on the round's day, liked by the first user."""
+    liker, rounds = user_ids[0], []
+    with deps.engine.begin() as conn:
+        for round_ in range(ROUNDS):
+            date = DAY + round_ * 10**8
+            pushes = []
+            for owner in user_ids[:per_round]:
+                entry = NewEntry(owner, date, "sunny", 4, "bench", True, ("coffee",), ())
+                feed_id, _ = feeds.save_entry(conn, entry)
+                feeds.toggle_like(conn, feed_id, liker)
+                pushes.append(like_push(feed_id, liker, owner, date))
+            rounds.append(pushes)
+    return rounds
 
 
 @contextlib.contextmanager
@@ -114,6 +138,7 @@ async def run(n: int) -> None:
         deps = ActivityDeps.open(settings)
         say(f"seeding {n} users with one device each")
         user_ids = seed(deps, n)
+        likes = seed_likes(deps, user_ids, n // 2)
         client: Client = await connect(settings)
         # The codec-off side on its own task queues, so neither side's worker sees the other's payloads.
         plain_settings = settings.model_copy(
@@ -147,17 +172,18 @@ async def run(n: int) -> None:
             emulator.reset()
             push_s = {"on": 0.0, "off": 0.0}
             half = n // 2
-            for round_ in range(4):  # on, off, on, off: n pushes each way in all
+            for round_ in range(ROUNDS):  # on, off, on, off: n pushes each way in all
                 codec = "on" if round_ % 2 == 0 else "off"
                 say(f"(push, codec {codec}) {half} pushes through PushDeliveryWorkflow")
                 the_client = client if codec == "on" else plain_client
                 queue = named(
                     PUSH, (settings if codec == "on" else plain_settings).temporal_task_queue_prefix
                 )
-                first = 10_000 + round_ * half
 
-                async def push(i: int, c: Client = the_client, q: str = queue, first: int = first) -> object:
-                    req = like_push(first + i, user_ids[0], user_ids[i], 2024012017042712)
+                async def push(
+                    i: int, c: Client = the_client, q: str = queue, reqs: list[PushRequest] = likes[round_]
+                ) -> object:
+                    req = reqs[i]
                     await request_push(c, req, q)
                     return await c.get_workflow_handle(req.workflow_id).result()
 
@@ -193,6 +219,10 @@ async def run(n: int) -> None:
     verdict = "met" if rate["noop"] >= 1.8 * rate["default"] else "NOT met"
     say(f"  (b) / (c) = {rate['noop'] / rate['default']:.2f}   (target >= 1.80: {verdict})")
     say(f"  push / (a) = {rate['push'] / rate['direct']:.2f}")
+    if delivered != 2 * pushes:  # a push that was not sent was not measured: the rates above mean nothing
+        sys.exit(
+            f"only {delivered} of {2 * pushes} pushes reached the emulator: the push rates are not valid"
+        )
 
 
 def main() -> None:
