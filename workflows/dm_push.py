@@ -30,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
     from temporal.push import DmArrived, DmPushOutcome, DmPushRequest, PushOutcome
     from workflows.push import (
         BY_DEVICE_ID,
+        STEPS_IN_DEADLINE,
+        Steps,
         deliver_to_device,
         devices_of,
         raise_if_failed,
@@ -46,6 +48,7 @@ class DmPushWorkflow:
         self._pending: list[str] = []
         self._seen: set[str] = set()
         self._by_id = False
+        self._steps_in_deadline = False
 
     @workflow.signal(name="message_arrived")
     def message_arrived(self, arrived: DmArrived) -> None:
@@ -59,6 +62,7 @@ class DmPushWorkflow:
         """Push every gathered message, one push per batch; returns how many pushes and messages, and
         what the last push did per device."""
         self._by_id = workflow.patched(BY_DEVICE_ID)
+        self._steps_in_deadline = workflow.patched(STEPS_IN_DEADLINE)
         carried = [m for m in req.carried_message_ids if m not in self._seen]
         self._seen.update(carried)
         self._pending = carried + self._pending  # signal-with-start: the signal is handled before run
@@ -80,7 +84,8 @@ class DmPushWorkflow:
         return outcome
 
     async def _push(self, req: DmPushRequest, batch: list[str]) -> PushOutcome:
-        device_list = await devices_of(req.receiver_user_id, self._by_id)
+        steps = Steps.within(req.deadline_seconds) if self._steps_in_deadline else Steps()
+        device_list = await devices_of(req.receiver_user_id, self._by_id, steps)
         send = DmDeviceSend(
             receiver_user_id=req.receiver_user_id,
             sender_user_id=req.sender_user_id,
@@ -102,6 +107,6 @@ class DmPushWorkflow:
 
         wf_id = workflow.info().workflow_id
         results = await asyncio.gather(
-            *(deliver_to_device("dm", wf_id, d, functools.partial(sender, d)) for d in device_list)
+            *(deliver_to_device("dm", wf_id, d, functools.partial(sender, d), steps) for d in device_list)
         )
         return settle(device_list, list(results))
