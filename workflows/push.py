@@ -161,6 +161,8 @@ class Steps:
                 raise
             except FailureError as err:
                 cause = failure_cause(err)
+                if isinstance(cause, CancelledError):  # the step was cancelled: not its failure
+                    raise
                 if isinstance(cause, ApplicationError) and cause.non_retryable:
                     raise
                 if workflow.now() + backoff > window_ends:
@@ -234,9 +236,9 @@ async def _step(steps: Steps, workflow_id: str, what: str, activity: Callable[..
     except CancelledError:
         raise
     except FailureError as err:
-        if steps.until is None:
-            raise
         cause = failure_cause(err)
+        if steps.until is None or isinstance(cause, CancelledError):
+            raise
         workflow.logger.warning(
             "push %s: %s failed until its deadline (%s)", workflow_id, what, type(cause).__name__
         )
