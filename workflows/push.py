@@ -60,7 +60,7 @@ STEP_MAX_BACKOFF = timedelta(minutes=1)
 #: The least a step is retried for, even past the push's deadline (the failure record of a device given
 #: up on at the deadline).
 STEP_MIN_WINDOW = timedelta(minutes=10)
-#: The first attempt's own limit: longer than a send's HTTP call can take (``SEND_CALL_SECONDS``, 30 s),
+#: The first attempt's own limit: longer than a send's HTTP calls can take (``SEND_CALL_SECONDS``, 55 s),
 #: so the attempt never times out while its POST still waits for FCM (the regular activity would send
 #: it again: a second notice); an attempt that fails is retried as a regular activity, where every
 #: attempt shows in the history.
