@@ -24,11 +24,14 @@ READ_TIMEOUT_SECONDS = 20.0
 #: Connection attempts a send makes at most (a dropped connection is reconnected once, never resent:
 #: ``_leave_retries_to_temporal``).
 CONNECT_ATTEMPTS = 2
-#: How long one ``messaging.send`` call can take at most: every connect attempt timing out, then the
-#: answer arriving at the read timeout. A send attempt's ``start_to_close`` must be longer
-#: (``workflows.push``): an attempt Temporal times out while its POST is still waiting for FCM would be
-#: sent again by the next attempt, and the device notified twice.
-SEND_CALL_SECONDS = CONNECT_ATTEMPTS * CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
+#: How long one ``messaging.send`` call can take at most: a refresh of the access token first (a
+#: service account's, about hourly; google-auth makes it with the same timeouts, one connection), then
+#: every connect attempt timing out and the answer arriving at the read timeout. A send attempt's
+#: ``start_to_close`` must be longer (``workflows.push``): an attempt Temporal times out while its POST
+#: is still waiting for FCM would be sent again by the next attempt, and the device notified twice.
+SEND_CALL_SECONDS = (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS) + (
+    CONNECT_ATTEMPTS * CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
+)
 
 
 class OfflineCredential(credentials.Base):

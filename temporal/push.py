@@ -149,3 +149,6 @@ class DmPushOutcome(BaseModel):
     pushes: int = 0
     messages: int = 0
     last: PushOutcome = PushOutcome()
+    #: Deliveries to a device still retrying an earlier batch that a later batch took over (each
+    #: device delivered on its own: runs with the ``dm-push-per-device`` marker).
+    superseded: int = 0

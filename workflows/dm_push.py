@@ -9,9 +9,16 @@ in exactly one push. Only ids cross Temporal: devices are addressed by registrat
 activity reads the token, the sender's nickname and the newest message's text itself (runs without the
 ``push-by-device-id`` patch marker address tokens).
 
+Each device of a batch is delivered on its own (patch marker ``dm-push-per-device``): the next batch
+never waits for a device still retrying an earlier one (a device FCM keeps refusing, with QUOTA_EXCEEDED
+or INTERNAL, retries for up to the deadline). A batch for a device whose earlier delivery is still
+retrying supersedes it: that delivery is cancelled and the new notice, under the room's collapse key,
+replaces the earlier one on the device anyway. (Runs without the marker send batch by batch, every
+device of one batch before the next.)
+
 A message signalled while the run completes makes Temporal refuse the completion and replay the run
 with the signal, so the loop sends it too; a run that has sent many batches continues as new with what
-it has not pushed yet.
+it has not pushed yet (cancelling the deliveries still retrying: its first batch goes to every device).
 """
 
 from __future__ import annotations
@@ -20,22 +27,41 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.push import DM_CHECKED_MESSAGES, DmDeviceSend, PushActivities
     from temporal.push import DmArrived, DmPushOutcome, DmPushRequest, PushOutcome
     from workflows.push import (
         BY_DEVICE_ID,
+        STEPS_IN_DEADLINE,
+        Steps,
         deliver_to_device,
         devices_of,
+        failure_cause,
         raise_if_failed,
         send_attempts,
         settle,
     )
+
+
+#: ``workflow.patched`` id of delivering each device of a batch on its own (``DmPushWorkflow``): a batch
+#: never waits for a device still retrying an earlier one, and supersedes that delivery.
+PER_DEVICE = "dm-push-per-device"
+
+
+@dataclass
+class _Delivery:
+    """One batch's delivery to one device, running on its own."""
+
+    task: asyncio.Task[None] | None = None
+    #: A later batch (or a continue-as-new) took its place: its end is not a result.
+    superseded: bool = field(default=False)
 
 
 @workflow.defn(sandboxed=False)  # a hot path: see workflows/__init__.py, "Outside the sandbox"
@@ -46,6 +72,10 @@ class DmPushWorkflow:
         self._pending: list[str] = []
         self._seen: set[str] = set()
         self._by_id = False
+        self._steps_in_deadline = False
+        #: The latest delivery to each device (by id, as text) and what each finished one did.
+        self._deliveries: dict[str, _Delivery] = {}
+        self._results: dict[str, str] = {}
 
     @workflow.signal(name="message_arrived")
     def message_arrived(self, arrived: DmArrived) -> None:
@@ -59,6 +89,8 @@ class DmPushWorkflow:
         """Push every gathered message, one push per batch; returns how many pushes and messages, and
         what the last push did per device."""
         self._by_id = workflow.patched(BY_DEVICE_ID)
+        self._steps_in_deadline = workflow.patched(STEPS_IN_DEADLINE)
+        per_device = workflow.patched(PER_DEVICE)
         carried = [m for m in req.carried_message_ids if m not in self._seen]
         self._seen.update(carried)
         self._pending = carried + self._pending  # signal-with-start: the signal is handled before run
@@ -66,6 +98,8 @@ class DmPushWorkflow:
             with contextlib.suppress(asyncio.TimeoutError):
                 await workflow.wait_condition(lambda: bool(self._pending), timeout=req.window_seconds)
         outcome = DmPushOutcome()
+        if per_device:
+            return await self._run_per_device(req, outcome)
         while self._pending:
             await workflow.sleep(timedelta(seconds=req.window_seconds))
             batch, self._pending = self._pending, []
@@ -79,29 +113,111 @@ class DmPushWorkflow:
         raise_if_failed(outcome.last, req.deadline_seconds)
         return outcome
 
-    async def _push(self, req: DmPushRequest, batch: list[str]) -> PushOutcome:
-        device_list = await devices_of(req.receiver_user_id, self._by_id)
+    async def _run_per_device(self, req: DmPushRequest, outcome: DmPushOutcome) -> DmPushOutcome:
+        """The batches of a run with the ``dm-push-per-device`` marker: each device's delivery runs on
+        its own; the run ends once no message is pending and every delivery has ended."""
+        last_devices: list[int] | list[str] = []
+        while True:
+            if not self._pending:
+                await workflow.wait_condition(lambda: bool(self._pending) or not self._running())
+                if not self._pending:
+                    break
+            if outcome.pushes >= req.batches_per_run or workflow.info().is_continue_as_new_suggested():
+                outcome.superseded += await self._supersede_all()
+                workflow.continue_as_new(req.model_copy(update={"carried_message_ids": self._pending}))
+            await workflow.sleep(timedelta(seconds=req.window_seconds))
+            batch, self._pending = self._pending, []
+            steps = Steps.within(req.deadline_seconds) if self._steps_in_deadline else Steps()
+            last_devices = await devices_of(req.receiver_user_id, self._by_id, steps)
+            for device in last_devices:
+                outcome.superseded += self._start(req, batch, device, steps)
+            outcome.pushes += 1
+            outcome.messages += len(batch)
+        for delivery in self._deliveries.values():  # all ended: a delivery's own error fails the run
+            if delivery.task is not None:
+                await delivery.task
+        outcome.last = settle(last_devices, [self._results[str(d)] for d in last_devices])
+        raise_if_failed(outcome.last, req.deadline_seconds)
+        return outcome
+
+    def _running(self) -> bool:
+        return any(d.task is not None and not d.task.done() for d in self._deliveries.values())
+
+    def _start(self, req: DmPushRequest, batch: list[str], device: int | str, steps: Steps) -> int:
+        """Start delivering ``batch`` to ``device``, superseding its delivery still running (then 1)."""
+        earlier = self._deliveries.get(str(device))
+        superseded = self._supersede(earlier) if earlier is not None else 0
+        delivery = _Delivery()
+        delivery.task = asyncio.create_task(self._deliver(req, batch, device, steps, delivery))
+        self._deliveries[str(device)] = delivery
+        return superseded
+
+    @staticmethod
+    def _supersede(delivery: _Delivery) -> int:
+        """Cancel ``delivery`` if it is still running (its activity gets a cancel request); 1 if so."""
+        if delivery.task is None or delivery.task.done():
+            return 0
+        delivery.superseded = True
+        delivery.task.cancel()
+        return 1
+
+    async def _supersede_all(self) -> int:
+        """Cancel every delivery still running and let them end (before a continue-as-new)."""
+        superseded = sum(self._supersede(d) for d in self._deliveries.values())
+        await asyncio.gather(*(d.task for d in self._deliveries.values() if d.task is not None))
+        return superseded
+
+    async def _deliver(
+        self, req: DmPushRequest, batch: list[str], device: int | str, steps: Steps, delivery: _Delivery
+    ) -> None:
+        """Deliver ``batch`` to ``device`` and record what it did, unless a later batch superseded it."""
+        send = self._send_to(req, batch, device)
+
+        async def cancellable() -> Any:
+            try:
+                return await send()
+            except ActivityError as err:
+                if isinstance(failure_cause(err), CancelledError):  # superseded: not a send's failure
+                    raise asyncio.CancelledError from None
+                raise
+
+        try:
+            result = await deliver_to_device("dm", workflow.info().workflow_id, device, cancellable, steps)
+        except BaseException:
+            if delivery.superseded:  # cancelled in its send or a step: a later batch took its place
+                return
+            raise
+        if not delivery.superseded:
+            self._results[str(device)] = result
+
+    def _send_to(self, req: DmPushRequest, batch: list[str], device: int | str) -> functools.partial[Any]:
+        """The send of ``batch`` to ``device``: a regular activity retried until the deadline."""
+        address: dict[str, Any] = {"device_id": device} if isinstance(device, int) else {"token": device}
         send = DmDeviceSend(
             receiver_user_id=req.receiver_user_id,
             sender_user_id=req.sender_user_id,
             message_id=batch[-1],
             count=len(batch),
             earlier_message_ids=batch[-DM_CHECKED_MESSAGES:-1],
+            **address,
+        )
+        # Regular activities only (no local first attempt): a message signalled while a send runs
+        # makes Temporal refuse the run's completion, and a local send would run again on replay.
+        return functools.partial(
+            send_attempts, PushActivities.send_dm_to_device, send, req.deadline_seconds, local_first=False
         )
 
+    async def _push(self, req: DmPushRequest, batch: list[str]) -> PushOutcome:
+        """One batch to every device, all of them before the next batch (runs without the
+        ``dm-push-per-device`` marker)."""
+        steps = Steps.within(req.deadline_seconds) if self._steps_in_deadline else Steps()
+        device_list = await devices_of(req.receiver_user_id, self._by_id, steps)
+
         def sender(device: int | str) -> Awaitable[Any]:
-            address = {"device_id": device} if isinstance(device, int) else {"token": device}
-            # Regular activities only (no local first attempt): a message signalled while a send runs
-            # makes Temporal refuse the run's completion, and a local send would run again on replay.
-            return send_attempts(
-                PushActivities.send_dm_to_device,
-                send.model_copy(update=address),
-                req.deadline_seconds,
-                local_first=False,
-            )
+            return self._send_to(req, batch, device)()
 
         wf_id = workflow.info().workflow_id
         results = await asyncio.gather(
-            *(deliver_to_device("dm", wf_id, d, functools.partial(sender, d)) for d in device_list)
+            *(deliver_to_device("dm", wf_id, d, functools.partial(sender, d), steps) for d in device_list)
         )
         return settle(device_list, list(results))

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -48,9 +49,18 @@ with workflow.unsafe.imports_passed_through():
 BY_DEVICE_ID = "push-by-device-id"
 #: ``workflow.patched`` id of sending a device's first attempt as a local activity (``send_attempts``).
 LOCAL_FIRST = "push-local-first"
+#: ``workflow.patched`` id of retrying a push's own steps (``Steps``) within its deadline, a token that
+#: could not be removed not failing the push; runs without it try each step 5 times and then fail.
+STEPS_IN_DEADLINE = "push-steps-in-deadline"
 LOCAL = timedelta(seconds=10)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
-#: The first attempt's own limit: longer than a send's HTTP call can take (``SEND_CALL_SECONDS``, 30 s),
+#: A step's retries wait on workflow timers, from 1 s doubling up to a minute.
+STEP_FIRST_BACKOFF = timedelta(seconds=1)
+STEP_MAX_BACKOFF = timedelta(minutes=1)
+#: The least a step is retried for, even past the push's deadline (the failure record of a device given
+#: up on at the deadline).
+STEP_MIN_WINDOW = timedelta(minutes=10)
+#: The first attempt's own limit: longer than a send's HTTP calls can take (``SEND_CALL_SECONDS``, 55 s),
 #: so the attempt never times out while its POST still waits for FCM (the regular activity would send
 #: it again: a second notice); an attempt that fails is retried as a regular activity, where every
 #: attempt shows in the history.
@@ -117,20 +127,64 @@ async def send_attempts(
     )
 
 
-async def devices_of(user_id: int, by_id: bool) -> list[int] | list[str]:
+@dataclass(frozen=True)
+class Steps:
+    """How a push runs its own steps (local activities on the database: the device lookup, a dead
+    token's removal, the failure record). With ``until`` (workflow time) a step that fails is tried
+    again after a workflow timer, from 1 s doubling up to a minute, until ``until`` (and for
+    ``STEP_MIN_WINDOW`` at least), so a database outage shorter than the push's deadline only delays
+    it; every attempt and wait is in the history, in workflow time, and no workflow task is held
+    meanwhile. Without ``until`` (runs from before the ``push-steps-in-deadline`` patch): 5 attempts
+    in the worker, as before."""
+
+    until: datetime | None = None
+
+    @staticmethod
+    def within(deadline_seconds: int) -> Steps:
+        """The steps of a push whose deadline is ``deadline_seconds`` from now."""
+        return Steps(workflow.now() + timedelta(seconds=deadline_seconds))
+
+    async def run(self, activity: Callable[..., Any], arg: Any) -> Any:
+        """Run the step ``activity(arg)``; its last failure once its window is over."""
+        if self.until is None:
+            return await workflow.execute_local_activity_method(
+                activity, arg, start_to_close_timeout=LOCAL, retry_policy=LOCAL_RETRY
+            )
+        window_ends = max(self.until, workflow.now() + STEP_MIN_WINDOW)
+        backoff = STEP_FIRST_BACKOFF
+        while True:
+            try:
+                return await workflow.execute_local_activity_method(
+                    activity, arg, start_to_close_timeout=LOCAL, retry_policy=RetryPolicy(maximum_attempts=1)
+                )
+            except CancelledError:
+                raise
+            except FailureError as err:
+                cause = failure_cause(err)
+                if isinstance(cause, CancelledError):  # the step was cancelled: not its failure
+                    raise
+                if isinstance(cause, ApplicationError) and cause.non_retryable:
+                    raise
+                if workflow.now() + backoff > window_ends:
+                    raise
+            await workflow.sleep(backoff)
+            backoff = min(backoff * 2, STEP_MAX_BACKOFF)
+
+
+async def devices_of(user_id: int, by_id: bool, steps: Steps | None = None) -> list[int] | list[str]:
     """The user's devices, read again for every push (a local activity): registration ids, or tokens
     in runs from before devices were addressed by id."""
     lookup = PushActivities.device_ids if by_id else PushActivities.device_tokens
-    return await workflow.execute_local_activity_method(
-        lookup,
-        user_id,
-        start_to_close_timeout=LOCAL,
-        retry_policy=LOCAL_RETRY,
-    )
+    result: list[int] | list[str] = await (steps or Steps()).run(lookup, user_id)
+    return result
 
 
 async def deliver_to_device(
-    kind: str, workflow_id: str, device: int | str, send: Callable[[], Awaitable[Any]]
+    kind: str,
+    workflow_id: str,
+    device: int | str,
+    send: Callable[[], Awaitable[Any]],
+    steps: Steps | None = None,
 ) -> str:
     """Run ``send`` (the device's send activity) and settle the device (a registration id, or a token
     in runs from before ids): ``sent``, ``removed`` (FCM called the token bad: it is forgotten; or the
@@ -149,15 +203,14 @@ async def deliver_to_device(
             return "removed"
         if error_type == NO_LONGER_TRUE:  # the activity counted it (sosohappy_push_skipped_total)
             return "skipped"
+        steps = steps or Steps()
         if error_type in TOKEN_DEAD:
-            await workflow.execute_local_activity_method(
+            remove = (
                 PushActivities.remove_device
                 if isinstance(device, int)
-                else PushActivities.remove_device_token,  # type: ignore[arg-type]
-                device,
-                start_to_close_timeout=LOCAL,
-                retry_policy=LOCAL_RETRY,
+                else PushActivities.remove_device_token
             )
+            await _step(steps, workflow_id, "removing a dead token's device", remove, device)
             return "removed"
         if error_type == MESSAGE_REJECTED:  # the activity counted it (reason INVALID_MESSAGE)
             return "rejected"
@@ -167,10 +220,28 @@ async def deliver_to_device(
             if isinstance(device, int)
             else FailureRecord(kind=kind, token=device, reason=reason, workflow_id=workflow_id)
         )
-        await workflow.execute_local_activity_method(
-            PushActivities.record_push_failure, record, start_to_close_timeout=LOCAL, retry_policy=LOCAL_RETRY
+        await _step(
+            steps, workflow_id, "recording a device given up on", PushActivities.record_push_failure, record
         )
         return "undelivered"
+
+
+async def _step(steps: Steps, workflow_id: str, what: str, activity: Callable[..., Any], arg: Any) -> None:
+    """Run one bookkeeping step of a device as ``steps`` says. A step still failing at the end of its
+    window is logged and given up on, never failing the push for the other devices (a dead token left
+    registered is removed by a later push to it); in runs without the patch its failure fails the
+    push, as it did."""
+    try:
+        await steps.run(activity, arg)
+    except CancelledError:
+        raise
+    except FailureError as err:
+        cause = failure_cause(err)
+        if steps.until is None or isinstance(cause, CancelledError):
+            raise
+        workflow.logger.warning(
+            "push %s: %s failed until its deadline (%s)", workflow_id, what, type(cause).__name__
+        )
 
 
 def settle(device_list: list[int] | list[str], results: list[str]) -> PushOutcome:
@@ -208,11 +279,14 @@ class PushDeliveryWorkflow:
 
     def __init__(self) -> None:
         self._local_first = False
+        self._steps = Steps()
 
     @workflow.run
     async def run(self, req: PushRequest) -> PushOutcome:
         """Return which devices got it, which were removed and which stayed undelivered (by id)."""
-        device_list = await devices_of(req.receiver_user_id, workflow.patched(BY_DEVICE_ID))
+        by_id = workflow.patched(BY_DEVICE_ID)
+        self._steps = Steps.within(req.deadline_seconds) if workflow.patched(STEPS_IN_DEADLINE) else Steps()
+        device_list = await devices_of(req.receiver_user_id, by_id, self._steps)
         self._local_first = workflow.patched(LOCAL_FIRST)
         results = await asyncio.gather(*(self._deliver(req, device) for device in device_list))
         outcome = settle(device_list, list(results))
@@ -240,4 +314,4 @@ class PushDeliveryWorkflow:
                 PushActivities.send_to_device, send_req, req.deadline_seconds, self._local_first
             )
 
-        return await deliver_to_device(req.kind, req.workflow_id, device, send)
+        return await deliver_to_device(req.kind, req.workflow_id, device, send, self._steps)

@@ -10,20 +10,23 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
-from activities.push import DmDeviceSend, PushActivities
+from activities.push import DmDeviceSend, FailureRecord, PushActivities
 from api.push import request_dm_push
 from emulators.control import FcmEmulator
 from temporal.push import DmPushRequest
 from tests.dm.helpers import party
 from tests.workflows.push_helpers import device_ids_by_token, tokens_of, user_with_devices
+from tests.workflows.recording import record_if_asked
 from tests.workflows.time_skipping import time_skipping_env
 from workflows.dm_push import DmPushWorkflow
 
@@ -80,6 +83,7 @@ async def test_five_dms_in_a_burst_are_one_push_with_the_count(
         )
         assert await _events(env.client, req.workflow_id, EventType.EVENT_TYPE_TIMER_STARTED) == 1
         desc = await handle.describe()
+        await record_if_asked(handle, "dm_push_per_device_burst")
     device_ids = device_ids_by_token(activity_deps, receiver)
     assert (outcome.pushes, outcome.messages) == (1, 5)
     assert sorted(outcome.last.sent) == sorted(device_ids[t] for t in tokens)
@@ -188,9 +192,74 @@ async def test_a_long_burst_continues_as_new_with_the_messages_not_yet_pushed() 
         outcome = await result
         first_run = env.client.get_workflow_handle(req.workflow_id, run_id=handle.result_run_id)
         history = await first_run.fetch_history()
+        await record_if_asked(first_run, "dm_push_continued_superseding")
     continued = [
         e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
     ]
     assert len(continued) == 1
     assert (outcome.pushes, outcome.messages) == (1, 1)  # the second run pushed the carried message
     assert [(s.message_id, s.count) for s in held.sends] == [("m1", 1), ("m2", 1)]
+
+
+class OneDeviceFailing:
+    """Stand-in activities for a receiver with two devices: device 1 fails every send of ``m1``
+    transiently (FCM INTERNAL; its first attempt is held until the test releases it, so the test can
+    signal while it runs), device 2 gets everything. Each send is recorded with its attempt's scheduled
+    time (server time: skipped by the test server, never the wall clock)."""
+
+    def __init__(self) -> None:
+        self.sends: list[tuple[int, str, int, datetime]] = []
+        self.given_up: list[FailureRecord] = []
+        self.m1_held, self.release = threading.Event(), threading.Event()
+
+    def activities(self) -> list[Callable[..., Any]]:
+        @activity.defn(name="device_ids")
+        def device_ids(user_id: int) -> list[int]:
+            return [1, 2]
+
+        @activity.defn(name="send_dm_to_device")
+        def send_dm_to_device(req: DmDeviceSend) -> str:
+            info = activity.info()
+            self.sends.append((req.device_id, req.message_id, req.count, info.current_attempt_scheduled_time))
+            if req.device_id == 1 and req.message_id == "m1":
+                if info.attempt == 1:
+                    self.m1_held.set()
+                    assert self.release.wait(60), "the test never released the first send"
+                raise ApplicationError("FCM INTERNAL", type="INTERNAL")
+            return "projects/p/messages/1"
+
+        @activity.defn(name="record_push_failure")
+        def record_push_failure(record: FailureRecord) -> None:
+            self.given_up.append(record)
+
+        return [device_ids, send_dm_to_device, record_push_failure]
+
+    def first(self, device_id: int, message_id: str) -> datetime:
+        """When the first send of ``message_id`` to ``device_id`` was scheduled."""
+        return min(at for d, m, _, at in self.sends if (d, m) == (device_id, message_id))
+
+
+async def test_a_device_still_retrying_never_holds_back_the_rooms_next_push_to_the_others() -> None:
+    failing = OneDeviceFailing()
+    req = DmPushRequest(receiver_user_id=5, sender_user_id=6, window_seconds=WINDOW, deadline_seconds=3600)
+    async with time_skipping_env() as env, _worker(env.client, failing.activities()) as queue:
+        handle = await request_dm_push(env.client, req, "m1", task_queue=queue)
+        assert handle is not None
+        result = asyncio.ensure_future(handle.result())  # lets the server skip windows and backoffs
+        assert await asyncio.to_thread(failing.m1_held.wait, 60)
+        await request_dm_push(env.client, req, "m2", task_queue=queue)
+        failing.release.set()
+        outcome = await result
+        cancels = await _events(
+            env.client, req.workflow_id, EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED
+        )
+        await record_if_asked(handle, "dm_push_device_superseded")
+    # Device 2 got m2 one window after it arrived, while device 1 still retried m1 (its deadline an
+    # hour): m1's delivery to device 1 was superseded by m2's (cancelled), never given up on.
+    waited = failing.first(2, "m2") - failing.first(1, "m1")
+    assert waited < timedelta(seconds=req.deadline_seconds), waited
+    assert failing.given_up == [] and cancels == 1
+    assert (outcome.pushes, outcome.messages, outcome.superseded) == (2, 2, 1)
+    assert sorted(outcome.last.sent) == ["1", "2"] and outcome.last.label == "sent"
+    assert [(m, c) for d, m, c, _ in failing.sends if d == 1 and m != "m1"] == [("m2", 1)]
+    assert [(m, c) for d, m, c, _ in failing.sends if d == 2] == [("m1", 1), ("m2", 1)]

@@ -31,6 +31,7 @@ from tests.workflows.push_helpers import (
     tokens_of,
     user_with_devices,
 )
+from tests.workflows.recording import record_if_asked
 from tests.workflows.time_skipping import time_skipping_env
 from workflows.push import PushDeliveryWorkflow
 
@@ -91,6 +92,7 @@ async def test_quota_exceeded_without_retry_after_waits_a_minute_then_doubles(
         )
         outcome = await handle.result()
         history = await handle.fetch_history()
+        await record_if_asked(handle, "push_delivery_quota_backoff")
     assert outcome.sent == [device_ids_by_token(activity_deps, owner)[token]]
     assert [a["outcome"] for a in fcm_emulator.attempts(token)] == ["QUOTA_EXCEEDED"] * 3 + ["accepted"]
     events = list(history.events)
@@ -123,6 +125,7 @@ async def test_a_like_withdrawn_before_the_retry_is_not_sent_and_the_push_comple
             assert not feeds.toggle_like(conn, feed_id, liker)
         outcome = await handle.result()
         desc = await handle.describe()
+        await record_if_asked(handle, "push_delivery_like_withdrawn_skipped")
     assert (outcome.skipped, outcome.sent, outcome.label) == (
         [device_ids_by_token(activity_deps, owner)[token]],
         [],

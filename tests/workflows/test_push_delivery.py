@@ -129,7 +129,7 @@ async def test_a_slow_fcm_answer_is_waited_for_not_sent_again(
 ) -> None:
     owner, [token] = user_with_devices(activity_deps, 1)
     # FCM answers the first send after 12 s: longer than the first attempt's old 10 s limit, within
-    # the HTTP read timeout (20 s) and the attempt's limit now (40 s).
+    # the HTTP read timeout (20 s) and the attempt's limit now (65 s).
     fcm_emulator.delay(token, 12, times=1)
     req = liked_push(activity_deps, owner)
     outcome = await _deliver(temporal_client, req)
