@@ -4,16 +4,22 @@ registered by its own live login, as a sign-in registers it (a device whose logi
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
 from storage import devices, feeds, logins, users
 from storage.feeds import NewEntry
 from temporal.push import PushRequest, like_push
 from tests.fixtures.waiting import eventually
+from tests.workflows.time_skipping import time_skipping_env
+from workflows.push import PushDeliveryWorkflow
 
 
 def user_with_devices(deps: ActivityDeps, count: int, nickname: str | None = None) -> tuple[int, list[str]]:
@@ -94,3 +100,20 @@ def liked_push(deps: ActivityDeps, owner: int, date: int = 2024012017042712) -> 
     """The like push of a new like on a public entry of ``owner`` (``liked_entry``)."""
     feed_id, liker, _ = liked_entry(deps, owner, date)
     return like_push(feed_id, liker, owner, date)
+
+
+@asynccontextmanager
+async def time_skipping_push_worker(activities: list[Any]) -> AsyncIterator[tuple[Client, str]]:
+    """A time-skipping server and a worker of ``PushDeliveryWorkflow`` with ``activities``, on a task
+    queue of its own: ``(client, task queue)``."""
+    queue = f"push-{uuid.uuid4()}"
+    async with time_skipping_env() as env:
+        with ThreadPoolExecutor(8) as executor:
+            async with Worker(
+                env.client,
+                task_queue=queue,
+                workflows=[PushDeliveryWorkflow],
+                activity_executor=executor,
+                activities=activities,
+            ):
+                yield env.client, queue

@@ -6,9 +6,7 @@ before its retry is not sent."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -16,7 +14,6 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
 from activities.push import PushActivities
@@ -28,34 +25,26 @@ from tests.workflows.push_helpers import (
     device_ids_by_token,
     liked_entry,
     liked_push,
+    time_skipping_push_worker,
     tokens_of,
     user_with_devices,
 )
 from tests.workflows.recording import record_if_asked
-from tests.workflows.time_skipping import time_skipping_env
 from workflows.push import PushDeliveryWorkflow
 
 
 @asynccontextmanager
 async def push_worker(deps: ActivityDeps) -> AsyncIterator[tuple[Client, str]]:
     """A time-skipping server and a worker of ``PushDeliveryWorkflow`` with the real activities."""
-    queue = f"push-deadline-{uuid.uuid4()}"
     activities = PushActivities(deps)
-    async with time_skipping_env() as env:
-        with ThreadPoolExecutor(8) as executor:
-            async with Worker(
-                env.client,
-                task_queue=queue,
-                workflows=[PushDeliveryWorkflow],
-                activity_executor=executor,
-                activities=[
-                    activities.device_ids,
-                    activities.send_to_device,
-                    activities.remove_device,
-                    activities.record_push_failure,
-                ],
-            ):
-                yield env.client, queue
+    steps = [
+        activities.device_ids,
+        activities.send_to_device,
+        activities.remove_device,
+        activities.record_push_failure,
+    ]
+    async with time_skipping_push_worker(steps) as (client, queue):
+        yield client, queue
 
 
 async def test_transient_failures_past_the_deadline_fail_the_workflow(

@@ -6,16 +6,13 @@ real activities, the database behind a proxy the test makes refuse; counted refu
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
 from activities.push import PushActivities
@@ -24,9 +21,14 @@ from emulators.control import FcmEmulator
 from temporal.push import PushOutcome, PushRequest
 from tests.fixtures.refusing_proxy import RefusingProxy, refusing_database
 from tests.fixtures.waiting import eventually
-from tests.workflows.push_helpers import device_ids_by_token, liked_push, tokens_of, user_with_devices
+from tests.workflows.push_helpers import (
+    device_ids_by_token,
+    liked_push,
+    time_skipping_push_worker,
+    tokens_of,
+    user_with_devices,
+)
 from tests.workflows.recording import record_if_asked
-from tests.workflows.time_skipping import time_skipping_env
 from workflows.push import PushDeliveryWorkflow
 
 #: More connections refused than the 5 attempts a step made before it failed the push.
@@ -49,17 +51,8 @@ def database_down(settings: Settings) -> Iterator[tuple[RefusingProxy, ActivityD
 @asynccontextmanager
 async def push_worker(activities: list[Any]) -> AsyncIterator[tuple[Client, str]]:
     """A time-skipping server and a worker of ``PushDeliveryWorkflow`` with ``activities``."""
-    queue = f"push-outage-{uuid.uuid4()}"
-    async with time_skipping_env() as env:
-        with ThreadPoolExecutor(8) as executor:
-            async with Worker(
-                env.client,
-                task_queue=queue,
-                workflows=[PushDeliveryWorkflow],
-                activity_executor=executor,
-                activities=activities,
-            ):
-                yield env.client, queue
+    async with time_skipping_push_worker(activities) as (client, queue):
+        yield client, queue
 
 
 async def _outcome_once_back(handle: WorkflowHandle[Any, PushOutcome], proxy: RefusingProxy) -> PushOutcome:
