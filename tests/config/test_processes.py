@@ -23,6 +23,7 @@ from activities.apple import generate_apple_private_key
 from config import Settings
 from config.processes import Process, SettingsRefused, load_settings
 from temporal.codec import generate_key_entry
+from tests.fixtures.firebase import service_account
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What each process needs outside env local/test (written out here, apart from config.processes, as
@@ -63,18 +64,6 @@ ENTRY_POINTS = {
     "dm.migrate_messages": Process.MIGRATE,
     "temporal.codec_server": Process.CODEC_SERVER,
 }
-
-
-def service_account() -> dict[str, str]:
-    """The shape of a Firebase service-account key (the key itself is never used here)."""
-    return {
-        "type": "service_account",
-        "project_id": "sosohappy-prod",
-        "private_key_id": "0" * 40,
-        "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
-        "client_email": "push@sosohappy-prod.iam.gserviceaccount.com",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
 
 
 @pytest.fixture

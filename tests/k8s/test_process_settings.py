@@ -22,6 +22,7 @@ from config import Settings
 from config.processes import Process, SettingsRefused, load_settings
 from devstack.processes import free_port
 from temporal.codec import generate_key_entry
+from tests.fixtures.firebase import service_account
 from tests.k8s import ROOT
 from tests.k8s.manifests import (
     APP_IMAGE,
@@ -48,18 +49,7 @@ DUMMY_SECRET_VALUES = {
     "SOSOHAPPY_MONITORING_DATABASE_PASSWORD": "m" * 24,
 }
 #: The files of the Secrets mounted as volumes, by (Secret, key).
-DUMMY_SECRET_FILES = {
-    ("sosohappy-fcm", "service-account.json"): json.dumps(
-        {
-            "type": "service_account",
-            "project_id": "sosohappy-prod",
-            "private_key_id": "0" * 40,
-            "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
-            "client_email": "push@sosohappy-prod.iam.gserviceaccount.com",
-            "token_uri": "https://oauth2.googleapis.com/token",
-        }
-    )
-}
+DUMMY_SECRET_FILES = {("sosohappy-fcm", "service-account.json"): json.dumps(service_account())}
 #: The backend workloads of the production manifests and the process each runs.
 EXPECTED = {
     "Deployment/sosohappy-api": Process.API,
