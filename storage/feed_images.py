@@ -16,9 +16,10 @@ import secrets
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 
-from storage.models import Feed, FeedImage, FeedImageChunk
+from storage.models import Feed, FeedImage, FeedImageChunk, User
+from storage.users import not_resigning
 
 IMAGE_CHUNK_BYTES = 1 << 20
 _INTERNAL_ID_BITS = 52
@@ -114,7 +115,8 @@ def rotate_public_ids(conn: Connection, feed_id: int) -> int:
 
 
 def image_meta(conn: Connection, public_id: int) -> ImageMeta | None:
-    """The metadata of the image with this public id, with its feed's owner and visibility (no bytes)."""
+    """The metadata of the image with this public id, with its feed's owner and visibility (no bytes);
+    ``None`` also when the owner asked to resign (their images are gone from that request on)."""
     row = conn.execute(
         select(
             FeedImage.id,
@@ -126,6 +128,7 @@ def image_meta(conn: Connection, public_id: int) -> ImageMeta | None:
             Feed.is_public,
         )
         .join(Feed, Feed.id == FeedImage.feed_id)
+        .join(User, and_(User.id == Feed.user_id, not_resigning()))
         .where(FeedImage.public_id == public_id)
     ).first()
     return ImageMeta(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6])) if row else None

@@ -106,14 +106,15 @@ def _ordered_list(dialect: str, value: Any, order_by: Any, *where: Any, join: An
 def _listing(dialect: str, view: str) -> Select:
     """Feeds with their author and child rows in one row each: categories and image ids, plus the
     likers' nicknames (``OWNER``) or whether ``:viewer`` liked the feed (``VIEWER``). Child rows are
-    correlated subqueries per feed row, never a join that multiplies rows."""
+    correlated subqueries per feed row, never a join that multiplies rows. An author or liker who
+    asked to resign is gone from that request on (``ResignWorkflow`` deletes the rows later)."""
     social = (
         _ordered_list(
             dialect,
             User.nickname,
             FeedLike.created_at,
             FeedLike.feed_id == Feed.id,
-            join=(FeedLike, User, User.id == FeedLike.user_id),
+            join=(FeedLike, User, and_(User.id == FeedLike.user_id, not_resigning())),
         )
         if view == OWNER
         else exists().where(FeedLike.feed_id == Feed.id, FeedLike.user_id == bindparam("viewer"))
@@ -130,7 +131,7 @@ def _listing(dialect: str, view: str) -> Select:
         _ordered_list(dialect, FeedCategory.category, FeedCategory.position, FeedCategory.feed_id == Feed.id),
         _ordered_list(dialect, FeedImage.public_id, FeedImage.position, FeedImage.feed_id == Feed.id),
         social,
-    ).join(User, User.id == Feed.user_id)
+    ).join(User, and_(User.id == Feed.user_id, not_resigning()))
 
 
 def _view(row: Any) -> FeedView:

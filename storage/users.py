@@ -41,6 +41,12 @@ def id_of(conn: Session | Connection, nickname: str) -> int | None:
     return conn.scalar(select(User.id).where(User.nickname == nickname))
 
 
+def active_id_of(conn: Session | Connection, nickname: str) -> int | None:
+    """The id of the user with exactly this nickname, unless that account asked to resign (its
+    content is gone for everyone from the request on, though its rows wait for ``ResignWorkflow``)."""
+    return conn.scalar(select(User.id).where(User.nickname == nickname, not_resigning()))
+
+
 def ids_by_nicknames(session: Session, names: Iterable[str]) -> dict[str, int]:
     """``nickname -> user id`` for the given nicknames that exist."""
     wanted = list(set(names))

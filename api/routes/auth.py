@@ -429,9 +429,9 @@ async def set_profile(
 def find_profile_img(
     form: Annotated[NicknameForm, Multipart], _user: CurrentUser, session: SessionDep
 ) -> ProfileImageBody:
-    """A user's profile picture as base64 (``""`` when none or unknown user)."""
+    """A user's profile picture as base64 (``""`` when none, or an unknown or resigning user)."""
     owner = users.by_nickname(session, form.nickname)
-    if owner is None:
+    if owner is None or users.is_resigning(owner):
         return ProfileImageBody(nickname="", profile_img="")
     image = owner.profile_image or b""
     return ProfileImageBody(nickname=form.nickname, profile_img=base64.b64encode(image).decode())
@@ -441,9 +441,11 @@ def find_profile_img(
 def find_introduction(
     form: Annotated[NicknameForm, Multipart], _user: CurrentUser, session: SessionDep
 ) -> IntroductionBody:
-    """A user's introduction (``""`` when none or unknown user)."""
+    """A user's introduction (``""`` when none, or an unknown or resigning user)."""
     owner = users.by_nickname(session, form.nickname)
-    return IntroductionBody(introduction=owner.introduction if owner is not None else "")
+    if owner is None or users.is_resigning(owner):
+        return IntroductionBody(introduction="")
+    return IntroductionBody(introduction=owner.introduction)
 
 
 def _change_block(

@@ -3,8 +3,8 @@
 Wire format per CLIENT_CONTRACT §3.9–3.21. Identity comes from the token: ``nickname`` on writes and
 ``srcNickname`` everywhere name the caller (else 403, as in ``/auth-service``); every parameter that names
 a user is read as its canonical nickname (``Params.nickname``: NFC, trimmed; 400 when invalid). Other
-people's entries are visible only when public and their author is not blocked by the caller, otherwise
-they read as absent. Reads are one short connection each, never a workflow.
+people's entries are visible only when public and their author is not blocked by the caller (nor
+resigning: ``storage`` leaves such authors out), otherwise they read as absent. Reads are one short connection each, never a workflow.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ async def update_like(form: Annotated[LikeForm, Multipart], user: CurrentUser, r
     def toggle() -> tuple[bool, int, int, bool]:
         with res.engine.begin() as conn:
             _require_self(conn, user, src, "srcNickname")
-            author_id = users.id_of(conn, author_nickname)
+            author_id = users.active_id_of(conn, author_nickname)
             # Locked before it is judged: an entry deleted or made private meanwhile is waited for and
             # then seen as it is now (a like on a deleted row would break its foreign key).
             feed = feeds.day_feed(conn, author_id, date, lock=True) if author_id is not None else None
@@ -292,7 +292,7 @@ async def find_user_feed(
     def read() -> ListingPage:
         with res.engine.begin() as conn:
             _require_self(conn, user, src, "srcNickname")
-            author_id = users.id_of(conn, dst)
+            author_id = users.active_id_of(conn, dst)
             if author_id is None or users.is_blocked(conn, user.id, author_id):
                 return ListingPage([], True)
             return feed_pages.author_page(conn, viewer, author_id, page, size, utcnow())
