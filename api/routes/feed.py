@@ -10,6 +10,7 @@ resigning: ``storage`` leaves such authors out), otherwise they read as absent. 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, UploadFile
@@ -57,7 +58,7 @@ from storage import feed_images, feed_pages, feeds, users
 from storage.db import retry_deadlocks
 from storage.feed_images import ImageMeta, NewImage
 from storage.feed_pages import ListingPage, Viewer
-from storage.feeds import NewEntry
+from storage.feeds import FeedView, NewEntry
 from storage.logins import utcnow
 from temporal.push import like_push
 
@@ -85,6 +86,15 @@ def _require_self(conn: Connection, user: AuthenticatedUser, nickname: str, fiel
 def _visible(conn: Connection, viewer_id: int, author_id: int, is_public: bool) -> bool:
     """Own entries always; others' when public and their author is not blocked by the viewer."""
     return author_id == viewer_id or (is_public and not users.is_blocked(conn, viewer_id, author_id))
+
+
+def _likers_hidden(conn: Connection, viewer_id: int, entries: list[FeedView]) -> list[FeedView]:
+    """Someone else's entries as the calendar shapes show them to ``viewer_id``: who liked an entry is
+    its author's to know; anyone else sees at most their own like (what ``isLiked`` tells them)."""
+    if not entries or entries[0].user_id == viewer_id:  # one author per listing
+        return entries
+    own = users.nickname_of(conn, viewer_id)
+    return [replace(feed, likers=[n for n in feed.likers if n == own]) for feed in entries]
 
 
 # -- response shapes (§6.1) ---------------------------------------------------------------------
@@ -206,19 +216,22 @@ async def update_like(form: Annotated[LikeForm, Multipart], user: CurrentUser, r
     },
 )
 def find_day_feed(form: DayParams, user: CurrentUser, res: ResourcesDep) -> Response | OwnerFeed:
-    """``nickname``'s entry of that day, or 200 with an empty body when there is none to see."""
+    """``nickname``'s entry of that day, or 200 with an empty body when there is none to see (someone
+    else's shows no likers but the caller)."""
     nickname, date = form.nickname, form.date
     with res.engine.connect() as conn:
         feed = feeds.find_day(conn, nickname, date)
         if feed is None or not _visible(conn, user.id, feed.user_id, feed.is_public):
             return Response(status_code=200)
+        [feed] = _likers_hidden(conn, user.id, [feed])
     return OwnerFeed.of(feed)
 
 
 @router.post("/findMonthFeed", response_model=list[OwnerFeed])
 async def find_month_feed(form: DayParams, user: CurrentUser, res: ResourcesDep) -> Response:
     """``nickname``'s entries in the month of ``date``, newest first: all of them for the owner, the
-    public ones for anyone else, none when the caller blocked the author."""
+    public ones for anyone else (showing no likers but the caller), none when the caller blocked the
+    author."""
     nickname, date = form.nickname, form.date
 
     def read() -> bytes:  # the reads and the body in one threadpool hop
@@ -226,7 +239,7 @@ async def find_month_feed(form: DayParams, user: CurrentUser, res: ResourcesDep)
             month = feeds.find_month(conn, nickname, date)
             if month and month[0].user_id != user.id:
                 visible = _visible(conn, user.id, month[0].user_id, True)
-                month = [f for f in month if f.is_public and visible]
+                month = _likers_hidden(conn, user.id, [f for f in month if f.is_public and visible])
         return owner_feeds_json(month)
 
     return _json(await run_in_threadpool(read))

@@ -88,6 +88,27 @@ def test_private_entries_are_invisible_to_others(pair: tuple[IOSClient, IOSClien
     assert listing["content"] == []
 
 
+def test_who_liked_an_entry_is_shown_to_its_author_only(
+    http: httpx.Client, pair: tuple[IOSClient, IOSClient, int]
+) -> None:
+    """findDayFeed and findMonthFeed of someone else's public entry show the caller at most their own
+    like (what ``isLiked`` tells them elsewhere), never who else liked it."""
+    victim, stranger, year = pair
+    date = kst(year, 1, 1)  # public
+    first, second = member(http), member(http)
+    for fan in (first, second):
+        assert like(fan, victim.nickname, date).json() == {"like": True}
+
+    def likers(app: IOSClient) -> tuple[list[str], list[str]]:
+        day = day_feed(app, victim.nickname, date).json()["likeNicknameList"]
+        [month] = [f for f in month_feed(app, victim.nickname, date).json() if f["date"] == date]
+        return sorted(day), sorted(month["likeNicknameList"])
+
+    assert likers(victim) == (sorted([first.nickname, second.nickname]),) * 2
+    assert likers(second) == ([second.nickname],) * 2
+    assert likers(stranger) == ([], [])
+
+
 def test_charts_and_listings_answer_only_for_the_callers_own_nickname(
     pair: tuple[IOSClient, IOSClient, int],
 ) -> None:
