@@ -4,7 +4,8 @@ The iOS client sends multipart for most POSTs, a query string for a few, JSON fo
 ``Content-Type: application/json`` with an empty body. Each route declares its parameters as one model
 (``Annotated[XForm, Form(...)]`` or ``Annotated[XQuery, Query()]``): FastAPI validates the request with it
 and renders it in ``/openapi.json``. ``ClientRoute`` first merges the query string with the body
-(multipart, url-encoded or a JSON object; empty values dropped, ``imageList[0]``… as one ``imageList``),
+(multipart, url-encoded or a JSON object; empty values dropped, parts ``imageList[0]``… as one
+``imageList``, text or file alike, so an image part sent without a file is refused, not ignored),
 as Spring's ``@ModelAttribute`` did, so any of those encodings reaches the model. A field that fails is
 a 400 naming it (``api.errors``): the field types below raise the same reasons the domain rules give.
 """
@@ -174,8 +175,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 async def merged_params(request: Request, limit: int) -> list[tuple[str, str | UploadFile]]:
-    """The query string, then the body's fields (so the body wins); file parts named ``name[i]`` come
-    as ``name`` in index order. ``BadRequest`` for a body that does not parse, ``PayloadTooLarge``
+    """The query string, then the body's fields (so the body wins); body parts named ``name[i]`` come
+    as ``name`` in index order (text parts, then files). ``BadRequest`` for a body that does not parse, ``PayloadTooLarge``
     over ``limit`` bytes (multipart) or ``MAX_PLAIN_BODY`` (any other body)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
@@ -193,13 +194,17 @@ async def merged_params(request: Request, limit: int) -> list[tuple[str, str | U
         except Exception as exc:
             raise BadRequest(f"malformed form body: {exc}") from exc
         files: list[tuple[str, int, UploadFile]] = []
+        indexed: list[tuple[str, int, str]] = []
         for key, item in form.multi_items():
+            match = _INDEXED.match(key)
             if isinstance(item, UploadFile):
-                match = _INDEXED.match(key)
                 name, index = (match["name"], int(match["index"])) if match else (key, 10_000 + len(files))
                 files.append((name, index, item))
+            elif match:  # a text part ``categoryList[0]`` is an item of ``categoryList`` too
+                indexed.append((match["name"], int(match["index"]), item))
             else:
                 items.append((key, item))
+        items += [(name, value) for name, _, value in sorted(indexed, key=lambda f: f[1])]
         items += [(name, file) for name, _, file in sorted(files, key=lambda f: f[1])]
     elif content_type.startswith("application/json") or not content_type:
         body = await _plain_body(request)

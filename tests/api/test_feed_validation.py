@@ -52,6 +52,7 @@ def _save(app: IOSClient, when: int, changes: dict[str, str | None] | None = Non
         ({"isPublic": "maybe"}, "isPublic"),
         ({"text": "가" * 3001}, "text"),
         ({"nickname": None}, "nickname"),
+        ({"imageList[0]": "image.png"}, "imageList"),  # an image part without a file: not "no images"
     ],
 )
 def test_a_malformed_save_is_400_naming_the_field_and_keeps_the_old_entry(
@@ -94,6 +95,13 @@ def test_an_empty_category_list_is_allowed_and_lists_as_empty(me: IOSClient) -> 
     date = kst(unique_year(), 2, 2)
     assert _save(me, date, {"categoryList": ""}).status_code == 200
     assert day_feed(me, me.nickname, date).json()["categoryList"] == []
+
+
+def test_indexed_categories_are_a_list_as_spring_bound_them(me: IOSClient) -> None:
+    date = kst(unique_year(), 2, 4)
+    indexed = {"categoryList": None, "categoryList[1]": "coffee", "categoryList[0]": "music"}
+    assert _save(me, date, indexed).status_code == 200
+    assert day_feed(me, me.nickname, date).json()["categoryList"] == ["music", "coffee"]
 
 
 def test_duplicate_categories_are_stored_once_in_order(me: IOSClient) -> None:
