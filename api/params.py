@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Coroutine
+from contextlib import aclosing
 from contextvars import ContextVar
 from typing import Annotated, Any, ClassVar
 
@@ -24,6 +25,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 from starlette.datastructures import FormData, QueryParams, UploadFile
+from starlette.formparsers import MultiPartParser
 
 from accounts.nicknames import MAX_NICKNAME_LENGTH, InvalidNickname, normalize_nickname
 from api.errors import ApiError, BadRequest, PayloadTooLarge
@@ -174,6 +176,29 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
+class _TextPartsParser(MultiPartParser):
+    """Starlette's multipart parser, except that a text part whose bytes are not valid in the body's
+    charset (UTF-8 unless declared) is a ``BadRequest`` naming it: Starlette would decode it as
+    Latin-1 and the entry would store that mojibake."""
+
+    def on_part_end(self) -> None:
+        """Check a text part's bytes before Starlette decodes them."""
+        part = self._current_part
+        if part.file is None:
+            try:
+                part.data.decode(self._charset)
+            except UnicodeDecodeError:
+                raise BadRequest(f"{part.field_name} must be {self._charset} text") from None
+        super().on_part_end()
+
+
+async def _multipart(request: Request) -> FormData:
+    async with aclosing(request.stream()) as stream:
+        return await _TextPartsParser(
+            request.headers, stream, max_files=MAX_FILES, max_fields=MAX_FIELDS
+        ).parse()
+
+
 async def merged_params(request: Request, limit: int) -> list[tuple[str, str | UploadFile]]:
     """The query string, then the body's fields (so the body wins); body parts named ``name[i]`` come
     as ``name`` in index order (text parts, then files). ``BadRequest`` for a body that does not parse, ``PayloadTooLarge``
@@ -188,7 +213,10 @@ async def merged_params(request: Request, limit: int) -> list[tuple[str, str | U
         if not multipart:
             await _plain_body(request)
         try:
-            form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
+            if multipart:
+                form = await _multipart(request)
+            else:
+                form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
         except ApiError:
             raise  # a body cut off on its way in (api.uploads) says so itself
         except Exception as exc:

@@ -10,7 +10,7 @@ import pytest
 from activities.deps import ActivityDeps
 from feeds.entries import MAX_IMAGE_BYTES
 from tests.api.feed_helpers import PNG, day_feed, feed_count, kst, member, month_feed, unique_year
-from tests.fixtures.ios_client import IOSClient
+from tests.fixtures.ios_client import IOSClient, multipart
 
 SAVE_FIELDS = {
     "text": "t",
@@ -65,6 +65,26 @@ def test_a_malformed_save_is_400_naming_the_field_and_keeps_the_old_entry(
     assert field in resp.json()["message"]
     assert day_feed(me, me.nickname, date).json()["text"] == "t"
     assert feed_count(activity_deps, me.nickname) == 1
+
+
+def test_a_text_part_that_is_not_utf8_is_400_and_keeps_the_old_entry(me: IOSClient) -> None:
+    """The app sends UTF-8; other bytes are refused, not stored as their Latin-1 reading (mojibake)."""
+    date = kst(2024, 1, 21)
+    assert _save(me, date).status_code == 200
+    marker = "NOT-UTF-8"
+    body, content_type = multipart(
+        [
+            (k, v)
+            for k, v in {**SAVE_FIELDS, "date": str(date), "nickname": me.nickname, "text": marker}.items()
+        ]
+    )
+    resp = me.http.post(
+        "/feed-service/saveFeed",
+        content=body.replace(marker.encode(), "수다".encode("euc-kr")),
+        headers={"Content-Type": content_type, "Authorization": me.access, "email": me.email},
+    )
+    assert resp.status_code == 400 and "text" in resp.json()["message"], resp.text
+    assert day_feed(me, me.nickname, date).json()["text"] == "t"
 
 
 def test_image_count_size_and_type_limits(me: IOSClient) -> None:
