@@ -5,11 +5,17 @@ composed Korean syllable counts once: the length the iOS client and the feed API
 and without invisible or line-breaking characters. Every entry point (setProfile, each parameter that
 names a user, DM frames) passes what it received through ``normalize_nickname``, so ``"alice"``,
 ``" alice "`` and a decomposed ``"alice"`` are one key and never two users.
+
+Look-ups stay exact on that canonical form. Claiming a nickname (setProfile, checkDuplicateNickname)
+also compares its look-alike key, ``nickname_skeleton``: ``alice``, ``Alice``, fullwidth ``ａｌｉｃｅ``
+and ``аlice`` with a Cyrillic ``а`` are one skeleton, so one user.
 """
 
 from __future__ import annotations
 
 import unicodedata
+
+from accounts.confusable_prototypes import PROTOTYPES
 
 MAX_NICKNAME_LENGTH = 10
 #: Longer raw values are refused before normalising: no nickname needs more, in any normal form with
@@ -21,6 +27,14 @@ REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 #: Hangul fillers are letters (Lo) that render as nothing: the usual way to make a "blank" or look-alike
 #: Korean nickname. No composed syllable contains one.
 INVISIBLE_LETTERS = frozenset({"\u115f", "\u1160", "\u3164", "\uffa0"})
+#: Default-ignorable marks a valid nickname may hold (the other default ignorables are format characters
+#: or fillers, refused above): combining grapheme joiner, Mongolian and standard variation selectors.
+#: They change nothing visible, so the skeleton drops them (UTS #39 does the same).
+IGNORED_IN_SKELETON = frozenset(
+    chr(code) for code in (0x034F, *range(0x180B, 0x1810), *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0))
+)
+#: Precomposed Hangul syllables (가 … 힣): each is its own skeleton, never split into jamo.
+HANGUL_SYLLABLES = range(0xAC00, 0xD7A4)
 
 
 class InvalidNickname(ValueError):
@@ -70,3 +84,43 @@ def visible_nickname(stored: str | None) -> str:
     new one) while the profile is not set or when the stored value is not canonical under today's rules:
     the UUID placeholder, or a row the 0007 migration could not normalise."""
     return stored if stored is not None and nickname_key(stored) == stored else ""
+
+
+def _folded(text: str) -> str:
+    """NFKC, case folded, NFKC again (the usual NFKC_Casefold): compatibility forms and case go."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+def _prototypes(text: str) -> str:
+    """One UTS #39 skeleton pass over ``text``: each character decomposed (NFD), default ignorables
+    dropped, each code point replaced by its confusable prototype. Hangul syllables are kept whole."""
+    out: list[str] = []
+    for char in text:
+        if ord(char) in HANGUL_SYLLABLES:
+            out.append(char)
+            continue
+        for code_point in unicodedata.normalize("NFD", char):
+            if code_point not in IGNORED_IN_SKELETON:
+                out.append(PROTOTYPES.get(code_point, code_point))
+    return "".join(out)
+
+
+#: Folding a prototype can yield a character with a prototype of its own (``0`` → ``O`` → ``o``); two
+#: passes settle every character of the table, the bound only guards against a future table that loops.
+MAX_SKELETON_PASSES = 4
+
+
+def nickname_skeleton(nickname: str) -> str:
+    """The look-alike key of the canonical ``nickname``: two nicknames with one skeleton look alike, and
+    only one user may hold it. NFKC and case folding (``Alice``, fullwidth ``ａｌｉｃｅ``), then the
+    UTS #39 confusable prototypes (Cyrillic ``а``, Greek ``ο``, digits ``0`` and ``1`` read as ``o`` and
+    ``l``, ``rn`` for ``m``), repeated until nothing changes. Hangul syllables are their own skeleton, so
+    Korean nicknames made of syllables are unchanged and never collide with one another. The result is
+    idempotent (a skeleton is its own skeleton) and at most 18 times as long as the nickname."""
+    skeleton = _folded(nickname)
+    for _ in range(MAX_SKELETON_PASSES):
+        again = _folded(_prototypes(skeleton))
+        if again == skeleton:
+            break
+        skeleton = again
+    return skeleton
