@@ -7,13 +7,15 @@ names a user, DM frames) passes what it received through ``normalize_nickname``,
 ``" alice "`` and a decomposed ``"alice"`` are one key and never two users.
 
 Look-ups stay exact on that canonical form. Claiming a nickname (setProfile, checkDuplicateNickname)
-also compares its look-alike key, ``nickname_skeleton``: ``alice``, ``Alice``, fullwidth ``ａｌｉｃｅ``
-and ``аlice`` with a Cyrillic ``а`` are one skeleton, so one user.
+also compares its two look-alike keys, ``nickname_skeletons``: ``alice``, ``Alice``, fullwidth
+``ａｌｉｃｅ``, ``аlice`` with a Cyrillic ``а``, ``НANA`` with a Cyrillic ``Н`` for ``HANA`` and ``Iily``
+for ``lily`` share a key with the other, so they are one user.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from typing import NamedTuple
 
 from accounts.confusable_prototypes import PROTOTYPES
 
@@ -108,19 +110,44 @@ def _prototypes(text: str) -> str:
 #: Folding a prototype can yield a character with a prototype of its own (``0`` → ``O`` → ``o``); two
 #: passes settle every character of the table, the bound only guards against a future table that loops.
 MAX_SKELETON_PASSES = 4
+#: No character's skeleton is longer (U+FDFA, an Arabic ligature of 18 letters): a nickname's keys are
+#: at most this many times its length.
+MAX_SKELETON_GROWTH = 18
 
 
-def nickname_skeleton(nickname: str) -> str:
-    """The look-alike key of the canonical ``nickname``: two nicknames with one skeleton look alike, and
-    only one user may hold it. NFKC and case folding (``Alice``, fullwidth ``ａｌｉｃｅ``), then the
-    UTS #39 confusable prototypes (Cyrillic ``а``, Greek ``ο``, digits ``0`` and ``1`` read as ``o`` and
-    ``l``, ``rn`` for ``m``), repeated until nothing changes. Hangul syllables are their own skeleton, so
-    Korean nicknames made of syllables are unchanged and never collide with one another. The result is
-    idempotent (a skeleton is its own skeleton) and at most 18 times as long as the nickname."""
-    skeleton = _folded(nickname)
+class NicknameSkeletons(NamedTuple):
+    """The two look-alike keys of a nickname: two nicknames that share either look alike."""
+
+    #: Case folded first, then the confusable prototypes: ``Alice``, ``ALICE`` and ``аlice`` (Cyrillic
+    #: ``а``) are ``alice``. Blind to capitals that look like another letter than their small form
+    #: (Cyrillic ``Н`` folds to ``н``, which looks like a small-capital ``ʜ``, not ``h``).
+    folded: str
+    #: The confusable prototypes of the letters as written, then case folded: Cyrillic ``НАNА`` and
+    #: ``HANA`` are ``hana``, and a capital ``I`` is an ``l`` (``Iily`` is ``lily``). Blind to case
+    #: pairs whose two forms look different (``Ivan`` is ``lvan`` but ``ivan`` is ``ivan``).
+    cased: str
+
+
+def _settled(skeleton: str) -> str:
+    """Prototype and fold ``skeleton`` until nothing changes (at most ``MAX_SKELETON_PASSES`` times)."""
     for _ in range(MAX_SKELETON_PASSES):
         again = _folded(_prototypes(skeleton))
         if again == skeleton:
             break
         skeleton = again
     return skeleton
+
+
+def nickname_skeletons(nickname: str) -> NicknameSkeletons:
+    """The look-alike keys of the canonical ``nickname``; only one user may hold each.
+
+    Both are NFKC (fullwidth ``ａｌｉｃｅ``, mathematical letters, ligatures are plain letters), the UTS #39
+    confusable prototypes (NFD, default ignorables dropped, each code point replaced: Cyrillic ``а``,
+    Greek ``ο``, ``rn`` for ``m``, and the digits ``0`` and ``1`` read as ``o`` and ``l``, as UTS #39 has
+    them) and case folding, repeated until nothing changes; they differ in whether case is folded
+    before the prototypes or after (``NicknameSkeletons``). Hangul syllables are their own skeleton, so
+    a Korean nickname made of syllables is both its keys and never collides with another. Each key is
+    idempotent and at most ``MAX_SKELETON_GROWTH`` times as long as the nickname."""
+    return NicknameSkeletons(
+        folded=_settled(_folded(nickname)), cased=_settled(unicodedata.normalize("NFKC", nickname))
+    )

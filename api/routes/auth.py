@@ -386,7 +386,7 @@ async def set_profile(
     form: Annotated[ProfileForm, Multipart], user: CurrentUser, res: ResourcesDep
 ) -> AccountResult:
     """Set the caller's nickname, introduction and profile picture (the caller only). A nickname another
-    user has, or one that looks like theirs (``accounts.nicknames.nickname_skeleton``), is 409.
+    user has, or one that looks like theirs (``accounts.nicknames.nickname_skeletons``), is 409.
 
     A rename is the users row alone: everything else refers to the user id (direct messages too, shown
     with the current nickname), so it starts no workflow and the old nickname is free at once.

@@ -4,14 +4,15 @@ stay exact; and the database, not only a check before it, keeps two look-alikes 
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
-from accounts.nicknames import nickname_skeleton
+from accounts.nicknames import nickname_skeletons
 from activities.deps import ActivityDeps
 from storage.models import User
 from tests.api.feed_helpers import member
@@ -35,10 +36,12 @@ def _look_alikes(nickname: str) -> list[str]:
         fullwidth.upper(),
         nickname.replace("a", "\u0430"),  # Cyrillic а
         nickname.upper().replace("A", "\u0391"),  # Greek Α
+        nickname.upper().replace("K", "\u041a").replace("A", "\u0410"),  # Cyrillic capitals К А
         "".join(FULLWIDTH[c] if i % 2 else c for i, c in enumerate(nickname)),
     ]
     assert len({nickname, *forms}) == len(forms) + 1
-    assert {nickname_skeleton(form) for form in forms} == {nickname_skeleton(nickname)}
+    # Each pair shares a key (the cased one, at least), so at most one user may hold any two of them.
+    assert {nickname_skeletons(form).cased for form in forms} == {nickname_skeletons(nickname).cased}
     return forms
 
 
@@ -63,13 +66,15 @@ def _is_present(app: IOSClient, nickname: str) -> bool:
     return bool(body["isPresent"])
 
 
-def _stored(deps: ActivityDeps, email: str) -> tuple[str | None, str | None]:
-    """``(nickname, nickname_skeleton)`` of the account ``email``, as the database holds them."""
+def _stored(deps: ActivityDeps, email: str) -> tuple[str | None, str | None, str | None]:
+    """``(nickname, folded key, cased key)`` of the account ``email``, as the database holds them."""
     with deps.sessions() as session:
         row = session.execute(
-            select(User.nickname, User.nickname_skeleton).where(User.account_email == email)
+            select(User.nickname, User.nickname_folded_skeleton, User.nickname_cased_skeleton).where(
+                User.account_email == email
+            )
         ).one()
-        return row.nickname, row.nickname_skeleton
+        return row.nickname, row.nickname_folded_skeleton, row.nickname_cased_skeleton
 
 
 def test_a_look_alike_of_another_users_nickname_is_taken(
@@ -82,8 +87,8 @@ def test_a_look_alike_of_another_users_nickname_is_taken(
         assert _is_present(newcomer, fake), fake
         resp = _set_profile(newcomer, fake)
         assert resp.status_code == 409 and "taken" in resp.json()["message"], fake
-    assert _stored(activity_deps, newcomer.email) == (None, None)
-    assert _stored(activity_deps, owner.email) == (nickname, nickname_skeleton(nickname))
+    assert _stored(activity_deps, newcomer.email) == (None, None, None)
+    assert _stored(activity_deps, owner.email) == (nickname, *nickname_skeletons(nickname))
     # A nickname that only resembles it in part is free.
     assert not _is_present(newcomer, nickname[:-1] + "z")
 
@@ -110,7 +115,7 @@ def test_the_owner_may_respell_their_own_nickname(http: httpx.Client, activity_d
     for respelled in _look_alikes(nickname):
         assert not _is_present(owner, respelled), respelled
         assert _set_profile(owner, respelled).status_code == 200, respelled
-        assert _stored(activity_deps, owner.email) == (respelled, nickname_skeleton(nickname))
+        assert _stored(activity_deps, owner.email) == (respelled, *nickname_skeletons(respelled))
         assert _is_present(other, nickname)  # still the owner's, in every spelling
     # Renamed to something else, the old nickname and its look-alikes are free again.
     assert _set_profile(owner, _fresh()).status_code == 200
@@ -121,11 +126,11 @@ def test_the_owner_may_respell_their_own_nickname(http: httpx.Client, activity_d
 def test_korean_nicknames_are_claimed_by_their_syllables(
     http: httpx.Client, activity_deps: ActivityDeps
 ) -> None:
-    suffix = uuid.uuid4().hex[:5]
+    suffix = "".join(random.choice("bcdefghjknpqrstuvwxyz") for _ in range(5))  # its own key, no 0 or 1
     mine, close = f"행복ab{suffix}", f"행볶ab{suffix}"  # one syllable apart: two nicknames
     first, second = member(http, mine), member(http, close)
-    assert _stored(activity_deps, first.email) == (mine, mine)  # syllables are their own skeleton
-    assert _stored(activity_deps, second.email) == (close, close)
+    assert _stored(activity_deps, first.email) == (mine, mine, mine)  # syllables are their own keys
+    assert _stored(activity_deps, second.email) == (close, close, close)
     third = _signed_in(http)
     for fake in [f"행복AB{suffix}", f"행복ａｂ{suffix}", f"행복\u0430b{suffix}"]:
         assert _is_present(third, fake), fake
@@ -144,12 +149,12 @@ def test_a_user_left_without_the_key_keeps_their_nickname(
         session.execute(
             update(User)
             .where(User.account_email == legacy.email)
-            .values(nickname=nickname.upper(), nickname_skeleton=None)
+            .values(nickname=nickname.upper(), nickname_folded_skeleton=None, nickname_cased_skeleton=None)
         )
     assert not _is_present(legacy, nickname.upper())
     resp = _set_profile(legacy, nickname.upper(), "edited")
     assert resp.json() == {"email": legacy.email, "success": True}
-    assert _stored(activity_deps, legacy.email) == (nickname.upper(), None)
+    assert _stored(activity_deps, legacy.email) == (nickname.upper(), None, None)
     assert _is_present(legacy, nickname[0].upper() + nickname[1:])
     assert _set_profile(legacy, nickname[0].upper() + nickname[1:]).status_code == 409
 
@@ -170,9 +175,10 @@ def test_parallel_claims_of_look_alikes_leave_one_winner(
     http: httpx.Client, activity_deps: ActivityDeps
 ) -> None:
     """Sent together, several claims pass the check before any of them commits: the unique key on
-    ``users.nickname_skeleton`` is what lets exactly one win (without it, this test sees two or more)."""
+    ``users.nickname_cased_skeleton`` is what lets exactly one win (without the unique keys, this test
+    sees two or more winners)."""
     nickname = _fresh()
-    forms = [nickname, *_look_alikes(nickname)]
+    forms, keys = [nickname, *_look_alikes(nickname)], nickname_skeletons(nickname)
     for round_ in range(3):
         apps = [_signed_in(http) for _ in forms]
         answers = _claim_together(apps, forms)
@@ -180,11 +186,16 @@ def test_parallel_claims_of_look_alikes_leave_one_winner(
         assert codes == [200] + [409] * (len(forms) - 1), [resp.text for resp in answers]
         with activity_deps.sessions() as session:
             holders = session.scalars(
-                select(User.account_email).where(User.nickname_skeleton == nickname_skeleton(nickname))
+                select(User.account_email).where(
+                    or_(
+                        User.nickname_folded_skeleton == keys.folded,
+                        User.nickname_cased_skeleton == keys.cased,
+                    )
+                )
             ).all()
         [winner] = [app for app, resp in zip(apps, answers, strict=True) if resp.status_code == 200]
         assert holders == [winner.email]
         losers = [app for app in apps if app is not winner]
-        assert all(_stored(activity_deps, app.email) == (None, None) for app in losers)
+        assert all(_stored(activity_deps, app.email) == (None, None, None) for app in losers)
         # Free the key for the next round.
         assert _set_profile(winner, _fresh()).status_code == 200, round_
