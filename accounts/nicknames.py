@@ -5,11 +5,19 @@ composed Korean syllable counts once: the length the iOS client and the feed API
 and without invisible or line-breaking characters. Every entry point (setProfile, each parameter that
 names a user, DM frames) passes what it received through ``normalize_nickname``, so ``"alice"``,
 ``" alice "`` and a decomposed ``"alice"`` are one key and never two users.
+
+Look-ups stay exact on that canonical form. Claiming a nickname (setProfile, checkDuplicateNickname)
+also compares its two look-alike keys, ``nickname_skeletons``: ``alice``, ``Alice``, fullwidth
+``ａｌｉｃｅ``, ``аlice`` with a Cyrillic ``а``, ``НANA`` with a Cyrillic ``Н`` for ``HANA`` and ``Iily``
+for ``lily`` share a key with the other, so they are one user.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from typing import NamedTuple
+
+from accounts.confusable_prototypes import PROTOTYPES
 
 MAX_NICKNAME_LENGTH = 10
 #: Longer raw values are refused before normalising: no nickname needs more, in any normal form with
@@ -21,6 +29,14 @@ REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 #: Hangul fillers are letters (Lo) that render as nothing: the usual way to make a "blank" or look-alike
 #: Korean nickname. No composed syllable contains one.
 INVISIBLE_LETTERS = frozenset({"\u115f", "\u1160", "\u3164", "\uffa0"})
+#: Default-ignorable marks a valid nickname may hold (the other default ignorables are format characters
+#: or fillers, refused above): combining grapheme joiner, Mongolian and standard variation selectors.
+#: They change nothing visible, so the skeleton drops them (UTS #39 does the same).
+IGNORED_IN_SKELETON = frozenset(
+    chr(code) for code in (0x034F, *range(0x180B, 0x1810), *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0))
+)
+#: Precomposed Hangul syllables (가 … 힣): each is its own skeleton, never split into jamo.
+HANGUL_SYLLABLES = range(0xAC00, 0xD7A4)
 
 
 class InvalidNickname(ValueError):
@@ -70,3 +86,68 @@ def visible_nickname(stored: str | None) -> str:
     new one) while the profile is not set or when the stored value is not canonical under today's rules:
     the UUID placeholder, or a row the 0007 migration could not normalise."""
     return stored if stored is not None and nickname_key(stored) == stored else ""
+
+
+def _folded(text: str) -> str:
+    """NFKC, case folded, NFKC again (the usual NFKC_Casefold): compatibility forms and case go."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+def _prototypes(text: str) -> str:
+    """One UTS #39 skeleton pass over ``text``: each character decomposed (NFD), default ignorables
+    dropped, each code point replaced by its confusable prototype. Hangul syllables are kept whole."""
+    out: list[str] = []
+    for char in text:
+        if ord(char) in HANGUL_SYLLABLES:
+            out.append(char)
+            continue
+        for code_point in unicodedata.normalize("NFD", char):
+            if code_point not in IGNORED_IN_SKELETON:
+                out.append(PROTOTYPES.get(code_point, code_point))
+    return "".join(out)
+
+
+#: Folding a prototype can yield a character with a prototype of its own (``0`` → ``O`` → ``o``); two
+#: passes settle every character of the table, the bound only guards against a future table that loops.
+MAX_SKELETON_PASSES = 4
+#: No character's skeleton is longer (U+FDFA, an Arabic ligature of 18 letters): a nickname's keys are
+#: at most this many times its length.
+MAX_SKELETON_GROWTH = 18
+
+
+class NicknameSkeletons(NamedTuple):
+    """The two look-alike keys of a nickname: two nicknames that share either look alike."""
+
+    #: Case folded first, then the confusable prototypes: ``Alice``, ``ALICE`` and ``аlice`` (Cyrillic
+    #: ``а``) are ``alice``. Blind to capitals that look like another letter than their small form
+    #: (Cyrillic ``Н`` folds to ``н``, which looks like a small-capital ``ʜ``, not ``h``).
+    folded: str
+    #: The confusable prototypes of the letters as written, then case folded: Cyrillic ``НАNА`` and
+    #: ``HANA`` are ``hana``, and a capital ``I`` is an ``l`` (``Iily`` is ``lily``). Blind to case
+    #: pairs whose two forms look different (``Ivan`` is ``lvan`` but ``ivan`` is ``ivan``).
+    cased: str
+
+
+def _settled(skeleton: str) -> str:
+    """Prototype and fold ``skeleton`` until nothing changes (at most ``MAX_SKELETON_PASSES`` times)."""
+    for _ in range(MAX_SKELETON_PASSES):
+        again = _folded(_prototypes(skeleton))
+        if again == skeleton:
+            break
+        skeleton = again
+    return skeleton
+
+
+def nickname_skeletons(nickname: str) -> NicknameSkeletons:
+    """The look-alike keys of the canonical ``nickname``; only one user may hold each.
+
+    Both are NFKC (fullwidth ``ａｌｉｃｅ``, mathematical letters, ligatures are plain letters), the UTS #39
+    confusable prototypes (NFD, default ignorables dropped, each code point replaced: Cyrillic ``а``,
+    Greek ``ο``, ``rn`` for ``m``, and the digits ``0`` and ``1`` read as ``o`` and ``l``, as UTS #39 has
+    them) and case folding, repeated until nothing changes; they differ in whether case is folded
+    before the prototypes or after (``NicknameSkeletons``). Hangul syllables are their own skeleton, so
+    a Korean nickname made of syllables is both its keys and never collides with another. Each key is
+    idempotent and at most ``MAX_SKELETON_GROWTH`` times as long as the nickname."""
+    return NicknameSkeletons(
+        folded=_settled(_folded(nickname)), cased=_settled(unicodedata.normalize("NFKC", nickname))
+    )

@@ -40,7 +40,7 @@ class DuplicateNicknameBody(BaseModel):
 
     model_config = WIRE
     email: str | None = None
-    is_present: bool = Field(description="another user has this nickname")
+    is_present: bool = Field(description="another user has this nickname or one that looks alike")
 
 
 class ProfileImageBody(BaseModel):

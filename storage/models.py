@@ -44,6 +44,9 @@ ChunkBlob = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql")
 LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql")
 # Nicknames compare exactly (case- and accent-sensitive), as the original's lookups did.
 NicknameText = String(40).with_variant(mysql.VARCHAR(40, collation="utf8mb4_bin"), "mysql")
+# Look-alike keys (accounts.nicknames.nickname_skeletons: at most 18 characters per nickname character)
+# compare exactly too: the key already folds what should be one.
+SkeletonText = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql")
 # Account ids are stored in their canonical form (accounts.emails) and compare exactly, as Python does:
 # a case- or accent-insensitive collation would find an account for a string the code calls different.
 AccountText = String(320).with_variant(mysql.VARCHAR(320, collation="utf8mb4_bin"), "mysql")
@@ -67,6 +70,12 @@ class User(Base):
     #: it was only ever signed in with the client's placeholder id (``accounts.identities``).
     provider_id: Mapped[str | None] = mapped_column(String(255))
     nickname: Mapped[str | None] = mapped_column(NicknameText, unique=True)
+    #: The nickname's two look-alike keys (``accounts.nicknames.nickname_skeletons``), each unique: no two
+    #: users hold nicknames that look alike. NULL before the profile is set, and for a user whose nickname
+    #: already shared the key with an earlier user's when the keys were introduced (revision 0013): that
+    #: nickname keeps working, the key stays with the earlier user.
+    nickname_folded_skeleton: Mapped[str | None] = mapped_column(SkeletonText, unique=True)
+    nickname_cased_skeleton: Mapped[str | None] = mapped_column(SkeletonText, unique=True)
     introduction: Mapped[str] = mapped_column(String(255), default="")
     profile_image: Mapped[bytes | None] = mapped_column(Blob, deferred=True)
     profile_image_type: Mapped[str | None] = mapped_column(String(40))

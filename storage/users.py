@@ -11,6 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from accounts.nicknames import nickname_skeletons
 from storage.logins import utcnow
 from storage.models import Block, User
 
@@ -45,6 +46,34 @@ def active_id_of(conn: Session | Connection, nickname: str) -> int | None:
     """The id of the user with exactly this nickname, unless that account asked to resign (its
     content is gone for everyone from the request on, though its rows wait for ``ResignWorkflow``)."""
     return conn.scalar(select(User.id).where(User.nickname == nickname, not_resigning()))
+
+
+def nickname_taken(conn: Session | Connection, nickname: str, user_id: int) -> bool:
+    """Whether ``user_id`` may not take the canonical ``nickname``: another user has it, or has one that
+    looks alike (either of ``nickname_skeletons`` is theirs). The user's own current nickname is never
+    taken, even when an earlier user holds a key of it (revision 0013 left both nicknames working)."""
+    if nickname_of(conn, user_id) == nickname:
+        return False
+    keys = nickname_skeletons(nickname)
+    holders = select(User.id).where(
+        or_(
+            User.nickname == nickname,
+            User.nickname_folded_skeleton == keys.folded,
+            User.nickname_cased_skeleton == keys.cased,
+        ),
+        User.id != user_id,
+    )
+    return conn.execute(holders.limit(1)).first() is not None
+
+
+def set_nickname(user: User, nickname: str) -> None:
+    """Give ``user`` the canonical ``nickname`` and its look-alike keys (the caller checked
+    ``nickname_taken``; the unique keys refuse a concurrent claim at flush with ``IntegrityError``).
+    Sending the current nickname again changes nothing: a user left without a key keeps it so."""
+    if user.nickname != nickname:
+        keys = nickname_skeletons(nickname)
+        user.nickname = nickname
+        user.nickname_folded_skeleton, user.nickname_cased_skeleton = keys.folded, keys.cased
 
 
 def ids_by_nicknames(session: Session, names: Iterable[str]) -> dict[str, int]:

@@ -375,16 +375,18 @@ async def resign(
 def check_duplicate_nickname(
     query: Annotated[NicknameQuery, Query()], user: CurrentUser, session: SessionDep
 ) -> DuplicateNicknameBody:
-    """Whether another user has this nickname (never revealing whose)."""
-    owner = users.by_nickname(session, query.nickname)
-    return DuplicateNicknameBody(email=None, is_present=owner is not None and owner.id != user.id)
+    """Whether another user has this nickname or one that looks alike (never revealing whose)."""
+    return DuplicateNicknameBody(
+        email=None, is_present=users.nickname_taken(session, query.nickname, user.id)
+    )
 
 
 @router.post("/setProfile", responses=error_responses(409, 413, 429))
 async def set_profile(
     form: Annotated[ProfileForm, Multipart], user: CurrentUser, res: ResourcesDep
 ) -> AccountResult:
-    """Set the caller's nickname, introduction and profile picture (the caller only).
+    """Set the caller's nickname, introduction and profile picture (the caller only). A nickname another
+    user has, or one that looks like theirs (``accounts.nicknames.nickname_skeletons``), is 409.
 
     A rename is the users row alone: everything else refers to the user id (direct messages too, shown
     with the current nickname), so it starts no workflow and the old nickname is free at once.
@@ -404,13 +406,12 @@ async def set_profile(
 
     def update() -> None:  # in the threadpool: a lock wait must not stall the event loop
         with res.sessions.begin() as session:
-            owner = users.by_nickname(session, nickname)
-            if owner is not None and owner.id != user.id:
+            if users.nickname_taken(session, nickname, user.id):
                 raise Conflict(f"nickname {nickname!r} is taken")
             row = users.by_id_locked(session, user.id)
             if row is None:
                 raise Forbidden("the account no longer exists")
-            row.nickname = nickname
+            users.set_nickname(row, nickname)
             if introduction is not None:
                 row.introduction = introduction.rstrip()
             if upload is not None:
@@ -418,10 +419,10 @@ async def set_profile(
                 row.profile_image, row.profile_image_type = upload.file.read(), image_type
             try:
                 session.flush()
-            except IntegrityError:  # a concurrent claim of the same nickname
+            except IntegrityError:  # a concurrent claim of the same nickname or of a look-alike
                 raise Conflict(f"nickname {nickname!r} is taken") from None
 
-    await run_in_threadpool(update)
+    await run_in_threadpool(retry_deadlocks, update)
     return AccountResult(email=user.account_email, success=True)
 
 
