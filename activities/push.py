@@ -57,9 +57,10 @@ MESSAGE_REJECTED = "INVALID_MESSAGE"
 #: another account): nothing is sent and nothing removed.
 DEVICE_GONE = "DEVICE_GONE"
 #: What the push tells is no longer true at send time (a like withdrawn, its entry deleted or made
-#: private, the liker or the DM sender resigned, a DM batch's messages deleted, the reminder's day
-#: written): nothing is sent, the device is kept. The failure's details name the reason (``LIKE_WITHDRAWN``,
-#: ``ENTRY_GONE``, ``ENTRY_PRIVATE``, ``LIKER_GONE``, ``SENDER_GONE``, ``MESSAGES_GONE``, ``ENTRY_WRITTEN``).
+#: private, the liker or the DM sender resigned, the author blocked the liker, a DM batch's messages
+#: deleted, the reminder's day written): nothing is sent, the device is kept. The failure's details name
+#: the reason (``LIKE_WITHDRAWN``, ``ENTRY_GONE``, ``ENTRY_PRIVATE``, ``LIKER_GONE``, ``LIKER_BLOCKED``,
+#: ``SENDER_GONE``, ``MESSAGES_GONE``, ``ENTRY_WRITTEN``).
 NO_LONGER_TRUE = "NO_LONGER_TRUE"
 #: Every non-retryable ApplicationError type of the send activities.
 PERMANENT = (*TOKEN_DEAD, MESSAGE_REJECTED, DEVICE_GONE, NO_LONGER_TRUE)
@@ -222,6 +223,8 @@ class PushActivities:
                 self._no_longer_true(req.kind, "LIKE_WITHDRAWN", "the like was withdrawn")
             if not state.is_public:
                 self._no_longer_true(req.kind, "ENTRY_PRIVATE", "the liked entry is no longer public")
+            if state.liker_blocked:  # blocked after the like, while its push was pending or retrying
+                self._no_longer_true(req.kind, "LIKER_BLOCKED", "the author blocked the liker")
             notice = Notice(
                 title=LIKE_TITLE,
                 body=like_body(state.liker_nickname, state.owner_nickname or ""),
