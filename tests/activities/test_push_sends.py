@@ -1,8 +1,8 @@
 """The push send activities against the FCM emulator, called as the worker calls them: how long a
 transient FCM failure asks Temporal to wait before the next attempt, and a push found no longer true at
 send time (a like withdrawn, its entry deleted or private, the liker or DM sender resigned, the liker
-blocked by the author after the like, a batch's messages deleted, the reminder's day written) is not sent
-and keeps the device."""
+blocked by the author or the DM sender by the receiver after the event, a batch's messages deleted, the
+reminder's day written) is not sent and keeps the device."""
 
 from __future__ import annotations
 
@@ -212,6 +212,19 @@ def test_a_dm_push_of_a_sender_who_resigned_is_not_sent(
     req = _dm_send(activity_deps, receiver, sender, ids)
     assert _skipped(activity_deps, lambda p: p.send_dm_to_device, req) == "SENDER_GONE"
     assert fcm_emulator.attempts(token) == [] and tokens_of(activity_deps, receiver) == [token]
+
+
+def test_a_dm_push_after_the_receiver_blocked_the_sender_is_not_sent(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    receiver, sender, token, ids = _dm(activity_deps, 2)
+    req = _dm_send(activity_deps, receiver, sender, ids)
+    _block(activity_deps, sender, receiver)  # the sender blocking the receiver changes nothing
+    ActivityEnvironment().run(PushActivities(activity_deps).send_dm_to_device, req)
+    assert len(fcm_emulator.messages(token)) == 1
+    _block(activity_deps, receiver, sender)  # the messages were stored; then the receiver blocks
+    assert _skipped(activity_deps, lambda p: p.send_dm_to_device, req) == "SENDER_BLOCKED"
+    assert len(fcm_emulator.attempts(token)) == 1 and tokens_of(activity_deps, receiver) == [token]
 
 
 def test_a_dm_push_is_sent_while_any_of_its_messages_is_left(
