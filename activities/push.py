@@ -57,9 +57,11 @@ MESSAGE_REJECTED = "INVALID_MESSAGE"
 #: another account): nothing is sent and nothing removed.
 DEVICE_GONE = "DEVICE_GONE"
 #: What the push tells is no longer true at send time (a like withdrawn, its entry deleted or made
-#: private, the liker or the DM sender resigned, a DM batch's messages deleted, the reminder's day
-#: written): nothing is sent, the device is kept. The failure's details name the reason (``LIKE_WITHDRAWN``,
-#: ``ENTRY_GONE``, ``ENTRY_PRIVATE``, ``LIKER_GONE``, ``SENDER_GONE``, ``MESSAGES_GONE``, ``ENTRY_WRITTEN``).
+#: private, the liker or the DM sender resigned, the author blocked the liker or the receiver the sender,
+#: a DM batch's messages deleted, the reminder's day written): nothing is sent, the device is kept. The
+#: failure's details name the reason (``LIKE_WITHDRAWN``, ``ENTRY_GONE``, ``ENTRY_PRIVATE``,
+#: ``LIKER_GONE``, ``LIKER_BLOCKED``, ``SENDER_GONE``, ``SENDER_BLOCKED``, ``MESSAGES_GONE``,
+#: ``ENTRY_WRITTEN``).
 NO_LONGER_TRUE = "NO_LONGER_TRUE"
 #: Every non-retryable ApplicationError type of the send activities.
 PERMANENT = (*TOKEN_DEAD, MESSAGE_REJECTED, DEVICE_GONE, NO_LONGER_TRUE)
@@ -222,6 +224,8 @@ class PushActivities:
                 self._no_longer_true(req.kind, "LIKE_WITHDRAWN", "the like was withdrawn")
             if not state.is_public:
                 self._no_longer_true(req.kind, "ENTRY_PRIVATE", "the liked entry is no longer public")
+            if state.liker_blocked:  # blocked after the like, while its push was pending or retrying
+                self._no_longer_true(req.kind, "LIKER_BLOCKED", "the author blocked the liker")
             notice = Notice(
                 title=LIKE_TITLE,
                 body=like_body(state.liker_nickname, state.owner_nickname or ""),
@@ -242,12 +246,16 @@ class PushActivities:
         """Send the DM notice of a batch of ``count`` messages of one room, composed here from ids:
         title = the sender's current nickname, body = the newest message's preview (with the count
         when more than one), data = ids only; one collapse key per room. Not sent (``NO_LONGER_TRUE``)
-        when the sender resigned or none of the batch's messages is left. Returns FCM's message name."""
-        with self._deps.engine.connect() as conn:  # the token and the sender's nickname on one connection
+        when the sender resigned, the receiver has blocked the sender or none of the batch's messages is
+        left. Returns FCM's message name."""
+        with self._deps.engine.connect() as conn:  # the token, the sender and the block on one connection
             token = self._token(req, conn)
             sender = users.active_nickname(conn, req.sender_user_id)
+            blocked = users.is_blocked(conn, req.receiver_user_id, req.sender_user_id)
         if sender is None:
             self._no_longer_true("dm", "SENDER_GONE", "the sender resigned")
+        if blocked:  # blocked after the messages were stored (a block before refuses them outright)
+            self._no_longer_true("dm", "SENDER_BLOCKED", "the receiver blocked the sender")
         latest = self._deps.messages.newest_of([*req.earlier_message_ids, req.message_id])
         if latest is None:
             self._no_longer_true("dm", "MESSAGES_GONE", "the messages were deleted")

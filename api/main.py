@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.monotonic) -> FastAPI:
     """Build the API; clients are opened in the lifespan, once per process. ``clock`` (monotonic
-    seconds) drives the in-process rate limits, so tests can move time instead of waiting. Without
+    seconds) drives the in-process rate limits and the large uploads' rate floor, so tests can move
+    time instead of waiting. Without
     ``settings``, the API's own from the environment (refused when the API lacks what it needs)."""
     settings = settings or load_settings(Process.API)
 
@@ -93,10 +94,16 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         settings.large_upload_bytes,
         settings.max_request_bytes,
         settings.upload_idle_seconds,
+        settings.upload_min_bytes_per_second,
+        settings.upload_rate_grace_seconds,
     )
     # Inside MetricsMiddleware (added last, so outermost): refusals are counted and logged too.
     app.add_middleware(
-        LargeUploadLimit, slots=app.state.upload_slots, refusal=upload_refusal, takes_token=takes_token
+        LargeUploadLimit,
+        slots=app.state.upload_slots,
+        refusal=upload_refusal,
+        takes_token=takes_token,
+        clock=clock,
     )
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)

@@ -13,13 +13,21 @@ A slot is only for a caller whose access token holds (``refusal``, checked from 
 revocation view, without the database): anyone else gets the route's 403 before a byte of the body is
 read, so callers without an account cannot take the slots. Routes that take no token (sign-in,
 re-issue, health) take no large body either: a declared length over the threshold is answered 413 at
-once, and a body of unknown length is cut off with 413 past it, without a slot. A large body that sends
-nothing for ``SOSOHAPPY_UPLOAD_IDLE_SECONDS`` is answered 408 (and gives its slot back).
+once, and a body of unknown length is cut off with 413 past it, without a slot.
+
+A slot is held only while the body keeps coming at a useful pace: a large body that sends nothing for
+``SOSOHAPPY_UPLOAD_IDLE_SECONDS``, or that falls behind ``SOSOHAPPY_UPLOAD_MIN_BYTES_PER_SECOND`` on
+average once ``SOSOHAPPY_UPLOAD_RATE_GRACE_SECONDS`` have passed, is answered 408 and gives its slot
+back. Without the rate floor, a client (with a valid token) trickling a few bytes every minute would keep
+a slot for as long as it likes, and a few of them would starve real uploads; with it, holding a slot
+costs the holder the floor's bandwidth, and a body of ``n`` bytes holds it at most
+``grace + n / floor`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +42,12 @@ IN_FLIGHT = Gauge(
 REFUSED = Counter(
     "sosohappy_large_uploads_refused_total",
     "Requests with a large body refused with 429 because the process's cap was reached",
+)
+TIMED_OUT = Counter(
+    "sosohappy_large_uploads_timed_out_total",
+    "Large request bodies answered 408: nothing arrived for the idle limit (idle), or they fell "
+    "behind the minimum rate (slow)",
+    ["reason"],
 )
 #: Seconds a refused upload is told to wait: about what one large upload takes on a phone's uplink.
 RETRY_AFTER_SECONDS = 5
@@ -50,6 +64,10 @@ class UploadSlots:
     max_body: int
     #: A large body that sends nothing for this many seconds is answered 408.
     idle_seconds: float = 60.0
+    #: A large body that has not kept this average rate once ``rate_grace_seconds`` have passed since it
+    #: was admitted is answered 408.
+    min_bytes_per_second: int = 32 * 1024
+    rate_grace_seconds: float = 10.0
     in_flight: int = 0
 
 
@@ -77,8 +95,11 @@ class LargeUploadLimit:
         slots: UploadSlots,
         refusal: Callable[[Scope], str | None] = lambda _: None,
         takes_token: Callable[[Scope], bool] = lambda _: True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app, self.slots, self.refusal, self.takes_token = app, slots, refusal, takes_token
+        #: Monotonic seconds the rate floor is measured with (tests move it instead of waiting).
+        self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass small requests through; admit a large one if a slot is free, else refuse it."""
@@ -127,41 +148,61 @@ class LargeUploadLimit:
 
         body = receive if length is not None else _bounded(receive, slots.max_body)
         try:
-            await self.app(scope, _idle_limited(body, slots.idle_seconds), sending)
+            await self.app(scope, _paced(body, slots, self.clock), sending)
         finally:
             give_back()
 
     async def _small_only(self, scope: Scope, receive: Receive, send: Send, length: int | None) -> None:
         """A route that takes no token: 413 for a declared length over the threshold, else (a body of
-        unknown length) the body cut off past the threshold and its pauses bounded, without a slot."""
+        unknown length) the body cut off past the threshold and paced as a large one, without a slot."""
         limit = self.slots.threshold
         if length is not None:
             message = f"request body over {limit} bytes: this route takes no upload"
             await error_response(413, message, scope.get("path", ""))(scope, receive, send)
             return
-        body = _idle_limited(_bounded(receive, limit), self.slots.idle_seconds)
+        body = _paced(_bounded(receive, limit), self.slots, self.clock)
         await self.app(scope, body, send)
 
 
-def _idle_limited(receive: Receive, seconds: float) -> Receive:
-    """``receive`` that raises ``RequestTimeout`` when the body's next part takes over ``seconds``
-    (only while the body is being read: once it is complete, waiting for a disconnect is not)."""
-    complete = False
+def _paced(receive: Receive, slots: UploadSlots, clock: Callable[[], float]) -> Receive:
+    """``receive`` that raises ``RequestTimeout`` when the body's next part takes over
+    ``slots.idle_seconds``, or when the body falls behind ``slots.min_bytes_per_second`` on average once
+    ``slots.rate_grace_seconds`` have passed since now (``clock``): after ``seen`` bytes, the next part
+    is due by ``start + grace + seen / rate``. Only while the body is being read: once it is complete,
+    waiting for a disconnect is not limited, and a part that completes the body is never refused."""
+    idle, rate, grace = slots.idle_seconds, slots.min_bytes_per_second, slots.rate_grace_seconds
+    start, seen, complete = clock(), 0, False
 
-    async def limited() -> Message:
-        nonlocal complete
+    def too_slow() -> RequestTimeout:
+        TIMED_OUT.labels("slow").inc()
+        return RequestTimeout(
+            f"the request body arrived slower than {rate} bytes per second (after {grace:g} s)"
+        )
+
+    async def paced() -> Message:
+        nonlocal seen, complete
         if complete:
             return await receive()
+        due = start + grace + seen / rate
+        left = due - clock()
+        if left <= 0:
+            raise too_slow()
         try:
-            async with asyncio.timeout(seconds):
+            async with asyncio.timeout(min(idle, left)):
                 message = await receive()
         except TimeoutError:
-            raise RequestTimeout(f"the request body sent nothing for {seconds:g} s") from None
+            if left <= idle:
+                raise too_slow() from None
+            TIMED_OUT.labels("idle").inc()
+            raise RequestTimeout(f"the request body sent nothing for {idle:g} s") from None
         if message["type"] != "http.request" or not message.get("more_body", False):
             complete = True
+        elif clock() > due:  # arrived late (the wait is measured on the event loop's clock)
+            raise too_slow()
+        seen += len(message.get("body", b""))
         return message
 
-    return limited
+    return paced
 
 
 def _bounded(receive: Receive, limit: int) -> Receive:

@@ -261,6 +261,14 @@ class Settings(BaseSettings):
     #: freed: a client trickling its body would hold the slot for good (iOS itself gives up on a
     #: request idle for 60 s).
     upload_idle_seconds: float = Field(default=60.0, gt=0)
+    #: A large upload that has not kept this average rate (bytes per second since it was admitted) once
+    #: ``upload_rate_grace_seconds`` have passed is answered 408 and its slot freed: without a floor, a
+    #: body trickled in a few bytes at a time (under the idle limit) would hold its slot for good. 32 KiB/s
+    #: (256 kbit/s) is below a weak 3G uplink; a 50 MB saveFeed at that rate takes 26 minutes. Bounds: a
+    #: floor under 1 KiB/s is no floor, one over 1 MiB/s would cut off real phones.
+    upload_min_bytes_per_second: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    #: Time a large upload gets before the rate floor applies (radio wake-up, TCP slow start).
+    upload_rate_grace_seconds: float = Field(default=10.0, gt=0, le=300)
 
     # Entries
     #: saveFeed refuses an entry dated more than this many days after today (KST): the app dates a new

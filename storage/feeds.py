@@ -404,18 +404,26 @@ class LikeState:
     #: ``None`` when the liker's account is gone or resigning (or has no nickname).
     liker_nickname: str | None
     owner_nickname: str | None
+    #: The owner has blocked the liker (now: a block made after the like counts too).
+    liker_blocked: bool = False
 
 
 def like_state(conn: Connection, feed_id: int, liker_id: int, owner_id: int) -> LikeState | None:
-    """Whether ``liker`` still likes ``owner``'s feed ``feed_id``, whether the feed is public, and both
-    nicknames (the liker's while the account is there and not resigning), in one query on primary
-    keys; ``None`` when the feed is gone (or not ``owner``'s)."""
+    """Whether ``liker`` still likes ``owner``'s feed ``feed_id``, whether the feed is public, both
+    nicknames (the liker's while the account is there and not resigning) and whether ``owner`` has
+    blocked ``liker``, in one query on primary keys; ``None`` when the feed is gone (or not ``owner``'s)."""
     owner = aliased(User)
     liker_nickname = (
         select(User.nickname).where(User.id == liker_id, not_resigning()).correlate(None).scalar_subquery()
     )
+    blocked = (
+        select(Block.blocker_id)
+        .where(Block.blocker_id == owner_id, Block.blocked_id == liker_id)
+        .correlate(None)
+        .exists()
+    )
     row = conn.execute(
-        select(Feed.is_public, FeedLike.user_id, liker_nickname, owner.nickname)
+        select(Feed.is_public, FeedLike.user_id, liker_nickname, owner.nickname, blocked)
         .select_from(Feed)
         .join(owner, owner.id == Feed.user_id)
         .outerjoin(FeedLike, and_(FeedLike.feed_id == Feed.id, FeedLike.user_id == liker_id))
@@ -423,7 +431,7 @@ def like_state(conn: Connection, feed_id: int, liker_id: int, owner_id: int) -> 
     ).first()
     if row is None:
         return None
-    return LikeState(bool(row[0]), row[1] is not None, row[2], row[3])
+    return LikeState(bool(row[0]), row[1] is not None, row[2], row[3], bool(row[4]))
 
 
 def has_entry_on(conn: Connection, user_id: int, day: int) -> bool:

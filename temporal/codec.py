@@ -2,9 +2,17 @@
 
 An encoded payload is ``metadata = {encoding: binary/encrypted, encryption-key-id: <id>}`` and
 ``data = nonce || AES-GCM(serialized inner Payload)``, the key id bound as associated data. The first key
-of the ring encrypts; every key decrypts. Payloads without the encrypted marker pass through decoding
-unchanged, so histories written before encryption (and the recorded test histories) still read.
-Search attributes are not payloads of the codec and stay readable (they hold ids only).
+of the ring encrypts; every key decrypts.
+
+Decoding refuses a payload without the encrypted marker (``PayloadNotEncrypted``): every payload our
+processes write is encrypted, so a plain one was written by someone without a key, e.g. a
+``temporal workflow start --input '{...}'`` without the codec server. In a worker the refusal fails the
+workflow (non-retryable ``ApplicationError``) before any of its code runs on that input. Only readers of
+histories for people accept plain payloads (``accept_plain``): the codec server's ``/decode`` and the
+replay of the recorded test histories, which are stored decoded. A payload under a key id that is not in
+the ring, or that does not authenticate, stays a retryable ``PayloadDecryptionError`` (a key dropped too
+early is fixed by putting it back). Search attributes are not payloads of the codec and stay readable
+(they hold ids only).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
+from temporalio.exceptions import ApplicationError
 
 from config import Settings
 from config.settings import PAYLOAD_KEY_BYTES, parse_payload_keys
@@ -27,18 +36,34 @@ KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
 #: Where env local/test keeps its generated key when ``SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS`` is unset.
 LOCAL_KEY_FILE = "temporal-payload-keys"
+#: ``ApplicationError`` type of a payload refused because it is not encrypted.
+NOT_ENCRYPTED = "PayloadNotEncrypted"
 
 
 class PayloadDecryptionError(ValueError):
     """A payload marked encrypted cannot be decrypted: unknown key id, or altered or truncated data."""
 
 
-class EncryptionCodec(PayloadCodec):
-    """Encrypts with the first key of ``keys``, decrypts with whichever key the payload names."""
+def refuse_plain(payload: Payload) -> ApplicationError:
+    """The non-retryable error of a payload that is not encrypted (naming its encoding, never its data)."""
+    encoding = payload.metadata.get("encoding", b"").decode(errors="replace") or "none"
+    return ApplicationError(
+        f"payload is not encrypted (encoding {encoding!r}): refused; every payload of SoSoHappy's "
+        "processes is encrypted with a key of SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS (start workflows by hand "
+        "through the codec server: --codec-endpoint)",
+        type=NOT_ENCRYPTED,
+        non_retryable=True,
+    )
 
-    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
+
+class EncryptionCodec(PayloadCodec):
+    """Encrypts with the first key of ``keys``, decrypts with whichever key the payload names, and
+    refuses a payload that is not encrypted unless ``accept_plain`` (readers of histories only)."""
+
+    def __init__(self, keys: Sequence[tuple[str, bytes]], *, accept_plain: bool = False) -> None:
         if not keys:
             raise ValueError("the payload keyring is empty")
+        self.accept_plain = accept_plain
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
         self.current_key_id = keys[0][0]
         self._current = self._ciphers[self.current_key_id]
@@ -49,7 +74,8 @@ class EncryptionCodec(PayloadCodec):
         return [self._encrypt(p) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        """Each encrypted payload decrypted; any other payload returned as it is."""
+        """Each encrypted payload decrypted; any other payload refused (``PayloadNotEncrypted``), or
+        returned as it is with ``accept_plain``."""
         return [self._decrypt(p) for p in payloads]
 
     def _encrypt(self, payload: Payload) -> Payload:
@@ -59,7 +85,9 @@ class EncryptionCodec(PayloadCodec):
 
     def _decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
-            return payload
+            if self.accept_plain:
+                return payload
+            raise refuse_plain(payload)
         key_id = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
         cipher = self._ciphers.get(key_id)
         if cipher is None:
@@ -113,6 +141,7 @@ def payload_keys(settings: Settings) -> list[tuple[str, bytes]]:
     return parse_payload_keys(local_key_file(settings.data_dir).read_text().strip())
 
 
-def encryption_codec(settings: Settings) -> EncryptionCodec:
-    """The codec every client of ``settings`` uses."""
-    return EncryptionCodec(payload_keys(settings))
+def encryption_codec(settings: Settings, *, accept_plain: bool = False) -> EncryptionCodec:
+    """The codec every client of ``settings`` uses (``accept_plain``: a reader of histories for people,
+    never a worker or a client that acts on what it decodes)."""
+    return EncryptionCodec(payload_keys(settings), accept_plain=accept_plain)

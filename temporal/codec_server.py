@@ -29,7 +29,7 @@ from temporalio.api.common.v1 import Payloads
 from config import Settings
 from config.logging import configure_logging
 from config.processes import Process, load_settings
-from temporal.codec import EncryptionCodec, PayloadDecryptionError, encryption_codec
+from temporal.codec import ENCODING, EncryptionCodec, PayloadDecryptionError, encryption_codec
 
 log = logging.getLogger("sosohappy.codec_server")
 
@@ -57,7 +57,9 @@ def create_app(settings: Settings, codec: EncryptionCodec | None = None) -> Star
     if settings.codec_server_token is None:
         raise ValueError("SOSOHAPPY_CODEC_SERVER_TOKEN is required by the codec server")
     expected = f"Bearer {settings.codec_server_token.get_secret_value()}".encode()
-    the_codec = codec or encryption_codec(settings)
+    # It shows histories to people, so /decode returns a plain payload as it is (what someone started
+    # without a key is what an operator needs to see; the workers refuse it). /encode always encrypts.
+    the_codec = codec or encryption_codec(settings, accept_plain=True)
 
     def authorised(request: Request, operation: str) -> bool:
         if hmac.compare_digest(request.headers.get("authorization", "").encode(), expected):
@@ -95,6 +97,9 @@ def create_app(settings: Settings, codec: EncryptionCodec | None = None) -> Star
         log.info(
             "%s %d payloads (namespace %s)", operation, len(converted), request.headers.get("x-namespace")
         )
+        plain = sum(p.metadata.get("encoding") != ENCODING for p in payloads.payloads)
+        if operation == "decode" and plain:
+            log.warning("decode: %d payloads were not encrypted (the workers refuse them)", plain)
         return Response(
             json_format.MessageToJson(Payloads(payloads=converted), indent=None),
             media_type="application/json",

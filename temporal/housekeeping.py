@@ -39,7 +39,7 @@ INTERVAL = timedelta(hours=1)
 
 
 class HousekeepingInput(BaseModel):
-    """How much one delete statement may remove (the schedule passes ``{}``: the default)."""
+    """How much one delete statement may remove (the schedule passes no input: the default)."""
 
     batch_size: int = Field(default=500, ge=1, le=10_000)
 
@@ -60,7 +60,9 @@ def schedule(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
             WORKFLOW_TYPE,
-            HousekeepingInput(),
+            # No input (the default batch size), as the registration Job defines it: a schedule's stored
+            # input is a payload, and one the Job's CLI wrote without the codec would be refused.
+            args=[],
             id=WORKFLOW_ID,
             task_queue=task_queues.named(task_queues.ACCOUNTS, settings.temporal_task_queue_prefix),
             typed_search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, KIND)]),

@@ -79,7 +79,7 @@ class NudgeTally(BaseModel):
 
 
 class NudgeRun(BaseModel):
-    """Input of a nudge run; the schedules pass ``{}``."""
+    """Input of a nudge run; the schedules pass none (the default)."""
 
     #: ``yyyymmdd`` (reminder) or ``yyyymm`` (story); unset: from the scheduled time.
     period: int | None = None
@@ -235,7 +235,8 @@ def schedule(settings: Settings, kind: str, run: NudgeRun | None = None) -> Sche
     return Schedule(
         action=ScheduleActionStartWorkflow(
             WORKFLOW_TYPES[kind],
-            run or NudgeRun(),
+            # No input unless a test gives one, as the registration Job defines it (the default run).
+            args=[run] if run is not None else [],
             id=SCHEDULE_IDS[kind],
             task_queue=task_queues.named(task_queues.PUSH, settings.temporal_task_queue_prefix),
             typed_search_attributes=TypedSearchAttributes([SearchAttributePair(sa.KIND, KINDS[kind])]),

@@ -15,6 +15,9 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.exceptions import ApplicationError
+
+from temporal.codec import NOT_ENCRYPTED
 
 
 async def ensure_defined(client: Client, schedule_id: str, wanted: Schedule, *, paused: bool = False) -> bool:
@@ -57,6 +60,11 @@ async def same_action(client: Client, stored: ScheduleAction, wanted: ScheduleAc
     if len(stored_args) != len(stored.args):
         return False
     if converter.payload_codec is not None:
-        stored_args = list(await converter.payload_codec.decode(stored_args))
+        try:
+            stored_args = list(await converter.payload_codec.decode(stored_args))
+        except ApplicationError as err:
+            if err.type != NOT_ENCRYPTED:
+                raise
+            return False  # a plain input (written without the codec) is replaced by the definition
     expected = converter.payload_converter.to_payloads(wanted.args)
     return [(dict(a.metadata), a.data) for a in stored_args] == [(dict(a.metadata), a.data) for a in expected]

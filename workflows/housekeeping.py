@@ -43,8 +43,10 @@ class HousekeepingWorkflow:
     """One run of housekeeping (scheduled ids ``housekeeping-<time>``)."""
 
     @workflow.run
-    async def run(self, req: HousekeepingInput) -> HousekeepingResult:
-        """Delete each kind in turn; the counts per kind."""
+    async def run(self, req: HousekeepingInput | None = None) -> HousekeepingResult:
+        """Delete each kind in turn; the counts per kind. Without input (as the schedules start it: no
+        payload for the codec to refuse), the default batch size."""
+        req = req or HousekeepingInput()
         result = HousekeepingResult(
             login_sessions=await _step(HousekeepingActivities.delete_expired_logins, req),
             authorize_codes=await _step(HousekeepingActivities.delete_spent_authorize_codes, req),

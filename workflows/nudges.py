@@ -94,9 +94,10 @@ class DailyReminderWorkflow:
     """The evening reminder of one KST day (schedule ``nudge-reminder``)."""
 
     @workflow.run
-    async def run(self, run: NudgeRun) -> NudgeResult:
-        """Remind every reachable user without an entry of the day, once; the tally."""
-        return await fan_out(nudges.REMINDER, run)
+    async def run(self, run: NudgeRun | None = None) -> NudgeResult:
+        """Remind every reachable user without an entry of the day, once; the tally. Without input (as
+        the schedule starts it), the whole run of the scheduled day."""
+        return await fan_out(nudges.REMINDER, run or NudgeRun())
 
 
 @workflow.defn
@@ -104,6 +105,7 @@ class MonthlyStoryWorkflow:
     """The happiness story of one KST month (schedule ``nudge-monthly``)."""
 
     @workflow.run
-    async def run(self, run: NudgeRun) -> NudgeResult:
-        """Send every reachable user with entries in the month its story, once; the tally."""
-        return await fan_out(nudges.MONTHLY, run)
+    async def run(self, run: NudgeRun | None = None) -> NudgeResult:
+        """Send every reachable user with entries in the month its story, once; the tally. Without input
+        (as the schedule starts it), the whole run of the month before."""
+        return await fan_out(nudges.MONTHLY, run or NudgeRun())

@@ -1,7 +1,8 @@
 """The push send activities against the FCM emulator, called as the worker calls them: how long a
 transient FCM failure asks Temporal to wait before the next attempt, and a push found no longer true at
-send time (a like withdrawn, its entry deleted or private, the liker or DM sender resigned, a batch's
-messages deleted, the reminder's day written) is not sent and keeps the device."""
+send time (a like withdrawn, its entry deleted or private, the liker or DM sender resigned, the liker
+blocked by the author or the DM sender by the receiver after the event, a batch's messages deleted, the
+reminder's day written) is not sent and keeps the device."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import delete
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -123,6 +125,18 @@ def _make_private(deps: ActivityDeps, owner: int) -> None:
         assert feeds.set_public(conn, owner, DATE, False) is False
 
 
+def _block(deps: ActivityDeps, owner: int, liker: int) -> None:
+    """The author blocks the liker after the like (as ``/auth-service/block`` records it)."""
+    with deps.sessions.begin() as session:
+        users.block(session, owner, liker)
+
+
+def _skips_counted(reason: str) -> float:
+    """``sosohappy_push_skipped_total{kind="like",reason}`` of this process so far."""
+    value = REGISTRY.get_sample_value("sosohappy_push_skipped_total", {"kind": "like", "reason": reason})
+    return value or 0.0
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -131,8 +145,9 @@ def _make_private(deps: ActivityDeps, owner: int) -> None:
         (lambda deps, owner, feed, liker: _make_private(deps, owner), "ENTRY_PRIVATE"),
         (lambda deps, owner, feed, liker: _resigning(deps, liker), "LIKER_GONE"),
         (lambda deps, owner, feed, liker: _deleted(deps, liker), "LIKER_GONE"),
+        (lambda deps, owner, feed, liker: _block(deps, owner, liker), "LIKER_BLOCKED"),
     ],
-    ids=["unliked", "entry-deleted", "entry-private", "liker-resigning", "liker-deleted"],
+    ids=["unliked", "entry-deleted", "entry-private", "liker-resigning", "liker-deleted", "liker-blocked"],
 )
 def test_a_like_no_longer_true_is_not_sent(
     activity_deps: ActivityDeps, fcm_emulator: FcmEmulator, change: Callable[..., None], reason: str
@@ -141,17 +156,20 @@ def test_a_like_no_longer_true_is_not_sent(
     feed_id, liker, _ = liked_entry(activity_deps, owner, DATE)
     change(activity_deps, owner, feed_id, liker)
     req = _like_send(activity_deps, owner, feed_id, liker)
+    counted = _skips_counted(reason)
     assert _skipped(activity_deps, lambda p: p.send_to_device, req) == reason
+    assert _skips_counted(reason) == counted + 1
     assert fcm_emulator.attempts(token) == []
     assert tokens_of(activity_deps, owner) == [token]  # the device is kept
 
 
-def test_a_like_still_true_is_sent_with_both_nicknames(
+def test_a_like_still_true_is_sent_with_both_nicknames_even_if_the_liker_blocked_the_author(
     activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
 ) -> None:
     owner_nickname = f"o{uuid.uuid4().hex[:8]}"
     owner, [token] = user_with_devices(activity_deps, 1, owner_nickname)
     feed_id, liker, liker_nickname = liked_entry(activity_deps, owner, DATE)
+    _block(activity_deps, liker, owner)  # blocking is one-directional: the liker blocking the author
     ActivityEnvironment().run(
         PushActivities(activity_deps).send_to_device, _like_send(activity_deps, owner, feed_id, liker)
     )
@@ -194,6 +212,19 @@ def test_a_dm_push_of_a_sender_who_resigned_is_not_sent(
     req = _dm_send(activity_deps, receiver, sender, ids)
     assert _skipped(activity_deps, lambda p: p.send_dm_to_device, req) == "SENDER_GONE"
     assert fcm_emulator.attempts(token) == [] and tokens_of(activity_deps, receiver) == [token]
+
+
+def test_a_dm_push_after_the_receiver_blocked_the_sender_is_not_sent(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    receiver, sender, token, ids = _dm(activity_deps, 2)
+    req = _dm_send(activity_deps, receiver, sender, ids)
+    _block(activity_deps, sender, receiver)  # the sender blocking the receiver changes nothing
+    ActivityEnvironment().run(PushActivities(activity_deps).send_dm_to_device, req)
+    assert len(fcm_emulator.messages(token)) == 1
+    _block(activity_deps, receiver, sender)  # the messages were stored; then the receiver blocks
+    assert _skipped(activity_deps, lambda p: p.send_dm_to_device, req) == "SENDER_BLOCKED"
+    assert len(fcm_emulator.attempts(token)) == 1 and tokens_of(activity_deps, receiver) == [token]
 
 
 def test_a_dm_push_is_sent_while_any_of_its_messages_is_left(

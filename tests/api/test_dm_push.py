@@ -19,6 +19,7 @@ from activities.deps import ActivityDeps
 from emulators import fcm
 from emulators.control import FcmEmulator
 from storage import devices, logins, users
+from temporal.codec import ENCODING
 from temporal.ids import dm_push_workflow_id
 from tests.dm.helpers import party
 from tests.fixtures.ios_client import IOSClient
@@ -39,10 +40,13 @@ def _raw_payloads(node: Any) -> list[Payload]:
 
 
 async def _decoded_payloads(client: Client, history: dict[str, Any]) -> list[str]:
-    """Every payload of a history, opened with the client's codec (the payloads are encrypted)."""
-    raw = _raw_payloads(history)
+    """Every payload of a history, the encrypted ones opened with the client's codec (search attributes
+    are payloads the codec never sees: kept as they are)."""
     codec = client.data_converter.payload_codec
-    plain = list(await codec.decode(raw)) if codec is not None else raw
+    plain: list[Payload] = []
+    for payload in _raw_payloads(history):
+        sealed = codec is not None and payload.metadata.get("encoding") == ENCODING
+        plain.append((await codec.decode([payload]))[0] if sealed and codec else payload)
     return [p.data.decode("utf-8", "replace") for p in plain]
 
 

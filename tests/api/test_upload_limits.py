@@ -1,5 +1,6 @@
 """Large uploads are capped per process (429 with ``Retry-After`` before the body is read), a chunked body
-is cut off past the request limit (413), and a refused upload changes nothing that was stored."""
+is cut off past the request limit (413), a body that stops arriving or falls behind the rate floor is
+cut off (408) and gives its slot back, and a refused upload changes nothing that was stored."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from starlette.types import Message, Receive, Scope, Send
 
 from activities.deps import ActivityDeps
+from api.errors import RequestTimeout
 from api.main import create_app
 from api.uploads import LargeUploadLimit, UploadSlots
 from config import Settings
@@ -46,7 +48,10 @@ class Replica:
 
 @pytest.fixture(scope="module")
 def replica(settings: Settings, api_url: str) -> Iterator[Replica]:
-    small = settings.model_copy(update={"max_large_uploads": 1, "max_request_bytes": LIMIT_BYTES})
+    # The longest grace before the rate floor: the tests here hold an upload open on purpose.
+    small = settings.model_copy(
+        update={"max_large_uploads": 1, "max_request_bytes": LIMIT_BYTES, "upload_rate_grace_seconds": 300}
+    )
     app = create_app(small)
     with serve_in_thread(app, http="h11") as url, httpx.Client(base_url=url, timeout=60) as http:
         host, port = url.removeprefix("http://").split(":")
@@ -264,6 +269,109 @@ def test_a_large_body_that_stops_arriving_is_408_and_gives_its_slot_back(
         wait_until(
             lambda: app.state.upload_slots.in_flight == 0, "the slot was given back", deadline_seconds=60
         )
+        with httpx.Client(base_url=url, timeout=60) as replica_http:
+            headers = {"Content-Type": content_type, "Authorization": me.access, "email": me.email}
+            assert (
+                replica_http.post("/feed-service/saveFeed", content=body, headers=headers).status_code == 200
+            )
+    assert feed_count(activity_deps, me.nickname) == 1
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test moves them."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _read_all(scope: Scope, receive: Receive, send: Send) -> None:
+    """An app that reads the whole body, then answers 200."""
+    while (await receive()).get("more_body", False):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok", "more_body": False})
+
+
+@pytest.mark.parametrize(
+    ("bytes_per_second", "parts_taken"),
+    [(2048, 100), (100, 11)],  # the floor is 1024 B/s after 10 s: 11 parts of 100 B at 1 s each are behind
+    ids=["above-the-floor", "trickled"],
+)
+def test_a_body_behind_the_rate_floor_after_the_grace_is_408_and_gives_its_slot_back(
+    bytes_per_second: int, parts_taken: int
+) -> None:
+    """Each part arrives one (fake) second after the last: a body that keeps 2 KiB/s is taken whole; one
+    of 100 B/s is cut off once ``grace + seen / floor`` has passed (the 11th part: 11 s > 10 + 1000/1024),
+    long before the idle limit, and the slot is free again."""
+    clock = FakeClock()
+    slots = UploadSlots(
+        limit=1,
+        threshold=10,
+        max_body=10**9,
+        idle_seconds=60,
+        min_bytes_per_second=1024,
+        rate_grace_seconds=10,
+    )
+    calls = 0
+
+    async def receive() -> Message:
+        nonlocal calls
+        calls += 1
+        clock.now += 1
+        return {"type": "http.request", "body": bytes(bytes_per_second), "more_body": calls < 100}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "path": "/feed-service/saveFeed",
+        "headers": [(b"content-length", b"100000")],
+    }
+    limit = LargeUploadLimit(_read_all, slots, clock=clock)
+    if parts_taken == 100:
+        asyncio.run(limit(scope, receive, send))
+        assert sent[0]["status"] == 200
+    else:
+        with pytest.raises(RequestTimeout, match="slower than 1024 bytes per second"):
+            asyncio.run(limit(scope, receive, send))
+        assert sent == []
+    assert (calls, slots.in_flight) == (parts_taken, 0)
+
+
+def test_a_trickled_body_is_408_and_gives_its_slot_back_to_real_uploads(
+    settings: Settings, http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    """Through the API: an upload that has sent half its body keeps its slot while the (fake) clock
+    stands; once the clock has moved far past ``grace + seen / floor``, its next bytes get a 408, the
+    slot is free and a real upload goes through."""
+    clock = FakeClock()
+    paced = settings.model_copy(update={"max_large_uploads": 1, "upload_rate_grace_seconds": 300})
+    app = create_app(paced, clock=clock)
+    me, year = member(http), unique_year()
+    body, content_type = multipart(_save_parts(me, kst(year, 3, 5), [LARGE_PNG]))
+    with serve_in_thread(app, http="h11") as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=60) as conn:
+            half = len(body) // 2
+            conn.sendall(_large_head(me, body, content_type) + body[:half])
+            wait_until(
+                lambda: app.state.upload_slots.in_flight == 1, "the upload took the slot", deadline_seconds=60
+            )
+            clock.now += 10**6  # far past 300 s + half a body at 32 KiB/s
+            conn.sendall(body[half : half + 1024])  # a trickle: a little more, far too late
+            answer = _answer(conn)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"slower than 32768 bytes per second" in answer
+        wait_until(
+            lambda: app.state.upload_slots.in_flight == 0, "the slot was given back", deadline_seconds=60
+        )
+        assert feed_count(activity_deps, me.nickname) == 0
         with httpx.Client(base_url=url, timeout=60) as replica_http:
             headers = {"Content-Type": content_type, "Authorization": me.access, "email": me.email}
             assert (

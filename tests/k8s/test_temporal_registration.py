@@ -101,6 +101,8 @@ def test_the_register_script_creates_the_housekeeping_schedule_as_the_code_defin
     prefix = {e["name"]: e["value"] for e in container["env"]}["SOSO_TASK_QUEUE_PREFIX"]
     assert action["taskQueue"]["name"] == task_queues.named(task_queues.ACCOUNTS, prefix)
     assert "SosoKind" in action["searchAttributes"]["indexedFields"]
+    # No payload: the CLI has no codec, and the workers refuse a payload that is not encrypted.
+    assert not action.get("input", {}).get("payloads")
     assert not described["state"].get("paused")
 
     # an operator pauses it; the next run of the Job updates it and leaves it paused
@@ -151,8 +153,8 @@ async def test_the_register_script_creates_the_nudge_schedules_as_the_code_defin
     )
     client = await connect(settings)
     made = {k: await client.get_schedule_handle(i).describe() for k, i in nudges.SCHEDULE_IDS.items()}
-    # Ensuring them as the code defines them changes no spec, policy or action target (the script's input
-    # is the plain `{}`, which the code's definition replaces by the same run, encrypted).
+    # Ensuring them as the code defines them changes no spec, policy or action (neither gives an input:
+    # the CLI's would be a plain payload, which the workers refuse).
     assert await nudges.ensure_schedules(client, settings) == {i: False for i in nudges.SCHEDULE_IDS.values()}
     for kind, schedule_id in nudges.SCHEDULE_IDS.items():
         after = await client.get_schedule_handle(schedule_id).describe()
@@ -164,6 +166,7 @@ async def test_the_register_script_creates_the_nudge_schedules_as_the_code_defin
         assert isinstance(old, ScheduleActionStartWorkflow) and isinstance(new, ScheduleActionStartWorkflow)
         assert (old.workflow, old.id, old.task_queue) == (new.workflow, new.id, new.task_queue), kind
         assert old.typed_search_attributes == new.typed_search_attributes, kind
+        assert old.args == new.args == [], kind  # no payload, so nothing a worker could refuse
         assert new.task_queue == task_queues.named(task_queues.PUSH, prefix)
         assert before.spec.time_zone_name == "Asia/Seoul" and not before.state.paused
     again = _run_script(temporal_address, namespace)

@@ -1,5 +1,6 @@
 """The payload codec: AES-256-GCM under the current key, any key of the ring decrypts, a clear error for
-an unknown key or altered data, and unencrypted payloads (older histories) pass through."""
+an unknown key or altered data, and an unencrypted payload refused (non-retryable) unless the codec reads
+histories for people (``accept_plain``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,20 @@ import base64
 
 import pytest
 from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 
 from config import Settings
 from config.settings import parse_payload_keys
 from temporal.client import data_converter
-from temporal.codec import ENCODING, KEY_ID, EncryptionCodec, PayloadDecryptionError, generate_key_entry
+from temporal.codec import (
+    ENCODING,
+    KEY_ID,
+    NOT_ENCRYPTED,
+    EncryptionCodec,
+    PayloadDecryptionError,
+    generate_key_entry,
+)
 from temporal.push import like_push
 
 SECRET = "refresh-token-7f3a9c"
@@ -83,9 +93,34 @@ async def test_altered_payloads_are_refused(where: str) -> None:
         await EncryptionCodec(keys).decode([payload])
 
 
-async def test_unencrypted_payloads_pass_through_decoding() -> None:
+@pytest.mark.parametrize(
+    "payload",
+    [plain(SECRET), Payload(metadata={"encoding": b"json/protobuf"}, data=b"{}"), Payload(data=b"x")],
+    ids=["json", "protobuf", "no-encoding"],
+)
+async def test_an_unencrypted_payload_is_refused_for_good_without_quoting_it(payload: Payload) -> None:
+    codec = EncryptionCodec(ring("k1"))
+    sealed = await codec.encode([plain("a")])
+    with pytest.raises(ApplicationError) as info:  # beside an encrypted one too
+        await codec.decode([*sealed, payload])
+    assert (info.value.type, info.value.non_retryable) == (NOT_ENCRYPTED, True)
+    assert info.value.message.startswith("payload is not encrypted (encoding ")
+    assert SECRET not in info.value.message
+
+
+async def test_the_pydantic_converter_refuses_a_plain_start_input() -> None:
+    """What a ``temporal workflow start --input '{...}'`` without the codec server sends."""
+    keys = generate_key_entry("k1")
+    converter = data_converter(Settings(env="test", temporal_payload_keys=keys))  # type: ignore[arg-type]
+    request = like_push(424242, 2, 3, 2024012017042712)
+    [payload] = await pydantic_data_converter.encode([request])
+    with pytest.raises(ApplicationError, match="payload is not encrypted"):
+        await converter.decode([payload], [type(request)])
+
+
+async def test_readers_of_histories_accept_unencrypted_payloads() -> None:
     old = [plain(SECRET), Payload(metadata={"encoding": b"json/protobuf"}, data=b"{}")]
-    assert await EncryptionCodec(ring("k1")).decode(old) == old
+    assert await EncryptionCodec(ring("k1"), accept_plain=True).decode(old) == old
 
 
 def test_keys_must_be_32_bytes_of_base64() -> None:

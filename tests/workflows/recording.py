@@ -4,8 +4,8 @@ A test that runs a flow on the real dev server calls ``record_if_asked`` with th
 ``SOSOHAPPY_RECORD_HISTORIES=1`` in the environment the history is written as ``histories/<name>.json``
 (the JSON form the Web UI and ``temporal workflow show --output json`` produce), otherwise nothing
 happens. Recorded files are checked in and replayed by ``test_replay.py`` against every later version.
-Payloads are written decrypted (the payload codec passes plain payloads through), so the files replay
-under any key, as the ones recorded before payload encryption do.
+Payloads are written decrypted, so the files replay under any key, as the ones recorded before payload
+encryption do (``test_replay.py`` replays them with ``accept_plain``: workers refuse plain payloads).
 """
 
 from __future__ import annotations

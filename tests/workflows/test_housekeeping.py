@@ -2,7 +2,8 @@
 
 Rows of each kind, stale and live, go into the session's MySQL database; the schedule the test fixtures
 created is triggered and its run's result read; only the stale rows are gone. The run records the replay
-history `housekeeping_with_dead_devices` (``recording.record_if_asked``)."""
+history `housekeeping_scheduled_without_input` (``recording.record_if_asked``; the schedule starts it with
+no input)."""
 
 from __future__ import annotations
 
@@ -232,7 +233,7 @@ async def test_a_triggered_run_deletes_exactly_the_stale_rows(
 ) -> None:
     keys = await asyncio.to_thread(_rows, activity_deps, settings)
 
-    result = await _triggered_run(temporal_client, record_as="housekeeping_with_dead_devices")
+    result = await _triggered_run(temporal_client, record_as="housekeeping_scheduled_without_input")
 
     present = await asyncio.to_thread(_present, activity_deps, keys)
     for kind, rows in keys.items():

@@ -1,7 +1,7 @@
 """A push's retries in workflow time (time-skipping test server, real activities against the FCM emulator
 and the test database): a device that keeps failing transiently, with hour-long Retry-After, fails at
 its deadline; QUOTA_EXCEEDED without Retry-After waits a minute at least, doubling; a like withdrawn
-before its retry is not sent."""
+before its retry, or whose author blocked the liker meanwhile, is not sent."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import ActivityDeps
 from activities.push import PushActivities
 from emulators.control import FcmEmulator
-from storage import feeds
+from storage import feeds, users
 from temporal.push import like_push
 from tests.fixtures.waiting import eventually
 from tests.workflows.push_helpers import (
@@ -115,6 +115,34 @@ async def test_a_like_withdrawn_before_the_retry_is_not_sent_and_the_push_comple
         outcome = await handle.result()
         desc = await handle.describe()
         await record_if_asked(handle, "push_delivery_like_withdrawn_skipped")
+    assert (outcome.skipped, outcome.sent, outcome.label) == (
+        [device_ids_by_token(activity_deps, owner)[token]],
+        [],
+        "skipped",
+    )
+    assert [a["outcome"] for a in fcm_emulator.attempts(token)] == ["UNAVAILABLE"]  # never sent
+    assert tokens_of(activity_deps, owner) == [token]  # the device is kept
+    attrs = {p.key.name: p.value for p in desc.typed_search_attributes}
+    assert attrs["SosoOutcome"] == "skipped"
+
+
+async def test_a_like_whose_author_blocks_the_liker_before_the_retry_is_not_sent(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    owner, [token] = user_with_devices(activity_deps, 1)
+    fcm_emulator.fail(token, "UNAVAILABLE", times=1, retry_after=3600)  # the next attempt an hour later
+    feed_id, liker, _ = liked_entry(activity_deps, owner)
+    req = like_push(feed_id, liker, owner, 2024012017042712)
+    async with push_worker(activity_deps) as (client, queue):
+        handle = await client.start_workflow(
+            PushDeliveryWorkflow.run, req, id=req.workflow_id, task_queue=queue
+        )
+        # Time is not skipped until the test waits for the result: the hour has not passed yet.
+        await eventually(lambda: asyncio.to_thread(fcm_emulator.attempts, token), "the first attempt")
+        with activity_deps.sessions.begin() as session:  # meanwhile the author blocks the liker
+            users.block(session, owner, liker)
+        outcome = await handle.result()
+        desc = await handle.describe()
     assert (outcome.skipped, outcome.sent, outcome.label) == (
         [device_ids_by_token(activity_deps, owner)[token]],
         [],

@@ -50,7 +50,8 @@ def test_every_workflow_has_a_recorded_history() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = sandboxed_replayer(ALL_WORKFLOWS, data_converter(Settings(env="test")))
+    # The files hold decoded payloads (``recording.py``): the one reader that accepts plain ones.
+    replayer = sandboxed_replayer(ALL_WORKFLOWS, data_converter(Settings(env="test"), accept_plain=True))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 
