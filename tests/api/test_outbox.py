@@ -34,6 +34,7 @@ from storage import outbox
 from storage.db import create_db_engine, migrate, session_factory
 from storage.models import LoginSession, User, WorkflowOutbox
 from storage.nickname_changes import next_change_id
+from storage.users import set_nickname
 from temporal.accounts import NicknameChange, ResignResult
 from temporal.client import connect
 from temporal.devserver import start_dev_args, wait_until_serving
@@ -187,7 +188,7 @@ async def test_a_resign_and_a_pre_upgrade_rename_queued_while_temporal_is_down_a
         with stack.deps.sessions.begin() as s:
             user = s.get(User, renamed_id)
             assert user is not None
-            user.nickname = second
+            set_nickname(user, second)
             change = NicknameChange(
                 user_id=renamed_id, old=first, new=second, change_id=next_change_id(s, renamed_id)
             )

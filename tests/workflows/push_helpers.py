@@ -31,7 +31,7 @@ def user_with_devices(deps: ActivityDeps, count: int, nickname: str | None = Non
     with deps.sessions.begin() as session:
         user = users.upsert_account(session, f"{tag}@example.com+kakao", "kakao", tag, None)
         if nickname is not None:
-            user.nickname = nickname
+            users.set_nickname(user, nickname)
         for token in tokens:
             login = logins.open_session(session, user.id, deps.settings.refresh_token_ttl_seconds)
             devices.register_device(session, user.id, token, login.id)

@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 from activities.deps import ActivityDeps
 from activities.nickname import NicknameActivities
 from api.outbox import STARTERS
-from storage import nickname_changes
+from storage import nickname_changes, users
 from storage.models import DmRoom, NicknameChangeCounter, User, WorkflowOutbox
 from temporal.accounts import NicknameChange
 from tests.fixtures.waiting import eventually
@@ -64,7 +64,7 @@ def _pre_upgrade_rename(deps: ActivityDeps, user_id: int, old: str, new: str) ->
     with deps.sessions.begin() as s:
         user = s.get(User, user_id)
         assert user is not None
-        user.nickname = new
+        users.set_nickname(user, new)
         return NicknameChange(
             user_id=user_id, old=old, new=new, change_id=nickname_changes.next_change_id(s, user_id)
         )
