@@ -25,7 +25,7 @@ from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
 from api.revocations import start_revocation_view
 from api.routes import auth, dm, dm_connect, feed, health, images
-from api.security import takes_token, token_paths, upload_refusal
+from api.security import takes_token, token_paths, upload_admission
 from api.sign_in_worker import start_sign_in_worker
 from api.uploads import LargeUploadLimit, UploadSlots
 from config import Settings
@@ -96,12 +96,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         settings.upload_idle_seconds,
         settings.upload_min_bytes_per_second,
         settings.upload_rate_grace_seconds,
+        settings.max_large_uploads_per_user,
     )
     # Inside MetricsMiddleware (added last, so outermost): refusals are counted and logged too.
     app.add_middleware(
         LargeUploadLimit,
         slots=app.state.upload_slots,
-        refusal=upload_refusal,
+        admission=upload_admission,
         takes_token=takes_token,
         clock=clock,
     )

@@ -23,6 +23,7 @@ from api.deps import ResourcesDep
 from api.errors import Forbidden
 from api.request_context import bind_user
 from api.resources import Resources
+from api.uploads import Admission
 from storage import logins, users
 
 #: The access token as signIn / reIssueToken answered it in their ``Authorization`` header
@@ -187,21 +188,22 @@ def takes_token(scope: Scope) -> bool:
     return scope.get("path") in getattr(scope["app"].state, "token_paths", frozenset())
 
 
-def upload_refusal(scope: Scope) -> str | None:
-    """Why ``current_user`` would refuse the request of ``scope`` (its 403 message), as far as the token
-    and the revocation view tell without the database, or ``None`` (``api.uploads``: a large body is
-    taken in only for a caller the route may admit). Asked only for routes that take a token."""
+def upload_admission(scope: Scope) -> Admission:
+    """Whose the request of ``scope`` is, or why ``current_user`` would refuse it (its 403 message), as
+    far as the token and the revocation view tell without the database (``api.uploads``: a large body
+    is taken in only for a caller the route may admit, and counted against that user's own cap).
+    Asked only for routes that take a token."""
     res: Resources | None = getattr(scope["app"].state, "resources", None)
     if res is None:
-        return None
+        return Admission()
     headers = Headers(scope=scope)
     try:
         claims = verify_access(res, headers.get("authorization"), headers.get("email"))
     except Forbidden as refused:
-        return refused.message
+        return Admission(refused=refused.message)
     if res.revocations.is_revoked(claims.session_id, claims.user_id):
-        return REVOKED_LOGIN
-    return None
+        return Admission(refused=REVOKED_LOGIN)
+    return Admission(user_id=claims.user_id)
 
 
 async def authenticate_websocket(websocket: WebSocket) -> AuthenticatedUser:

@@ -9,9 +9,11 @@ still holds a temporary file, a threadpool thread and a database transaction whi
 connection). A body of unknown length (chunked) is also cut off with 413 once it passes
 ``SOSOHAPPY_MAX_REQUEST_BYTES``, the limit a declared length is checked against before parsing.
 
-A slot is only for a caller whose access token holds (``refusal``, checked from the headers and the
+A slot is only for a caller whose access token holds (``admission``, checked from the headers and the
 revocation view, without the database): anyone else gets the route's 403 before a byte of the body is
-read, so callers without an account cannot take the slots. Routes that take no token (sign-in,
+read, so callers without an account cannot take the slots. One user holds at most
+``SOSOHAPPY_MAX_LARGE_UPLOADS_PER_USER`` of them (the app sends one saveFeed or setProfile at a time;
+one more is answered 429 as above), so one account cannot take every slot of a process. Routes that take no token (sign-in,
 re-issue, health) take no large body either: a declared length over the threshold is answered 413 at
 once, and a body of unknown length is cut off with 413 past it, without a slot.
 
@@ -29,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,7 +43,9 @@ IN_FLIGHT = Gauge(
 )
 REFUSED = Counter(
     "sosohappy_large_uploads_refused_total",
-    "Requests with a large body refused with 429 because the process's cap was reached",
+    "Requests with a large body refused with 429: the process's cap was reached (process), or the "
+    "caller's own (user)",
+    ["cap"],
 )
 TIMED_OUT = Counter(
     "sosohappy_large_uploads_timed_out_total",
@@ -53,9 +57,18 @@ TIMED_OUT = Counter(
 RETRY_AFTER_SECONDS = 5
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What the token of a large body's request says: whose it is (``user_id``; ``None`` when the app
+    cannot tell, e.g. before its resources exist), or why the route would refuse it (``refused``)."""
+
+    user_id: int | None = None
+    refused: str | None = None
+
+
 @dataclass
 class UploadSlots:
-    """How many large bodies may be in flight in this process, and how many are."""
+    """How many large bodies may be in flight in this process, and per user, and how many are."""
 
     limit: int
     #: A body over this many bytes counts as large (Starlette spools file parts to disk past 1 MiB).
@@ -68,7 +81,35 @@ class UploadSlots:
     #: was admitted is answered 408.
     min_bytes_per_second: int = 32 * 1024
     rate_grace_seconds: float = 10.0
+    #: Large bodies one user may have in flight in this process at once.
+    per_user: int = 2
     in_flight: int = 0
+    #: In-flight large bodies by user id (only users with one or more).
+    by_user: dict[int, int] = field(default_factory=dict)
+
+    def refusal(self, user_id: int | None) -> tuple[str, str] | None:
+        """Which cap (``process`` or ``user``) and why a new large body of ``user_id`` is refused, if it is."""
+        if self.in_flight >= self.limit:
+            return "process", f"this server is taking in {self.limit} large uploads already"
+        if user_id is not None and self.by_user.get(user_id, 0) >= self.per_user:
+            return "user", f"you are sending {self.per_user} large uploads to this server already"
+        return None
+
+    def take(self, user_id: int | None) -> None:
+        """Count a large body of ``user_id`` in (one event loop per process: no lock needed)."""
+        self.in_flight += 1
+        if user_id is not None:
+            self.by_user[user_id] = self.by_user.get(user_id, 0) + 1
+
+    def give_back(self, user_id: int | None) -> None:
+        """Count a large body of ``user_id`` out."""
+        self.in_flight -= 1
+        if user_id is not None:
+            left = self.by_user[user_id] - 1
+            if left:
+                self.by_user[user_id] = left
+            else:
+                del self.by_user[user_id]
 
 
 def _declared_length(scope: Scope) -> int | None:
@@ -93,11 +134,11 @@ class LargeUploadLimit:
         self,
         app: ASGIApp,
         slots: UploadSlots,
-        refusal: Callable[[Scope], str | None] = lambda _: None,
+        admission: Callable[[Scope], Admission] = lambda _: Admission(),
         takes_token: Callable[[Scope], bool] = lambda _: True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.app, self.slots, self.refusal, self.takes_token = app, slots, refusal, takes_token
+        self.app, self.slots, self.admission, self.takes_token = app, slots, admission, takes_token
         #: Monotonic seconds the rate floor is measured with (tests move it instead of waiting).
         self.clock = clock
 
@@ -113,21 +154,20 @@ class LargeUploadLimit:
         if not self.takes_token(scope):  # no account behind it: a small body or none, never a slot
             await self._small_only(scope, receive, send, length)
             return
-        refused = self.refusal(scope)
-        if refused is not None:  # the route would answer the same, after reading the whole body
-            await error_response(403, refused, scope.get("path", ""))(scope, receive, send)
+        admission = self.admission(scope)
+        if admission.refused is not None:  # the route would answer the same, after reading the body
+            await error_response(403, admission.refused, scope.get("path", ""))(scope, receive, send)
             return
-        slots = self.slots
-        if slots.in_flight >= slots.limit:
-            REFUSED.inc()
-            message = (
-                f"this server is taking in {slots.limit} large uploads already; "
-                f"retry in {RETRY_AFTER_SECONDS} s"
-            )
+        slots, user_id = self.slots, admission.user_id
+        full = slots.refusal(user_id)
+        if full is not None:
+            cap, reason = full
+            REFUSED.labels(cap).inc()
+            message = f"{reason}; retry in {RETRY_AFTER_SECONDS} s"
             headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
             await error_response(429, message, scope.get("path", ""), headers)(scope, receive, send)
             return
-        slots.in_flight += 1  # one event loop per process: no lock needed
+        slots.take(user_id)
         IN_FLIGHT.inc()
         held = True
 
@@ -135,7 +175,7 @@ class LargeUploadLimit:
             nonlocal held
             if held:
                 held = False
-                slots.in_flight -= 1
+                slots.give_back(user_id)
                 IN_FLIGHT.dec()
 
         async def sending(message: Message) -> None:

@@ -257,6 +257,10 @@ class Settings(BaseSettings):
     #: its body is read. Each holds a spooled file of up to max_request_bytes (the pod's /tmp), a
     #: threadpool thread and a transaction while it is written.
     max_large_uploads: int = Field(default=8, ge=1)
+    #: Large uploads one user may have in flight in one API process: the app sends one saveFeed or
+    #: setProfile at a time, so 2 leaves room for a retry next to a request the app gave up on, and one
+    #: account can never take every slot.
+    max_large_uploads_per_user: int = Field(default=2, ge=1)
     #: A large upload whose body sends nothing for this many seconds is answered 408 and its slot
     #: freed: a client trickling its body would hold the slot for good (iOS itself gives up on a
     #: request idle for 60 s).

@@ -130,6 +130,49 @@ def test_one_upload_over_the_cap_is_429_with_retry_after_and_changes_nothing(
     assert day_feed(other, other.nickname, date).json()["text"] == "after"
 
 
+def test_one_user_holds_at_most_their_own_share_of_the_slots(
+    settings: Settings, http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    shared = settings.model_copy(
+        update={"max_large_uploads": 3, "max_large_uploads_per_user": 1, "upload_rate_grace_seconds": 300}
+    )
+    app = create_app(shared)
+    hog, other, year = member(http), member(http), unique_year()
+    date = kst(year, 2, 3)
+    body, content_type = multipart(_save_parts(hog, date, [LARGE_PNG]))
+    other_body, other_type = multipart(_save_parts(other, date, [LARGE_PNG], text="theirs"))
+    with serve_in_thread(app, http="h11") as url, httpx.Client(base_url=url, timeout=60) as replica_http:
+        host, port = url.removeprefix("http://").split(":")
+        slots = app.state.upload_slots
+        with socket.create_connection((host, int(port)), timeout=60) as held:
+            held.sendall(_large_head(hog, body, content_type) + body[: len(body) // 2])
+            wait_until(lambda: slots.in_flight == 1, "the held upload took a slot", deadline_seconds=60)
+
+            # The same user's second large body is refused though two slots are free...
+            mine = {"Content-Type": content_type, "Authorization": hog.access, "email": hog.email}
+            refused = replica_http.post("/feed-service/saveFeed", content=body, headers=mine)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+            assert "you are sending 1 large uploads" in refused.json()["message"]
+            # ... and another user's is taken in meanwhile.
+            theirs = {"Content-Type": other_type, "Authorization": other.access, "email": other.email}
+            assert (
+                replica_http.post("/feed-service/saveFeed", content=other_body, headers=theirs).status_code
+                == 200
+            )
+
+            held.sendall(body[len(body) // 2 :])
+            assert _answer(held).startswith(b"HTTP/1.1 200 ")
+        wait_until(
+            lambda: slots.in_flight == 0 and not slots.by_user,
+            "every slot was given back",
+            deadline_seconds=60,
+        )
+        # Their own slot given back, the user uploads again.
+        assert replica_http.post("/feed-service/saveFeed", content=body, headers=mine).status_code == 200
+    assert feed_count(activity_deps, hog.nickname) == 1
+    assert day_feed(other, other.nickname, date).json()["text"] == "theirs"
+
+
 def test_a_chunked_body_past_the_request_limit_is_413_and_stores_nothing(
     replica: Replica, http: httpx.Client, activity_deps: ActivityDeps
 ) -> None:
