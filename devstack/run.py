@@ -381,7 +381,7 @@ def run() -> int:
         say(f"  codec server      {codec_url}  (the Web UI decodes through it)")
         say(
             f"  decoded history   .venv/bin/temporal workflow show --address 127.0.0.1:{ports.temporal_port} "
-            f'-w <id> --codec-endpoint {codec_url} --codec-auth "Bearer $(cat {data_dir / "codec-server-token"})"'
+            f'-w <id> --detailed --codec-endpoint {codec_url} --codec-auth "Bearer $(cat {data_dir / "codec-server-token"})"'
         )
         say(f"  worker metrics    {worker_url}/metrics    health {worker_url}/healthz {worker_url}/readyz")
         say(f"  worker SDK        http://127.0.0.1:{ports.worker_temporal_metrics_port}/metrics")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -115,6 +116,8 @@ def _codec_server_serves_the_ui(env: dict[str, str], output: str, data: Path) ->
     codec = f"http://127.0.0.1:{env['SOSOHAPPY_CODEC_SERVER_PORT']}"
     ui = f"http://127.0.0.1:{env['SOSOHAPPY_TEMPORAL_UI_PORT']}"
     assert f"codec server      {codec}" in output and "--codec-auth" in output
+    # The decoded history it prints is every event's (the table view decodes the result only).
+    assert re.search(r"decoded history   \S+ workflow show .*--detailed --codec-endpoint", output)
     assert httpx.get(f"{ui}/api/v1/settings", timeout=10).json()["Codec"]["Endpoint"] == codec
     keys = parse_payload_keys((data / "temporal-payload-keys").read_text().strip())
     original = Payload(metadata={"encoding": b"json/plain"}, data=b'"hello"')
