@@ -37,6 +37,11 @@ NAMING = {
 
 # BIGINT autoincrement on MySQL, INTEGER PRIMARY KEY (rowid alias) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+#: Table option of every table with a generated id: INTEGER PRIMARY KEY AUTOINCREMENT on SQLite, so an
+#: id is never handed out again after its row is deleted (without it SQLite reuses max(id) + 1, and a
+#: new account would inherit a resigned one's revocation record and ``resign:<user id>`` workflow id).
+#: MySQL keeps its AUTO_INCREMENT counter anyway. Existing SQLite files are rebuilt by revision 0014.
+NO_ID_REUSE = {"sqlite_autoincrement": True}
 # Up to 4 GiB in MySQL (images, profile pictures); plain BLOB in SQLite.
 Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql")
 # Image chunks (1 MiB each) fit a MEDIUMBLOB.
@@ -62,6 +67,7 @@ class User(Base):
     """An account: one per ``<email>+<provider>``; the nickname is NULL until the profile is set."""
 
     __tablename__ = "users"
+    __table_args__ = NO_ID_REUSE
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     account_email: Mapped[str] = mapped_column(AccountText, unique=True)
@@ -126,6 +132,7 @@ class Revocation(Base):
     """
 
     __tablename__ = "revocations"
+    __table_args__ = NO_ID_REUSE
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(8))
@@ -137,6 +144,7 @@ class DeviceRegistration(Base):
     """An FCM registration token of one of a user's devices; a token belongs to one user at a time."""
 
     __tablename__ = "device_registrations"
+    __table_args__ = NO_ID_REUSE
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -167,6 +175,7 @@ class Feed(Base):
         Index("ix_feeds_user_id_date", "user_id", "date"),
         Index("ix_feeds_is_public_date", "is_public", "date"),
         Index("ix_feeds_day_is_public_date", "day", "is_public", "date"),
+        NO_ID_REUSE,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -301,7 +310,7 @@ class WorkflowOutbox(Base):
     drainer until Temporal takes it. Rows of one user are started in ``id`` order."""
 
     __tablename__ = "workflow_outbox"
-    __table_args__ = (Index("ix_workflow_outbox_user_id_id", "user_id", "id"),)
+    __table_args__ = (Index("ix_workflow_outbox_user_id_id", "user_id", "id"), NO_ID_REUSE)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))
