@@ -15,6 +15,10 @@ MAX_IMAGES = 5  # the client's picker allows 2; edits re-upload the existing one
 MAX_IMAGE_BYTES = 25 * 1024 * 1024  # full-resolution PNGs from the client reach 10-25 MB
 
 
+#: How many unknown categories a refusal quotes, and how much of each.
+QUOTED_UNKNOWN, QUOTED_CHARS = 5, 40
+
+
 class InvalidEntry(ValueError):
     """A field of a diary entry the client could not have meant; the message names it."""
 
@@ -24,7 +28,12 @@ def clean_categories(items: list[str]) -> list[str]:
     unique = list(dict.fromkeys(items))
     unknown = [c for c in unique if c not in CATEGORIES]
     if unknown:
-        raise InvalidEntry(f"categoryList has unknown categories {unknown}; allowed: {sorted(CATEGORIES)}")
+        # The reason quotes a few of them, shortened: a body may carry a megabyte of made-up ones.
+        quoted = [c if len(c) <= QUOTED_CHARS else c[:QUOTED_CHARS] + "…" for c in unknown[:QUOTED_UNKNOWN]]
+        more = f" and {len(unknown) - QUOTED_UNKNOWN} more" if len(unknown) > QUOTED_UNKNOWN else ""
+        raise InvalidEntry(
+            f"categoryList has unknown categories {quoted}{more}; allowed: {sorted(CATEGORIES)}"
+        )
     if len(unique) > MAX_CATEGORIES:
         raise InvalidEntry(f"categoryList must have at most {MAX_CATEGORIES} categories")
     return unique

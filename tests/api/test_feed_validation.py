@@ -186,3 +186,14 @@ def test_malformed_like_detail_and_image_requests_are_400(me: IOSClient) -> None
         },
     )
     assert broken.status_code == 400
+
+
+def test_a_flood_of_unknown_categories_is_a_short_400(me: IOSClient, activity_deps: ActivityDeps) -> None:
+    date = kst(unique_year(), 2, 5)
+    flood = ",".join(f"made-up-{i}-" + "x" * 200 for i in range(2000))  # ~420 KB of made-up names
+    resp = _save(me, date, {"categoryList": flood})
+    assert resp.status_code == 400
+    message = resp.json()["message"]
+    assert "made-up-0-" in message and "and 1995 more" in message and "made-up-5-" not in message
+    assert len(resp.content) < 2048
+    assert feed_count(activity_deps, me.nickname) == 0
