@@ -30,8 +30,10 @@ from storage.feed_images import ImageMeta
 router = APIRouter(prefix="/feed-service", tags=["feed"], responses=error_responses(400, 403, 503))
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/heic")
-#: A public id never changes its bytes (an edit uploads new images, with new ids).
-PUBLIC_CACHE = "public, max-age=31536000, immutable"
+#: A public id never changes its bytes (an edit uploads new images, with new ids), so the client keeps
+#: it for good; but no shared cache (a CDN, a caching proxy) may: one would go on serving the image
+#: after its entry is deleted or made private, or its author resigns, when the id answers 404 here.
+PUBLIC_CACHE = "private, max-age=31536000, immutable"
 #: A private image: no shared cache may keep it, and the client keeps it only as long as it wants to.
 PRIVATE_CACHE = "private, no-store"
 _BYTES = {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES}

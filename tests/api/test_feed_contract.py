@@ -261,7 +261,7 @@ def test_image_bytes_need_no_token_and_carry_their_real_type_etag_and_caching(ht
         assert "authorization" not in resp.request.headers
         assert resp.status_code == 200 and resp.content == data
         assert resp.headers["content-type"] == mime
-        assert resp.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert resp.headers["cache-control"] == "private, max-age=31536000, immutable"
         etag = resp.headers["etag"]
         cached = http.get(f"/feed-service/image/{image_id}", headers={"If-None-Match": etag})
         assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == etag

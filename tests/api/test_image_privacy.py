@@ -11,7 +11,7 @@ import pytest
 from tests.api.feed_helpers import JPEG, PNG, day_feed, detail_feed, kst, member, month_feed, unique_year
 from tests.fixtures.ios_client import IOSClient
 
-PUBLIC_CACHE = "public, max-age=31536000, immutable"
+PUBLIC_CACHE = "private, max-age=31536000, immutable"
 
 
 def _get(http: httpx.Client, image_id: int, app: IOSClient | None = None) -> httpx.Response:

@@ -195,6 +195,6 @@ def test_if_none_match_is_304_before_any_range(http: httpx.Client, stored: tuple
         resp = http.get(url, headers={"If-None-Match": tags, "Range": "bytes=0-3"})
         assert resp.status_code == 304 and resp.content == b"", tags
         assert resp.headers["etag"] == etag
-        assert resp.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert resp.headers["cache-control"] == "private, max-age=31536000, immutable"
     fresh = http.get(url, headers={"If-None-Match": '"stale"'})
     assert fresh.status_code == 200 and fresh.content == data
