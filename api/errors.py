@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from pymongo.errors import ConnectionFailure
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.resources import ServiceUnavailable
@@ -189,13 +190,18 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, str(exc.detail), request.url.path, getattr(exc, "headers", None)
         )
 
-    @app.exception_handler(OperationalError)
-    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
-        # Lost connections, lock timeouts, deadlocks: nothing was committed; the client may retry.
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        # Lost or refused connections, a server gone silent, lock timeouts, deadlocks, every pooled
+        # connection held by requests waiting on it: nothing was committed; the client may retry.
         log.warning("database error on %s: %s", request.url.path, safe_error_text(exc))
         return error_response(
             503, "the database is unavailable, try again", request.url.path, {"Retry-After": "1"}
         )
+
+    # pymysql reports a connection it already found dead as InterfaceError, the pool a checkout that
+    # found no free connection in time as TimeoutError: both the database's unavailability, not a bug.
+    for database_error in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(database_error, _database_down)
 
     @app.exception_handler(ConnectionFailure)
     async def _mongo_down(request: Request, exc: ConnectionFailure) -> JSONResponse:

@@ -25,7 +25,7 @@ from api.kafka import broadcast_producer
 from config import Settings
 from dm.messages import MessageStore
 from dm.messages import connect as connect_mongo
-from storage.db import create_db_engine, session_factory
+from storage.db import REQUEST_WAITS, create_db_engine, session_factory
 from temporal.client import connect as connect_temporal
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,10 @@ async def _retry_forever(what: str, attempt: Callable[[], Awaitable[None]]) -> N
 
 async def open_resources(settings: Settings) -> Resources:
     """Create the process's clients; Temporal and Kafka keep connecting in the background."""
-    engine = create_db_engine(settings.sqlalchemy_url, pool_size=settings.database_pool_size)
+    # A request meeting a stalled or locked database is answered 503 within the app's patience.
+    engine = create_db_engine(
+        settings.sqlalchemy_url, pool_size=settings.database_pool_size, waits=REQUEST_WAITS
+    )
     mongo = connect_mongo(settings.mongo_url, selection_ms=2000)
     messages = MessageStore(mongo, settings.mongo_database)
     res = Resources(

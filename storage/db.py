@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,13 +47,44 @@ def retry_deadlocks(transaction: Callable[[], T], attempts: int = 4) -> T:
 
 
 #: Seconds a MySQL connection waits for the server's answer to a statement (or to take one) before
-#: it gives up with ``OperationalError`` (503 in the API, a retried activity in the worker). Above
-#: InnoDB's 50 s lock wait, so a statement waiting for a lock still ends with MySQL's own error.
+#: it gives up with ``OperationalError`` (a retried activity in the worker). Above InnoDB's 50 s lock
+#: wait, so a statement waiting for a lock still ends with MySQL's own error.
 IO_TIMEOUT_SECONDS = 60
 
 
-def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """One engine per process: MySQL (pymysql, utf8mb4) or SQLite (WAL, foreign keys on)."""
+@dataclass(frozen=True)
+class DatabaseWaits:
+    """How long an engine's connections wait on MySQL before giving up with an error (SQLite: only
+    ``pool_seconds`` applies)."""
+
+    #: For the answer to a statement (or a ping); the URL's ``read_timeout`` overrides it.
+    io_seconds: float
+    #: For a new connection (the TCP connect, then the server's greeting, the login and the session
+    #: set-up) and for the pool's ping of a connection it hands out; at most ``io_seconds``.
+    connect_seconds: float
+    #: For a pooled connection while all are in use (``sqlalchemy.exc.TimeoutError``).
+    pool_seconds: float
+    #: For a row lock (InnoDB) or a table's metadata lock, set on each session; below ``io_seconds``,
+    #: so a lock wait ends with MySQL's own error and the connection stays usable. ``None``: the
+    #: server's (InnoDB 50 s, metadata a year).
+    lock_seconds: int | None = None
+
+
+#: Workers, migrations and tools: patient (an activity is retried anyway, and nobody waits on it).
+BACKGROUND_WAITS = DatabaseWaits(
+    io_seconds=IO_TIMEOUT_SECONDS, connect_seconds=IO_TIMEOUT_SECONDS, pool_seconds=30
+)
+
+#: The API: a request that meets a stalled or locked database is answered 503 well within the app's
+#: 60 s request timeout (URLSession's default, also the ingress's read timeout): at worst the pool
+#: wait, the checkout's ping and reconnect, then a statement the server stops answering:
+#: 10 + 5 + 5 + 20 = 40 s; a server silent from the start is found out within 10 + 5 + 5 s.
+REQUEST_WAITS = DatabaseWaits(io_seconds=20, connect_seconds=5, pool_seconds=10, lock_seconds=15)
+
+
+def create_db_engine(url: str, *, pool_size: int = 10, waits: DatabaseWaits = BACKGROUND_WAITS) -> Engine:
+    """One engine per process: MySQL (pymysql, utf8mb4) or SQLite (WAL, foreign keys on), its
+    connections giving up after ``waits``."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -61,6 +93,7 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_pre_ping=False,
+            pool_timeout=waits.pool_seconds,
             hide_parameters=True,
         )
 
@@ -73,19 +106,27 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
             cur.close()
 
         return engine
-    query = dict(parsed.query)
+    query = {key: str(value) for key, value in parsed.query.items()}
     query.setdefault("charset", "utf8mb4")
     # A server that stops answering (a partition, a hung host) fails the statement instead of holding
     # its thread for good; the URL may say otherwise (``?read_timeout=``).
-    query.setdefault("read_timeout", str(IO_TIMEOUT_SECONDS))
-    query.setdefault("write_timeout", str(IO_TIMEOUT_SECONDS))
+    query.setdefault("read_timeout", f"{waits.io_seconds:g}")
+    query.setdefault("write_timeout", f"{waits.io_seconds:g}")
+    query.setdefault("connect_timeout", f"{min(waits.connect_seconds, float(query['read_timeout'])):g}")
+    # Feed listings aggregate child rows with GROUP_CONCAT; MySQL 8 cuts its result at 1 KiB.
+    session = ["group_concat_max_len = 16777216"]
+    if waits.lock_seconds is not None:
+        session += [
+            f"innodb_lock_wait_timeout = {waits.lock_seconds}",
+            f"lock_wait_timeout = {waits.lock_seconds}",
+        ]
     engine = create_engine(
         parsed.set(query=query),
-        # Feed listings aggregate child rows with GROUP_CONCAT; MySQL 8 cuts its result at 1 KiB.
-        connect_args={"init_command": "SET SESSION group_concat_max_len = 16777216"},
+        connect_args={"init_command": "SET SESSION " + ", ".join(session)},
         pool_size=pool_size,
         # Overflow connections are closed on return: a burst beyond the pool pays a connect each time.
         max_overflow=max(2, pool_size // 4),
+        pool_timeout=waits.pool_seconds,
         pool_recycle=3600,
         pool_pre_ping=True,
         # No ROLLBACK round trip when a read-only checkout returns to the pool.
@@ -95,8 +136,43 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         # Apple tokens, message text): it reaches logs and, through a failed activity, Temporal.
         hide_parameters=True,
     )
+    event.listen(engine, "do_connect", _connect_within_connect_timeout)
+    _ping_within_connect_timeout(engine.dialect, int(query["connect_timeout"]))
     event.listen(engine, "reset", _roll_back_an_open_transaction)
     return engine
+
+
+def _connect_within_connect_timeout(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+    """pymysql's ``connect_timeout`` covers only the TCP connect: the greeting, the login and the
+    ``init_command`` wait ``read_timeout``, so a server gone silent would hold each new connection
+    (after a failed ping: each reconnect) for the whole statement timeout. Those steps wait
+    ``connect_timeout`` here; the connection then waits ``read_timeout``/``write_timeout`` as asked."""
+    io = {key: cparams.get(key) for key in ("read_timeout", "write_timeout")}
+    handshake = cparams.get("connect_timeout")
+    conn = dialect.loaded_dbapi.connect(
+        *cargs, **(cparams | {key: handshake for key, value in io.items() if value is not None})
+    )
+    # pymysql reads these attributes before each read and write (no public setter).
+    conn._read_timeout, conn._write_timeout = io["read_timeout"], io["write_timeout"]
+    return conn
+
+
+def _ping_within_connect_timeout(dialect: Any, seconds: int) -> None:
+    """The pool pings each connection it hands out (``pool_pre_ping``) and waits ``read_timeout`` for the
+    answer: a server gone silent would hold every checkout for a whole statement timeout before the
+    reconnect. A live server answers a ping at once, so it waits ``seconds`` (this engine's dialect
+    only: each engine has its own)."""
+    ping = dialect.do_ping
+
+    def do_ping(dbapi_conn: Any) -> Any:
+        statement_timeout = dbapi_conn._read_timeout
+        dbapi_conn._read_timeout = min(seconds, statement_timeout or seconds)
+        try:
+            return ping(dbapi_conn)
+        finally:
+            dbapi_conn._read_timeout = statement_timeout
+
+    dialect.do_ping = do_ping
 
 
 def _roll_back_an_open_transaction(dbapi_conn: Any, _record: Any, state: Any) -> None:
