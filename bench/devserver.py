@@ -26,6 +26,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.cli import stop_on_sigterm
 from bench.noop_workflow import NoopLocalWorkflow, NoopWorkflow, noop_activity
 from config import Settings
 from devstack.bytecode import compile_project
@@ -163,10 +164,16 @@ async def run(n: int) -> None:
 
 def main() -> None:
     """CLI entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.devserver",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--n", type=int, default=300, help="no-op workflows per server (default 300)")
+    n = parser.parse_args().n
+    stop_on_sigterm()
     compile_project()  # the workers here re-import workflow modules per run (devstack.bytecode)
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=300)
-    asyncio.run(run(parser.parse_args().n))
+    asyncio.run(run(n))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ import httpx
 from accounts.tokens import ACCESS, TokenIssuer
 from bench import dm_ceiling, socket_close
 from bench.api_stack import throwaway_run
+from bench.cli import stop_on_sigterm
 from bench.dm_ceiling import Ceiling
 from bench.dm_load import End, Pair, Session, Stats, closed_loop, open_loop, probe
 from bench.feed import cpu_seconds, server_facts
@@ -478,6 +479,7 @@ def arguments() -> argparse.Namespace:
 def main() -> None:
     """Start, seed, measure, print; every process is stopped and the database dropped at the end."""
     args = arguments()
+    stop_on_sigterm()
     with throwaway_run("bench-dm-") as run:
         db_url, work = run.db_url, run.work
         closing = socket_close.users_needed(args.close_reps)

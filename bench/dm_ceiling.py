@@ -96,11 +96,13 @@ def main() -> None:
     import tempfile
     from pathlib import Path
 
+    from bench.cli import stop_on_sigterm
     from devstack.processes import ManagedProcess, free_port, local_mongo_url, mongo_argv
 
     parser = argparse.ArgumentParser(prog="python -m bench.dm_ceiling", description=main.__doc__)
     parser.add_argument("--seconds", type=float, default=120.0, help="seconds per configuration")
     args = parser.parse_args()
+    stop_on_sigterm()
     work = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
     found = []
     for label in ("retryable writes (driver default)", "retryWrites=false"):

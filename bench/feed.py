@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from accounts.tokens import ACCESS, TokenIssuer
 from bench import loadgen
 from bench.api_stack import throwaway_run
+from bench.cli import stop_on_sigterm
 from bench.feed_seed import Seeder, account, connect, days_of, nickname, session_id, table_rows
 from bench.signin import say
 from config import Settings
@@ -293,6 +294,7 @@ def arguments() -> argparse.Namespace:
 def main() -> None:
     """Seed, start, measure at 1× and ``--scale``×, print; the database is dropped at the end."""
     args = arguments()
+    stop_on_sigterm()
     with throwaway_run("bench-feed-") as run:
         args.db_url = run.db_url
         say(f"migrating a throwaway database; logs in {run.work}")

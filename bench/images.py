@@ -35,6 +35,7 @@ import httpx
 from accounts.tokens import ACCESS, TokenIssuer
 from bench import image_load, paging
 from bench.api_stack import throwaway_run
+from bench.cli import stop_on_sigterm
 from bench.feed_seed import account, connect, insert_users, nickname, session_id
 from config import Settings
 from feeds.entries import MAX_IMAGE_BYTES
@@ -140,6 +141,7 @@ def main() -> None:
     if args.serve_static:
         image_load.serve_static(args.serve_static, args.port)
         return
+    stop_on_sigterm()
     image = PNG_HEAD + random.randbytes(int(args.image_mib * 2**20) - len(PNG_HEAD))
     with throwaway_run("bench-images-") as run:
         db_url, work = run.db_url, run.work

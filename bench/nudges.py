@@ -23,6 +23,7 @@ from datetime import timedelta
 from sqlalchemy import insert, select
 
 from activities.deps import ActivityDeps
+from bench.cli import stop_on_sigterm
 from bench.devserver import noop_ceiling
 from bench.push import CONCURRENCY, push_stack, say
 from devstack.bytecode import compile_project
@@ -134,11 +135,16 @@ async def run(n: int, ceiling_n: int) -> None:
 
 def main() -> None:
     """CLI entry point."""
-    compile_project()  # the workers here re-import workflow modules per run (devstack.bytecode)
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.nudges",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--n", type=int, default=10_000, help="users to remind")
     parser.add_argument("--ceiling-n", type=int, default=500, help="no-op workflows for the ceiling")
     args = parser.parse_args()
+    stop_on_sigterm()
+    compile_project()  # the workers here re-import workflow modules per run (devstack.bytecode)
     asyncio.run(run(args.n, args.ceiling_n))
 
 

@@ -28,6 +28,7 @@ import httpx
 
 from accounts.tokens import ACCESS, TokenIssuer
 from bench.api_stack import throwaway_run
+from bench.cli import stop_on_sigterm
 from bench.feed_seed import Seeder, account, nickname, session_id, table_rows
 from bench.signin import say
 from config import Settings
@@ -209,6 +210,7 @@ def main() -> None:
     parser.add_argument("--page", type=int, default=2000, help="the deep page (walked to first)")
     parser.add_argument("--samples", type=int, default=300, help="requests of each page measured")
     args = parser.parse_args()
+    stop_on_sigterm()
     run(args.public, args.page, args.samples)
 
 

@@ -29,6 +29,7 @@ from temporalio.client import Client
 from activities.deps import ActivityDeps
 from activities.firebase import firebase_app
 from api.push import request_push
+from bench.cli import stop_on_sigterm
 from bench.devserver import dev_server, noop_ceiling
 from config import Settings
 from devstack.bytecode import compile_project
@@ -109,11 +110,13 @@ def push_stack(prefix: str, **overrides: Any) -> Iterator[Settings]:
     say(f"starting Temporal dev server on :{tport} and FCM emulator on :{fport} (data in {work})")
     temporal = ManagedProcess(
         "temporal", start_dev_args(port=tport, ui_port=None, db_file=work / "t.db"), work / "temporal.log"
-    ).start()
+    )
     fcm = ManagedProcess(
         "fcm", [sys.executable, "-m", "emulators.fcm", "--port", str(fport)], work / "fcm.log"
-    ).start()
+    )
     try:
+        temporal.start()
+        fcm.start()
         temporal.wait_for_port(tport, timeout=90)
         fcm.wait_for_port(fport)
         settings = Settings(
@@ -227,10 +230,16 @@ async def run(n: int) -> None:
 
 def main() -> None:
     """CLI entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.push", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--n", type=int, default=200, help="N: pushes, direct sends and no-op workflows each (default 200)"
+    )
+    n = parser.parse_args().n
+    stop_on_sigterm()
     compile_project()  # the workers here re-import workflow modules per run (devstack.bytecode)
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=200)
-    asyncio.run(run(parser.parse_args().n))
+    asyncio.run(run(n))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import loadgen
+from bench.cli import stop_on_sigterm
 from devstack.processes import ManagedProcess, free_port
 
 ENDPOINTS = ("async", "sync")
@@ -229,6 +230,7 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.port)
         return
+    stop_on_sigterm()
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-request-log-"))
     per_run = args.warmup + args.duration

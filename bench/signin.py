@@ -14,6 +14,7 @@ throwaway MySQL database (``SOSOHAPPY_TEST_DATABASE_URL``, default the local Mar
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import hashlib
@@ -29,6 +30,7 @@ import httpx
 import pymysql
 from sqlalchemy.engine import make_url
 
+from bench.cli import stop_on_sigterm
 from bench.devserver import Figures, load, noop_ceiling, pct
 from config import Settings
 from devstack.bytecode import compile_project
@@ -74,7 +76,6 @@ async def run() -> None:
     """Start everything, measure, print."""
     work = Path(tempfile.mkdtemp(prefix="bench-signin-"))
     db_url, drop_db = throwaway_mysql()
-    migrate(db_url)
     names = ("temporal", "kafka", "mongo", "api_view", "api_db", "api_plain", "baseline")
     ports = {name: free_port() for name in names}
     env = {
@@ -105,6 +106,7 @@ async def run() -> None:
         ManagedProcess("mongo", mongo_argv(ports["mongo"], work / "mongo"), work / "mongo.log"),
     ]
     try:
+        migrate(db_url)
         say(f"starting Temporal, Kafka, MongoDB-wire servers (logs in {work})")
         for proc, port in zip(procs, (ports["temporal"], ports["kafka"], ports["mongo"]), strict=True):
             proc.start().wait_for_port(port, timeout=90)
@@ -273,7 +275,14 @@ async def measure(db_url: str, env: dict[str, str], ports: dict[str, int]) -> No
 
 
 def main() -> None:
-    """CLI entry point."""
+    """CLI entry point (no options)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.signin",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args()
+    stop_on_sigterm()
     compile_project()  # the workers here re-import workflow modules per run (devstack.bytecode)
     asyncio.run(run())
 

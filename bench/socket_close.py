@@ -30,6 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from accounts.tokens import ACCESS, REFRESH
+from bench.cli import stop_on_sigterm
 from bench.feed_seed import account, session_id
 from bench.feed_seed import connect as db_connect
 
@@ -156,6 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.socket_close", description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=20, help="repetitions per kind (default 20)")
     args = parser.parse_args()
+    stop_on_sigterm()
     stack_args = argparse.Namespace(retry_writes=False, fetch_wait_ms=20)
     work = Path(tempfile.mkdtemp(prefix="bench-close-"))
     db_url, drop_db = throwaway_mysql()

@@ -25,6 +25,7 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.cli import stop_on_sigterm
 from bench.devserver import pct
 from bench.feed import cpu_seconds
 from devstack.processes import broker_argv, free_port
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="records per second")
     parser.add_argument("--partitions", type=int, nargs="+", default=[1, 4, 16, 32])
     args = parser.parse_args()
+    stop_on_sigterm()
     for partitions in args.partitions:
         port = free_port()
         broker = subprocess.Popen(broker_argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

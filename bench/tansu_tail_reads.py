@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from api.kafka import OffsetGaps
+from bench.cli import stop_on_sigterm
 from devstack.processes import broker_argv, free_port
 
 TOPIC = "tail-reads"
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--partitions", type=int, default=16)
     args = parser.parse_args()
+    stop_on_sigterm()
     port = free_port()
     broker = subprocess.Popen(broker_argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

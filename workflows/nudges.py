@@ -9,8 +9,9 @@ overlapping one, is counted as already sent and not sent again. Pushes run on th
 never hold up the fan-out); they are found by id or by ``SosoKind``/``SosoUserId``, not as children.
 After ``batches_per_run`` batches a run continues as new with its cursor and tally, so a history holds a
 few batches whatever the number of users. Quiet hours (the worker's settings, read at the start of each
-run): a reminder run stops; a story run waits for their end. A reminder is sent only on its own KST day,
-a story in the first days of the following month (``temporal.nudges.still_due``).
+run): a reminder run stops; a story run waits for their end, unless its window is over by then (it ends
+``past`` at once). A reminder is sent only on its own KST day, a story in the first days of the following
+month (``temporal.nudges.still_due``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ STEP_TIMEOUT = timedelta(minutes=2)
 #: A batch waits for its pushes (``activities.nudges.PUSHES_IN_FLIGHT``) and heartbeats after each.
 BATCH_TIMEOUT, BATCH_HEARTBEAT = timedelta(minutes=15), timedelta(minutes=2)
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+
+#: A story run in quiet hours checks its window at their end before waiting for it: when the window is
+#: over by then (after the 7th), the run ends ``past`` at once instead of holding a timer until 08:00 KST
+#: to find that out. Histories without the marker waited, then checked.
+PAST_BEFORE_QUIET_WAIT = "nudges-past-before-quiet-wait"
 
 
 def _scheduled_period(kind: str, run: NudgeRun) -> int:
@@ -54,6 +60,10 @@ async def fan_out(kind: nudges.NudgeKind, run: NudgeRun) -> NudgeResult:
         if quiet is not None:
             if kind == nudges.REMINDER:
                 return NudgeResult(period=period, stopped="quiet", tally=tally)
+            if workflow.patched(PAST_BEFORE_QUIET_WAIT) and not nudges.still_due(
+                kind, period, workflow.now() + quiet, plan
+            ):
+                return NudgeResult(period=period, stopped="past", tally=tally)
             await workflow.sleep(quiet)
         if not nudges.still_due(kind, period, workflow.now(), plan):
             return NudgeResult(period=period, stopped="past", tally=tally)

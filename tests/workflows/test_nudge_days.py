@@ -25,8 +25,9 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -42,6 +43,7 @@ from temporal.nudges import NudgeResult, NudgeRun, kst_day
 from temporal.push import PushOutcome
 from tests.fixtures.waiting import eventually
 from tests.workflows.nudge_helpers import reachable_user, sign_out_everywhere, write_entry
+from tests.workflows.recording import record_if_asked
 from tests.workflows.time_skipping import time_skipping_env
 from workflows.nudges import DailyReminderWorkflow, MonthlyStoryWorkflow
 from workflows.push import PushDeliveryWorkflow
@@ -218,3 +220,53 @@ async def test_a_month_end_of_reminders_and_the_monthly_story(
         for name in names
     }
     assert {name: _bodies(fcm_emulator, tokens[name]) for name in names} == expected
+
+
+async def _closed(run: Any) -> bool:
+    return bool((await run.describe()).status != WorkflowExecutionStatus.RUNNING)
+
+
+@pytest.mark.parametrize(("day", "hour", "minute"), [(7, 23, 30), (8, 1, 0)], ids=["7th-2330", "8th-0100"])
+async def test_a_story_run_in_quiet_hours_whose_window_is_over_by_their_end_ends_past_at_once(
+    settings: Settings,
+    activity_deps: ActivityDeps,
+    fcm_emulator: FcmEmulator,
+    day: int,
+    hour: int,
+    minute: int,
+) -> None:
+    # A trigger of ``nudge-monthly`` in the quiet hours (23:00-08:00 KST) after the story's window (the
+    # first 7 days): at 08:00 it would be the 8th, so the run ends "past" before any timer, the
+    # time-skipping clock still where it started (it moves only when the test sleeps).
+    defaults = Settings(env="test")
+    worker_settings = settings.model_copy(
+        update={
+            "nudge_quiet_start": defaults.nudge_quiet_start,
+            "nudge_quiet_end": defaults.nudge_quiet_end,
+            "nudge_monthly_window_days": defaults.nudge_monthly_window_days,
+        }
+    )
+    steps = Steps(dataclasses.replace(activity_deps, settings=worker_settings))
+    user, token = reachable_user(activity_deps)
+    now = (await steps.now()).astimezone(KST)
+    next_first = (now.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0, second=0)
+    moment = next_first.replace(day=day, hour=hour, minute=minute, microsecond=0)
+    month = kst_day(now) // 100  # the month before the trigger's: its story
+    write_entry(activity_deps, user, _moment(now, 12), 5, ("coffee",))  # a writer of that month
+    # No period: as a trigger, the month comes from the run's own time.
+    scope = NudgeRun(after_user_id=user - 1, last_user_id=user)
+    async with steps.at(moment) as (client, queue, env):
+        started = await env.get_current_time()
+        handle, first_run = await _start(client, queue, "MonthlyStoryWorkflow", scope)
+        await eventually(lambda: _closed(first_run), "the story run ending without a wait")
+        result = await handle.result()
+        assert (result.period, result.stopped) == (month, "past")
+        assert (result.tally.users, result.tally.started, result.tally.runs) == (0, 0, 1)
+        events = {e.event_type for e in (await first_run.fetch_history()).events}
+        assert EventType.EVENT_TYPE_TIMER_STARTED not in events
+        assert EventType.EVENT_TYPE_MARKER_RECORDED in events  # the patch's: new runs take this path
+        quiet_end = moment.replace(hour=8, minute=0) + timedelta(days=1 if hour >= 8 else 0)
+        assert started <= await env.get_current_time() < quiet_end
+        if day == 7:
+            await record_if_asked(first_run, "monthly_story_past_in_quiet_hours")
+    assert fcm_emulator.messages(token) == []
