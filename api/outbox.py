@@ -1,4 +1,5 @@
-"""Workflow starts that must not be lost once the database change is committed (resigns).
+"""Workflow starts that must not be lost once the database change is committed (resigns), and like
+pushes whose start failed.
 
 A route queues the start in its own transaction (``queue_resign``: a row of ``storage.outbox``),
 commits, then calls ``start_now``: the start is tried at once and the row deleted. If Temporal does not
@@ -7,7 +8,11 @@ take it, the request still succeeds (the change is committed and its follow-up i
 repeat: a resign's ID is rejected as a duplicate once started (counted as done). Rename rows
 (``NicknameChangeWorkflow``) are no longer queued, since messages are keyed by user id; rows queued
 before that are still started, each carrying its number, which the workflow and its activity use to
-skip one already applied. Logs name the kind, row and workflow id, never the payload (it holds
+skip one already applied. A like's push is queued only when its start fails (``queue_push``, after the
+like's commit, from the background task that tried it): its row holds the ``PushRequest`` (ids only),
+stands outside the user's order (``storage.outbox.UNORDERED``) and is started on the push queue with the
+like's workflow id, refused as a duplicate once started. Each kind is started on its own task queue
+under the deployment's prefix. Logs name the kind, row and workflow id, never the payload (it holds
 nicknames and tokens in rows queued by older APIs).
 """
 
@@ -32,14 +37,18 @@ from storage.outbox import QueuedStart
 from temporal import search_attributes as sa
 from temporal.accounts import NicknameChange, ResignInput
 from temporal.ids import nickname_change_workflow_id, resign_workflow_id
+from temporal.push import PushRequest
 from temporal.task_queues import ACCOUNTS, DEFAULT_PREFIX, named
+from temporal.task_queues import PUSH as PUSH_QUEUE
 from workflows.nickname import NicknameChangeWorkflow
+from workflows.push import PushDeliveryWorkflow
 from workflows.resign import ResignWorkflow
 
 log = logging.getLogger(__name__)
 
-RENAME, RESIGN = "rename", "resign"
-KINDS = (RENAME, RESIGN)
+RENAME, RESIGN, PUSH = "rename", "resign", "push"
+KINDS = (RENAME, RESIGN, PUSH)
+assert PUSH in outbox.UNORDERED and RENAME not in outbox.UNORDERED and RESIGN not in outbox.UNORDERED
 
 #: How long a request waits for its own start before leaving it to the drainer (Temporal's client keeps
 #: retrying an unreachable frontend for several seconds on its own).
@@ -116,17 +125,48 @@ async def _start_resign(client: Client, payload: str, task_queue: str = ACCOUNTS
         pass  # already resigning (or a re-sent start): the running workflow finishes the job
 
 
+async def start_push(client: Client, request: PushRequest, task_queue: str = PUSH_QUEUE) -> None:
+    """Start ``PushDeliveryWorkflow`` under the event's ID; a repeat raises ``WorkflowAlreadyStartedError``
+    (the ID is never reused, even after the first run finished)."""
+    await client.start_workflow(
+        PushDeliveryWorkflow.run,
+        request,
+        id=request.workflow_id,
+        task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.USER_ID, str(request.receiver_user_id)),
+                SearchAttributePair(sa.KIND, f"push-{request.kind}"),
+            ]
+        ),
+    )
+
+
+async def _start_push(client: Client, payload: str, task_queue: str = PUSH_QUEUE) -> None:
+    try:
+        await start_push(client, PushRequest.model_validate_json(payload), task_queue)
+    except WorkflowAlreadyStartedError:
+        pass  # started before (by the request, which only timed out, or another drainer): done
+
+
 #: How each kind of queued start is made; each is safe to repeat.
 Starter = Callable[[Client, str], Awaitable[None]]
 
 
 def starters_for(prefix: str) -> dict[str, Starter]:
-    """The starters of every kind, on the accounts queue under task-queue ``prefix``."""
-    queue = named(ACCOUNTS, prefix)
-    return {kind: functools.partial(start, task_queue=queue) for kind, start in _STARTS.items()}
+    """The starters of every kind, each on its own task queue under task-queue ``prefix``."""
+    return {
+        kind: functools.partial(start, task_queue=named(queue, prefix))
+        for kind, (start, queue) in _STARTS.items()
+    }
 
 
-_STARTS = {RENAME: _start_rename, RESIGN: _start_resign}
+_STARTS: dict[str, tuple[Callable[..., Awaitable[None]], str]] = {
+    RENAME: (_start_rename, ACCOUNTS),
+    RESIGN: (_start_resign, ACCOUNTS),
+    PUSH: (_start_push, PUSH_QUEUE),
+}
 STARTERS: dict[str, Starter] = starters_for(DEFAULT_PREFIX)
 
 
@@ -134,6 +174,42 @@ def queue_resign(session: Session, req: ResignInput) -> QueuedStart:
     """Queue ``ResignWorkflow`` in the caller's transaction (the caller holds the user's row lock)."""
     workflow_id = resign_workflow_id(req.user_id)
     return outbox.enqueue(session, RESIGN, workflow_id, req.user_id, req.model_dump_json(), LEASE_SECONDS)
+
+
+def queue_push(session: Session, request: PushRequest, delay_seconds: float, error: str) -> QueuedStart:
+    """Queue the start of a push the caller could not make (``error``: why), due after ``delay_seconds``
+    and counted as one attempt. The row is the receiver's, outside that user's order; its payload is
+    the request, which names the event by ids (a like's notice carries no text: the send composes it)."""
+    row = outbox.enqueue(
+        session, PUSH, request.workflow_id, request.receiver_user_id, request.model_dump_json(), 0
+    )
+    outbox.retry_later(session, row.id, delay_seconds, error)
+    return row
+
+
+async def push_later(res: Resources, request: PushRequest, failure: BaseException | None) -> bool:
+    """Leave a push whose start failed (``failure``; ``None``: Temporal not connected) to the drainer,
+    which is woken; ``False`` when it could not be queued either (the database failed too: logged)."""
+    why = "temporal not connected" if failure is None else _error(failure)
+    delay = backoff_seconds(1, res.settings.outbox_retry_max_seconds)
+
+    def queue() -> int:
+        with res.sessions.begin() as session:
+            return queue_push(session, request, delay, why).id
+
+    try:
+        row_id = await run_in_threadpool(queue)
+    except Exception:
+        log.exception("push %s could not be queued either: dropped", request.workflow_id)
+        return False
+    QUEUED.labels(PUSH).inc()
+    log.warning(
+        "push start left to the outbox drainer: %s",
+        why,
+        extra={"outbox_id": row_id, "kind": PUSH, "workflow_id": request.workflow_id},
+    )
+    res.wake_outbox()
+    return True
 
 
 def _error(exc: BaseException) -> str:

@@ -1,8 +1,15 @@
-"""Starting pushes from request handlers: fire-and-forget, never failing or delaying the caller."""
+"""Starting pushes from request handlers: fire-and-forget, never failing or delaying the caller.
+
+A like's push whose start fails (Temporal not connected, unreachable, refusing) is queued in the
+workflow outbox (``api.outbox.push_later``) and started by the drainer once Temporal takes it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import Counter
@@ -10,13 +17,13 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api.outbox import REQUEST_START_SECONDS, push_later, start_push
 from api.request_context import bind_workflow
 from api.resources import Resources
 from temporal import search_attributes as sa
 from temporal.push import DmArrived, DmPushOutcome, DmPushRequest, PushRequest
 from temporal.task_queues import PUSH, named
 from workflows.dm_push import DmPushWorkflow
-from workflows.push import PushDeliveryWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +41,47 @@ def _attributes(receiver_user_id: int, kind: str) -> TypedSearchAttributes:
     )
 
 
-async def request_push(client: Client | None, request: PushRequest, task_queue: str = PUSH) -> None:
-    """Start ``PushDeliveryWorkflow`` under the event's ID; a repeat of the same event is a no-op."""
-    if client is None:
+#: What to do with a push whose start failed (the exception; ``None``: no client): ``True`` when it
+#: was kept for later (queued), ``False`` when it is lost.
+OnFailure = Callable[[BaseException | None], Awaitable[bool]]
+
+
+async def request_push(
+    client: Client | None,
+    request: PushRequest,
+    task_queue: str = PUSH,
+    *,
+    on_failure: OnFailure | None = None,
+    start_seconds: float = REQUEST_START_SECONDS,
+) -> None:
+    """Start ``PushDeliveryWorkflow`` under the event's ID; a repeat of the same event is a no-op.
+
+    Never raises. When the start fails (no client, an error, no answer within ``start_seconds``) the
+    push is handed to ``on_failure`` (counted ``queued`` when it kept it) or else dropped (counted
+    ``temporal_unavailable`` or ``error``). A start that timed out may still have been made: a later
+    start of the same ID is refused as a duplicate, so repeating it is harmless.
+    """
+    failure: BaseException | None = None
+    if client is not None:
+        try:
+            await asyncio.wait_for(start_push(client, request, task_queue), start_seconds)
+            PUSH_REQUESTS.labels(request.kind, "started").inc()
+            return
+        except WorkflowAlreadyStartedError:
+            PUSH_REQUESTS.labels(request.kind, "duplicate").inc()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failure = exc
+    if on_failure is not None and await on_failure(failure):
+        PUSH_REQUESTS.labels(request.kind, "queued").inc()
+    elif client is None:
         PUSH_REQUESTS.labels(request.kind, "temporal_unavailable").inc()
         log.error("push %s dropped: Temporal is not connected", request.workflow_id)
-        return
-    try:
-        await client.start_workflow(
-            PushDeliveryWorkflow.run,
-            request,
-            id=request.workflow_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=_attributes(request.receiver_user_id, request.kind),
-        )
-        PUSH_REQUESTS.labels(request.kind, "started").inc()
-    except WorkflowAlreadyStartedError:
-        PUSH_REQUESTS.labels(request.kind, "duplicate").inc()
-    except Exception:
+    else:
         PUSH_REQUESTS.labels(request.kind, "error").inc()
-        log.exception("push %s could not be started", request.workflow_id)
+        log.error("push %s could not be started", request.workflow_id, exc_info=failure)
 
 
 async def request_dm_push(
@@ -88,12 +115,17 @@ async def request_dm_push(
 
 
 def push_in_background(res: Resources, request: PushRequest) -> None:
-    """Start the push without making the request wait for Temporal; failures are logged and counted.
-    It retries for ``push_deadline_seconds``, on the push queue under the deployment's prefix."""
+    """Start the push without making the request wait for Temporal; a start that fails is queued in
+    the workflow outbox for the drainer (counted ``queued``). It retries for ``push_deadline_seconds``
+    once started, on the push queue under the deployment's prefix."""
     request = request.model_copy(update={"deadline_seconds": res.settings.push_deadline_seconds})
     bind_workflow(request.workflow_id)  # now: the start runs after the request's line is written
     queue = named(PUSH, res.settings.temporal_task_queue_prefix)
-    res.spawn(request_push(res.temporal_if_connected, request, queue), f"start-{request.workflow_id}")
+    later = functools.partial(push_later, res, request)
+    res.spawn(
+        request_push(res.temporal_if_connected, request, queue, on_failure=later),
+        f"start-{request.workflow_id}",
+    )
 
 
 def dm_push_in_background(

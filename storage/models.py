@@ -307,7 +307,8 @@ class DmRoom(Base):
 class WorkflowOutbox(Base):
     """A workflow start committed in the same transaction as the change that needs it (transactional
     outbox): the request tries it at once and deletes the row; what fails is retried by the API's
-    drainer until Temporal takes it. Rows of one user are started in ``id`` order."""
+    drainer until Temporal takes it (and like pushes whose start failed, queued after the like). Rows of
+    one user are started in ``id`` order, pushes aside (``storage.outbox.UNORDERED``)."""
 
     __tablename__ = "workflow_outbox"
     __table_args__ = (Index("ix_workflow_outbox_user_id_id", "user_id", "id"), NO_ID_REUSE)

@@ -7,7 +7,9 @@ starts it (the request right after its commit, or a drainer later) first *claims
 (``FOR UPDATE SKIP LOCKED`` on MySQL/MariaDB; SQLite serialises writers) and re-checks that the row is
 still due, so two drainers never hold one row. Rows of one user are handed out oldest first and one at a
 time: a later row waits until the earlier one is gone, which keeps one user's renames (and a resign
-after them) in the order they were committed.
+after them) in the order they were committed. Rows of an :data:`UNORDERED` kind (pushes) stand outside
+that order: each is handed out as soon as it is due, and none waits for or holds back another row of its
+user. Rows of ordered kinds are handed out before them, so a backlog of pushes never delays a resign.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from storage.logins import utcnow
 from storage.models import WorkflowOutbox
+
+#: Kinds whose starts need no order among a user's rows: each is its own workflow, safe in any order
+#: (a like's push: its send re-checks that the like still stands).
+UNORDERED = ("push",)
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,19 @@ def enqueue(
 
     When an earlier row of the same user is still queued the new one is not claimed (``claimed`` is
     False): it is due at once and left to the drainer, which starts them in order. The caller holds the
-    user's row lock, so no earlier row of that user can appear after this check.
+    user's row lock, so no earlier row of that user can appear after this check. Rows of
+    :data:`UNORDERED` kinds neither count as earlier nor wait for one: they are always claimed.
     """
     now = utcnow()
-    earlier = session.scalar(select(WorkflowOutbox.id).where(WorkflowOutbox.user_id == user_id).limit(1))
+    earlier = (
+        None
+        if kind in UNORDERED
+        else session.scalar(
+            select(WorkflowOutbox.id)
+            .where(WorkflowOutbox.user_id == user_id, WorkflowOutbox.kind.not_in(UNORDERED))
+            .limit(1)
+        )
+    )
     row = WorkflowOutbox(
         kind=kind,
         workflow_id=workflow_id,
@@ -74,21 +89,29 @@ def enqueue(
 
 
 def claim_due(session: Session, lease_seconds: float, limit: int) -> list[QueuedStart]:
-    """Claim up to ``limit`` due rows, each the oldest queued row of its user, for ``lease_seconds``.
+    """Claim up to ``limit`` due rows, each the oldest queued row of its user (rows of
+    :data:`UNORDERED` kinds aside), for ``lease_seconds``; rows of ordered kinds come first.
 
     Commit the session right after: the claim is the lease written to the database.
     """
     now = utcnow()
     older = aliased(WorkflowOutbox)
+    unordered = WorkflowOutbox.kind.in_(UNORDERED)
+    order = (case((unordered, 1), else_=0), WorkflowOutbox.id)
     heads = (
         select(WorkflowOutbox.id)
         .where(
             WorkflowOutbox.next_attempt_at <= now,
-            ~select(older.id)
-            .where(older.user_id == WorkflowOutbox.user_id, older.id < WorkflowOutbox.id)
+            unordered
+            | ~select(older.id)
+            .where(
+                older.user_id == WorkflowOutbox.user_id,
+                older.id < WorkflowOutbox.id,
+                older.kind.not_in(UNORDERED),
+            )
             .exists(),
         )
-        .order_by(WorkflowOutbox.id)
+        .order_by(*order)
         .limit(limit)
     )
     candidates = list(session.scalars(heads))
@@ -100,7 +123,7 @@ def claim_due(session: Session, lease_seconds: float, limit: int) -> list[Queued
         session.scalars(
             select(WorkflowOutbox)
             .where(WorkflowOutbox.id.in_(candidates), WorkflowOutbox.next_attempt_at <= now)
-            .order_by(WorkflowOutbox.id)
+            .order_by(*order)
             .with_for_update(skip_locked=True)
         )
     )

@@ -1,5 +1,6 @@
 """No workflow start is lost after a commit: resigns answered while Temporal is down (and renames queued
-before messages were keyed by user id) are started by the drainer once it is back, each once and in order.
+before messages were keyed by user id) are started by the drainer once it is back, each once and in order;
+so is a like's push whose start failed, queued outside its receiver's order.
 
 The Temporal-down scenarios run a private stack (its own MySQL database, broker, Temporal dev server,
 worker and API app): the session's API drains the session database, and would otherwise start these
@@ -30,14 +31,18 @@ from api.outbox import OutboxDrainer
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port
 from dm.messages import Party
+from emulators.control import FcmEmulator
 from storage import outbox
 from storage.db import create_db_engine, migrate, session_factory
-from storage.models import LoginSession, User, WorkflowOutbox
+from storage.models import Feed, LoginSession, User, WorkflowOutbox
 from storage.nickname_changes import next_change_id
 from storage.users import set_nickname
 from temporal.accounts import NicknameChange, ResignResult
 from temporal.client import connect
 from temporal.devserver import start_dev_args, wait_until_serving
+from temporal.ids import like_push_workflow_id
+from temporal.push import LikeNotice, PushRequest
+from tests.api.feed_helpers import kst, like, unique_year
 from tests.fixtures.app import BackgroundWorker
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.databases import scratch_mysql_database
@@ -262,6 +267,63 @@ async def test_a_resign_and_a_pre_upgrade_rename_queued_while_temporal_is_down_a
     assert applied == [f"{first}->{second}"]
 
 
+@pytest.mark.slow
+async def test_a_like_whose_push_cannot_be_started_is_queued_and_pushed_once_temporal_returns(
+    stack: Stack, fcm_emulator: FcmEmulator
+) -> None:
+    author, author_nick, author_id = _member(stack)
+    fan, fan_nick, fan_id = _member(stack)
+    date = kst(unique_year(), 6, 1)
+    assert author.save_feed(date).status_code == 200
+    with stack.deps.sessions() as s:
+        feed_id = s.scalars(select(Feed.id).where(Feed.user_id == author_id)).one()
+    workflow_id = like_push_workflow_id(feed_id, fan_id)
+    queued_before = _metric("sosohappy_push_requests_total", kind="like", result="queued")
+    outbox_before = _metric("sosohappy_workflow_starts_queued_total", kind="push")
+
+    stack.stop_worker()
+    stack.temporal.stop()
+    try:
+        resp = like(fan, author_nick, date)
+        assert resp.status_code == 200 and resp.json() == {"like": True}  # answered as ever
+        # The start fails in the background: the push is queued for the author, not dropped.
+        _wait(lambda: len(stack.outbox_rows()) == 1, "push queued")
+        [row] = stack.outbox_rows()
+        assert (row.kind, row.workflow_id, row.user_id) == ("push", workflow_id, author_id)
+        assert row.attempts == 1 and row.last_error
+        queued = PushRequest.model_validate_json(row.payload)
+        assert queued == PushRequest(
+            kind="like",
+            workflow_id=workflow_id,
+            receiver_user_id=author_id,
+            like=LikeNotice(feed_id=feed_id, liker_user_id=fan_id, owner_user_id=author_id, date=date),
+            deadline_seconds=stack.settings.push_deadline_seconds,
+        )
+        # Ids only: neither nickname nor e-mail nor device token is kept in the outbox.
+        for secret in (author_nick, fan_nick, author.email, fan.email, author.device_token):
+            assert secret not in row.payload
+        _wait(
+            lambda: (
+                _metric("sosohappy_push_requests_total", kind="like", result="queued") == queued_before + 1
+            ),
+            "counted queued",
+        )
+        assert _metric("sosohappy_workflow_starts_queued_total", kind="push") == outbox_before + 1
+        assert fcm_emulator.messages(author.device_token) == []
+    finally:
+        stack.temporal.start()
+        stack.start_worker()
+
+    _wait(lambda: stack.outbox_rows() == [], "outbox drained")
+    _wait(lambda: fcm_emulator.messages(author.device_token) != [], "like pushed")
+    bodies = [m["message"]["notification"]["body"] for m in fcm_emulator.messages(author.device_token)]
+    assert bodies == [f"{fan_nick}님이 {author_nick}님의 행복을 응원합니다\U0001fa77"]
+    client = await connect(stack.settings)
+    runs = [w async for w in client.list_workflows(f'WorkflowId = "{workflow_id}"')]
+    assert [w.task_queue for w in runs] == [f"{stack.settings.temporal_task_queue_prefix}-push"]
+    assert _metric("sosohappy_push_requests_total", kind="like", result="queued") == queued_before + 1
+
+
 def test_with_temporal_up_a_rename_starts_no_workflow_and_keeps_no_row(
     http: httpx.Client, activity_deps: ActivityDeps
 ) -> None:
@@ -349,3 +411,24 @@ async def test_two_drainers_start_each_row_once_and_each_users_rows_in_order(out
     for user in range(1, users + 1):
         assert [q for u, q in started if u == user] == list(range(per_user))
     assert len(failed_once) == users
+
+
+def test_queued_pushes_neither_wait_for_nor_hold_back_their_users_other_starts(outbox_url: str) -> None:
+    sessions = _sessions(outbox_url)
+    with sessions.begin() as s:
+        push = outbox.enqueue(s, "push", "push:like:1:2", 7, "{}", 0)
+        resign = outbox.enqueue(s, "resign", "resign:7", 7, "{}", 0)  # started by its request at once
+        rename = outbox.enqueue(s, "rename", "nickname-change:7", 7, "{}", 0)
+        late_push = outbox.enqueue(s, "push", "push:like:1:3", 7, "{}", 0)
+    assert (push.claimed, resign.claimed, rename.claimed, late_push.claimed) == (True, True, False, True)
+    with sessions.begin() as s:
+        for row in s.scalars(select(WorkflowOutbox)):
+            row.next_attempt_at = row.created_at
+    # The resign first (ordered kinds go before pushes), both pushes beside it; the rename, queued after
+    # the resign, still waits for it.
+    with sessions.begin() as s:
+        assert [r.id for r in outbox.claim_due(s, 60, 10)] == [resign.id, push.id, late_push.id]
+    with sessions.begin() as s:
+        outbox.done(s, resign.id)
+    with sessions.begin() as s:
+        assert [r.id for r in outbox.claim_due(s, 60, 10)] == [rename.id]
