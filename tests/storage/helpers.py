@@ -8,8 +8,10 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, insert
 
+from storage.db import alembic_config
 from storage.models import User
 
 NOW = datetime(2024, 1, 20)
@@ -51,3 +53,10 @@ def make_user(engine: Engine) -> tuple[int, str]:
     """A new user with a fresh nickname: ``(id, nickname)``."""
     nickname = "s" + uuid.uuid4().hex[:8]
     return add_user(engine, nickname), nickname
+
+
+def revision_before(url: str, revision: str) -> str:
+    """The revision ``revision`` follows (read from the scripts, so a re-chained history still works)."""
+    down = ScriptDirectory.from_config(alembic_config(url)).get_revision(revision).down_revision
+    assert isinstance(down, str)
+    return down

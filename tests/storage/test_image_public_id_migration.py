@@ -9,22 +9,15 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import alembic_config, create_db_engine
 from tests.fixtures.databases import scratch_mysql_database
+from tests.storage.helpers import revision_before
 
 REVISION = "0012"
 NOW = datetime(2024, 1, 20)
-
-
-def _before(url: str) -> str:
-    """The revision 0012 follows (read from the script, so a re-chained history still works)."""
-    down = ScriptDirectory.from_config(alembic_config(url)).get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 @pytest.fixture(params=["mysql", "sqlite"])
@@ -70,7 +63,7 @@ def _public_ids(engine: Engine) -> dict[int, int]:
 
 def test_existing_images_get_random_public_ids_and_a_rerun_keeps_them(url: str) -> None:
     cfg = alembic_config(url)
-    command.upgrade(cfg, _before(url))
+    command.upgrade(cfg, revision_before(url, REVISION))
     engine = create_db_engine(url)
     try:
         _seed(engine, images=7)
@@ -87,7 +80,9 @@ def test_existing_images_get_random_public_ids_and_a_rerun_keeps_them(url: str) 
         columns = {c["name"]: c for c in inspect(engine).get_columns("feed_images")}
         assert columns["public_id"]["nullable"] is False
 
-        command.stamp(cfg, _before(url))  # the whole revision once more, over its own result
+        command.stamp(
+            cfg, revision_before(url, REVISION)
+        )  # the whole revision once more, over its own result
         command.upgrade(cfg, REVISION)
         assert _public_ids(engine) == given
 
@@ -103,7 +98,7 @@ def test_existing_images_get_random_public_ids_and_a_rerun_keeps_them(url: str) 
 def test_the_revision_goes_down_and_up_again(url: str) -> None:
     cfg = alembic_config(url)
     command.upgrade(cfg, REVISION)
-    command.downgrade(cfg, _before(url))
+    command.downgrade(cfg, revision_before(url, REVISION))
     engine = create_db_engine(url)
     try:
         assert "public_id" not in {c["name"] for c in inspect(engine).get_columns("feed_images")}

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -21,17 +20,10 @@ from accounts.nicknames import nickname_skeletons
 from storage.db import alembic_config, create_db_engine
 from storage.models import User
 from tests.fixtures.databases import scratch_mysql_database
-from tests.storage.helpers import add_user
+from tests.storage.helpers import add_user, revision_before
 
 REVISION = "0013"
 LOGGER = "storage.migrations.nickname_skeletons"
-
-
-def _before(url: str) -> str:
-    """The revision 0013 follows (read from the script, so a re-chained history still works)."""
-    down = ScriptDirectory.from_config(alembic_config(url)).get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 @pytest.fixture(params=["mysql", "sqlite"])
@@ -39,11 +31,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database of each dialect at the revision before 0013, dropped afterwards."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'skeletons.db'}"
-        command.upgrade(alembic_config(url), _before(url))
+        command.upgrade(alembic_config(url), revision_before(url, REVISION))
         yield url
         return
     with scratch_mysql_database("sosohappy_skel", revision=None) as scratch:
-        command.upgrade(alembic_config(scratch), _before(scratch))
+        command.upgrade(alembic_config(scratch), revision_before(scratch, REVISION))
         yield scratch
 
 
@@ -174,7 +166,7 @@ def test_the_earliest_of_each_look_alike_group_holds_the_key(
                 conn.execute(update(User).where(User.id == ids["Alice"]).values({column: key}))
 
         # A run that died after its DDL is run again: the keys given are kept, nothing moves.
-        command.stamp(alembic_config(url), _before(url))
+        command.stamp(alembic_config(url), revision_before(url, REVISION))
         again = _upgrade(url, caplog)
         assert _skeletons(engine) == keys
         [summary] = [r for r in again if getattr(r, "event", None) == "nickname_skeletons_filled"]
@@ -189,7 +181,7 @@ def test_the_revision_goes_down_and_up_again(url: str, caplog: pytest.LogCapture
         ids, _ = _seed(engine)
         _upgrade(url, caplog)
         keys = _skeletons(engine)
-        command.downgrade(alembic_config(url), _before(url))
+        command.downgrade(alembic_config(url), revision_before(url, REVISION))
         columns = {c["name"] for c in inspect(engine).get_columns("users")}
         assert "nickname" in columns
         assert not {"nickname_folded_skeleton", "nickname_cased_skeleton"} & columns

@@ -6,7 +6,7 @@ before its retry, or whose author blocked the liker meanwhile, is not sent."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -97,8 +97,29 @@ async def test_quota_exceeded_without_retry_after_waits_a_minute_then_doubles(
     assert timedelta(minutes=3) <= waited < timedelta(minutes=4), waited
 
 
-async def test_a_like_withdrawn_before_the_retry_is_not_sent_and_the_push_completes(
-    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+def _withdraw_the_like(deps: ActivityDeps, feed_id: int, liker: int, owner: int) -> None:
+    with deps.engine.begin() as conn:
+        assert not feeds.toggle_like(conn, feed_id, liker)
+
+
+def _block_the_liker(deps: ActivityDeps, feed_id: int, liker: int, owner: int) -> None:
+    with deps.sessions.begin() as session:
+        users.block(session, owner, liker)
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "history"),
+    [
+        (_withdraw_the_like, "push_delivery_like_withdrawn_skipped"),  # the liker takes the like back
+        (_block_the_liker, None),  # the author blocks the liker
+    ],
+    ids=["withdrawn", "liker-blocked"],
+)
+async def test_a_like_no_longer_true_before_the_retry_is_not_sent_and_the_push_completes(
+    activity_deps: ActivityDeps,
+    fcm_emulator: FcmEmulator,
+    meanwhile: Callable[[ActivityDeps, int, int, int], None],
+    history: str | None,
 ) -> None:
     owner, [token] = user_with_devices(activity_deps, 1)
     fcm_emulator.fail(token, "UNAVAILABLE", times=1, retry_after=3600)  # the next attempt an hour later
@@ -110,39 +131,11 @@ async def test_a_like_withdrawn_before_the_retry_is_not_sent_and_the_push_comple
         )
         # Time is not skipped until the test waits for the result: the hour has not passed yet.
         await eventually(lambda: asyncio.to_thread(fcm_emulator.attempts, token), "the first attempt")
-        with activity_deps.engine.begin() as conn:  # meanwhile the liker takes the like back
-            assert not feeds.toggle_like(conn, feed_id, liker)
+        meanwhile(activity_deps, feed_id, liker, owner)
         outcome = await handle.result()
         desc = await handle.describe()
-        await record_if_asked(handle, "push_delivery_like_withdrawn_skipped")
-    assert (outcome.skipped, outcome.sent, outcome.label) == (
-        [device_ids_by_token(activity_deps, owner)[token]],
-        [],
-        "skipped",
-    )
-    assert [a["outcome"] for a in fcm_emulator.attempts(token)] == ["UNAVAILABLE"]  # never sent
-    assert tokens_of(activity_deps, owner) == [token]  # the device is kept
-    attrs = {p.key.name: p.value for p in desc.typed_search_attributes}
-    assert attrs["SosoOutcome"] == "skipped"
-
-
-async def test_a_like_whose_author_blocks_the_liker_before_the_retry_is_not_sent(
-    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
-) -> None:
-    owner, [token] = user_with_devices(activity_deps, 1)
-    fcm_emulator.fail(token, "UNAVAILABLE", times=1, retry_after=3600)  # the next attempt an hour later
-    feed_id, liker, _ = liked_entry(activity_deps, owner)
-    req = like_push(feed_id, liker, owner, 2024012017042712)
-    async with push_worker(activity_deps) as (client, queue):
-        handle = await client.start_workflow(
-            PushDeliveryWorkflow.run, req, id=req.workflow_id, task_queue=queue
-        )
-        # Time is not skipped until the test waits for the result: the hour has not passed yet.
-        await eventually(lambda: asyncio.to_thread(fcm_emulator.attempts, token), "the first attempt")
-        with activity_deps.sessions.begin() as session:  # meanwhile the author blocks the liker
-            users.block(session, owner, liker)
-        outcome = await handle.result()
-        desc = await handle.describe()
+        if history is not None:
+            await record_if_asked(handle, history)
     assert (outcome.skipped, outcome.sent, outcome.label) == (
         [device_ids_by_token(activity_deps, owner)[token]],
         [],
