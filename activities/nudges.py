@@ -14,7 +14,7 @@ import asyncio
 
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.deps import ActivityDeps
@@ -96,12 +96,7 @@ async def _start_push(kind: str, req: PushRequest, task_queue: str) -> bool:
             id=req.workflow_id,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.USER_ID, str(req.receiver_user_id)),
-                    SearchAttributePair(sa.KIND, KINDS[kind]),
-                ]
-            ),
+            search_attributes=sa.about(req.receiver_user_id, KINDS[kind]),
         )
         return True
     except WorkflowAlreadyStartedError:

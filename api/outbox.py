@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.resources import Resources
@@ -95,12 +95,7 @@ async def _start_rename(client: Client, payload: str, task_queue: str = ACCOUNTS
         task_queue=task_queue,
         start_signal="rename",
         start_signal_args=[change],
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.USER_ID, str(change.user_id)),
-                SearchAttributePair(sa.KIND, "nickname-change"),
-            ]
-        ),
+        search_attributes=sa.about(change.user_id, "nickname-change"),
     )
 
 
@@ -114,12 +109,7 @@ async def _start_resign(client: Client, payload: str, task_queue: str = ACCOUNTS
             id=resign_workflow_id(req.user_id),
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.USER_ID, str(req.user_id)),
-                    SearchAttributePair(sa.KIND, "resign"),
-                ]
-            ),
+            search_attributes=sa.about(req.user_id, "resign"),
         )
     except WorkflowAlreadyStartedError:
         pass  # already resigning (or a re-sent start): the running workflow finishes the job
@@ -134,12 +124,7 @@ async def start_push(client: Client, request: PushRequest, task_queue: str = PUS
         id=request.workflow_id,
         task_queue=task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.USER_ID, str(request.receiver_user_id)),
-                SearchAttributePair(sa.KIND, f"push-{request.kind}"),
-            ]
-        ),
+        search_attributes=sa.about(request.receiver_user_id, f"push-{request.kind}"),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import Counter
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.outbox import REQUEST_START_SECONDS, push_later, start_push
@@ -30,15 +30,6 @@ log = logging.getLogger(__name__)
 PUSH_REQUESTS = Counter(
     "sosohappy_push_requests_total", "Push workflows requested by the API", ["kind", "result"]
 )
-
-
-def _attributes(receiver_user_id: int, kind: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(sa.USER_ID, str(receiver_user_id)),
-            SearchAttributePair(sa.KIND, f"push-{kind}"),
-        ]
-    )
 
 
 #: What to do with a push whose start failed (the exception; ``None``: no client): ``True`` when it
@@ -104,7 +95,7 @@ async def request_dm_push(
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             start_signal="message_arrived",
             start_signal_args=[DmArrived(message_id=message_id)],
-            search_attributes=_attributes(request.receiver_user_id, "dm"),
+            search_attributes=sa.about(request.receiver_user_id, "push-dm"),
         )
         PUSH_REQUESTS.labels("dm", "started").inc()
         return handle

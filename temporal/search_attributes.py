@@ -6,7 +6,7 @@ They let an operator find a workflow by business key in the Web UI or with
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 #: The user a workflow is about (receiver of a push, the resigning user, ...), as a decimal string.
 USER_ID = SearchAttributeKey.for_keyword("SosoUserId")
@@ -16,6 +16,13 @@ KIND = SearchAttributeKey.for_keyword("SosoKind")
 OUTCOME = SearchAttributeKey.for_keyword("SosoOutcome")
 
 ALL = (USER_ID, KIND, OUTCOME)
+
+
+def about(user_id: int, kind: str) -> TypedSearchAttributes:
+    """The attributes a workflow about one user starts with: ``SosoUserId`` and ``SosoKind``."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(USER_ID, str(user_id)), SearchAttributePair(KIND, kind)]
+    )
 
 
 def cli_flags() -> list[str]:
