@@ -61,8 +61,6 @@ async def request_push(
         except WorkflowAlreadyStartedError:
             PUSH_REQUESTS.labels(request.kind, "duplicate").inc()
             return
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             failure = exc
     if on_failure is not None and await on_failure(failure):

@@ -64,11 +64,6 @@ async def _message(client: Client, failure: Failure) -> str:
     return cause.message if isinstance(cause, FailureError) else str(cause)
 
 
-def _like(deps: ActivityDeps, owner: int) -> PushRequest:
-    """The like notice of a new liker on a public entry of ``owner``'s."""
-    return liked_push(deps, owner)
-
-
 async def test_like_push_reaches_every_device_with_the_original_payload(
     temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
 ) -> None:
@@ -146,7 +141,7 @@ async def test_unregistered_token_is_removed_without_retry_and_others_still_serv
     owner, [dead, alive] = user_with_devices(activity_deps, 2)
     ids = device_ids_by_token(activity_deps, owner)
     fcm_emulator.fail(dead, "UNREGISTERED")
-    req = _like(activity_deps, owner)
+    req = liked_push(activity_deps, owner)
     outcome = await _deliver(temporal_client, req)
     assert (outcome.sent, outcome.removed) == ([ids[alive]], [ids[dead]])
     await record_if_asked(
@@ -163,7 +158,7 @@ async def test_only_dead_tokens_complete_with_token_removed(
     owner, [dead] = user_with_devices(activity_deps, 1)
     ids = device_ids_by_token(activity_deps, owner)
     fcm_emulator.fail(dead, "INVALID_ARGUMENT")
-    outcome = await _deliver(temporal_client, _like(activity_deps, owner))
+    outcome = await _deliver(temporal_client, liked_push(activity_deps, owner))
     assert outcome.removed == [ids[dead]] and outcome.label == "token-removed"
     assert tokens_of(activity_deps, owner) == []
 
@@ -174,7 +169,7 @@ async def test_an_invalid_token_answer_removes_only_that_token(
     owner, [bad, good] = user_with_devices(activity_deps, 2)
     ids = device_ids_by_token(activity_deps, owner)
     fcm_emulator.fail(bad, "INVALID_ARGUMENT")  # FCM's answer names message.token
-    outcome = await _deliver(temporal_client, _like(activity_deps, owner))
+    outcome = await _deliver(temporal_client, liked_push(activity_deps, owner))
     assert (outcome.sent, outcome.removed, outcome.label) == ([ids[good]], [ids[bad]], "sent-token-removed")
     assert tokens_of(activity_deps, owner) == [good]
     assert [a["outcome"] for a in fcm_emulator.attempts(bad)] == ["INVALID_ARGUMENT"]  # not retried
@@ -191,7 +186,7 @@ async def test_an_invalid_argument_not_about_the_token_fails_visibly_and_keeps_t
     for token in tokens:  # FCM refuses the message (a field of it), not the tokens
         fcm_emulator.fail(token, "INVALID_ARGUMENT", field="message.apns.payload.aps")
     before = _failed("like", "INVALID_MESSAGE")
-    req = _like(activity_deps, owner)
+    req = liked_push(activity_deps, owner)
     await request_push(temporal_client, req)
     handle = temporal_client.get_workflow_handle(req.workflow_id)
     with pytest.raises(WorkflowFailureError) as info:
@@ -211,7 +206,7 @@ async def test_a_repeated_trigger_sends_once(
     temporal_client: Client, activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
 ) -> None:
     owner, [token] = user_with_devices(activity_deps, 1)
-    req = _like(activity_deps, owner)
+    req = liked_push(activity_deps, owner)
     await request_push(temporal_client, req)
     await _deliver(temporal_client, req)
     await request_push(temporal_client, req)
@@ -220,7 +215,7 @@ async def test_a_repeated_trigger_sends_once(
 
 async def test_no_device_completes_quietly(temporal_client: Client, activity_deps: ActivityDeps) -> None:
     owner, _ = user_with_devices(activity_deps, 0)
-    outcome = await _deliver(temporal_client, _like(activity_deps, owner))
+    outcome = await _deliver(temporal_client, liked_push(activity_deps, owner))
     assert outcome.label == "no-device"
 
 
