@@ -98,12 +98,14 @@ class UploadSlots:
     def take(self, user_id: int | None) -> None:
         """Count a large body of ``user_id`` in (one event loop per process: no lock needed)."""
         self.in_flight += 1
+        IN_FLIGHT.inc()
         if user_id is not None:
             self.by_user[user_id] = self.by_user.get(user_id, 0) + 1
 
     def give_back(self, user_id: int | None) -> None:
         """Count a large body of ``user_id`` out."""
         self.in_flight -= 1
+        IN_FLIGHT.dec()
         if user_id is not None:
             left = self.by_user[user_id] - 1
             if left:
@@ -168,7 +170,6 @@ class LargeUploadLimit:
             await error_response(429, message, scope.get("path", ""), headers)(scope, receive, send)
             return
         slots.take(user_id)
-        IN_FLIGHT.inc()
         held = True
 
         def give_back() -> None:
@@ -176,7 +177,6 @@ class LargeUploadLimit:
             if held:
                 held = False
                 slots.give_back(user_id)
-                IN_FLIGHT.dec()
 
         async def sending(message: Message) -> None:
             # Given back with the last byte of the answer, not when the app returns: uvicorn starts
