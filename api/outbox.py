@@ -1,5 +1,5 @@
-"""Workflow starts that must not be lost once the database change is committed (resigns), and like
-pushes whose start failed.
+"""Workflow starts that must not be lost once the database change is committed (resigns), and pushes
+(a like's, a DM's) whose start failed.
 
 A route queues the start in its own transaction (``queue_resign``: a row of ``storage.outbox``),
 commits, then calls ``start_now``: the start is tried at once and the row deleted. If Temporal does not
@@ -8,12 +8,14 @@ take it, the request still succeeds (the change is committed and its follow-up i
 repeat: a resign's ID is rejected as a duplicate once started (counted as done). Rename rows
 (``NicknameChangeWorkflow``) are no longer queued, since messages are keyed by user id; rows queued
 before that are still started, each carrying its number, which the workflow and its activity use to
-skip one already applied. A like's push is queued only when its start fails (``queue_push``, after the
-like's commit, from the background task that tried it): its row holds the ``PushRequest`` (ids only),
-stands outside the user's order (``storage.outbox.UNORDERED``) and is started on the push queue with the
-like's workflow id, refused as a duplicate once started. Each kind is started on its own task queue
-under the deployment's prefix. Logs name the kind, row and workflow id, never the payload (it holds
-nicknames and tokens in rows queued by older APIs).
+skip one already applied. A push is queued only when its start fails (``queue_push``, after the like's
+or the message's commit, from the background task that tried it): its row stands outside the user's
+order (``storage.outbox.UNORDERED``) and is started on the push queue. A like's row (``push``) holds
+its ``PushRequest`` (ids only), started with the like's workflow id, refused as a duplicate once
+started; a DM's row (``dm-push``) holds its ``DmPushStart`` (user and message ids, window, deadline),
+signalled-with-start to the room's ``DmPushWorkflow``, which ignores a message it already took. Each
+kind is started on its own task queue under the deployment's prefix. Logs name the kind, row and
+workflow id, never the payload (it holds nicknames and tokens in rows queued by older APIs).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -37,18 +40,19 @@ from storage.outbox import QueuedStart
 from temporal import search_attributes as sa
 from temporal.accounts import NicknameChange, ResignInput
 from temporal.ids import nickname_change_workflow_id, resign_workflow_id
-from temporal.push import PushRequest
+from temporal.push import DmArrived, DmPushOutcome, DmPushRequest, DmPushStart, PushRequest
 from temporal.task_queues import ACCOUNTS, DEFAULT_PREFIX, named
 from temporal.task_queues import PUSH as PUSH_QUEUE
+from workflows.dm_push import DmPushWorkflow
 from workflows.nickname import NicknameChangeWorkflow
 from workflows.push import PushDeliveryWorkflow
 from workflows.resign import ResignWorkflow
 
 log = logging.getLogger(__name__)
 
-RENAME, RESIGN, PUSH = "rename", "resign", "push"
-KINDS = (RENAME, RESIGN, PUSH)
-assert PUSH in outbox.UNORDERED and RENAME not in outbox.UNORDERED and RESIGN not in outbox.UNORDERED
+RENAME, RESIGN, PUSH, DM_PUSH = "rename", "resign", "push", "dm-push"
+KINDS = (RENAME, RESIGN, PUSH, DM_PUSH)
+assert set(outbox.UNORDERED) == {PUSH, DM_PUSH}
 
 #: How long a request waits for its own start before leaving it to the drainer (Temporal's client keeps
 #: retrying an unreachable frontend for several seconds on its own).
@@ -135,6 +139,30 @@ async def _start_push(client: Client, payload: str, task_queue: str = PUSH_QUEUE
         pass  # started before (by the request, which only timed out, or another drainer): done
 
 
+async def start_dm_push(
+    client: Client, request: DmPushRequest, message_id: str, task_queue: str = PUSH_QUEUE
+) -> WorkflowHandle[Any, DmPushOutcome]:
+    """Hand one stored message to its room's ``DmPushWorkflow`` by signal-with-start: the first message
+    of a burst starts it, the next ones join the running one, which ignores a message it already took
+    (a repeat is harmless); the handle of that run."""
+    return await client.start_workflow(
+        DmPushWorkflow.run,
+        request,
+        id=request.workflow_id,
+        task_queue=task_queue,
+        # A finished run of this room is history: the next message starts a new run.
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        start_signal="message_arrived",
+        start_signal_args=[DmArrived(message_id=message_id)],
+        search_attributes=sa.about(request.receiver_user_id, "push-dm"),
+    )
+
+
+async def _start_dm_push(client: Client, payload: str, task_queue: str = PUSH_QUEUE) -> None:
+    start = DmPushStart.model_validate_json(payload)
+    await start_dm_push(client, start.request, start.message_id, task_queue)
+
+
 #: How each kind of queued start is made; each is safe to repeat.
 Starter = Callable[[Client, str], Awaitable[None]]
 
@@ -151,6 +179,7 @@ _STARTS: dict[str, tuple[Callable[..., Awaitable[None]], str]] = {
     RENAME: (_start_rename, ACCOUNTS),
     RESIGN: (_start_resign, ACCOUNTS),
     PUSH: (_start_push, PUSH_QUEUE),
+    DM_PUSH: (_start_dm_push, PUSH_QUEUE),
 }
 STARTERS: dict[str, Starter] = starters_for(DEFAULT_PREFIX)
 
@@ -161,37 +190,41 @@ def queue_resign(session: Session, req: ResignInput) -> QueuedStart:
     return outbox.enqueue(session, RESIGN, workflow_id, req.user_id, req.model_dump_json(), LEASE_SECONDS)
 
 
-def queue_push(session: Session, request: PushRequest, delay_seconds: float, error: str) -> QueuedStart:
+#: A push whose start failed, as its outbox row keeps it: a like's (kind ``push``) or a message's to its
+#: room (kind ``dm-push``).
+QueuedPush = PushRequest | DmPushStart
+
+
+def queue_push(session: Session, push: QueuedPush, delay_seconds: float, error: str) -> QueuedStart:
     """Queue the start of a push the caller could not make (``error``: why), due after ``delay_seconds``
-    and counted as one attempt. The row is the receiver's, outside that user's order; its payload is
-    the request, which names the event by ids (a like's notice carries no text: the send composes it)."""
-    row = outbox.enqueue(
-        session, PUSH, request.workflow_id, request.receiver_user_id, request.model_dump_json(), 0
-    )
+    and counted as one attempt. The row is the receiver's, outside that user's order; its payload names
+    the event by ids (a like's notice and a DM's push carry no text: the send composes it)."""
+    kind = PUSH if isinstance(push, PushRequest) else DM_PUSH
+    row = outbox.enqueue(session, kind, push.workflow_id, push.receiver_user_id, push.model_dump_json(), 0)
     outbox.retry_later(session, row.id, delay_seconds, error)
     return row
 
 
-async def push_later(res: Resources, request: PushRequest, failure: BaseException | None) -> bool:
+async def push_later(res: Resources, push: QueuedPush, failure: BaseException | None) -> bool:
     """Leave a push whose start failed (``failure``; ``None``: Temporal not connected) to the drainer,
     which is woken; ``False`` when it could not be queued either (the database failed too: logged)."""
     why = "temporal not connected" if failure is None else _error(failure)
     delay = backoff_seconds(1, res.settings.outbox_retry_max_seconds)
 
-    def queue() -> int:
+    def queue() -> QueuedStart:
         with res.sessions.begin() as session:
-            return queue_push(session, request, delay, why).id
+            return queue_push(session, push, delay, why)
 
     try:
-        row_id = await run_in_threadpool(queue)
+        row = await run_in_threadpool(queue)
     except Exception:
-        log.exception("push %s could not be queued either: dropped", request.workflow_id)
+        log.exception("push %s could not be queued either: dropped", push.workflow_id)
         return False
-    QUEUED.labels(PUSH).inc()
+    QUEUED.labels(row.kind).inc()
     log.warning(
         "push start left to the outbox drainer: %s",
         why,
-        extra={"outbox_id": row_id, "kind": PUSH, "workflow_id": request.workflow_id},
+        extra={"outbox_id": row.id, "kind": row.kind, "workflow_id": push.workflow_id},
     )
     res.wake_outbox()
     return True

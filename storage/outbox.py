@@ -24,8 +24,8 @@ from storage.logins import utcnow
 from storage.models import WorkflowOutbox
 
 #: Kinds whose starts need no order among a user's rows: each is its own workflow, safe in any order
-#: (a like's push: its send re-checks that the like still stands).
-UNORDERED = ("push",)
+#: (a like's push, a DM's push to its room: their sends re-check that what they tell still stands).
+UNORDERED = ("push", "dm-push")
 
 
 @dataclass(frozen=True)

@@ -136,11 +136,40 @@ class DmPushRequest(BaseModel):
     batches_per_run: int = 100
     #: Messages gathered by a previous run that continued as new, not yet pushed.
     carried_message_ids: list[str] = []
+    #: The newest messages the previous runs took (at most ``workflows.dm_push.TAKEN_KEPT``; marker
+    #: ``dm-push-signal-once``): a repeated signal of one of them is ignored after a continue-as-new too.
+    taken_message_ids: list[str] = []
 
     @property
     def workflow_id(self) -> str:
         """``push:dm-room:<receiver id>:<low id>-<high id>``: ids only."""
         return dm_push_workflow_id(self.receiver_user_id, self.sender_user_id)
+
+
+class DmPushStart(BaseModel):
+    """One message handed to its room's ``DmPushWorkflow``, as the outbox keeps it when the signal-with-start
+    failed: ids and timings only (the workflow's input and the signalled message)."""
+
+    receiver_user_id: int
+    sender_user_id: int
+    message_id: str
+    window_seconds: float
+    deadline_seconds: int
+
+    @property
+    def workflow_id(self) -> str:
+        """The room's workflow id (``DmPushRequest.workflow_id``)."""
+        return self.request.workflow_id
+
+    @property
+    def request(self) -> DmPushRequest:
+        """The workflow's input."""
+        return DmPushRequest(
+            receiver_user_id=self.receiver_user_id,
+            sender_user_id=self.sender_user_id,
+            window_seconds=self.window_seconds,
+            deadline_seconds=self.deadline_seconds,
+        )
 
 
 class DmPushOutcome(BaseModel):

@@ -19,6 +19,13 @@ device of one batch before the next.)
 A message signalled while the run completes makes Temporal refuse the completion and replay the run
 with the signal, so the loop sends it too; a run that has sent many batches continues as new with what
 it has not pushed yet (cancelling the deliveries still retrying: its first batch goes to every device).
+
+A message is taken once: a repeated signal of it (a queued start the outbox drainer repeats, after the
+API's own start timed out yet went through) is ignored while it is pending and after it was pushed. Runs
+with the ``dm-push-signal-once`` patch marker remember the newest ``TAKEN_KEPT`` messages they took and
+carry them over a continue-as-new (runs without it forget what earlier runs pushed, and never forget
+within a run). A run that has *completed* is history: a repeat reaching the room after it starts a new
+run and pushes that message once more, under the room's collapse key (README, "Push delivery").
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ import functools
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from itertools import islice
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, CancelledError
@@ -53,6 +61,12 @@ with workflow.unsafe.imports_passed_through():
 #: ``workflow.patched`` id of delivering each device of a batch on its own (``DmPushWorkflow``): a batch
 #: never waits for a device still retrying an earlier one, and supersedes that delivery.
 PER_DEVICE = "dm-push-per-device"
+#: ``workflow.patched`` id of remembering at most ``TAKEN_KEPT`` taken messages, carried over a
+#: continue-as-new, so a repeated signal of one is ignored in the continued run too.
+SIGNAL_ONCE = "dm-push-signal-once"
+#: How many of the messages it took (pushed or being pushed) a run remembers to ignore repeats of: the
+#: room's newest ones, minutes of messages at the DM rate limits, far beyond a drained repeat's delay.
+TAKEN_KEPT = 1000
 
 
 @dataclass
@@ -70,7 +84,9 @@ class DmPushWorkflow:
 
     def __init__(self) -> None:
         self._pending: list[str] = []
-        self._seen: set[str] = set()
+        #: Every message taken (pending or pushed), oldest first: a dict as an ordered set.
+        self._seen: dict[str, None] = {}
+        self._signal_once = False
         self._by_id = False
         self._steps_in_deadline = False
         #: The latest delivery to each device (by id, as text) and what each finished one did.
@@ -81,7 +97,7 @@ class DmPushWorkflow:
     def message_arrived(self, arrived: DmArrived) -> None:
         """One more message for the receiver; a message signalled twice counts once."""
         if arrived.message_id not in self._seen:
-            self._seen.add(arrived.message_id)
+            self._seen[arrived.message_id] = None
             self._pending.append(arrived.message_id)
 
     @workflow.run
@@ -91,8 +107,13 @@ class DmPushWorkflow:
         self._by_id = workflow.patched(BY_DEVICE_ID)
         self._steps_in_deadline = workflow.patched(STEPS_IN_DEADLINE)
         per_device = workflow.patched(PER_DEVICE)
+        self._signal_once = workflow.patched(SIGNAL_ONCE)
+        if self._signal_once:  # a signal handled before run may repeat a message earlier runs took
+            taken = set(req.taken_message_ids)
+            self._pending = [m for m in self._pending if m not in taken]
+            self._seen = dict.fromkeys([*req.taken_message_ids, *self._seen])
         carried = [m for m in req.carried_message_ids if m not in self._seen]
-        self._seen.update(carried)
+        self._seen.update(dict.fromkeys(carried))
         self._pending = carried + self._pending  # signal-with-start: the signal is handled before run
         if not self._pending:  # started without a message (by hand): wait one window for one
             with contextlib.suppress(asyncio.TimeoutError):
@@ -102,14 +123,14 @@ class DmPushWorkflow:
             return await self._run_per_device(req, outcome)
         while self._pending:
             await workflow.sleep(timedelta(seconds=req.window_seconds))
-            batch, self._pending = self._pending, []
+            batch = self._take()
             outcome.last = await self._push(req, batch)
             outcome.pushes += 1
             outcome.messages += len(batch)
             if self._pending and (
                 outcome.pushes >= req.batches_per_run or workflow.info().is_continue_as_new_suggested()
             ):
-                workflow.continue_as_new(req.model_copy(update={"carried_message_ids": self._pending}))
+                self._continue_as_new(req)
         raise_if_failed(outcome.last, req.deadline_seconds)
         return outcome
 
@@ -124,9 +145,9 @@ class DmPushWorkflow:
                     break
             if outcome.pushes >= req.batches_per_run or workflow.info().is_continue_as_new_suggested():
                 outcome.superseded += await self._supersede_all()
-                workflow.continue_as_new(req.model_copy(update={"carried_message_ids": self._pending}))
+                self._continue_as_new(req)
             await workflow.sleep(timedelta(seconds=req.window_seconds))
-            batch, self._pending = self._pending, []
+            batch = self._take()
             steps = Steps.within(req.deadline_seconds) if self._steps_in_deadline else Steps()
             last_devices = await devices_of(req.receiver_user_id, self._by_id, steps)
             for device in last_devices:
@@ -139,6 +160,25 @@ class DmPushWorkflow:
         outcome.last = settle(last_devices, [self._results[str(d)] for d in last_devices])
         raise_if_failed(outcome.last, req.deadline_seconds)
         return outcome
+
+    def _take(self) -> list[str]:
+        """The pending messages, as the next batch; with the ``dm-push-signal-once`` marker the run
+        forgets all but the newest ``TAKEN_KEPT`` messages it took (none is pending now)."""
+        batch, self._pending = self._pending, []
+        if self._signal_once and len(self._seen) > TAKEN_KEPT:
+            for message_id in list(islice(self._seen, len(self._seen) - TAKEN_KEPT)):
+                del self._seen[message_id]
+        return batch
+
+    def _continue_as_new(self, req: DmPushRequest) -> NoReturn:
+        """Continue as new with the messages not yet pushed (and, with the ``dm-push-signal-once``
+        marker, the newest ones taken, whose repeats the next run ignores)."""
+        update: dict[str, Any] = {"carried_message_ids": self._pending}
+        if self._signal_once:
+            pending = set(self._pending)
+            taken = [m for m in self._seen if m not in pending]
+            update["taken_message_ids"] = taken[-TAKEN_KEPT:]
+        workflow.continue_as_new(req.model_copy(update=update))
 
     def _running(self) -> bool:
         return any(d.task is not None and not d.task.done() for d in self._deliveries.values())

@@ -1,6 +1,7 @@
 """No workflow start is lost after a commit: resigns answered while Temporal is down (and renames queued
 before messages were keyed by user id) are started by the drainer once it is back, each once and in order;
-so is a like's push whose start failed, queued outside its receiver's order.
+so is a like's or a DM's push whose start failed, queued outside its receiver's order (a DM's pushed
+once, and not at all once the receiver blocked its sender).
 
 The Temporal-down scenarios run a private stack (its own MySQL database, broker, Temporal dev server,
 worker and API app): the session's API drains the session database, and would otherwise start these
@@ -11,156 +12,41 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
-from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from temporalio.client import Client
+from websockets.sync.client import connect as ws_connect
 
 from activities.deps import ActivityDeps
-from api.main import create_app
 from api.outbox import OutboxDrainer
 from config import Settings
-from devstack.processes import ManagedProcess, broker_argv, free_port
 from dm.messages import Party
 from emulators.control import FcmEmulator
-from storage import outbox
+from storage import outbox, users
 from storage.db import create_db_engine, migrate, session_factory
 from storage.models import Feed, LoginSession, User, WorkflowOutbox
 from storage.nickname_changes import next_change_id
 from storage.users import set_nickname
 from temporal.accounts import NicknameChange, ResignResult
 from temporal.client import connect
-from temporal.devserver import start_dev_args, wait_until_serving
-from temporal.ids import like_push_workflow_id
-from temporal.push import LikeNotice, PushRequest
+from temporal.ids import dm_push_workflow_id, like_push_workflow_id
+from temporal.push import DmPushOutcome, DmPushStart, LikeNotice, PushRequest
 from tests.api.feed_helpers import kst, like, unique_year
-from tests.fixtures.app import BackgroundWorker
-from tests.fixtures.asgi import serve_in_thread
+from tests.api.outbox_stack import Stack, member, metric, private_stack, wait_for
 from tests.fixtures.databases import scratch_mysql_database
 from tests.fixtures.ios_client import IOSClient
 
 
-def _wait(predicate: Callable[[], Any], what: str, timeout: float = 120) -> None:
-    """Wait for ``predicate`` with a generous deadline (a condition, never a speed)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached")
-        time.sleep(0.1)
-
-
-def _metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-class PrivateTemporal:
-    """A Temporal dev server of this module that tests stop and start again, with its state or fresh."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port, self._dir, self._runs = free_port(), directory, 0
-        self._db = directory / "temporal-0.db"
-        self._proc: ManagedProcess | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, *, fresh: bool = False) -> None:
-        if fresh:
-            self._runs += 1
-            self._db = self._dir / f"temporal-{self._runs}.db"
-        argv = start_dev_args(port=self.port, ui_port=None, db_file=self._db)
-        self._proc = ManagedProcess("temporal-outbox", argv, self._dir / "temporal.log").start()
-        self._proc.wait_for_port(self.port, timeout=90)
-        wait_until_serving(self.address)
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-
-
-@dataclass
-class Stack:
-    """The private backend: settings, stores, Temporal, a worker and the API at ``url``."""
-
-    settings: Settings
-    deps: ActivityDeps
-    temporal: PrivateTemporal
-    url: str
-    worker: BackgroundWorker | None = None
-
-    def start_worker(self) -> None:
-        self.worker = BackgroundWorker(self.settings, self.deps)
-        self.worker.start()
-
-    def stop_worker(self) -> None:
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
-
-    def client(self, app: IOSClient | None = None) -> IOSClient:
-        http = httpx.Client(base_url=self.url, timeout=60)
-        return IOSClient(http) if app is None else IOSClient(http, access=app.access, email=app.email)
-
-    def outbox_rows(self) -> list[WorkflowOutbox]:
-        with self.deps.sessions() as s:
-            return list(s.scalars(select(WorkflowOutbox).order_by(WorkflowOutbox.id)))
-
-
 @pytest.fixture(scope="module")
 def stack(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory = tmp_path_factory.mktemp("outbox-stack")
-    database = ExitStack()
-    database_url = database.enter_context(scratch_mysql_database("sosohappy_outbox"))
-    kafka_port = free_port()
-    broker = ManagedProcess("kafka-outbox", broker_argv(kafka_port), directory / "kafka.log").start()
-    temporal = PrivateTemporal(directory)
-    deps: ActivityDeps | None = None
-    stack: Stack | None = None
-    try:
-        broker.wait_for_port(kafka_port)
-        temporal.start()
-        private = settings.model_copy(
-            update={
-                "database_url": database_url,
-                "kafka_bootstrap": f"127.0.0.1:{kafka_port}",
-                "temporal_address": temporal.address,
-                "mongo_database": f"dm_outbox_{uuid.uuid4().hex[:6]}",
-                "outbox_poll_seconds": 0.2,
-                "outbox_retry_max_seconds": 1.0,
-            }
-        )
-        deps = ActivityDeps.open(private)
-        with serve_in_thread(create_app(private), http="h11") as url:
-            stack = Stack(private, deps, temporal, url)
-            stack.start_worker()
-            yield stack
-    finally:
-        if stack is not None:
-            stack.stop_worker()
-        temporal.stop()
-        broker.stop()
-        if deps is not None:
-            deps.close()
-        database.close()
-
-
-def _member(stack: Stack) -> tuple[IOSClient, str, int]:
-    app = stack.client()
-    nickname = "o" + uuid.uuid4().hex[:7]
-    app.sign_up(nickname)
-    with stack.deps.sessions() as s:
-        user_id = s.scalars(select(User.id).where(User.nickname == nickname)).one()
-    return app, nickname, user_id
+    with private_stack(settings, tmp_path_factory.mktemp("outbox-stack")) as running:
+        yield running
 
 
 @pytest.mark.slow
@@ -168,9 +54,9 @@ def _member(stack: Stack) -> tuple[IOSClient, str, int]:
 async def test_a_resign_and_a_pre_upgrade_rename_queued_while_temporal_is_down_are_done_once_it_returns(
     stack: Stack, fresh: bool
 ) -> None:
-    renamed, first, renamed_id = _member(stack)
-    _peer, peer, peer_id = _member(stack)
-    leaving, leaving_nick, leaving_id = _member(stack)
+    renamed, first, renamed_id = member(stack)
+    _peer, peer, peer_id = member(stack)
+    leaving, leaving_nick, leaving_id = member(stack)
     messages = stack.deps.messages
     coll = stack.deps.mongo[stack.settings.mongo_database]["message"]
     # Stored by nickname before the upgrade (legacy), and by id since.
@@ -183,7 +69,7 @@ async def test_a_resign_and_a_pre_upgrade_rename_queued_while_temporal_is_down_a
     messages.insert(Party(leaving_id, leaving_nick), Party(peer_id, peer), 2024012010000002, "bye")
     second, third = "m" + uuid.uuid4().hex[:7], "z" + uuid.uuid4().hex[:7]
     queued_before = {
-        k: _metric("sosohappy_workflow_starts_queued_total", kind=k) for k in ("rename", "resign")
+        k: metric("sosohappy_workflow_starts_queued_total", kind=k) for k in ("rename", "resign")
     }
 
     stack.stop_worker()
@@ -226,18 +112,18 @@ async def test_a_resign_and_a_pre_upgrade_rename_queued_while_temporal_is_down_a
             ("rename", f"nickname-change:{renamed_id}"),
             ("resign", f"resign:{leaving_id}"),
         ]
-        assert _metric("sosohappy_workflow_starts_queued_total", kind="rename") == queued_before["rename"]
-        assert _metric("sosohappy_workflow_starts_queued_total", kind="resign") == queued_before["resign"] + 1
+        assert metric("sosohappy_workflow_starts_queued_total", kind="rename") == queued_before["rename"]
+        assert metric("sosohappy_workflow_starts_queued_total", kind="resign") == queued_before["resign"] + 1
         ready = httpx.get(f"{stack.url}/readyz", timeout=60)
         assert ready.status_code == 200 and ready.json() == {"status": "degraded"}
-        assert _metric("sosohappy_dependency_up", dependency="temporal") == 0.0
+        assert metric("sosohappy_dependency_up", dependency="temporal") == 0.0
     finally:
         stack.temporal.start(fresh=fresh)
         stack.start_worker()
 
-    _wait(lambda: stack.outbox_rows() == [], "outbox drained")
+    wait_for(lambda: stack.outbox_rows() == [], "outbox drained")
     # The pre-upgrade rename pinned the legacy messages to the renamed user; then they were converted.
-    _wait(
+    wait_for(
         lambda: (
             coll.count_documents({"roomKey": f"{min(renamed_id, peer_id)}-{max(renamed_id, peer_id)}"}) == 2
         ),
@@ -252,7 +138,7 @@ async def test_a_resign_and_a_pre_upgrade_rename_queued_while_temporal_is_down_a
         with stack.deps.sessions() as s:
             return s.get(User, leaving_id) is None
 
-    _wait(resigned, "resign finished")
+    wait_for(resigned, "resign finished")
     assert coll.count_documents({"$or": [{"senderId": leaving_id}, {"receiverId": leaving_id}]}) == 0
 
     client = await connect(stack.settings)
@@ -271,15 +157,15 @@ async def test_a_resign_and_a_pre_upgrade_rename_queued_while_temporal_is_down_a
 async def test_a_like_whose_push_cannot_be_started_is_queued_and_pushed_once_temporal_returns(
     stack: Stack, fcm_emulator: FcmEmulator
 ) -> None:
-    author, author_nick, author_id = _member(stack)
-    fan, fan_nick, fan_id = _member(stack)
+    author, author_nick, author_id = member(stack)
+    fan, fan_nick, fan_id = member(stack)
     date = kst(unique_year(), 6, 1)
     assert author.save_feed(date).status_code == 200
     with stack.deps.sessions() as s:
         feed_id = s.scalars(select(Feed.id).where(Feed.user_id == author_id)).one()
     workflow_id = like_push_workflow_id(feed_id, fan_id)
-    queued_before = _metric("sosohappy_push_requests_total", kind="like", result="queued")
-    outbox_before = _metric("sosohappy_workflow_starts_queued_total", kind="push")
+    queued_before = metric("sosohappy_push_requests_total", kind="like", result="queued")
+    outbox_before = metric("sosohappy_workflow_starts_queued_total", kind="push")
 
     stack.stop_worker()
     stack.temporal.stop()
@@ -287,7 +173,7 @@ async def test_a_like_whose_push_cannot_be_started_is_queued_and_pushed_once_tem
         resp = like(fan, author_nick, date)
         assert resp.status_code == 200 and resp.json() == {"like": True}  # answered as ever
         # The start fails in the background: the push is queued for the author, not dropped.
-        _wait(lambda: len(stack.outbox_rows()) == 1, "push queued")
+        wait_for(lambda: len(stack.outbox_rows()) == 1, "push queued")
         [row] = stack.outbox_rows()
         assert (row.kind, row.workflow_id, row.user_id) == ("push", workflow_id, author_id)
         assert row.attempts == 1 and row.last_error
@@ -302,33 +188,119 @@ async def test_a_like_whose_push_cannot_be_started_is_queued_and_pushed_once_tem
         # Ids only: neither nickname nor e-mail nor device token is kept in the outbox.
         for secret in (author_nick, fan_nick, author.email, fan.email, author.device_token):
             assert secret not in row.payload
-        _wait(
+        wait_for(
             lambda: (
-                _metric("sosohappy_push_requests_total", kind="like", result="queued") == queued_before + 1
+                metric("sosohappy_push_requests_total", kind="like", result="queued") == queued_before + 1
             ),
             "counted queued",
         )
-        assert _metric("sosohappy_workflow_starts_queued_total", kind="push") == outbox_before + 1
+        assert metric("sosohappy_workflow_starts_queued_total", kind="push") == outbox_before + 1
         assert fcm_emulator.messages(author.device_token) == []
     finally:
         stack.temporal.start()
         stack.start_worker()
 
-    _wait(lambda: stack.outbox_rows() == [], "outbox drained")
-    _wait(lambda: fcm_emulator.messages(author.device_token) != [], "like pushed")
+    wait_for(lambda: stack.outbox_rows() == [], "outbox drained")
+    wait_for(lambda: fcm_emulator.messages(author.device_token) != [], "like pushed")
     bodies = [m["message"]["notification"]["body"] for m in fcm_emulator.messages(author.device_token)]
     assert bodies == [f"{fan_nick}님이 {author_nick}님의 행복을 응원합니다\U0001fa77"]
     client = await connect(stack.settings)
     runs = [w async for w in client.list_workflows(f'WorkflowId = "{workflow_id}"')]
     assert [w.task_queue for w in runs] == [f"{stack.settings.temporal_task_queue_prefix}-push"]
-    assert _metric("sosohappy_push_requests_total", kind="like", result="queued") == queued_before + 1
+    assert metric("sosohappy_push_requests_total", kind="like", result="queued") == queued_before + 1
+
+
+def _send_dms(stack: Stack, sender: IOSClient, receiver: IOSClient, text: str, rows: int) -> None:
+    """Send ``text`` from ``sender`` to ``receiver`` over the DM socket, kept open until the outbox holds
+    ``rows`` rows (the message stored and its push's start failed)."""
+    headers = {"Authorization": sender.access, "email": sender.email}
+    url = stack.url.replace("http://", "ws://") + f"/dm-service/connect-dm?nickname={sender.nickname}"
+    with ws_connect(url, additional_headers=headers, open_timeout=30) as ws:
+        ws.send(json.dumps({"sender": sender.nickname, "receiver": receiver.nickname, "text": text}))
+        wait_for(lambda: len(stack.outbox_rows()) == rows, "DM push queued")
+
+
+@pytest.mark.slow
+async def test_a_dm_whose_push_cannot_be_started_is_queued_and_pushed_once_temporal_returns(
+    stack: Stack, fcm_emulator: FcmEmulator
+) -> None:
+    receiver, receiver_nick, receiver_id = member(stack)
+    sender, sender_nick, sender_id = member(stack)
+    blocked, blocked_nick, blocked_id = member(stack)
+    before = {
+        "queued": metric("sosohappy_push_requests_total", kind="dm", result="queued"),
+        "outbox": metric("sosohappy_workflow_starts_queued_total", kind="dm-push"),
+        "drained": metric("sosohappy_workflow_starts_total", kind="dm-push", path="drainer"),
+    }
+
+    stack.stop_worker()
+    stack.temporal.stop()
+    try:
+        # The receiver is connected nowhere: each stored message's push start fails and is queued.
+        _send_dms(stack, sender, receiver, "오늘 저녁 같이 먹어요", rows=1)
+        _send_dms(stack, blocked, receiver, "차단될 메시지", rows=2)
+        [stored] = stack.deps.messages.room_page(sender_id, receiver_id, 2**62, 10)
+        [unwanted] = stack.deps.messages.room_page(blocked_id, receiver_id, 2**62, 10)
+        rows = stack.outbox_rows()
+        assert [(r.kind, r.workflow_id, r.user_id) for r in rows] == [
+            ("dm-push", dm_push_workflow_id(receiver_id, sender_id), receiver_id),
+            ("dm-push", dm_push_workflow_id(receiver_id, blocked_id), receiver_id),
+        ]
+        assert all(r.attempts == 1 and r.last_error for r in rows)
+        assert DmPushStart.model_validate_json(rows[0].payload) == DmPushStart(
+            receiver_user_id=receiver_id,
+            sender_user_id=sender_id,
+            message_id=stored.id,
+            window_seconds=stack.settings.dm_push_window_seconds,
+            deadline_seconds=stack.settings.push_deadline_seconds,
+        )
+        # Ids only: neither text nor nickname nor e-mail nor device token is kept in the outbox.
+        for secret in (stored.text, unwanted.text, receiver_nick, sender_nick, blocked_nick):
+            assert all(secret not in r.payload for r in rows)
+        for secret in (receiver.email, sender.email, receiver.device_token):
+            assert all(secret not in r.payload for r in rows)
+        wait_for(
+            lambda: (
+                metric("sosohappy_push_requests_total", kind="dm", result="queued") == before["queued"] + 2
+            ),
+            "counted queued",
+        )
+        assert metric("sosohappy_workflow_starts_queued_total", kind="dm-push") == before["outbox"] + 2
+        # While its push waits, the receiver blocks the second sender: that push must not show it.
+        with stack.deps.sessions.begin() as s:
+            users.block(s, receiver_id, blocked_id)
+        assert fcm_emulator.messages(receiver.device_token) == []
+    finally:
+        stack.temporal.start()
+        stack.start_worker()
+
+    wait_for(lambda: stack.outbox_rows() == [], "outbox drained")
+    client = await connect(stack.settings)
+    outcomes = {}
+    for peer in (sender_id, blocked_id):  # every run of both rooms ended: nothing more is sent
+        wf_id = dm_push_workflow_id(receiver_id, peer)
+        runs = [w async for w in client.list_workflows(f'WorkflowId = "{wf_id}"')]
+        assert [w.task_queue for w in runs] == [f"{stack.settings.temporal_task_queue_prefix}-push"]
+        outcomes[peer] = await client.get_workflow_handle(wf_id, result_type=DmPushOutcome).result()
+    assert (outcomes[sender_id].pushes, outcomes[sender_id].messages) == (1, 1)
+    assert outcomes[blocked_id].last.label == "skipped"  # the send-time check: SENDER_BLOCKED
+    [push] = fcm_emulator.messages(receiver.device_token)  # exactly one, for the one message
+    assert push["message"]["notification"] == {"title": sender_nick, "body": stored.text}
+    assert push["message"]["data"] == {
+        "kind": "dm",
+        "messageId": stored.id,
+        "senderId": str(sender_id),
+        "count": "1",
+    }
+    assert metric("sosohappy_workflow_starts_total", kind="dm-push", path="drainer") == before["drained"] + 2
+    assert metric("sosohappy_push_requests_total", kind="dm", result="queued") == before["queued"] + 2
 
 
 def test_with_temporal_up_a_rename_starts_no_workflow_and_keeps_no_row(
     http: httpx.Client, activity_deps: ActivityDeps
 ) -> None:
     app = IOSClient(http).sign_up("q" + uuid.uuid4().hex[:7])
-    before = _metric("sosohappy_workflow_starts_total", kind="rename", path="request")
+    before = metric("sosohappy_workflow_starts_total", kind="rename", path="request")
     resp = app.post_multipart(
         "/auth-service/setProfile", [("email", app.email), ("nickname", "p" + uuid.uuid4().hex[:7])]
     )
@@ -336,7 +308,7 @@ def test_with_temporal_up_a_rename_starts_no_workflow_and_keeps_no_row(
     with activity_deps.sessions() as s:
         user_id = s.scalars(select(User.id).where(User.account_email == app.email)).one()
         assert s.scalars(select(WorkflowOutbox).where(WorkflowOutbox.user_id == user_id)).all() == []
-    assert _metric("sosohappy_workflow_starts_total", kind="rename", path="request") == before
+    assert metric("sosohappy_workflow_starts_total", kind="rename", path="request") == before
 
 
 # ---- Two drainers, one database: every row is started once, each user's rows in order. ----

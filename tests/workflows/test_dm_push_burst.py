@@ -21,14 +21,16 @@ from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
 from activities.push import DmDeviceSend, FailureRecord, PushActivities
+from api.outbox import DM_PUSH, starters_for
 from api.push import request_dm_push
 from emulators.control import FcmEmulator
-from temporal.push import DmPushRequest
+from temporal.push import DmArrived, DmPushRequest, DmPushStart
+from temporal.task_queues import PUSH, named
 from tests.dm.helpers import party
 from tests.workflows.push_helpers import device_ids_by_token, tokens_of, user_with_devices
 from tests.workflows.recording import record_if_asked
 from tests.workflows.time_skipping import time_skipping_env
-from workflows.dm_push import DmPushWorkflow
+from workflows.dm_push import TAKEN_KEPT, DmPushWorkflow
 
 #: Far longer than sending a few signals could ever take: the burst always lands in one window, and
 #: the time-skipping server passes the window at once when the test waits for the result.
@@ -36,8 +38,10 @@ WINDOW = 600.0
 
 
 @asynccontextmanager
-async def _worker(client: Client, activities: Sequence[Callable[..., Any]]) -> AsyncIterator[str]:
-    queue = f"dm-push-{uuid.uuid4()}"
+async def _worker(
+    client: Client, activities: Sequence[Callable[..., Any]], queue: str | None = None
+) -> AsyncIterator[str]:
+    queue = queue or f"dm-push-{uuid.uuid4()}"
     with ThreadPoolExecutor(8) as executor:
         async with Worker(
             client,
@@ -137,12 +141,14 @@ async def test_dms_in_two_rooms_are_two_pushes(
 
 
 class HeldSends:
-    """Stand-in activities for one device whose first send is held until the test releases it, so
-    messages can be signalled while a batch is being sent."""
+    """Stand-in activities for one device whose first ``held`` sends each wait until the test lets them
+    go (``let_go(turn)``), so the test can signal while a given batch is being sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, held: int = 1) -> None:
         self.sends: list[DmDeviceSend] = []
-        self.first_started, self.release = threading.Event(), threading.Event()
+        self._started = [threading.Event() for _ in range(held)]
+        self._go = [threading.Event() for _ in range(held)]
+        self._all_go = threading.Event()
 
     def activities(self) -> list[Callable[..., Any]]:
         @activity.defn(name="device_ids")
@@ -151,15 +157,25 @@ class HeldSends:
 
         @activity.defn(name="send_dm_to_device")
         def send_dm_to_device(req: DmDeviceSend) -> str:
+            turn = len(self.sends)
             self.sends.append(req)
-            self.first_started.set()
-            assert self.release.wait(60), "the test never released the first send"
+            if turn < len(self._go) and not self._all_go.is_set():
+                self._started[turn].set()
+                assert self._go[turn].wait(60), "the test never let the send go"
             return "projects/p/messages/1"
 
         return [device_ids, send_dm_to_device]
 
-    async def wait_for_first_send(self) -> None:
-        assert await asyncio.to_thread(self.first_started.wait, 60)
+    async def sending(self, turn: int) -> None:
+        assert await asyncio.to_thread(self._started[turn].wait, 60)
+
+    def let_go(self, turn: int) -> None:
+        self._go[turn].set()
+
+    def let_all_go(self) -> None:
+        self._all_go.set()
+        for go in self._go:
+            go.set()
 
 
 async def test_messages_arriving_while_a_batch_is_sent_make_one_more_push_a_window_later() -> None:
@@ -169,10 +185,10 @@ async def test_messages_arriving_while_a_batch_is_sent_make_one_more_push_a_wind
         handle = await request_dm_push(env.client, req, "m1", task_queue=queue)
         assert handle is not None
         result = asyncio.ensure_future(handle.result())  # lets the server skip the first window
-        await held.wait_for_first_send()
+        await held.sending(0)
         for message_id in ("m2", "m3"):
             await request_dm_push(env.client, req, message_id, task_queue=queue)
-        held.release.set()
+        held.let_go(0)
         outcome = await result
         assert await _events(env.client, req.workflow_id, EventType.EVENT_TYPE_TIMER_STARTED) == 2
     assert (outcome.pushes, outcome.messages) == (2, 3)
@@ -186,9 +202,9 @@ async def test_a_long_burst_continues_as_new_with_the_messages_not_yet_pushed() 
         handle = await request_dm_push(env.client, req, "m1", task_queue=queue)
         assert handle is not None
         result = asyncio.ensure_future(handle.result())  # follows the runs to the last one
-        await held.wait_for_first_send()
+        await held.sending(0)
         await request_dm_push(env.client, req, "m2", task_queue=queue)
-        held.release.set()
+        held.let_go(0)
         outcome = await result
         first_run = env.client.get_workflow_handle(req.workflow_id, run_id=handle.result_run_id)
         history = await first_run.fetch_history()
@@ -199,6 +215,58 @@ async def test_a_long_burst_continues_as_new_with_the_messages_not_yet_pushed() 
     assert len(continued) == 1
     assert (outcome.pushes, outcome.messages) == (1, 1)  # the second run pushed the carried message
     assert [(s.message_id, s.count) for s in held.sends] == [("m1", 1), ("m2", 1)]
+
+
+async def test_a_drained_repeat_of_a_message_is_ignored_once_pushed_and_after_a_continue_as_new() -> None:
+    sends = HeldSends(held=2)
+    req = DmPushRequest(receiver_user_id=7, sender_user_id=8, window_seconds=WINDOW, batches_per_run=1)
+    prefix = f"once{uuid.uuid4().hex[:8]}"
+    # The drainer's own starter for a queued DM push (the m1 row), on the push queue of ``prefix``.
+    drain = starters_for(prefix)[DM_PUSH]
+    row = DmPushStart(
+        receiver_user_id=req.receiver_user_id,
+        sender_user_id=req.sender_user_id,
+        message_id="m1",
+        window_seconds=req.window_seconds,
+        deadline_seconds=req.deadline_seconds,
+    ).model_dump_json()
+    async with (
+        time_skipping_env() as env,
+        _worker(env.client, sends.activities(), named(PUSH, prefix)) as queue,
+    ):
+        handle = await request_dm_push(env.client, req, "m1", task_queue=queue)  # timed out, yet made
+        assert handle is not None
+        await drain(env.client, row)  # the row drained while m1 is pending
+        result = asyncio.ensure_future(handle.result())  # follows the runs; lets the server skip windows
+        try:
+            await sends.sending(0)
+            await drain(env.client, row)  # drained again while m1 is being pushed
+            await request_dm_push(env.client, req, "m2", task_queue=queue)
+            sends.let_go(0)  # m1's batch ends; the run continues as new with m2
+            await sends.sending(1)
+            await drain(env.client, row)  # and again, in the continued run
+        finally:
+            sends.let_all_go()
+        outcome = await result
+        signals = await _events(env.client, req.workflow_id, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+        await record_if_asked(
+            env.client.get_workflow_handle(req.workflow_id), "dm_push_signal_once_continued"
+        )
+    assert [(s.message_id, s.count) for s in sends.sends] == [("m1", 1), ("m2", 1)]
+    assert signals == 1  # the continued run got the third repeat, and ignored it
+    assert (outcome.pushes, outcome.messages) == (1, 1)
+
+
+def test_a_run_remembers_only_the_newest_messages_it_took() -> None:
+    wf = DmPushWorkflow()
+    wf._signal_once = True  # as under the dm-push-signal-once marker
+    for i in range(TAKEN_KEPT + 5):
+        wf.message_arrived(DmArrived(message_id=f"m{i}"))
+    assert len(wf._take()) == TAKEN_KEPT + 5  # every pending message is pushed, none forgotten
+    assert list(wf._seen) == [f"m{i}" for i in range(5, TAKEN_KEPT + 5)]
+    wf.message_arrived(DmArrived(message_id=f"m{TAKEN_KEPT + 4}"))  # a repeat of a remembered one
+    wf.message_arrived(DmArrived(message_id="m0"))  # one long forgotten: taken again
+    assert wf._pending == ["m0"]
 
 
 class OneDeviceFailing:

@@ -15,7 +15,7 @@ from activities.push_text import dm_body, dm_burst_body, graphemes
 from config import Settings
 from emulators.fcm import payload_bytes as fcm_counted_bytes
 from temporal.ids import dm_room_key, like_collapse_id, nudge_collapse_id
-from temporal.push import DmPushRequest, LikeNotice, like_body, like_push
+from temporal.push import DmPushRequest, DmPushStart, LikeNotice, like_body, like_push
 from workflows.push import FIRST_ATTEMPT, SEND_ATTEMPT
 
 
@@ -42,7 +42,21 @@ def test_dm_push_workflow_input_carries_ids_only() -> None:
         "deadline_seconds",
         "batches_per_run",
         "carried_message_ids",
+        "taken_message_ids",
     }
+    # As the outbox keeps a DM push whose start failed: ids and timings, no text or nickname.
+    start = DmPushStart(
+        receiver_user_id=9, sender_user_id=12, message_id="m", window_seconds=3, deadline_seconds=60
+    )
+    assert set(start.model_dump()) == {
+        "receiver_user_id",
+        "sender_user_id",
+        "message_id",
+        "window_seconds",
+        "deadline_seconds",
+    }
+    assert start.workflow_id == req.workflow_id
+    assert start.request == req.model_copy(update={"window_seconds": 3, "deadline_seconds": 60})
 
 
 def test_short_text_is_sent_whole() -> None:
