@@ -409,7 +409,7 @@ async def set_profile(
             if users.nickname_taken(session, nickname, user.id):
                 raise Conflict(f"nickname {nickname!r} is taken")
             row = users.by_id_locked(session, user.id)
-            if row is None:
+            if row is None or users.is_resigning(row):  # a resign committed since the token was checked
                 raise Forbidden("the account no longer exists")
             users.set_nickname(row, nickname)
             if introduction is not None:
