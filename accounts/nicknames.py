@@ -1,8 +1,9 @@
 """Nickname rules: the one canonical form of a nickname, used as the key everywhere.
 
 A nickname is NFC-normalised and trimmed, then must be 1–10 characters (code points after NFC, so a
-composed Korean syllable counts once: the length the iOS client and the feed API accept) without a comma
-and without invisible or line-breaking characters. Every entry point (setProfile, each parameter that
+composed Korean syllable counts once: the length the iOS client and the feed API accept) without a comma,
+invisible or line-breaking characters, spaces other than single plain ones, or code points that have no
+meaning yet (unassigned) or any a font likes (private use). Every entry point (setProfile, each parameter that
 names a user, DM frames) passes what it received through ``normalize_nickname``, so ``"alice"``,
 ``" alice "`` and a decomposed ``"alice"`` are one key and never two users.
 
@@ -26,9 +27,17 @@ MAX_RAW_NICKNAME_LENGTH = 100
 #: Control (Cc), format (Cf: zero-width characters, bidi marks and isolates, soft hyphen, BOM), lone
 #: surrogates (Cs: cannot be stored as UTF-8) and line or paragraph separators (Zl, Zp).
 REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-#: Hangul fillers are letters (Lo) that render as nothing: the usual way to make a "blank" or look-alike
-#: Korean nickname. No composed syllable contains one.
-INVISIBLE_LETTERS = frozenset({"\u115f", "\u1160", "\u3164", "\uffa0"})
+#: Space separators (Zs) inside a nickname, but for a single plain space (kept, although the client
+#: removes spaces itself): a thin or hair space, or a second space, hides in a look-alike (``a\u200ab``
+#: and ``a  b`` read as ``ab`` and ``a b``, but their keys differ).
+SPACE_CATEGORY = "Zs"
+#: Private use (Co: iOS draws U+F8FF as the Apple logo, another font anything) and unassigned (Cn: no
+#: look-alike data, and its future glyph unknown) code points.
+MEANINGLESS_CATEGORIES = frozenset({"Co", "Cn"})
+#: Characters that render as nothing: the Hangul fillers, letters (Lo) and the usual way to make a
+#: "blank" or look-alike Korean nickname (no composed syllable contains one), the Braille blank and the
+#: musical null notehead (symbols, So).
+INVISIBLE_LETTERS = frozenset({"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800", "\U0001d159"})
 #: Default-ignorable marks a valid nickname may hold (the other default ignorables are format characters
 #: or fillers, refused above): combining grapheme joiner, Mongolian and standard variation selectors.
 #: They change nothing visible, so the skeleton drops them (UTS #39 does the same).
@@ -53,24 +62,37 @@ class InvalidNickname(ValueError):
 
 def normalize_nickname(raw: str | None) -> str:
     """The canonical nickname: ``raw`` in NFC, trimmed of whitespace, 1–10 characters, no comma, no
-    control, format, separator or filler character; ``InvalidNickname`` otherwise. Idempotent: a
-    canonical nickname is returned unchanged."""
+    control, format, separator, blank, private-use or unassigned character; ``InvalidNickname``
+    otherwise. Idempotent: a canonical nickname is returned unchanged."""
     if raw is not None and len(raw) > MAX_RAW_NICKNAME_LENGTH:
         raise InvalidNickname(f"must be at most {MAX_NICKNAME_LENGTH} characters")
     nickname = unicodedata.normalize("NFC", raw or "").strip()
     if not nickname:
         raise InvalidNickname("must not be empty")
     for char in nickname:
-        if unicodedata.category(char) in REFUSED_CATEGORIES or char in INVISIBLE_LETTERS:
-            raise InvalidNickname(
-                f"must not contain control, format or invisible characters (U+{ord(char):04X})"
-            )
+        reason = _refused(char)
+        if reason is not None:
+            raise InvalidNickname(f"must not contain {reason} (U+{ord(char):04X})")
+    if "  " in nickname:
+        raise InvalidNickname("must not contain two spaces in a row")
     if len(nickname) > MAX_NICKNAME_LENGTH:
         raise InvalidNickname(f"must be at most {MAX_NICKNAME_LENGTH} characters")
     if "," in nickname:
         # DM room ids join two nicknames with a comma.
         raise InvalidNickname("must not contain a comma")
     return nickname
+
+
+def _refused(char: str) -> str | None:
+    """What kind of character ``char`` is if no nickname may hold it, else ``None``."""
+    category = unicodedata.category(char)
+    if category in REFUSED_CATEGORIES or char in INVISIBLE_LETTERS:
+        return "control, format or invisible characters"
+    if category == SPACE_CATEGORY and char != " ":
+        return "spaces other than the plain space"
+    if category in MEANINGLESS_CATEGORIES:
+        return "unassigned or private-use characters"
+    return None
 
 
 def nickname_key(raw: str | None) -> str | None:

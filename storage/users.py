@@ -205,13 +205,16 @@ def is_blocked(conn: Session | Connection, blocker_id: int, blocked_id: int) -> 
 
 
 def block(session: Session, blocker_id: int, blocked_id: int) -> None:
-    """Record the block (idempotent)."""
-    if not is_blocked(session, blocker_id, blocked_id):
-        try:
-            with session.begin_nested():
-                session.add(Block(blocker_id=blocker_id, blocked_id=blocked_id, created_at=utcnow()))
-        except IntegrityError:
-            pass  # a concurrent identical block won
+    """Record the block (idempotent: one already there, or recorded first by a concurrent request,
+    stays). One statement and no savepoint: when concurrent blocks and unblocks of the pair deadlock,
+    InnoDB rolls back the whole transaction, savepoints included, and the deadlock must reach
+    ``storage.db.retry_deadlocks`` as itself, not as the failed rollback to a savepoint that is gone."""
+    values = {"blocker_id": blocker_id, "blocked_id": blocked_id, "created_at": utcnow()}
+    if session.get_bind().dialect.name == "mysql":
+        keep = mysql_insert(Block).values(**values).on_duplicate_key_update(blocker_id=Block.blocker_id)
+        session.execute(keep)
+    else:  # SQLite: its writers are serialised
+        session.execute(sqlite_insert(Block).values(**values).on_conflict_do_nothing())
 
 
 def unblock(session: Session, blocker_id: int, blocked_id: int) -> None:

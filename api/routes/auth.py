@@ -54,7 +54,7 @@ from api.rate_limits import limit_sign_in
 from api.request_context import bind_user, bind_workflow
 from api.resources import Resources, ServiceUnavailable
 from api.revocations import publish_revocations
-from api.security import CurrentUser, EmailHeader, RefreshTokenHeader, header_text
+from api.security import AuthenticatedUser, CurrentUser, EmailHeader, RefreshTokenHeader, header_text
 from storage import logins, sign_in_requests, users
 from storage.db import retry_deadlocks
 from storage.models import Revocation
@@ -409,7 +409,7 @@ async def set_profile(
             if users.nickname_taken(session, nickname, user.id):
                 raise Conflict(f"nickname {nickname!r} is taken")
             row = users.by_id_locked(session, user.id)
-            if row is None:
+            if row is None or users.is_resigning(row):  # a resign committed since the token was checked
                 raise Forbidden("the account no longer exists")
             users.set_nickname(row, nickname)
             if introduction is not None:
@@ -450,27 +450,33 @@ def find_introduction(
 
 
 def _change_block(
-    form: BlockForm, user: CurrentUser, session: SessionDep, change: Callable[[Session, int, int], None]
+    form: BlockForm, user: AuthenticatedUser, res: Resources, change: Callable[[Session, int, int], None]
 ) -> SuccessBody:
-    """Apply ``change`` (block or unblock) from the caller to ``dstNickname``; the caller must be ``srcNickname``."""
-    me = users.by_id(session, user.id)
-    if me is None or form.src_nickname != me.nickname:
-        raise NotTheCaller("srcNickname must be the caller's own nickname")
-    target = users.by_nickname(session, form.dst_nickname)
-    if target is None or target.id == user.id:
-        return SuccessBody(success=False)
-    change(session, user.id, target.id)
-    session.commit()
-    return SuccessBody(success=True)
+    """Apply ``change`` (block or unblock) from the caller to ``dstNickname``; the caller must be
+    ``srcNickname``. One transaction, run again when InnoDB picks it as a deadlock victim (parallel
+    blocks and unblocks of one pair deadlock so)."""
+
+    def apply() -> bool:
+        with res.sessions.begin() as session:
+            me = users.by_id(session, user.id)
+            if me is None or form.src_nickname != me.nickname:
+                raise NotTheCaller("srcNickname must be the caller's own nickname")
+            target = users.by_nickname(session, form.dst_nickname)
+            if target is None or target.id == user.id:
+                return False
+            change(session, user.id, target.id)
+            return True
+
+    return SuccessBody(success=retry_deadlocks(apply))
 
 
 @router.post("/block")
-def block(form: Annotated[BlockForm, Multipart], user: CurrentUser, session: SessionDep) -> SuccessBody:
+def block(form: Annotated[BlockForm, Multipart], user: CurrentUser, res: ResourcesDep) -> SuccessBody:
     """Hide ``dstNickname``'s feeds from the caller (``success: false`` for an unknown user or oneself)."""
-    return _change_block(form, user, session, users.block)
+    return _change_block(form, user, res, users.block)
 
 
 @router.post("/unblock")
-def unblock(form: Annotated[BlockForm, Multipart], user: CurrentUser, session: SessionDep) -> SuccessBody:
+def unblock(form: Annotated[BlockForm, Multipart], user: CurrentUser, res: ResourcesDep) -> SuccessBody:
     """Undo a block (``success: false`` for an unknown user)."""
-    return _change_block(form, user, session, users.unblock)
+    return _change_block(form, user, res, users.unblock)

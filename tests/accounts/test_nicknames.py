@@ -83,6 +83,37 @@ def test_control_format_and_invisible_characters_are_refused(raw: str, code_poin
     assert nickname_key(raw) is None
 
 
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("\u2800", "control, format or invisible characters (U+2800)"),  # Braille blank: a blank nickname
+        ("ab\u2800", "control, format or invisible characters (U+2800)"),  # "ab" with a blank after it
+        ("ab\U0001d159", "control, format or invisible characters (U+1D159)"),  # null notehead
+        ("a\u200ab", "spaces other than the plain space (U+200A)"),  # hair space: reads as "ab"
+        ("a\u2009b", "spaces other than the plain space (U+2009)"),  # thin space
+        ("a\u202fb", "spaces other than the plain space (U+202F)"),  # narrow no-break space
+        ("a\u3000b", "spaces other than the plain space (U+3000)"),
+        ("a\u00a0b", "spaces other than the plain space (U+00A0)"),
+        ("\uf8ff", "unassigned or private-use characters (U+F8FF)"),  # the Apple logo on iOS
+        ("a\U000f0000", "unassigned or private-use characters (U+F0000)"),
+        ("a\u0378", "unassigned or private-use characters (U+0378)"),
+    ],
+)
+def test_blank_space_and_private_characters_are_refused(raw: str, reason: str) -> None:
+    """Characters that read as nothing or as another nickname, whose look-alike keys differ: each would
+    let a nickname pass for one it is not (``a\u200ab`` for ``ab``), or be blank."""
+    with pytest.raises(InvalidNickname) as refused:
+        normalize_nickname(raw)
+    assert refused.value.reason == f"must not contain {reason}"
+    assert nickname_key(raw) is None
+
+
+def test_one_plain_space_is_kept_but_not_two() -> None:
+    assert normalize_nickname("하늘 바다") == "하늘 바다"
+    with pytest.raises(InvalidNickname, match="two spaces in a row"):
+        normalize_nickname("하늘  바다")
+
+
 def test_the_length_is_counted_in_characters_after_nfc() -> None:
     ten_syllables = "가나다라마바사아자차"
     decomposed = unicodedata.normalize("NFD", ten_syllables)

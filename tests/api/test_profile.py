@@ -212,6 +212,35 @@ INVISIBLE = [
 ]
 
 
+#: Each reads as the member's nickname ``ab<suffix>`` (or as nothing) but has look-alike keys of its own.
+DISGUISED = [
+    ("hair space", "a\u200ab{}"),
+    ("thin space", "a\u2009b{}"),
+    ("two spaces", "a  b{}"),
+    ("Braille blank", "ab{}\u2800"),
+    ("blank alone", "\u2800"),
+    ("private use", "ab{}\uf8ff"),
+]
+
+
+@pytest.mark.parametrize(("what", "template"), DISGUISED, ids=[w for w, _ in DISGUISED])
+def test_a_nickname_disguised_with_spaces_or_blanks_is_refused(
+    http: httpx.Client, activity_deps: ActivityDeps, what: str, template: str
+) -> None:
+    suffix = uuid.uuid4().hex[:5]
+    _member(http, f"ab{suffix}" if "  " not in template else f"a b{suffix}")
+    impostor = _member(http)
+    nickname = template.format(suffix)
+    check = impostor.get_query("/auth-service/checkDuplicateNickname", {"nickname": nickname})
+    assert check.status_code == 400, (what, check.text)
+    resp = impostor.post_multipart(
+        "/auth-service/setProfile", [("email", impostor.email), ("nickname", nickname)]
+    )
+    assert resp.status_code == 400, (what, resp.text)
+    assert resp.json()["message"].startswith("nickname must not contain"), what
+    assert _stored(activity_deps, impostor.email).nickname is None
+
+
 @pytest.mark.parametrize(("what", "nickname"), INVISIBLE, ids=[w for w, _ in INVISIBLE])
 def test_set_profile_refuses_control_and_format_characters_and_changes_nothing(
     http: httpx.Client, activity_deps: ActivityDeps, what: str, nickname: str
