@@ -193,6 +193,22 @@ def test_a_download_past_the_spool_budget_is_refused_before_its_body(
         assert replica.get(url).content == data
 
 
+def test_a_client_that_leaves_mid_download_gives_its_spool_back(
+    settings: Settings, http: httpx.Client, gate: GatedChunks
+) -> None:
+    app = create_app(settings)
+    data = _image(3.5)
+    _, _, image_id = _saved(http, data)
+    with serve_in_thread(app, http="h11") as base, httpx.Client(base_url=base, timeout=60) as replica:
+        budget = app.state.resources.image_spools
+        with replica.stream("GET", f"/feed-service/image/{image_id}") as held:
+            assert next(held.iter_bytes()) and budget.in_use == 4 * IMAGE_CHUNK_BYTES
+        # The client hung up with three chunks unread: the spool goes once the response has seen
+        # that and the copier, let go, has stopped (at the next chunk, or the last).
+        gate.release.set()
+        wait_until(lambda: budget.in_use == 0, "the spool was given back", deadline_seconds=60)
+
+
 @pytest.fixture(scope="module")
 def stored(api_url: str) -> Iterator[tuple[bytes, str, str]]:
     """A public image of three chunks: its bytes, URL and ETag."""
