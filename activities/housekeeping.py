@@ -1,17 +1,21 @@
 """Housekeeping steps (``HousekeepingWorkflow``): each deletes one kind of row that no longer means anything,
 in bounded batches (``storage.housekeeping``), and returns how many it deleted. Idempotent: a repeat finds
-only what became stale since. Each computes its cutoff from the worker's clock and settings when it runs."""
+only what became stale since. Each computes its cutoff from the worker's clock and settings when it runs.
+One more starts the resigns that stopped without finishing again (``restart_stopped_resigns``)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import activity
+from temporalio.common import WorkflowIDReusePolicy
 
 from activities.deps import ActivityDeps
-from storage import housekeeping
+from storage import housekeeping, users
 from storage.logins import utcnow
 from temporal.housekeeping import HousekeepingInput
+from temporal.resigns import start_resign
 
 #: A used authorize code is kept this long after its use: a retried legacy ``consume_authorize_code``
 #: (sign-ins started with the code in their input) still finds the code it consumed.
@@ -77,3 +81,27 @@ class HousekeepingActivities:
         return housekeeping.delete_dead_devices(
             self._deps.sessions, utcnow(), req.batch_size, activity.heartbeat
         )
+
+    def _resigning(self, after_id: int, limit: int) -> list[tuple[int, str]]:
+        with self._deps.sessions() as session:
+            return users.resigning_accounts(session, after_id, limit)
+
+    @activity.defn(name="housekeeping_restart_stopped_resigns")
+    async def restart_stopped_resigns(self, req: HousekeepingInput) -> int:
+        """Start ``ResignWorkflow`` again for every account still resigning (and not held) whose
+        ``resign:<id>`` has no run going and none that completed: its run was terminated, failed or
+        timed out (or never started: its outbox start is still pending). Temporal decides, by the id's
+        reuse policy, so a run going is never doubled. How many started."""
+        started, after_id = 0, 0
+        while batch := await asyncio.to_thread(self._resigning, after_id, req.batch_size):
+            for user_id, provider in batch:
+                started += await start_resign(
+                    activity.client(),
+                    user_id,
+                    provider,
+                    activity.info().task_queue,
+                    WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                )
+                activity.heartbeat(started)
+            after_id = batch[-1][0]
+        return started

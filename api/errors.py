@@ -105,6 +105,16 @@ class TooManyRequests(ApiError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class ServerBusy(ApiError):
+    """This server is at a limit of its own for now, whoever asks (503); ``Retry-After: 1``."""
+
+    status = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": "1"}
+
+
 class ErrorBody(BaseModel):
     """The body of every refusal and failure (the client never reads it; people and logs do)."""
 

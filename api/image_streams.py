@@ -1,49 +1,64 @@
-"""Response bodies made of an image's stored chunks, read one at a time while the response is sent.
+"""Response bodies of an image's stored chunks: copied from one consistent read, sent at the client's pace.
 
-Each chunk is read over its own short pooled connection in the threadpool (never on the event loop,
-never holding a connection while a slow client reads), and the next one only after the previous one
-was handed to the server, whose writes wait for the socket to drain: a download holds about one chunk
-(1 MiB) in memory, whatever the image's size and however slowly it is read.
+A download copies the chunks it sends, in a thread of its own and at the database's speed, into a
+spool (``api.image_spools``), and the response sends from the spool as fast as the client reads: the
+entry being deleted or its images replaced, or its author resigning, meanwhile never cuts it short, and
+no transaction waits on a slow client. Memory holds about one chunk (1 MiB) for the copy and one for
+the response, whatever the image's size; the first bytes leave as soon as the first chunk is copied.
+An image gone before that is a 404 before any body. The spools of one process share a budget of disk
+(``SOSOHAPPY_DOWNLOAD_SPOOL_BYTES``, the pod's ``/tmp`` that uploads spool to as well): a download
+that would go past it is refused with 503 and ``Retry-After`` before its body.
 """
 
 from __future__ import annotations
 
 import base64
+import weakref
 from collections.abc import AsyncIterator
 
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.byte_ranges import ByteRange
-from storage import feed_images
-from storage.feed_images import IMAGE_CHUNK_BYTES, chunk_count
+from api.errors import ServerBusy
+from api.image_spools import Spool, SpoolBudget
+from storage.feed_images import IMAGE_CHUNK_BYTES
 
 _JSON_HEAD, _JSON_TAIL = b'{"image":"', b'"}'
 
 
-class ImageGone(RuntimeError):
-    """A chunk disappeared while its image was being sent (the entry was deleted or replaced); the
-    response is cut short, which the client sees as a failed download."""
+async def image_bytes(
+    engine: Engine, budget: SpoolBudget, image_id: int, wanted: ByteRange
+) -> AsyncIterator[bytes] | None:
+    """Bytes ``wanted.start``..``wanted.end`` of the image with internal id ``image_id``, once their
+    first chunk is spooled; ``None`` when the image is gone. Raises ``ServerBusy`` when the spool
+    budget has no room for the chunks the range covers."""
+    first, last = wanted.start // IMAGE_CHUNK_BYTES, max(wanted.start, wanted.end) // IMAGE_CHUNK_BYTES
+    spool = Spool.begin(engine, budget, image_id, first, last)
+    if spool is None:
+        raise ServerBusy("this server is sending as many images as it can hold, try again")
+    try:
+        found = await run_in_threadpool(spool.started)
+    except BaseException:
+        spool.done()
+        raise
+    if not found:
+        spool.done()
+        return None
+    body = _sent(spool, wanted.start - first * IMAGE_CHUNK_BYTES, wanted.length)
+    weakref.finalize(body, spool.done)  # a response dropped before it began sending
+    return body
 
 
-def _chunk(engine: Engine, image_id: int, seq: int) -> bytes:
-    with engine.connect() as conn:
-        data = feed_images.read_chunk(conn, image_id, seq)
-    if data is None:
-        raise ImageGone(f"chunk {seq} of an image vanished while it was being sent")
-    return data
-
-
-async def image_bytes(engine: Engine, image_id: int, wanted: ByteRange) -> AsyncIterator[bytes]:
-    """Bytes ``wanted.start``..``wanted.end`` of the image with internal id ``image_id``, one stored
-    chunk (or the part of one the range covers) at a time."""
-    first, last = wanted.start // IMAGE_CHUNK_BYTES, wanted.end // IMAGE_CHUNK_BYTES
-    for seq in range(first, last + 1):
-        data = await run_in_threadpool(_chunk, engine, image_id, seq)
-        offset = seq * IMAGE_CHUNK_BYTES
-        low = wanted.start - offset if seq == first else 0
-        high = wanted.end - offset + 1 if seq == last else len(data)
-        yield data if (low, high) == (0, len(data)) else data[low:high]
+async def _sent(spool: Spool, offset: int, length: int) -> AsyncIterator[bytes]:
+    try:
+        end = offset + length
+        while offset < end:
+            piece = await run_in_threadpool(spool.read, offset, min(IMAGE_CHUNK_BYTES, end - offset))
+            offset += len(piece)
+            yield piece
+    finally:
+        spool.done()
 
 
 def base64_json_length(byte_size: int) -> int:
@@ -51,14 +66,20 @@ def base64_json_length(byte_size: int) -> int:
     return len(_JSON_HEAD) + 4 * -(-byte_size // 3) + len(_JSON_TAIL)
 
 
-async def base64_json(engine: Engine, image_id: int, byte_size: int) -> AsyncIterator[bytes]:
-    """``{"image":"<standard base64>"}`` of the image, encoded chunk by chunk: each piece encodes a
-    multiple of 3 bytes (the 0–2 bytes left over go in front of the next chunk), so the pieces join
-    into exactly the base64 of the whole image."""
+async def base64_json(
+    engine: Engine, budget: SpoolBudget, image_id: int, byte_size: int
+) -> AsyncIterator[bytes] | None:
+    """``{"image":"<standard base64>"}`` of the image (``None`` when it is gone), encoded piece by
+    piece: each piece encodes a multiple of 3 bytes (the 0–2 bytes left over go in front of the next),
+    so the pieces join into exactly the base64 of the whole image."""
+    raw = await image_bytes(engine, budget, image_id, ByteRange(0, byte_size - 1))
+    return None if raw is None else _encoded(raw)
+
+
+async def _encoded(raw: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     yield _JSON_HEAD
     carry = b""
-    for seq in range(chunk_count(byte_size)):
-        data = await run_in_threadpool(_chunk, engine, image_id, seq)
+    async for data in raw:
         pending = carry + data if carry else data
         cut = len(pending) - len(pending) % 3
         yield base64.b64encode(memoryview(pending)[:cut])

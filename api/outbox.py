@@ -41,12 +41,12 @@ from temporal import search_attributes as sa
 from temporal.accounts import NicknameChange, ResignInput
 from temporal.ids import nickname_change_workflow_id, resign_workflow_id
 from temporal.push import DmArrived, DmPushOutcome, DmPushRequest, DmPushStart, PushRequest
+from temporal.resigns import start_resign
 from temporal.task_queues import ACCOUNTS, DEFAULT_PREFIX, named
 from temporal.task_queues import PUSH as PUSH_QUEUE
 from workflows.dm_push import DmPushWorkflow
 from workflows.nickname import NicknameChangeWorkflow
 from workflows.push import PushDeliveryWorkflow
-from workflows.resign import ResignWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +105,9 @@ async def _start_rename(client: Client, payload: str, task_queue: str = ACCOUNTS
 
 async def _start_resign(client: Client, payload: str, task_queue: str = ACCOUNTS) -> None:
     req = ResignInput.model_validate_json(payload)
-    try:
-        await client.start_workflow(
-            ResignWorkflow.run,
-            # Rows queued by an older API also hold the e-mail, nickname and Apple token: not sent on.
-            ResignInput(user_id=req.user_id, provider=req.provider),
-            id=resign_workflow_id(req.user_id),
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=sa.about(req.user_id, "resign"),
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # already resigning (or a re-sent start): the running workflow finishes the job
+    # Rows queued by an older API also hold the e-mail, nickname and Apple token: not sent on. A
+    # refused id is a resign already going (or a re-sent start): that run finishes the job.
+    await start_resign(client, req.user_id, req.provider, task_queue, WorkflowIDReusePolicy.REJECT_DUPLICATE)
 
 
 async def start_push(client: Client, request: PushRequest, task_queue: str = PUSH_QUEUE) -> None:

@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from accounts.revocations import RevocationView
 from accounts.tokens import TokenIssuer
+from api.image_spools import SpoolBudget
 from api.kafka import broadcast_producer
 from config import Settings
 from dm.messages import MessageStore
@@ -50,6 +51,8 @@ class Resources:
     messages: MessageStore
     tokens: TokenIssuer
     revocations: RevocationView
+    #: The disk this process's image downloads may spool at once (``api.image_streams``).
+    image_spools: SpoolBudget
     _temporal: Client | None = None
     _producer: AIOKafkaProducer | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -128,6 +131,7 @@ async def open_resources(settings: Settings) -> Resources:
         # Refresh tokens are always checked against the database; the view only has to outlive the
         # access tokens issued before a revocation.
         revocations=RevocationView(settings.access_token_ttl_seconds),
+        image_spools=SpoolBudget(settings.download_spool_bytes),
     )
 
     async def temporal_attempt() -> None:

@@ -273,6 +273,11 @@ class Settings(BaseSettings):
     upload_min_bytes_per_second: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
     #: Time a large upload gets before the rate floor applies (radio wake-up, TCP slow start).
     upload_rate_grace_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: Bytes of spool files (the pod's /tmp, a 2 GiB emptyDir that uploads spool to as well, up to
+    #: max_large_uploads × max_request_bytes) one API process's image downloads hold at once: each copies
+    #: the chunks it sends there (api/image_streams.py), so an entry deleted mid-download never cuts it
+    #: short; one more is answered 503 with Retry-After before its body. At least one 25 MiB image.
+    download_spool_bytes: int = Field(default=1024 * 1024 * 1024, ge=32 * 1024 * 1024)
 
     # Entries
     #: saveFeed refuses an entry dated more than this many days after today (KST): the app dates a new

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -134,9 +135,15 @@ def image_meta(conn: Connection, public_id: int) -> ImageMeta | None:
     return ImageMeta(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6])) if row else None
 
 
-def read_chunk(conn: Connection, image_id: int, seq: int) -> bytes | None:
-    """Chunk ``seq`` of the image with internal id ``image_id`` (``None`` when it is gone)."""
-    data = conn.execute(
-        select(FeedImageChunk.data).where(FeedImageChunk.image_id == image_id, FeedImageChunk.seq == seq)
-    ).scalar()
-    return None if data is None else bytes(data)
+def read_chunks(conn: Connection, image_id: int, first: int, last: int) -> Iterator[bytes]:
+    """Chunks ``first``..``last`` of the image with internal id ``image_id``, in order, none when it is
+    gone. One statement reads them all, so they come from one snapshot (InnoDB's consistent read, a
+    SQLite read transaction): a delete or replace committed meanwhile never cuts them short. Rows are
+    fetched one at a time (``yield_per``: MySQL's unbuffered cursor), never the whole image at once."""
+    with conn.execution_options(yield_per=1).execute(
+        select(FeedImageChunk.data)
+        .where(FeedImageChunk.image_id == image_id, FeedImageChunk.seq.between(first, last))
+        .order_by(FeedImageChunk.seq)
+    ) as rows:
+        for data in rows.scalars():
+            yield bytes(data)

@@ -113,6 +113,28 @@ def release_sign_in_key(user: User) -> None:
     user.updated_at = utcnow()
 
 
+#: What an operator sets a resigning account's ``account_email`` to (this plus its id, README "Resign
+#: runbook") to hold its resign: still resigning (hidden, its e-mail free), but housekeeping no longer
+#: starts a stopped resign of it again.
+RESIGN_HELD_PREFIX = f"{RESIGNING_PREFIX}held:"
+
+
+def resigning_accounts(conn: Session | Connection, after_id: int, limit: int) -> list[tuple[int, str]]:
+    """Up to ``limit`` accounts still resigning and not held, by id from past ``after_id``: their ids
+    and providers (``ResignWorkflow``'s input)."""
+    rows = conn.execute(
+        select(User.id, User.provider)
+        .where(
+            User.id > after_id,
+            User.account_email.startswith(RESIGNING_PREFIX, autoescape=True),
+            ~User.account_email.startswith(RESIGN_HELD_PREFIX, autoescape=True),
+        )
+        .order_by(User.id)
+        .limit(limit)
+    )
+    return [(int(user_id), provider) for user_id, provider in rows]
+
+
 def is_resigning(user: User) -> bool:
     """Whether ``user`` was asked to resign (its row is there until ``ResignWorkflow`` deletes it)."""
     return user.account_email.startswith(RESIGNING_PREFIX)

@@ -53,6 +53,8 @@ class HousekeepingResult(BaseModel):
     revocations: int = 0
     feed_page_marks: int = 0
     device_registrations: int = 0
+    #: Not a deletion: resigns started again (``restart_stopped_resigns``).
+    resigns_restarted: int = 0
 
 
 def schedule(settings: Settings) -> Schedule:

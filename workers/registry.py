@@ -79,6 +79,7 @@ def activities(deps: ActivityDeps) -> dict[str, Sequence[Callable[..., Any]]]:
             housekeeping.delete_stale_revocations,
             housekeeping.delete_stale_page_marks,
             housekeeping.delete_dead_devices,
+            housekeeping.restart_stopped_resigns,
         ],
         task_queues.PUSH: [
             push.device_tokens,

@@ -1,7 +1,8 @@
 """``HousekeepingWorkflow``: delete what no longer means anything (expired logins, spent authorize codes,
 presence rows of dead replicas, stale revocation records, old feed page marks, device registrations of
-logins that are over), one idempotent activity per kind, and return how many rows of each kind went. Started every hour by the ``housekeeping`` Schedule
-(``temporal/housekeeping.py``), which skips a run while the previous one is still going."""
+logins that are over), one idempotent activity per kind, and return how many rows of each kind went;
+then start again the resigns that stopped without finishing. Started every hour by the ``housekeeping``
+Schedule (``temporal/housekeeping.py``), which skips a run while the previous one is still going."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ with workflow.unsafe.imports_passed_through():
 PAGE_MARKS = "housekeeping-feed-page-marks"
 #: ``workflow.patched`` id of the dead-device step (runs recorded before it end after the page marks).
 DEAD_DEVICES = "housekeeping-dead-devices"
+#: ``workflow.patched`` id of the resign-restart step (runs recorded before it end after the devices).
+RESIGN_RESTARTS = "housekeeping-resign-restarts"
 STEP_TIMEOUT = timedelta(minutes=30)
 HEARTBEAT = timedelta(minutes=2)
 #: A step that keeps failing gives up after a few tries: the next hourly run starts over anyway.
@@ -57,4 +60,6 @@ class HousekeepingWorkflow:
             result.feed_page_marks = await _step(HousekeepingActivities.delete_stale_page_marks, req)
         if workflow.patched(DEAD_DEVICES):
             result.device_registrations = await _step(HousekeepingActivities.delete_dead_devices, req)
+        if workflow.patched(RESIGN_RESTARTS):
+            result.resigns_restarted = await _step(HousekeepingActivities.restart_stopped_resigns, req)
         return result

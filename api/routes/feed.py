@@ -325,7 +325,7 @@ async def find_feed_image(
     form: Annotated[FeedImageForm, Multipart], user: CurrentUser, res: ResourcesDep
 ) -> Response:
     """An image of an entry the caller can see, base64 in JSON (used when editing one's own entry),
-    encoded and sent a stored chunk at a time."""
+    encoded and sent a piece at a time from one consistent read (``api.image_streams``)."""
     image_id = form.image_id
 
     def lookup() -> ImageMeta:
@@ -336,8 +336,11 @@ async def find_feed_image(
             return meta
 
     meta = await run_in_threadpool(lookup)
+    body = await base64_json(res.engine, res.image_spools, meta.id, meta.byte_size)
+    if body is None:  # deleted or replaced since the lookup: nothing was sent yet
+        raise NotFound(f"no image {image_id}")
     return StreamingResponse(
-        base64_json(res.engine, meta.id, meta.byte_size),
+        body,
         media_type="application/json",
         headers={"Content-Length": str(base64_json_length(meta.byte_size))},
     )

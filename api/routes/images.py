@@ -5,8 +5,8 @@ an id is only ever listed to those who may see its entry, and an entry turned pr
 A public image is served to anyone with a year of shared caching. A private one is served without a
 token (whoever holds its id got it from the owner's own listing) or with the owner's token, never to
 another user's token (404, as an unknown id), and never cached by anyone but the client itself.
-The bytes are streamed chunk by chunk (``api.image_streams``), with ``ETag``/304 and a single
-``Range`` (206, 416).
+The bytes are streamed from one consistent read of their chunks (``api.image_streams``: a download
+that has begun is never cut short), with ``ETag``/304 and a single ``Range`` (206, 416).
 """
 
 from __future__ import annotations
@@ -118,6 +118,8 @@ async def image(
         if asked is not None:
             wanted, status = asked, 206
             headers["Content-Range"] = asked.content_range(meta.byte_size)
+    body = await image_bytes(res.engine, res.image_spools, meta.id, wanted)
+    if body is None:  # deleted or replaced since the lookup: nothing was sent yet
+        raise NotFound(f"no image {number}")
     headers["Content-Length"] = str(wanted.length)
-    body = image_bytes(res.engine, meta.id, wanted)
     return StreamingResponse(body, status_code=status, media_type=meta.content_type, headers=headers)

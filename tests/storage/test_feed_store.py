@@ -72,9 +72,9 @@ def _jan(year: int) -> tuple[int, int]:
 
 
 def _stored_bytes(conn: Connection, image_id: int, byte_size: int) -> bytes:
-    chunks = [feed_images.read_chunk(conn, image_id, seq) for seq in range(chunk_count(byte_size))]
-    assert all(c is not None for c in chunks)
-    return b"".join(c for c in chunks if c is not None)
+    chunks = list(feed_images.read_chunks(conn, image_id, 0, chunk_count(byte_size) - 1))
+    assert len(chunks) == chunk_count(byte_size)
+    return b"".join(chunks)
 
 
 def test_images_are_chunked_and_reassembled_from_bytes_or_a_file(engine: Engine) -> None:
@@ -94,10 +94,29 @@ def test_images_are_chunked_and_reassembled_from_bytes_or_a_file(engine: Engine)
         assert _stored_bytes(conn, jpeg.id, jpeg.byte_size) == data
         assert (png.byte_size, chunk_count(png.byte_size)) == (IMAGE_CHUNK_BYTES, 1)
         assert _stored_bytes(conn, png.id, png.byte_size) == spooled.getvalue()
-        assert feed_images.read_chunk(conn, png.id, 1) is None
+        assert list(feed_images.read_chunks(conn, png.id, 1, 1)) == []
         for meta in (jpeg, png):  # the listed id is the public one, never the internal one
             assert PUBLIC_ID_MIN <= meta.public_id < PUBLIC_ID_END and meta.public_id != meta.id
             assert feed_images.image_meta(conn, meta.id) is None
+
+
+def test_chunks_read_by_one_statement_outlive_a_delete_committed_meanwhile(engine: Engine) -> None:
+    me, my_nick = make_user(engine)
+    data = bytes(range(256)) * (3 * IMAGE_CHUNK_BYTES // 256 + 7)  # four chunks
+    with engine.begin() as conn:
+        feeds.save_entry(conn, _entry(me, 2032030300000000, images=[NewImage("image/jpeg", data)]))
+    with engine.connect() as conn:
+        [feed] = feeds.find_month(conn, my_nick, 2032030300000000)
+        meta = feed_images.image_meta(conn, feed.image_ids[0])
+    assert meta is not None
+    with engine.connect() as reader:
+        chunks = feed_images.read_chunks(reader, meta.id, 0, 3)
+        first = next(chunks)  # the statement has begun: its snapshot is taken
+        with engine.begin() as conn:
+            assert feeds.delete_entry(conn, me, 2032030300000000)
+        assert first + b"".join(chunks) == data
+    with engine.connect() as conn:
+        assert list(feed_images.read_chunks(conn, meta.id, 0, 3)) == []
 
 
 def test_public_pages_exclude_private_and_blocked_and_know_the_last_page(engine: Engine) -> None:

@@ -181,7 +181,7 @@ def _service_start(kind: str, user_id: int) -> tuple[str, tuple[Any, ...], dict[
         payload = NicknameChange(user_id=user_id, old="a", new="b").model_dump_json()
         asyncio.run(outbox._start_rename(recorder, payload))  # type: ignore[arg-type]
     [(run, args, options)] = recorder.starts
-    return run.__qualname__.split(".")[0], args, options
+    return run if isinstance(run, str) else run.__qualname__.split(".")[0], args, options
 
 
 def test_a_workflow_started_by_hand_is_the_one_the_services_start() -> None:

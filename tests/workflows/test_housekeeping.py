@@ -200,7 +200,7 @@ async def _started_runs(client: Client) -> list[ScheduleActionExecutionStartWork
     return [a.action for a in recent if isinstance(a.action, ScheduleActionExecutionStartWorkflow)]
 
 
-async def _triggered_run(client: Client, record_as: str | None = None) -> HousekeepingResult:
+async def triggered_run(client: Client, record_as: str | None = None) -> HousekeepingResult:
     """Trigger the schedule and wait for the run it started; its result.
 
     A scheduled run's id is the schedule's workflow id plus the trigger time to the second, so a second
@@ -233,13 +233,13 @@ async def test_a_triggered_run_deletes_exactly_the_stale_rows(
 ) -> None:
     keys = await asyncio.to_thread(_rows, activity_deps, settings)
 
-    result = await _triggered_run(temporal_client, record_as="housekeeping_scheduled_without_input")
+    result = await triggered_run(temporal_client, record_as="housekeeping_scheduled_without_input")
 
     present = await asyncio.to_thread(_present, activity_deps, keys)
     for kind, rows in keys.items():
         assert present[kind] == set(rows["live"]), kind
         assert getattr(result, kind) >= len(rows["stale"]), kind
-    again = await _triggered_run(temporal_client)  # idempotent: nothing of ours left to delete
+    again = await triggered_run(temporal_client)  # idempotent: nothing of ours left to delete
     assert await asyncio.to_thread(_present, activity_deps, keys) == present
     assert again.model_dump().keys() == result.model_dump().keys()
 
