@@ -134,7 +134,8 @@ _MEANINGS = {
     416: "the `Range` starts past the end of the image; `Content-Range` gives its size",
     429: "over the sign-in rate limit, or the server takes in as many large uploads as it may at once; "
     "`Retry-After` says when to come back",
-    503: "a store or Temporal is unavailable; retry after `Retry-After` seconds",
+    503: "a store or Temporal is unavailable, or every request thread stayed busy; retry after "
+    "`Retry-After` seconds",
 }
 
 

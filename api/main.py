@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from anyio import to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from temporalio.runtime import Runtime, TelemetryConfig
@@ -26,6 +25,7 @@ from api.resources import Resources, close_resources, open_resources
 from api.revocations import start_revocation_view
 from api.routes import auth, dm, dm_connect, feed, health, images
 from api.security import takes_token, token_paths, upload_admission
+from api.shedding import SheddingMiddleware, install_request_threads
 from api.sign_in_worker import start_sign_in_worker
 from api.uploads import LargeUploadLimit, UploadSlots
 from config import Settings
@@ -46,8 +46,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Sync routes run in anyio's threadpool (40 threads by default); more threads than pooled
-        # connections would only queue for, or open and close, connections.
-        to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
+        # connections would only queue for, or open and close, connections. A request waits for its
+        # first thread only so long (api.shedding).
+        app.state.request_threads = install_request_threads(settings.database_pool_size)
         resources = await open_resources(settings)
         followed: list[FollowedTopic] = []
         if settings.revocation_view_enabled:
@@ -106,6 +107,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         takes_token=takes_token,
         clock=clock,
     )
+    # Inside MetricsMiddleware too: a request shed for want of a thread is counted and logged.
+    app.add_middleware(SheddingMiddleware, wait=settings.request_thread_wait_seconds)
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)
     modules = (health, auth, feed, images, dm, dm_connect)

@@ -104,7 +104,8 @@ def method_label(method: str) -> str:
     return method if method in METHODS else OTHER
 
 
-def _route_template(scope: Scope) -> str:
+def route_template(scope: Scope) -> str:
+    """The route template of the request (its bounded label), ``unmatched`` before or without one."""
     return getattr(scope.get("route"), "path", None) or "unmatched"
 
 
@@ -112,7 +113,7 @@ def _line(scope: Scope, record: RequestContext, started: float) -> dict[str, Any
     """The fields every request and WebSocket line shares (path without its query string)."""
     line: dict[str, Any] = {
         "request_id": record.request_id,
-        "route": _route_template(scope),
+        "route": route_template(scope),
         "path": scope.get("path", ""),
         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
     }
@@ -160,7 +161,7 @@ class MetricsMiddleware:
             error = type(exc).__name__
             raise
         finally:
-            template = _route_template(scope)
+            template = route_template(scope)
             method = method_label(scope["method"])
             elapsed = time.perf_counter() - start
             REQUESTS.labels(template, method, str(status)).inc()

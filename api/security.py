@@ -23,6 +23,7 @@ from api.deps import ResourcesDep
 from api.errors import Forbidden
 from api.request_context import bind_user
 from api.resources import Resources
+from api.shedding import check_in_thread
 from api.uploads import Admission
 from storage import logins, users
 
@@ -148,7 +149,7 @@ async def current_user(
     claims = verify_access(res, authorization, email)
     revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
     if revoked is None:
-        revoked = await run_in_threadpool(revoked_in_database, res, claims)
+        revoked = await check_in_thread(revoked_in_database, res, claims)
     return _admit(claims, revoked)
 
 
@@ -161,7 +162,7 @@ async def token_user_id(res: Resources, authorization: str | None, email: str | 
         return None
     revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
     if revoked is None:
-        revoked = await run_in_threadpool(revoked_in_database, res, claims)
+        revoked = await check_in_thread(revoked_in_database, res, claims)
     return None if revoked else _admit(claims, False).id
 
 
@@ -213,7 +214,7 @@ async def authenticate_websocket(websocket: WebSocket) -> AuthenticatedUser:
     claims = verify_access(res, websocket.headers.get("authorization"), websocket.headers.get("email"))
     revoked = res.revocations.is_revoked(claims.session_id, claims.user_id)
     if revoked is None:
-        revoked = await run_in_threadpool(revoked_in_database, res, claims)
+        revoked = await check_in_thread(revoked_in_database, res, claims)
     return _admit(claims, revoked)
 
 

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     #: Connections each API process keeps open; the API's threadpool is capped at the same number, so a
     #: request thread never waits for (or churns through) a connection beyond the pool.
     database_pool_size: int = Field(default=16, ge=1, le=200)
+    #: A request that finds every request thread busy waits this long for one, then is answered 503 with
+    #: Retry-After before any of its work ran (``api.shedding``). Once started it may still wait up to
+    #: 40 s on the database (``storage.db.REQUEST_WAITS``): at most 15 keeps the answer under the app's
+    #: 60 s request timeout.
+    request_thread_wait_seconds: float = Field(default=10.0, gt=0, le=15)
     #: ``python -m storage.migrate`` waits this long for the database to answer before giving up.
     database_wait_seconds: float = Field(default=60.0, ge=0)
     #: The pre-start step creates the monitoring user (storage/monitoring_user.py) through this URL of a

@@ -15,19 +15,22 @@ from api.dm_limits import FrameGate
 from api.errors import Forbidden
 from api.resources import Resources, ServiceUnavailable
 from api.security import authenticate_websocket
+from api.shedding import Overloaded
 from dm.hub import DirectMessageHub
 from dm.sockets import Socket
 from storage import users
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/dm-service", tags=["dm"])
+#: The close code of a socket the server is too busy to serve now (RFC 6455's registry).
+TRY_AGAIN_LATER = 1013
 
 
 @router.websocket("/connect-dm")
 async def connect_dm(websocket: WebSocket) -> None:
     """Open the caller's DM socket (``nickname``, URL-decoded, must name the caller when given: read as
     its canonical nickname) and relay its frames until it closes; a refused handshake is answered 403
-    before the upgrade."""
+    before the upgrade; one that got no request thread in time is closed with 1013 once opened."""
     res: Resources = websocket.app.state.resources
     hub: DirectMessageHub = websocket.app.state.dm_hub
     try:
@@ -41,6 +44,13 @@ async def connect_dm(websocket: WebSocket) -> None:
         wanted = websocket.query_params.get("nickname")
         if nickname is None or (wanted is not None and nickname_key(wanted) != nickname):
             raise Forbidden("nickname must be the caller's own nickname")
+    except Overloaded as busy:
+        # No request thread within the wait (api.shedding): 1013 "Try Again Later", WebSocket's own
+        # word for it. Accepted first: a denial response (503) would do as well, but uvicorn's
+        # websockets-sansio logs an ERROR for every one (Kludex/uvicorn#3138).
+        await websocket.accept()
+        await websocket.close(code=TRY_AGAIN_LATER, reason=busy.message)
+        return
     except (Forbidden, ServiceUnavailable) as exc:
         log.info("DM handshake refused: %s", exc)
         await websocket.close(code=1008, reason=str(exc)[:120])  # before accept: HTTP 403
