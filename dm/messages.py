@@ -113,6 +113,14 @@ def _document(sender: Party, receiver: Party, date: int, text: str) -> dict[str,
     }
 
 
+def _of_user(user_id: int) -> dict[str, Any]:
+    return {"$or": [{"senderId": user_id}, {"receiverId": user_id}]}
+
+
+def _legacy_of(nickname: str) -> dict[str, Any]:
+    return {**LEGACY, "$or": [{"sender": nickname}, {"receiver": nickname}]}
+
+
 def _from_doc(doc: dict[str, Any]) -> StoredMessage:
     return StoredMessage(
         id=str(doc["_id"]),
@@ -198,15 +206,20 @@ class MessageStore:
 
     def delete_user(self, user_id: int) -> int:
         """Delete every message the user sent or received (by id); returns how many."""
-        result = self._messages.delete_many({"$or": [{"senderId": user_id}, {"receiverId": user_id}]})
-        return int(result.deleted_count)
+        return int(self._messages.delete_many(_of_user(user_id)).deleted_count)
+
+    def count_of(self, user_id: int | None, nickname: str | None) -> int:
+        """How many messages ``delete_user(user_id)`` and ``delete_legacy(nickname)`` would delete."""
+        queries = [_of_user(user_id)] if user_id is not None else []
+        queries += [_legacy_of(nickname)] if nickname else []
+        return sum(int(self._messages.count_documents(query)) for query in queries)
 
     # -- legacy documents (stored by nickname before ids existed) ----------------------------------
 
     def delete_legacy(self, nickname: str) -> int:
         """Delete the legacy documents naming ``nickname`` on either side; returns how many."""
-        result = self._messages.delete_many({**LEGACY, "$or": [{"sender": nickname}, {"receiver": nickname}]})
-        return int(result.deleted_count)
+        return int(self._messages.delete_many(_legacy_of(nickname)).deleted_count)
+
 
     def claim_legacy(self, nickname: str, user_id: int) -> int:
         """Pin the legacy documents stored under ``nickname`` to ``user_id`` (the user who held it when
