@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -13,6 +15,18 @@ from storage import devices, logins, users
 from storage.models import Block, Feed, FeedLike, User
 
 FEED_BATCH = 500
+
+
+def _counted_first(count: Callable[[], int]) -> int:
+    """What a deleting step reports: ``count()`` (what there is to delete) on its first attempt,
+    recorded at once as the attempt's heartbeat before anything is deleted; a later attempt (its
+    worker was killed mid-step, after deleting some) reports the count recorded, not what is left."""
+    details = activity.info().heartbeat_details
+    if details:
+        return int(details[0])
+    counted = count()
+    activity.heartbeat(counted)
+    return counted
 
 
 class ResignActivities:
@@ -57,16 +71,19 @@ class ResignActivities:
 
     @activity.defn(name="resign_delete_feeds")
     def delete_feeds(self, user_id: int) -> int:
-        """Delete the user's feeds with their categories, images and likes, in batches."""
-        deleted = 0
+        """Delete the user's feeds with their categories, images and likes, in batches; returns how many
+        the user had when the step began (``_counted_first``), however many attempts deleted them."""
+        with self._deps.sessions() as session:
+            total = _counted_first(
+                lambda: session.scalar(select(func.count()).where(Feed.user_id == user_id)) or 0
+            )
         while True:
             with self._deps.sessions.begin() as session:
                 ids = list(session.scalars(select(Feed.id).where(Feed.user_id == user_id).limit(FEED_BATCH)))
                 if not ids:
-                    return deleted
+                    return total
                 session.execute(delete(Feed).where(Feed.id.in_(ids)))
-            deleted += len(ids)
-            activity.heartbeat(deleted)
+            activity.heartbeat(total)
 
     @activity.defn(name="resign_delete_likes_and_blocks")
     def delete_likes_and_blocks(self, user_id: int) -> None:
@@ -80,13 +97,11 @@ class ResignActivities:
     @activity.defn(name="resign_delete_user_messages")
     def delete_user_messages(self, user_id: int) -> int:
         """Delete every direct message the user sent or received, by id (and the legacy ones still
-        stored under the user's nickname, while the account row still says which that is)."""
-        deleted = self._deps.messages.delete_user(user_id)
+        stored under the user's nickname, while the account row still says which that is); returns how
+        many there were when the step began (``_counted_first``)."""
         with self._deps.sessions() as session:
             nickname = users.nickname_of(session, user_id)
-        if nickname:
-            deleted += self._deps.messages.delete_legacy(nickname)
-        return deleted
+        return self._delete_messages(user_id, nickname)
 
     @activity.defn(name="resign_delete_messages")
     def delete_messages(self, nickname: str) -> int:
@@ -96,8 +111,16 @@ class ResignActivities:
         legacy ones under the nickname."""
         with self._deps.sessions() as session:
             user_id = users.id_of(session, nickname)
-        deleted = self._deps.messages.delete_user(user_id) if user_id is not None else 0
-        return deleted + self._deps.messages.delete_legacy(nickname)
+        return self._delete_messages(user_id, nickname)
+
+    def _delete_messages(self, user_id: int | None, nickname: str | None) -> int:
+        messages = self._deps.messages
+        total = _counted_first(lambda: messages.count_of(user_id, nickname))
+        if user_id is not None:
+            messages.delete_user(user_id)
+        if nickname:
+            messages.delete_legacy(nickname)
+        return total
 
     @activity.defn(name="resign_remove_devices")
     def remove_devices(self, user_id: int) -> int:

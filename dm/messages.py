@@ -12,6 +12,7 @@ until then no query returns them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -113,6 +114,14 @@ def _document(sender: Party, receiver: Party, date: int, text: str) -> dict[str,
     }
 
 
+def _of_user(user_id: int) -> dict[str, Any]:
+    return {"$or": [{"senderId": user_id}, {"receiverId": user_id}]}
+
+
+def _legacy_of(nickname: str) -> dict[str, Any]:
+    return {**LEGACY, "$or": [{"sender": nickname}, {"receiver": nickname}]}
+
+
 def _from_doc(doc: dict[str, Any]) -> StoredMessage:
     return StoredMessage(
         id=str(doc["_id"]),
@@ -129,6 +138,9 @@ class MessageStore:
 
     def __init__(self, client: MongoClient, database: str) -> None:
         self._messages: Collection = client[database][COLLECTION]
+        #: Documents of messages whose SQL side never committed, whose delete has not succeeded yet.
+        self._owed: set[str] = set()
+        self._owed_lock = threading.Lock()
 
     def ensure_indexes(self) -> None:
         """Create the indexes the history page and resign rely on (idempotent)."""
@@ -146,9 +158,11 @@ class MessageStore:
 
     def insert_many(self, messages: Sequence[tuple[Party, Party, StoredMessage]]) -> None:
         """Store messages whose ids were chosen before (``(sender, receiver, message)``), in one round
-        trip; a failure may leave some of them stored (``delete_many`` undoes them by id)."""
+        trip, once the documents still owed a delete are gone (``withdraw``); a failure may leave some
+        of them stored (``withdraw`` undoes them by id)."""
         if not messages:
             return
+        self.settle()
         docs = []
         for sender, receiver, message in messages:
             doc = _document(sender, receiver, message.date, message.text)
@@ -187,6 +201,24 @@ class MessageStore:
         ids = [ObjectId(i) for i in message_ids]
         return int(self._messages.delete_many({"_id": {"$in": ids}}).deleted_count)
 
+    def withdraw(self, message_ids: Sequence[str]) -> None:
+        """Delete the documents of messages whose SQL side did not commit (``dm.writes``). When the
+        delete fails too (MongoDB unreachable, or an insert whose answer was lost may have stored
+        them) they stay owed: this store deletes them before its next insert (``settle``), so no later
+        message it stores lets the history show them, and raises meanwhile."""
+        with self._owed_lock:
+            self._owed.update(message_ids)
+        self.settle()
+
+    def settle(self) -> None:
+        """Delete the documents still owed a delete (``withdraw``); they stay owed if this raises."""
+        with self._owed_lock:
+            owed = list(self._owed)
+        if owed:
+            self.delete_many(owed)
+            with self._owed_lock:
+                self._owed.difference_update(owed)
+
     def room_page(self, a_id: int, b_id: int, before: int, limit: int) -> list[StoredMessage]:
         """Up to ``limit`` messages between users ``a_id`` and ``b_id`` dated before ``before``, oldest first."""
         cursor = (
@@ -198,15 +230,19 @@ class MessageStore:
 
     def delete_user(self, user_id: int) -> int:
         """Delete every message the user sent or received (by id); returns how many."""
-        result = self._messages.delete_many({"$or": [{"senderId": user_id}, {"receiverId": user_id}]})
-        return int(result.deleted_count)
+        return int(self._messages.delete_many(_of_user(user_id)).deleted_count)
+
+    def count_of(self, user_id: int | None, nickname: str | None) -> int:
+        """How many messages ``delete_user(user_id)`` and ``delete_legacy(nickname)`` would delete."""
+        queries = [_of_user(user_id)] if user_id is not None else []
+        queries += [_legacy_of(nickname)] if nickname else []
+        return sum(int(self._messages.count_documents(query)) for query in queries)
 
     # -- legacy documents (stored by nickname before ids existed) ----------------------------------
 
     def delete_legacy(self, nickname: str) -> int:
         """Delete the legacy documents naming ``nickname`` on either side; returns how many."""
-        result = self._messages.delete_many({**LEGACY, "$or": [{"sender": nickname}, {"receiver": nickname}]})
-        return int(result.deleted_count)
+        return int(self._messages.delete_many(_legacy_of(nickname)).deleted_count)
 
     def claim_legacy(self, nickname: str, user_id: int) -> int:
         """Pin the legacy documents stored under ``nickname`` to ``user_id`` (the user who held it when

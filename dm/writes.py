@@ -2,9 +2,13 @@
 
 A message is stored in one SQL transaction whose last step, before the commit, inserts its MongoDB
 document; an SQL failure comes before the insert, and a failed insert or commit deletes the document
-again by its id (chosen before the transaction, so the undo is idempotent). A replica dying between the
-insert and the commit leaves a document newer than its room's row, which the history does not show
-(``dm.conversations.committed_before``).
+again by its id (chosen before the transaction, so the undo is idempotent). An insert whose answer was
+lost (MongoDB partitioned or hung after the request arrived) may have stored the document all the same,
+and its delete then fails as well: the store keeps it owed and deletes it before its next insert
+(``MessageStore.withdraw``), so a later message of its room does not bring to light a message its
+sender was told was not stored. A replica dying between the insert and the commit (or while it owes a
+delete) leaves a document newer than its room's row, which the history does not show
+(``dm.conversations.committed_before``) until the room's next message.
 
 ``MessageWriter`` is the hub's path for messages whose parties it already knows (its hints): drafts
 that arrive while a batch is being written wait for the next batch, which stores all of them in one
@@ -75,10 +79,12 @@ def _undone_on_failure(messages: MessageStore, inserted: list[str]) -> Iterator[
     except BaseException:
         if inserted:
             try:
-                messages.delete_many(inserted)
-            except Exception:
-                log.exception(
-                    "%d DM(s) stored without their room rows; the history does not show them", len(inserted)
+                messages.withdraw(inserted)
+            except Exception as exc:
+                log.warning(
+                    "%d DM(s) possibly stored without their room rows, deleted before the next insert: %s",
+                    len(inserted),
+                    type(exc).__name__,
                 )
         raise
 

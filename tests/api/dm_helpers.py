@@ -1,14 +1,16 @@
 """Waits of the DM tests on two API replicas: until a message sent to a socket on the other replica
-goes there, not to a push."""
+goes there, not to a push; and a DM socket on a replica."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 import jwt
 from sqlalchemy import select
+from websockets.sync.client import ClientConnection, connect
 
 from activities.deps import ActivityDeps
 from storage.logins import utcnow
@@ -70,3 +72,13 @@ def _before(deadline: float, what: str) -> None:
     if time.monotonic() > deadline:
         raise AssertionError(f"not reached: {what}")
     time.sleep(0.1)
+
+
+def dm_socket(app: IOSClient, base: str, open_timeout: float) -> ClientConnection:
+    """``app``'s DM socket on the replica at ``base`` (``http://host:port``)."""
+    headers = {"Authorization": app.access, "email": app.email}
+    return connect(
+        f"ws://{base.removeprefix('http://')}/dm-service/connect-dm?nickname={quote(app.nickname)}",
+        additional_headers=headers,
+        open_timeout=open_timeout,
+    )

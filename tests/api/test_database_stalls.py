@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import quote
 
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
-from websockets.sync.client import ClientConnection, connect
 
 from api.main import create_app
 from config import Settings
 from kst.dates import now_kst
+from tests.api.dm_helpers import dm_socket
 from tests.api.feed_helpers import day_feed, kst, like, member, unique_year
 from tests.fixtures.asgi import serve_in_thread
 from tests.fixtures.ios_client import IOSClient, code_verifier
@@ -40,15 +39,6 @@ def silent(settings: Settings) -> Iterator[tuple[StallingProxy, str]]:
         app = create_app(settings.model_copy(update={"database_url": url}))
         with serve_in_thread(app, http="h11", ws="websockets-sansio") as base:
             yield proxy, base
-
-
-def _socket(app: IOSClient, base: str) -> ClientConnection:
-    headers = {"Authorization": app.access, "email": app.email}
-    return connect(
-        f"ws://{base.removeprefix('http://')}/dm-service/connect-dm?nickname={quote(app.nickname)}",
-        additional_headers=headers,
-        open_timeout=APP_PATIENCE,
-    )
 
 
 def _requests(author: IOSClient, fan: IOSClient, day: int, verifier: str, code: str) -> dict[str, Callable]:
@@ -104,7 +94,7 @@ def test_every_route_answers_503_within_the_apps_patience_while_mysql_is_silent_
         fan = IOSClient(replica, fan.access, fan.refresh, fan.email, fan.nickname)
         verifier = code_verifier()
         code = IOSClient(replica).authorize_code(verifier)
-        with _socket(fan, base) as ws:
+        with dm_socket(fan, base, APP_PATIENCE) as ws:
             proxy.stall()
             frame = {"sender": fan.nickname, "receiver": author.nickname, "text": "안녕", "date": now_kst()}
             ws.send(json.dumps(frame, ensure_ascii=False))

@@ -232,3 +232,34 @@ def test_a_batch_failing_because_a_store_is_down_is_not_retried_message_by_messa
 
     outcomes = asyncio.run(scenario())
     assert calls == [3] and all(isinstance(o, OperationalError) for o in outcomes)
+
+
+def test_a_document_whose_undo_failed_is_deleted_before_the_next_insert(
+    engine: Engine, messages: MessageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit fails and so does the delete that undoes the insert (MongoDB unreachable by then, or an
+    insert whose answer was lost): the document stays, dated before the room's next message, so once
+    that one commits the history would show a message its sender was told was not stored. The store
+    owes the delete and makes it before its next insert."""
+    ann, bob = _party(engine), _party(engine)
+    refused = _draft(100, "refused")
+
+    def fail(_conn: Any) -> None:
+        raise RuntimeError("the commit did not happen")
+
+    def unreachable(_ids: Any) -> int:
+        raise ServerSelectionTimeoutError("MongoDB unreachable")
+
+    event.listen(engine, "commit", fail)
+    with monkeypatch.context() as patched:
+        patched.setattr(messages, "delete_many", unreachable)
+        try:
+            with pytest.raises(RuntimeError, match="commit did not happen"):
+                store_batch(engine, messages, [((ann, bob), refused)])
+        finally:
+            event.remove(engine, "commit", fail)
+    assert messages.by_id(refused.id) is not None  # stored, and not undone yet
+
+    store_batch(engine, messages, [((ann, bob), _draft(200, "next"))])
+    assert _room_texts(messages, ann, bob) == ["next"]
+    assert _latest(engine, ann) == ["next"]
