@@ -23,7 +23,7 @@ from api.rate_limits import sign_in_limiter_from
 from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
 from api.revocations import start_revocation_view
-from api.routes import auth, dm, dm_connect, feed, health, images
+from api.routes import auth, dm, dm_connect, feed, health, images, profile
 from api.security import takes_token, token_paths, upload_admission
 from api.shedding import SheddingMiddleware, install_request_threads
 from api.sign_in_worker import start_sign_in_worker
@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     app.add_middleware(SheddingMiddleware, wait=settings.request_thread_wait_seconds)
     app.add_middleware(MetricsMiddleware)
     install_error_handlers(app)
-    modules = (health, auth, feed, images, dm, dm_connect)
+    modules = (health, auth, profile, feed, images, dm, dm_connect)
     for module in modules:
         app.include_router(module.router)
     app.state.token_paths = token_paths(module.router for module in modules)  # api.uploads

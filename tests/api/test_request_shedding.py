@@ -24,7 +24,7 @@ from websockets.sync.client import connect
 
 from activities.deps import ActivityDeps
 from api.main import create_app
-from api.routes import auth, dm, dm_connect, feed, health, images
+from api.routes import auth, dm, dm_connect, feed, health, images, profile
 from api.routes.dm_connect import TRY_AGAIN_LATER
 from api.shedding import RETRY_AFTER_SECONDS, RequestThreads
 from config import Settings
@@ -40,7 +40,7 @@ PATIENCE = 55.0
 THREADS = 2
 WAIT = 0.5
 BUSY = f"the server is busy (no request thread free within {WAIT:g} s), try again"
-ROUTERS = (auth, dm, dm_connect, feed, health, images)
+ROUTERS = (auth, dm, dm_connect, feed, health, images, profile)
 SHED_ROUTES = (
     "/feed-service/saveFeed",
     "/feed-service/updateLike",
