@@ -339,7 +339,7 @@ def save_entry(conn: Connection, entry: NewEntry) -> tuple[int, bool]:
     if feed_id is None:
         # The day's row, or the one a concurrent save committed first (the no-op insert locked it).
         feed = existing or day_feed(conn, entry.user_id, entry.date, lock=True)
-        assert feed is not None, "the insert found the day's row, so it is there"
+        assert feed is not None
         feed_id = feed.id
         conn.execute(update(Feed).where(Feed.id == feed_id).values(**values))
         conn.execute(delete(FeedCategory).where(FeedCategory.feed_id == feed_id))
@@ -355,13 +355,10 @@ def save_entry(conn: Connection, entry: NewEntry) -> tuple[int, bool]:
 
 
 def _insert_feed(conn: Connection, values: dict[str, Any]) -> int | None:
-    """Insert the feed row ``values``: its id, or ``None`` when the user's row of that day is there (a
-    concurrent save committed it first), which it leaves as it is. One statement and no savepoint: when
-    concurrent writers deadlock, InnoDB rolls back the whole transaction, savepoints included, and the
-    deadlock must reach ``storage.db.retry_deadlocks`` as itself, not as the failed rollback to a
-    savepoint that is gone."""
-    if conn.dialect.name in ("mysql", "mariadb"):
-        # A no-op on the row that is there, which MySQL then answers with no inserted id (0).
+    """Insert the feed row ``values``: its id, or ``None`` (a no-op) when a concurrent save committed the
+    day's row first. No savepoint: InnoDB rolls a deadlock victim back whole, savepoints included, and
+    the deadlock must reach ``storage.db.retry_deadlocks`` as itself, not as a failed rollback to one."""
+    if conn.dialect.name in ("mysql", "mariadb"):  # the no-op's inserted id is 0
         result = conn.execute(mysql_insert(Feed).values(**values).on_duplicate_key_update(id=Feed.id))
         return result.lastrowid or None
     # SQLite: its writers are serialised.
