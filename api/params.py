@@ -80,7 +80,8 @@ def _free_text(value: str | None) -> str | None:
     return value
 
 
-#: Text shown to other users as written (``freetext``): no control or direction-override characters.
+#: Text shown to other users as written (``freetext``): no control, direction-override or hidden-text
+#: characters.
 FreeText = Annotated[str, AfterValidator(_free_text)]
 
 #: A parameter that names a user, read as its canonical key (``accounts.nicknames``: NFC, trimmed).

@@ -34,7 +34,8 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 
 from feeds.happiness import Entry
@@ -319,8 +320,8 @@ def save_entry(conn: Connection, entry: NewEntry) -> tuple[int, bool]:
 
     Categories and images are replaced (the images get new public ids, so an entry saved as private
     shows none of the ids it had while public); likes stay. Saves of one day serialise on the feed row; when two
-    create it at once, the unique ``(user_id, day)`` key lets one insert win and the other (rolled back
-    to a savepoint) replaces it, so exactly one entry remains.
+    create it at once, the unique ``(user_id, day)`` key lets one insert win and the other (its insert a
+    no-op, ``_insert_feed``) replaces it, so exactly one entry remains.
     """
     now = utcnow()
     values = {
@@ -332,23 +333,14 @@ def save_entry(conn: Connection, entry: NewEntry) -> tuple[int, bool]:
         "updated_at": now,
     }
     existing = day_feed(conn, entry.user_id, entry.date, lock=True)
-    if existing is None:
-        try:
-            with conn.begin_nested():
-                result = conn.execute(
-                    insert(Feed).values(
-                        user_id=entry.user_id, day=day_of(entry.date), created_at=now, **values
-                    )
-                )
-        except IntegrityError:
-            existing = day_feed(conn, entry.user_id, entry.date, lock=True)
-            if existing is None:
-                raise
-        else:
-            assert result.inserted_primary_key is not None
-            feed_id = int(result.inserted_primary_key[0])
-    if existing is not None:
-        feed_id = existing.id
+    row = {"user_id": entry.user_id, "day": day_of(entry.date), "created_at": now, **values}
+    feed_id = None if existing else _insert_feed(conn, row)
+    created = feed_id is not None
+    if feed_id is None:
+        # The day's row, or the one a concurrent save committed first (the no-op insert locked it).
+        feed = existing or day_feed(conn, entry.user_id, entry.date, lock=True)
+        assert feed is not None
+        feed_id = feed.id
         conn.execute(update(Feed).where(Feed.id == feed_id).values(**values))
         conn.execute(delete(FeedCategory).where(FeedCategory.feed_id == feed_id))
         conn.execute(delete(FeedImage).where(FeedImage.feed_id == feed_id))
@@ -359,7 +351,19 @@ def save_entry(conn: Connection, entry: NewEntry) -> tuple[int, bool]:
         )
     for position, image in enumerate(entry.images):
         store_image(conn, feed_id, position, image)
-    return feed_id, existing is None
+    return feed_id, created
+
+
+def _insert_feed(conn: Connection, values: dict[str, Any]) -> int | None:
+    """Insert the feed row ``values``: its id, or ``None`` (a no-op) when a concurrent save committed the
+    day's row first. No savepoint: InnoDB rolls a deadlock victim back whole, savepoints included, and
+    the deadlock must reach ``storage.db.retry_deadlocks`` as itself, not as a failed rollback to one."""
+    if conn.dialect.name in ("mysql", "mariadb"):  # the no-op's inserted id is 0
+        result = conn.execute(mysql_insert(Feed).values(**values).on_duplicate_key_update(id=Feed.id))
+        return result.lastrowid or None
+    # SQLite: its writers are serialised.
+    result = conn.execute(sqlite_insert(Feed).values(**values).on_conflict_do_nothing())
+    return result.lastrowid if result.rowcount else None
 
 
 def delete_entry(conn: Connection, author_id: int, date: int) -> bool:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from storage import devices
@@ -31,10 +31,12 @@ def authorize_code_hash(code: str) -> str:
 
 
 def create_authorize_code(session: Session, challenge: str, ttl_seconds: int) -> str:
-    """Store ``challenge`` under a new random code valid for ``ttl_seconds``; expired codes are purged."""
+    """Store ``challenge`` under a new random code valid for ``ttl_seconds``.
+
+    The transaction writes this one row: spent codes are ``HousekeepingWorkflow``'s to delete, in
+    batches (``storage.housekeeping.delete_spent_authorize_codes``). A purge here made each request's
+    delete as large as the expired codes a flood from many addresses had left, and held their locks."""
     now = utcnow()
-    # Expired codes are purged here; an hour of grace keeps consumed ones for idempotent retries.
-    session.execute(delete(AuthorizeCode).where(AuthorizeCode.expires_at < now - timedelta(hours=1)))
     code = str(uuid.uuid4())
     session.add(
         AuthorizeCode(

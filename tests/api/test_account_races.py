@@ -12,42 +12,17 @@ connection of its own, waits until they wait for it (``PROCESSLIST``), then lets
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from activities.deps import ActivityDeps
-from config import Settings
 from storage import logins, users
-from storage.db import create_db_engine
+from tests.fixtures.databases import running
 from tests.fixtures.ios_client import IOSClient
 from tests.fixtures.waiting import wait_until
-
-
-@pytest.fixture
-def locker(settings: Settings) -> Iterator[Engine]:
-    """An engine of the test's own for holding the row the API then waits for."""
-    engine = create_db_engine(settings.sqlalchemy_url, pool_size=2)
-    yield engine
-    engine.dispose()
-
-
-def _running(conn: Any, statement: str, *parts: str) -> int:
-    """How many statements on this test database (other than ``conn``'s) run ``LIKE statement`` with
-    each of ``parts`` in them: while the test holds the row they need, running means waiting for it."""
-    rows = conn.execute(
-        text(
-            "SELECT INFO FROM information_schema.PROCESSLIST WHERE DB = DATABASE() "
-            "AND ID <> CONNECTION_ID() AND COMMAND = 'Query' AND INFO LIKE :statement"
-        ),
-        {"statement": statement},
-    )
-    return sum(1 for (info,) in rows if all(part in info for part in parts))
 
 
 def test_parallel_blocks_of_one_pair_all_succeed_through_a_deadlock(
@@ -67,7 +42,7 @@ def test_parallel_blocks_of_one_pair_all_succeed_through_a_deadlock(
         )
         taps = [pool.submit(me.post_multipart, "/auth-service/block", parts) for _ in range(2)]
         wait_until(
-            lambda: _running(watcher, "INSERT INTO blocks%", f"({me_id}, {them_id},") == 2,
+            lambda: running(watcher, "INSERT INTO blocks%", f"({me_id}, {them_id},") == 2,
             "both block requests waiting for the held row",
         )
         holder.rollback()  # both are granted the row at once, and deadlock
@@ -99,7 +74,7 @@ def test_a_profile_change_that_waited_for_the_accounts_resign_changes_nothing(
             [("email", me.email), ("nickname", wanted), ("introduction", "still here")],
         )
         wait_until(
-            lambda: _running(watcher, "SELECT%FROM users%FOR UPDATE", f"users.id = {me_id} FOR UPDATE") == 1,
+            lambda: running(watcher, "SELECT%FROM users%FOR UPDATE", f"users.id = {me_id} FOR UPDATE") == 1,
             "setProfile waiting for the account row",
         )
         users.release_sign_in_key(row)  # what POST /auth-service/resign commits

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from activities.deps import ActivityDeps
 from storage import users
 from storage.models import User
-from tests.api.feed_helpers import hangul_nick, look_alikes, spellings
+from tests.api.feed_helpers import day_feed, hangul_nick, look_alikes, spellings
 from tests.fixtures.ios_client import IOSClient
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
@@ -363,12 +363,27 @@ def test_the_length_limit_counts_characters_after_nfc(
     assert _stored(activity_deps, app.email).nickname == syllables
 
 
-@pytest.mark.parametrize("bad", ["hi\u202eereh", "nul\x00", "esc\x1b[31m"])
-def test_free_text_with_control_or_direction_characters_is_400_and_changes_nothing(
+#: Emoji joined by ZWJ, a regional-indicator flag, a tag-sequence flag (England), a Persian ZWNJ.
+PEOPLES_TEXT = "👨\u200d👩\u200d👧 🇰🇷 \U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f می\u200cخواهم"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "hi\u202eereh",
+        "nul\x00",
+        "esc\x1b[31m",
+        "read \ufff9this\ufffathat\ufffb",  # an interlinear annotation
+        "hi\U000e0068\U000e0069\U000e0064\U000e0065",  # tag characters: invisible "hide"
+        "zero\ufeffwidth",
+    ],
+)
+def test_free_text_with_control_direction_or_hidden_text_characters_is_400_and_changes_nothing(
     http: httpx.Client, bad: str
 ) -> None:
     """An introduction or an entry's text is shown to others as written: a character that only
-    disguises or breaks it is refused by name, and nothing is stored."""
+    disguises or breaks it, or carries text nobody sees, is refused by name, and nothing is stored;
+    emoji with their joiners, flags and the joiners scripts use are stored as written."""
     app = IOSClient(http)
     assert app.sign_in(f"ft{uuid.uuid4().hex[:8]}@gmail.com").status_code == 200
     nickname = "f" + uuid.uuid4().hex[:7]
@@ -381,4 +396,9 @@ def test_free_text_with_control_or_direction_characters_is_400_and_changes_nothi
     assert intro.json() == {"introduction": "hello"}
     resp = app.save_feed(2024012017042712, text=bad)
     assert resp.status_code == 400 and resp.json()["message"].startswith("text must not contain"), resp.text
-    assert app.save_feed(2024012017042712, text="fine\n👍").status_code == 200
+    assert app.save_feed(2024012017042712, text=PEOPLES_TEXT).status_code == 200
+    assert day_feed(app, nickname, 2024012017042712).json()["text"] == PEOPLES_TEXT
+    fields[2] = ("introduction", PEOPLES_TEXT)
+    assert app.post_multipart("/auth-service/setProfile", fields).status_code == 200
+    intro = app.post_multipart("/auth-service/findIntroduction", [("nickname", nickname)])
+    assert intro.json() == {"introduction": PEOPLES_TEXT}

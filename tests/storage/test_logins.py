@@ -1,17 +1,19 @@
-"""Refresh rotation with its grace window, and the revocation records, on MySQL and SQLite."""
+"""Refresh rotation with its grace window, the revocation records, and authorize codes, on MySQL and
+SQLite."""
 
 from __future__ import annotations
 
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, insert, select
 
-from storage import logins
+from storage import housekeeping, logins
 from storage.db import session_factory
 from storage.logins import Rotation
-from storage.models import LoginSession, Revocation
+from storage.models import AuthorizeCode, LoginSession, Revocation
 from tests.storage.helpers import make_user
 
 TTL = 14 * 24 * 3600
@@ -125,3 +127,33 @@ def test_revoking_every_login_records_each_and_deleted_accounts_are_recorded(eng
     with session_factory(engine).begin() as session:
         assert logins.revoke_user_sessions(session, user_id) == []
         assert logins.revoke_session(session, next(iter(ids))) is None
+
+
+def test_an_authorize_code_is_created_without_deleting_the_expired_ones(engine: Engine) -> None:
+    """getAuthorizeCode's transaction writes its own code and nothing else: the expired codes a flood
+    from many addresses leaves are housekeeping's to delete, a bounded batch a transaction, not one
+    request's delete as large as the flood, holding all their locks."""
+    tag, flood = uuid.uuid4().hex, 1200
+    long_expired = logins.utcnow() - timedelta(hours=2)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        rows = [
+            {"code_hash": f"{tag}{i:032d}", "code_challenge": "c", "expires_at": long_expired}
+            for i in range(flood)
+        ]
+        session.execute(insert(AuthorizeCode), rows)
+    flooded = select(func.count()).where(AuthorizeCode.code_hash.startswith(tag))
+
+    with sessions.begin() as session:
+        code = logins.create_authorize_code(session, "challenge", 300)
+    with sessions() as session:
+        assert session.scalar(flooded) == flood
+        assert session.get(AuthorizeCode, logins.authorize_code_hash(code)) is not None
+
+    totals: list[int] = []
+    now = logins.utcnow()
+    housekeeping.delete_spent_authorize_codes(sessions, now, now, batch=500, each_batch=totals.append)
+    assert max(b - a for a, b in zip([0, *totals], totals, strict=False)) <= 500
+    with sessions() as session:
+        assert session.scalar(flooded) == 0
+        assert session.get(AuthorizeCode, logins.authorize_code_hash(code)) is not None
