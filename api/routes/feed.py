@@ -9,6 +9,7 @@ resigning: ``storage`` leaves such authors out), otherwise they read as absent. 
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import replace
 from typing import Annotated
@@ -62,6 +63,7 @@ from storage.feeds import FeedView, NewEntry
 from storage.logins import utcnow
 from temporal.push import like_push
 
+log = logging.getLogger(__name__)
 router = APIRouter(
     prefix="/feed-service", tags=["feed"], route_class=ClientRoute, responses=error_responses(400, 403, 503)
 )
@@ -125,17 +127,34 @@ async def _images(uploads: list[UploadFile]) -> tuple[list[NewImage], int]:
     return images, total
 
 
-def _charge_images(conn: Connection, user_id: int, byte_size: int, budget: int) -> None:
-    """Count an entry's image bytes against the caller's daily image budget (``storage.image_budget``),
-    or refuse the save (429) with when enough of the budget is free again."""
-    wait = image_budget.charge(conn, user_id, byte_size, budget, utcnow())
-    if wait is not None:
+def _charge_images(res: Resources, user_id: int, byte_size: int) -> int:
+    """Count an entry's image bytes against the caller's daily image budget (``storage.image_budget``) in
+    a transaction of their own, answering the count's id, or refuse the save (429) with when enough of
+    the budget is free again."""
+    budget = res.settings.image_bytes_per_user_per_day
+
+    def charge() -> int:
+        with res.engine.begin() as conn:
+            return image_budget.charge(conn, user_id, byte_size, budget, utcnow())
+
+    try:
+        return retry_deadlocks(charge)
+    except image_budget.OverBudget as over:
         IMAGE_BUDGET_REFUSALS.inc()
         raise TooManyRequests(
             f"these {byte_size} bytes of images would take yours of the last 24 hours over the daily "
-            f"image budget of {budget} bytes; retry in {wait} s",
-            wait,
-        )
+            f"image budget of {budget} bytes; retry in {over.retry_after} s",
+            over.retry_after,
+        ) from None
+
+
+def _refund_images(res: Resources, upload_id: int) -> None:
+    """Take back the count of a save that failed; if that fails too, its bytes count for their day."""
+    try:
+        with res.engine.begin() as conn:
+            image_budget.refund(conn, upload_id)
+    except Exception as exc:
+        log.warning("an image budget count was not taken back (%s)", type(exc).__name__)
 
 
 @router.post("/saveFeed", responses=error_responses(413, 429))
@@ -150,19 +169,25 @@ async def save_feed(
     if ahead is not None and day_of(date) > day_after(now_kst(), ahead):
         raise BadRequest(f"date must be at most {ahead} day(s) after today (KST), got {date}")
     images, image_bytes = await _images(form.image_list)
-    budget = res.settings.image_bytes_per_user_per_day
 
-    def save() -> None:
+    def store() -> None:
         with res.engine.begin() as conn:
             _require_self(conn, user, nickname, "nickname")
-            if image_bytes:
-                _charge_images(conn, user.id, image_bytes, budget)
             entry = NewEntry(
                 user.id, date, weather, happiness_value, text, bool(is_public), categories, images
             )
             feeds.save_entry(conn, entry)
 
-    await run_in_threadpool(retry_deadlocks, save)
+    def save() -> None:  # the budget's count first, so no image is written over it
+        upload_id = _charge_images(res, user.id, image_bytes) if image_bytes else None
+        try:
+            retry_deadlocks(store)
+        except BaseException:
+            if upload_id is not None:
+                _refund_images(res, upload_id)
+            raise
+
+    await run_in_threadpool(save)
     return SAVED
 
 

@@ -80,3 +80,15 @@ def test_parallel_saves_of_one_user_store_only_what_fits(
         answers = list(pool.map(lambda day: me.save_feed(kst(year, 2, day), images=[PNG, PNG]), range(1, 7)))
     assert sorted(answer.status_code for answer in answers) == [200, 200, 429, 429, 429, 429]
     assert feed_count(activity_deps, me.nickname) == 2
+
+
+def test_a_save_refused_after_its_count_takes_the_count_back(
+    replica: httpx.Client, http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    """The budget is counted in a transaction of its own before the entry's: a save refused after it (here
+    for naming someone else) leaves the whole budget free."""
+    me, year = _on(replica, http), unique_year()
+    refused = me.save_feed(kst(year, 3, 1), images=[PNG] * 4, nickname=f"{me.nickname}x")
+    assert refused.status_code == 400, refused.text
+    assert me.save_feed(kst(year, 3, 2), images=[PNG] * 4).status_code == 200
+    assert feed_count(activity_deps, me.nickname) == 1

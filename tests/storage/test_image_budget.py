@@ -25,24 +25,29 @@ BIG = 4 * 1024 * 1024
 
 
 def _charge(engine: Engine, user_id: int, size: int, now: datetime, budget: int = 100) -> int | None:
-    with engine.begin() as conn:
-        return image_budget.charge(conn, user_id, size, budget, now)
+    """``None`` when counted, else the ``Retry-After`` of the refusal."""
+    try:
+        with engine.begin() as conn:
+            image_budget.charge(conn, user_id, size, budget, now)
+    except image_budget.OverBudget as over:
+        return over.retry_after
+    return None
 
 
 def _save(engine: Engine, user_id: int, day: int, now: datetime, budget: int, image: bytes = IMAGE) -> bool:
-    """saveFeed's transaction: the image counted, then the entry of ``day`` (2024-01-dd) with it; whether
+    """saveFeed's transactions: the image counted, then the entry of ``day`` (2024-01-dd) with it; whether
     it was stored."""
+    if _charge(engine, user_id, len(image), now, budget) is not None:
+        return False
 
-    def save() -> bool:
+    def save() -> None:
         with engine.begin() as conn:
-            if image_budget.charge(conn, user_id, len(image), budget, now) is not None:
-                return False
             date = int(f"202401{day:02d}12000000")
             entry = NewEntry(user_id, date, "sunny", 3, "t", True, [], [NewImage("image/png", image)])
             feeds.save_entry(conn, entry)
-            return True
 
-    return retry_deadlocks(save)
+    retry_deadlocks(save)
+    return True
 
 
 def _counted(engine: Engine, user_id: int) -> list[int]:
