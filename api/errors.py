@@ -132,8 +132,8 @@ _MEANINGS = {
     409: "the request collides with existing state (a taken nickname)",
     413: "the body or an upload is over its size limit",
     416: "the `Range` starts past the end of the image; `Content-Range` gives its size",
-    429: "over the sign-in rate limit, or the server takes in as many large uploads as it may at once; "
-    "`Retry-After` says when to come back",
+    429: "over the sign-in rate limit, over the day's image budget (saveFeed), or the server takes in as "
+    "many large uploads as it may at once; `Retry-After` says when to come back",
     503: "a store or Temporal is unavailable, or every request thread stayed busy; retry after "
     "`Retry-After` seconds",
 }

@@ -44,6 +44,11 @@ PAGES_BEYOND_REACH = Counter(
     ["listing"],
 )
 
+IMAGE_BUDGET_REFUSALS = Counter(
+    "sosohappy_feed_image_budget_refusals_total",
+    "saveFeed requests answered 429: their images would take their user over the daily image budget",
+)
+
 
 @dataclass(frozen=True)
 class MetricsPort:

@@ -290,6 +290,15 @@ class Settings(BaseSettings):
     #: dated ahead would stay at the top of everyone's findOtherFeed. ``None`` (not settable from the
     #: environment): no limit, for the test suite, which isolates its public listings in years of their own.
     feed_future_days: int | None = Field(default=1, ge=0, le=3650)
+    #: Bytes of images saveFeed stores for one user in any rolling 24 hours (``storage.image_budget``),
+    #: replaced and deleted ones included; a save that would go over is answered 429 with Retry-After.
+    #: The app uploads full-resolution PNGs (10-25 MB, 2 per entry, re-sent on every edit), so 1 GiB is
+    #: about twenty full saves a day, beyond a day's diary with edits and a week of catching up, while
+    #: one account can no longer fill the database (it took ~9,000 past days x 125 MB). At least one
+    #: save of 5 images of 25 MiB; at most 64 GiB (beyond that it bounds nothing).
+    image_bytes_per_user_per_day: int = Field(
+        default=1024 * 1024 * 1024, ge=5 * 25 * 1024 * 1024, le=64 * 1024 * 1024 * 1024
+    )
 
     # Feed listings (feeds/paging.py)
     #: Housekeeping deletes the feed listings' page marks (``feeds.paging``) recorded longer ago than

@@ -238,6 +238,24 @@ class FeedImageChunk(Base):
     data: Mapped[bytes] = mapped_column(ChunkBlob)
 
 
+class FeedImageUpload(Base):
+    """Image bytes one saveFeed stored: counted against its user's daily image budget
+    (``storage.image_budget``) for a day from ``uploaded_at``, though the images are replaced or deleted
+    meanwhile (writing them was the cost). Each user's rows older than the window go at their next save
+    with images, the rest with the user (resign)."""
+
+    __tablename__ = "feed_image_uploads"
+    __table_args__ = (
+        Index("ix_feed_image_uploads_user_id_uploaded_at", "user_id", "uploaded_at"),
+        NO_ID_REUSE,
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime)
+    byte_size: Mapped[int] = mapped_column(BigInteger)
+
+
 class FeedLike(Base):
     """``user_id`` likes ``feed_id``; the primary key makes a double tap idempotent."""
 

@@ -9,6 +9,7 @@ resigning: ``storage`` leaves such authors out), otherwise they read as absent. 
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import replace
 from typing import Annotated
@@ -33,7 +34,7 @@ from api.bodies import (
     owner_feeds_json,
 )
 from api.deps import ResourcesDep
-from api.errors import BadRequest, NotFound, NotTheCaller, PayloadTooLarge, error_responses
+from api.errors import BadRequest, NotFound, NotTheCaller, PayloadTooLarge, TooManyRequests, error_responses
 from api.forms import (
     DayForm,
     DetailFeedQuery,
@@ -46,7 +47,7 @@ from api.forms import (
 )
 from api.image_streams import base64_json, base64_json_length
 from api.images import sniffed_upload_type, upload_size
-from api.metrics import PAGES_BEYOND_REACH
+from api.metrics import IMAGE_BUDGET_REFUSALS, PAGES_BEYOND_REACH
 from api.params import ClientRoute
 from api.push import push_in_background
 from api.resources import Resources
@@ -54,7 +55,7 @@ from api.security import AuthenticatedUser, CurrentUser
 from feeds import happiness
 from feeds.entries import MAX_IMAGE_BYTES
 from kst.dates import day_after, day_of, month_range, now_kst, year_range
-from storage import feed_images, feed_pages, feeds, users
+from storage import feed_images, feed_pages, feeds, image_budget, users
 from storage.db import retry_deadlocks
 from storage.feed_images import ImageMeta, NewImage
 from storage.feed_pages import ListingPage, Viewer
@@ -62,6 +63,7 @@ from storage.feeds import FeedView, NewEntry
 from storage.logins import utcnow
 from temporal.push import like_push
 
+log = logging.getLogger(__name__)
 router = APIRouter(
     prefix="/feed-service", tags=["feed"], route_class=ClientRoute, responses=error_responses(400, 403, 503)
 )
@@ -109,18 +111,50 @@ def _json(body: bytes) -> Response:
 # -- writes -------------------------------------------------------------------------------------
 
 
-async def _images(uploads: list[UploadFile]) -> list[NewImage]:
-    """The uploads, checked (size, sniffed type) before anything is written; each stays a spooled file
-    that the store copies a chunk at a time."""
-    images = []
+async def _images(uploads: list[UploadFile]) -> tuple[list[NewImage], int]:
+    """The uploads, checked (size, sniffed type) before anything is written, and their total bytes; each
+    stays a spooled file that the store copies a chunk at a time."""
+    images, total = [], 0
     for index, upload in enumerate(uploads):
-        if await upload_size(upload) > MAX_IMAGE_BYTES:
+        size = await upload_size(upload)
+        if size > MAX_IMAGE_BYTES:
             raise PayloadTooLarge(f"imageList[{index}] is over {MAX_IMAGE_BYTES} bytes")
         content_type = await sniffed_upload_type(upload)
         if content_type is None:
             raise BadRequest(f"imageList[{index}] is not a JPEG, PNG or HEIC image")
         images.append(NewImage(content_type, upload.file))
-    return images
+        total += size
+    return images, total
+
+
+def _charge_images(res: Resources, user_id: int, byte_size: int) -> int:
+    """Count an entry's image bytes against the caller's daily image budget (``storage.image_budget``) in
+    a transaction of their own, answering the count's id, or refuse the save (429) with when enough of
+    the budget is free again."""
+    budget = res.settings.image_bytes_per_user_per_day
+
+    def charge() -> int:
+        with res.engine.begin() as conn:
+            return image_budget.charge(conn, user_id, byte_size, budget, utcnow())
+
+    try:
+        return retry_deadlocks(charge)
+    except image_budget.OverBudget as over:
+        IMAGE_BUDGET_REFUSALS.inc()
+        raise TooManyRequests(
+            f"these {byte_size} bytes of images would take yours of the last 24 hours over the daily "
+            f"image budget of {budget} bytes; retry in {over.retry_after} s",
+            over.retry_after,
+        ) from None
+
+
+def _refund_images(res: Resources, upload_id: int) -> None:
+    """Take back the count of a save that failed; if that fails too, its bytes count for their day."""
+    try:
+        with res.engine.begin() as conn:
+            image_budget.refund(conn, upload_id)
+    except Exception as exc:
+        log.warning("an image budget count was not taken back (%s)", type(exc).__name__)
 
 
 @router.post("/saveFeed", responses=error_responses(413, 429))
@@ -128,15 +162,15 @@ async def save_feed(
     form: Annotated[SaveFeedForm, Multipart], user: CurrentUser, res: ResourcesDep
 ) -> SavedBody:
     """Create or replace the caller's entry for the day of ``date`` (categories and images replaced,
-    likes kept)."""
+    likes kept); its images count against the caller's daily image budget (over it: 429, nothing saved)."""
     nickname, date, happiness_value, is_public = form.nickname, form.date, form.happiness, form.is_public
     text, weather, categories = form.text, form.weather, form.category_list
     ahead = res.settings.feed_future_days
     if ahead is not None and day_of(date) > day_after(now_kst(), ahead):
         raise BadRequest(f"date must be at most {ahead} day(s) after today (KST), got {date}")
-    images = await _images(form.image_list)
+    images, image_bytes = await _images(form.image_list)
 
-    def save() -> None:
+    def store() -> None:
         with res.engine.begin() as conn:
             _require_self(conn, user, nickname, "nickname")
             entry = NewEntry(
@@ -144,7 +178,16 @@ async def save_feed(
             )
             feeds.save_entry(conn, entry)
 
-    await run_in_threadpool(retry_deadlocks, save)
+    def save() -> None:  # the budget's count first, so no image is written over it
+        upload_id = _charge_images(res, user.id, image_bytes) if image_bytes else None
+        try:
+            retry_deadlocks(store)
+        except BaseException:
+            if upload_id is not None:
+                _refund_images(res, upload_id)
+            raise
+
+    await run_in_threadpool(save)
     return SAVED
 
 

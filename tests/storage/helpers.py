@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, text
 
 from storage.db import alembic_config
 from storage.models import User
@@ -60,3 +60,22 @@ def revision_before(url: str, revision: str) -> str:
     down = ScriptDirectory.from_config(alembic_config(url)).get_revision(revision).down_revision
     assert isinstance(down, str)
     return down
+
+
+def add_first_entry(engine: Engine) -> None:
+    """User 1 with an entry (feed 1), in plain SQL, so a schema of any revision since 0004 takes them."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, account_email, provider, provider_id, introduction, created_at, "
+                "updated_at) VALUES (1, 'a@x.dev+kakao', 'kakao', '1', '', :now, :now)"
+            ),
+            {"now": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO feeds (id, user_id, day, date, weather, happiness, text, is_public, created_at, "
+                "updated_at) VALUES (1, 1, 20240120, 2024012017042712, 'sunny', 3, 't', 1, :now, :now)"
+            ),
+            {"now": NOW},
+        )

@@ -3,9 +3,7 @@ that died half-way, or over a finished one) keeps the ids already given: on MySQ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -13,39 +11,15 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import alembic_config, create_db_engine
-from tests.fixtures.databases import scratch_mysql_database
-from tests.storage.helpers import revision_before
+from tests.storage.helpers import add_first_entry, revision_before
 
 REVISION = "0012"
 NOW = datetime(2024, 1, 20)
 
 
-@pytest.fixture(params=["mysql", "sqlite"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each dialect, dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'images.db'}"
-        return
-    with scratch_mysql_database("sosohappy_pubid", revision=None) as scratch:
-        yield scratch
-
-
 def _seed(engine: Engine, images: int) -> None:
+    add_first_entry(engine)
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO users (id, account_email, provider, provider_id, introduction, created_at, "
-                "updated_at) VALUES (1, 'a@x.dev+kakao', 'kakao', '1', '', :now, :now)"
-            ),
-            {"now": NOW},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO feeds (id, user_id, day, date, weather, happiness, text, is_public, created_at, "
-                "updated_at) VALUES (1, 1, 20240120, 2024012017042712, 'sunny', 3, 't', 1, :now, :now)"
-            ),
-            {"now": NOW},
-        )
         for position in range(images):
             conn.execute(
                 text(
@@ -61,10 +35,10 @@ def _public_ids(engine: Engine) -> dict[int, int]:
         return dict(conn.execute(text("SELECT id, public_id FROM feed_images ORDER BY id")).all())
 
 
-def test_existing_images_get_random_public_ids_and_a_rerun_keeps_them(url: str) -> None:
-    cfg = alembic_config(url)
-    command.upgrade(cfg, revision_before(url, REVISION))
-    engine = create_db_engine(url)
+def test_existing_images_get_random_public_ids_and_a_rerun_keeps_them(blank_url: str) -> None:
+    cfg = alembic_config(blank_url)
+    command.upgrade(cfg, revision_before(blank_url, REVISION))
+    engine = create_db_engine(blank_url)
     try:
         _seed(engine, images=7)
         # A run that died after adding the column and numbering one image (MySQL commits each DDL).
@@ -81,7 +55,7 @@ def test_existing_images_get_random_public_ids_and_a_rerun_keeps_them(url: str) 
         assert columns["public_id"]["nullable"] is False
 
         command.stamp(
-            cfg, revision_before(url, REVISION)
+            cfg, revision_before(blank_url, REVISION)
         )  # the whole revision once more, over its own result
         command.upgrade(cfg, REVISION)
         assert _public_ids(engine) == given
@@ -95,11 +69,11 @@ def test_existing_images_get_random_public_ids_and_a_rerun_keeps_them(url: str) 
         engine.dispose()
 
 
-def test_the_revision_goes_down_and_up_again(url: str) -> None:
-    cfg = alembic_config(url)
+def test_the_revision_goes_down_and_up_again(blank_url: str) -> None:
+    cfg = alembic_config(blank_url)
     command.upgrade(cfg, REVISION)
-    command.downgrade(cfg, revision_before(url, REVISION))
-    engine = create_db_engine(url)
+    command.downgrade(cfg, revision_before(blank_url, REVISION))
+    engine = create_db_engine(blank_url)
     try:
         assert "public_id" not in {c["name"] for c in inspect(engine).get_columns("feed_images")}
         _seed(engine, images=2)

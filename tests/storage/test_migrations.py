@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from storage import logins
 from storage.db import alembic_config, create_db_engine, session_factory
 from storage.logins import authorize_code_hash, utcnow
 from storage.models import Base
-from tests.fixtures.databases import scratch_mysql_database
 from tests.fixtures.ios_client import code_challenge
 
 
@@ -68,16 +66,6 @@ def test_0005_records_the_logins_revoked_before_it(tmp_path: Path) -> None:
     engine.dispose()
     assert [(kind, subject) for kind, subject, _ in rows] == [("session", "recent")]
     assert rotated == [None, None, None]
-
-
-@pytest.fixture(params=["mysql", "sqlite"])
-def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each dialect, dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'blank.db'}"
-        return
-    with scratch_mysql_database("sosohappy_mig", revision=None) as url:
-        yield url
 
 
 def test_0008_binds_placeholders_canonicalises_emails_and_hashes_codes(blank_url: str) -> None:
