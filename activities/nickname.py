@@ -38,7 +38,7 @@ class NicknameActivities:
         nothing more (pinned sides are left alone). The number is recorded before the conversion (which
         waits for no rename to be pending), so a rename found applied still runs the conversion: a retry
         whose attempt before failed in it converts then (it goes on where that one stopped; with nothing
-        legacy left it is one query). Each converted batch heartbeats.
+        legacy left it is one query). The pinning and each converted batch heartbeat.
         """
         if change.change_id is not None:
             with self._deps.sessions() as session:
@@ -47,6 +47,7 @@ class NicknameActivities:
                 self._convert()
                 return ALREADY_APPLIED
         pinned = self._deps.messages.claim_legacy(change.old, change.user_id)
+        activity.heartbeat()
         if change.change_id is not None:
             with self._deps.sessions.begin() as session:
                 nickname_changes.mark_applied(session, change.user_id, change.change_id)

@@ -97,8 +97,8 @@ class ResignActivities:
     @activity.defn(name="resign_delete_user_messages")
     def delete_user_messages(self, user_id: int) -> int:
         """Delete every direct message the user sent or received, by id (and the legacy ones still
-        stored under the user's nickname, while the account row still says which that is); returns how
-        many there were when the step began (``_counted_first``)."""
+        stored under the user's nickname, while the account row still says which that is), a batch at a
+        time; returns how many there were when the step began (``_counted_first``)."""
         with self._deps.sessions() as session:
             nickname = users.nickname_of(session, user_id)
         return self._delete_messages(user_id, nickname)
@@ -114,12 +114,13 @@ class ResignActivities:
         return self._delete_messages(user_id, nickname)
 
     def _delete_messages(self, user_id: int | None, nickname: str | None) -> int:
+        """Delete in batches (``dm.messages.DELETE_BATCH``), heartbeating the recorded count after each."""
         messages = self._deps.messages
         total = _counted_first(lambda: messages.count_of(user_id, nickname))
         if user_id is not None:
-            messages.delete_user(user_id)
+            messages.delete_user(user_id, after_batch=lambda: activity.heartbeat(total))
         if nickname:
-            messages.delete_legacy(nickname)
+            messages.delete_legacy(nickname, after_batch=lambda: activity.heartbeat(total))
         return total
 
     @activity.defn(name="resign_remove_devices")
@@ -130,13 +131,15 @@ class ResignActivities:
 
     @activity.defn(name="resign_cancel_pushes")
     async def cancel_pushes(self, user_id: int) -> int:
-        """Cancel the pushes still running for the user (found by their search attributes)."""
+        """Cancel the pushes still running for the user (found by their search attributes), heartbeating
+        after each."""
         client = activity.client()
         query = f'SosoUserId="{user_id}" AND ExecutionStatus="Running" AND SosoKind STARTS_WITH "push-"'
         cancelled = 0
         async for execution in client.list_workflows(query):
             await client.get_workflow_handle(execution.id, run_id=execution.run_id).cancel()
             cancelled += 1
+            activity.heartbeat()
         return cancelled
 
     @activity.defn(name="resign_delete_account")

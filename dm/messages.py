@@ -13,7 +13,7 @@ until then no query returns them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -30,6 +30,9 @@ COLLECTION = "message"
 #: that stopped answering without closing (a partition, a hung host) fails the DM or request instead
 #: of holding its thread for good, as MySQL's statements do (``storage.db.IO_TIMEOUT_SECONDS``).
 SOCKET_TIMEOUT_SECONDS = 60
+#: Messages one delete of a resign removes (``delete_user``, ``delete_legacy``): each batch is quick, so
+#: the resign step heartbeats often.
+DELETE_BATCH = 500
 #: A legacy document: stored by nickname only and not yet converted (nor found unresolvable).
 LEGACY = {"roomKey": {"$exists": False}, "unresolved": {"$exists": False}}
 
@@ -228,9 +231,12 @@ class MessageStore:
         )
         return [_from_doc(d) for d in cursor][::-1]
 
-    def delete_user(self, user_id: int) -> int:
-        """Delete every message the user sent or received (by id); returns how many."""
-        return int(self._messages.delete_many(_of_user(user_id)).deleted_count)
+    def delete_user(
+        self, user_id: int, *, batch: int = DELETE_BATCH, after_batch: Callable[[], object] | None = None
+    ) -> int:
+        """Delete every message the user sent or received (by id), ``batch`` at a time, calling
+        ``after_batch`` after each (an activity's heartbeat); returns how many."""
+        return self._delete_batches(_of_user(user_id), batch, after_batch)
 
     def count_of(self, user_id: int | None, nickname: str | None) -> int:
         """How many messages ``delete_user(user_id)`` and ``delete_legacy(nickname)`` would delete."""
@@ -240,9 +246,23 @@ class MessageStore:
 
     # -- legacy documents (stored by nickname before ids existed) ----------------------------------
 
-    def delete_legacy(self, nickname: str) -> int:
-        """Delete the legacy documents naming ``nickname`` on either side; returns how many."""
-        return int(self._messages.delete_many(_legacy_of(nickname)).deleted_count)
+    def delete_legacy(
+        self, nickname: str, *, batch: int = DELETE_BATCH, after_batch: Callable[[], object] | None = None
+    ) -> int:
+        """Delete the legacy documents naming ``nickname`` on either side, as ``delete_user`` does;
+        returns how many."""
+        return self._delete_batches(_legacy_of(nickname), batch, after_batch)
+
+    def _delete_batches(
+        self, query: dict[str, Any], batch: int, after_batch: Callable[[], object] | None
+    ) -> int:
+        """Delete what ``query`` matches, ``batch`` documents (found by ``_id``) a delete."""
+        deleted = 0
+        while ids := [doc["_id"] for doc in self._messages.find(query, {"_id": 1}).limit(batch)]:
+            deleted += int(self._messages.delete_many({**query, "_id": {"$in": ids}}).deleted_count)
+            if after_batch is not None:
+                after_batch()
+        return deleted
 
     def claim_legacy(self, nickname: str, user_id: int) -> int:
         """Pin the legacy documents stored under ``nickname`` to ``user_id`` (the user who held it when

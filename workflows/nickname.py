@@ -19,6 +19,11 @@ from temporalio.common import RetryPolicy
 #: apply every signal).
 SKIP_SEEN_CHANGES = "skip-seen-nickname-changes"
 
+#: ``rename_in_messages`` heartbeats once the legacy messages are pinned and after each converted batch
+#: (``dm.migrate_messages.BATCH``, seconds at most): a worker that dies in it is found out this long after
+#: its last heartbeat, and the rename is tried again on another, not after its 5 minute timeout.
+RENAME_HEARTBEAT = timedelta(minutes=1)
+
 with workflow.unsafe.imports_passed_through():
     from activities.nickname import ALREADY_APPLIED, NicknameActivities
     from temporal.accounts import NicknameChange
@@ -55,6 +60,7 @@ class NicknameChangeWorkflow:
                 NicknameActivities.rename_in_messages,
                 change,
                 start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=RENAME_HEARTBEAT,
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
             )
             if rooms != ALREADY_APPLIED:

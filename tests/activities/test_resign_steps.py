@@ -9,12 +9,13 @@ import dataclasses
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from pymongo.errors import AutoReconnect
 from temporalio.testing import ActivityEnvironment
 
 from activities.deps import ActivityDeps
 from activities.resign import ResignActivities
-from dm.messages import Party
+from dm.messages import DELETE_BATCH, Party, StoredMessage
 from tests.storage.helpers import make_user
 
 
@@ -42,5 +43,18 @@ def test_a_messages_step_run_again_after_dying_midway_counts_what_the_user_had(
     assert ActivityEnvironment().run(step, ann.id) == 0
 
 
-def _dies(_nickname: str) -> int:
+def test_the_messages_step_heartbeats_after_each_batch(activity_deps: ActivityDeps) -> None:
+    """So a worker that dies in it is found out by its heartbeat timeout, however many it deletes."""
+    ann, bob = (Party(*make_user(activity_deps.engine)) for _ in range(2))
+    activity_deps.messages.insert_many(
+        [(ann, bob, StoredMessage(str(ObjectId()), ann.id, bob.id, n, "hi")) for n in range(DELETE_BATCH + 1)]
+    )
+    env = ActivityEnvironment()
+    beats: list[tuple[Any, ...]] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+    assert env.run(ResignActivities(activity_deps).delete_user_messages, ann.id) == DELETE_BATCH + 1
+    assert beats == [(DELETE_BATCH + 1,)] * 3  # the count, then a full batch and the one left
+
+
+def _dies(_nickname: str, **_batching: object) -> int:
     raise AutoReconnect("connection closed")

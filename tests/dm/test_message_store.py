@@ -87,7 +87,9 @@ def test_delete_user_removes_both_sides_by_id_only(store: tuple[MessageStore, Mo
     messages.insert(BOB, CAT, 2024012010000002, "bob to cat")
     # Someone else who holds the nickname "ann" now: stored under the same name, another id.
     messages.insert(Party(9, "ann"), BOB, 2024012010000003, "new ann to bob")
-    assert messages.delete_user(ANN.id) == 2
+    batches: list[int] = []
+    assert messages.delete_user(ANN.id, batch=1, after_batch=lambda: batches.append(1)) == 2
+    assert len(batches) == 2  # a batch a delete, each followed by the caller's heartbeat
     assert sorted(d["text"] for d in client[db]["message"].find()) == ["bob to cat", "new ann to bob"]
 
 

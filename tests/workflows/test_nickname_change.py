@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -167,6 +168,9 @@ async def test_a_rename_sent_twice_to_one_run_is_applied_once(
     activities = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
     signals = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
     assert (len(signals), len(activities)) == (2, 1)
+    # A worker that dies in it is found out by its missed heartbeat, not after the 5 minute timeout.
+    rename = activities[0].activity_task_scheduled_event_attributes
+    assert timedelta(0) < rename.heartbeat_timeout.ToTimedelta() < rename.start_to_close_timeout.ToTimedelta()
     assert _collection(activity_deps).count_documents({"senderId": uid, "text": "hi"}) == 1
     assert _applied(activity_deps, uid) == change.change_id
 

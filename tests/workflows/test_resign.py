@@ -6,12 +6,13 @@ import base64
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 from bson import ObjectId
 from sqlalchemy import func, or_, select, text
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from activities.deps import ActivityDeps
@@ -151,6 +152,23 @@ async def test_resign_removes_every_trace(
     desc = await temporal_client.get_workflow_handle(f"resign:{uid}").describe()
     attrs = {p.key.name: p.value for p in desc.typed_search_attributes if p.key.name.startswith("Soso")}
     assert attrs == {"SosoUserId": str(uid), "SosoKind": "resign", "SosoOutcome": "deleted"}
+    await _assert_no_step_waits_long_for_a_dead_worker(temporal_client, uid)
+
+
+async def _assert_no_step_waits_long_for_a_dead_worker(temporal_client: Client, user_id: int) -> None:
+    """Each step the resign scheduled is tried again within 30 s of its worker dying: it heartbeats
+    with that timeout, or its whole attempt is limited to it (``tests/workflows/test_resign_durability.py``
+    kills a worker in the message step)."""
+    history = await temporal_client.get_workflow_handle(f"resign:{user_id}").fetch_history()
+    limits = {
+        e.activity_task_scheduled_event_attributes.activity_type.name: (
+            e.activity_task_scheduled_event_attributes.heartbeat_timeout.ToTimedelta()
+            or e.activity_task_scheduled_event_attributes.start_to_close_timeout.ToTimedelta()
+        )
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    assert limits and all(limit <= timedelta(seconds=30) for limit in limits.values()), limits
 
 
 async def test_apple_user_resign_revokes_the_apple_token(
@@ -171,6 +189,7 @@ async def test_apple_user_resign_revokes_the_apple_token(
     result = await _resign(app, temporal_client, uid)
     assert result.apple == "revoked"
     assert [r["token"] for r in apple_emulator.revocations()] == [apple_token]
+    await _assert_no_step_waits_long_for_a_dead_worker(temporal_client, uid)
 
 
 async def test_an_apple_refusal_is_recorded_and_the_account_still_goes(
