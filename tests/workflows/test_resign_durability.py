@@ -158,11 +158,16 @@ async def test_a_worker_killed_while_deleting_feeds_leaves_a_resign_that_counts_
                 handle = await _start(client, user_id, "kakao")
                 worker = _worker(settings, address, tmp_path / "worker1.log")
 
-                await eventually(lambda: _heartbeat_recorded(handle), "the feed step's heartbeat")
+                def left() -> int | None:
+                    with activity_deps.sessions() as s:
+                        return s.scalar(select(func.count()).where(Feed.user_id == user_id))
+
+                async def first_batch_done() -> bool:  # its count heartbeated, its first batch committed
+                    return await _heartbeat_recorded(handle) and left() == total - FEED_BATCH
+
+                await eventually(first_batch_done, "the feed step's count and first batch")
                 worker.stop(timeout=0)  # SIGKILL while the second batch waits on the lock
-                with activity_deps.sessions() as s:
-                    left = s.scalar(select(func.count()).where(Feed.user_id == user_id))
-                assert left == total - FEED_BATCH
+                assert left() == total - FEED_BATCH
                 locker.rollback()
 
             worker = _worker(settings, address, tmp_path / "worker2.log")
