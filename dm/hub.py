@@ -39,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 
 from config import Settings
 from dm import presence
+from dm.conversations import active_nicknames
 from dm.directory import Directory
 from dm.frames import FrameRefused, error_frame, parse_frame
 from dm.limits import REPLACED, Refusal, SocketCap, SocketStamp
@@ -382,7 +383,7 @@ class DirectMessageHub:
     def _accept(self, sender_id: int, receiver: str, conn: Any) -> tuple[tuple[Party, Party], str]:
         """The sender and the user holding ``receiver`` now, read in the message's transaction;
         ``FrameRefused`` when the frame cannot be sent to them."""
-        found = users.current_nicknames(conn, ids=[sender_id], nicknames=[receiver])
+        found = active_nicknames(conn, ids=[sender_id], nicknames=[receiver])  # one resigning names nobody
         own = found.get(sender_id)
         if own is None:
             raise FrameRefused("your account has no nickname any more", "sender")
