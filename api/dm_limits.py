@@ -1,5 +1,6 @@
-"""Admission of the DM socket's incoming frames: size and rate per socket (``FrameGate``), on the
-API's rate limiter; the close codes and the other socket limits are ``dm.limits``.
+"""Admission of the DM socket's incoming frames: size and rate per socket (``FrameGate``), and of its
+handshakes: how often a user may open one (``ConnectGate``), on the API's rate limiter; the close
+codes and the other socket limits are ``dm.limits``.
 
 The limits are settings (``config.settings``, README "Direct messages"). The gate runs on an injected
 clock, so tests count frames instead of waiting.
@@ -7,13 +8,20 @@ clock, so tests count frames instead of waiting.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from api.rate_limits import RateLimiter
+from prometheus_client import Counter
+
+from api.rate_limits import MAX_TRACKED_CLIENTS, RateLimiter
 from config import Settings
 from dm.limits import FLOODING, TOO_BIG, Refusal
+
+CONNECTS_REFUSED = Counter(
+    "sosohappy_dm_connects_refused_total", "DM handshakes closed at once: the user opened sockets too often"
+)
 
 
 class FrameGate:
@@ -39,3 +47,22 @@ class FrameGate:
         if self._strikes.acquire("") > 0:
             return Refusal("too many frames; the socket is closed", "flooding", FLOODING)
         return Refusal(f"too many frames: at most {self._rate:g} a second", "rate")
+
+
+class ConnectGate:
+    """How often one user may open a DM socket on this replica: ``dm_connect_burst`` at once, then
+    ``dm_connects_per_minute``. Each socket costs its presence writes, a presence read and two
+    broadcasts as it opens and closes, and the socket cap only closes the oldest: without this, a
+    client opening and closing sockets in a loop made those at the rate of its round trips."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        burst, per_minute = settings.dm_connect_burst, settings.dm_connects_per_minute
+        self._opens = RateLimiter(per_minute, burst, clock, max_keys=MAX_TRACKED_CLIENTS)
+
+    def refusal(self, user_id: int) -> str | None:
+        """``None`` when ``user_id`` may open one more socket now (counted), else why not."""
+        wait = self._opens.acquire(str(user_id))
+        if wait == 0:
+            return None
+        CONNECTS_REFUSED.inc()
+        return f"too many sockets opened; retry in {max(1, math.ceil(wait))} s"
