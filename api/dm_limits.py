@@ -1,6 +1,7 @@
 """Admission of the DM socket's incoming frames: size and rate per socket (``FrameGate``), and of its
-handshakes: how often a user may open one (``ConnectGate``), on the API's rate limiter; the close
-codes and the other socket limits are ``dm.limits``.
+handshakes: how often a user may open one (``ConnectGate``), on the API's rate limiter; the pongs a
+peer leaves unread (``DmWebSocketProtocol``, the API's uvicorn WebSocket protocol); the close codes
+and the other socket limits are ``dm.limits``.
 
 The limits are settings (``config.settings``, README "Direct messages"). The gate runs on an injected
 clock, so tests count frames instead of waiting.
@@ -14,11 +15,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import Counter
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from api.rate_limits import MAX_TRACKED_CLIENTS, RateLimiter
 from config import Settings
 from dm.limits import FLOODING, TOO_BIG, Refusal
 
+#: Bytes a connection may have waiting to go out when it answers a ping (above the transport's 64 KiB
+#: high-water mark, where the app's own sends already wait): more, and the peer is not reading its pongs.
+PONG_BACKLOG_BYTES = 256 * 1024
+
+PING_FLOODS = Counter(
+    "sosohappy_dm_ping_floods_total", "WebSocket connections dropped for pings whose pongs went unread"
+)
 CONNECTS_REFUSED = Counter(
     "sosohappy_dm_connects_refused_total", "DM handshakes closed at once: the user opened sockets too often"
 )
@@ -66,3 +75,18 @@ class ConnectGate:
             return None
         CONNECTS_REFUSED.inc()
         return f"too many sockets opened; retry in {max(1, math.ceil(wait))} s"
+
+
+class DmWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol (``ws="websockets-sansio"``) with a bound on pongs. It
+    answers every ping at once, with no flow control, and pings never reach the app, so no frame limit
+    sees them: a peer sending pings without reading the pongs grew the replica's memory by what it
+    sent (26 MB in 3 s from one socket). Once more than ``PONG_BACKLOG_BYTES`` wait to go out after a
+    pong, the connection is dropped (aborted: a peer that does not read would never see a close frame,
+    and its buffered pongs are freed at once); the app sees the disconnect as from any lost peer."""
+
+    def handle_ping(self) -> None:
+        super().handle_ping()
+        if self.transport.get_write_buffer_size() > PONG_BACKLOG_BYTES:
+            PING_FLOODS.inc()
+            self.transport.abort()
