@@ -36,10 +36,6 @@ async def connect_dm(websocket: WebSocket) -> None:
     hub: DirectMessageHub = websocket.app.state.dm_hub
     try:
         user = await authenticate_websocket(websocket)
-        too_often = websocket.app.state.dm_connects.refusal(user.id)
-        if too_often is not None:
-            await _try_again_later(websocket, too_often)
-            return
 
         def own_nickname() -> str | None:
             with res.engine.connect() as conn:
@@ -49,6 +45,11 @@ async def connect_dm(websocket: WebSocket) -> None:
         wanted = websocket.query_params.get("nickname")
         if nickname is None or (wanted is not None and nickname_key(wanted) != nickname):
             raise Forbidden("nickname must be the caller's own nickname")
+        # Counted once the socket would open (a refused handshake costs one read, no presence).
+        too_often = websocket.app.state.dm_connects.refusal(user.id)
+        if too_often is not None:
+            await _try_again_later(websocket, too_often)
+            return
     except Overloaded as busy:
         await _try_again_later(websocket, busy.message)  # no request thread within the wait
         return
