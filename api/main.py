@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from temporalio.runtime import Runtime, TelemetryConfig
 
+from api.dm_limits import ConnectGate
 from api.dm_logins import LoginSockets
 from api.docs import install_docs, operation_id
 from api.errors import install_error_handlers
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         redoc_url="/redoc" if described else None,
     )
     app.state.clock = clock  # also the DM sockets' frame rate limits (api.dm_limits)
+    app.state.dm_connects = ConnectGate(settings, clock)
     app.state.sign_in_limiter = sign_in_limiter_from(
         settings.sign_in_rate_limit_per_minute, settings.sign_in_rate_limit_burst, clock
     )

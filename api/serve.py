@@ -2,7 +2,8 @@
 
 The one definition of the uvicorn flags: h11 (it writes header names as given; the iOS client looks up
 ``Authorization`` case-sensitively, and httptools lower-cases names), the sans-I/O ``websockets``
-implementation without per-message deflate and with the DM frame size limit, no access log
+implementation without per-message deflate, with the DM frame size limit and a bound on unread pongs
+(``api.dm_limits.DmWebSocketProtocol``), no access log
 (``api.metrics`` writes one JSON line per request, without the query string), proxy headers from the
 configured peers, and a bounded graceful shutdown on SIGTERM.
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from api.dm_limits import DmWebSocketProtocol
 from api.main import configure_api_logging, create_app
 from api.metrics import serve_metrics
 from config import Settings
@@ -35,7 +37,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.api_host,
         "port": settings.api_port,
         "http": "h11",
-        "ws": "websockets-sansio",
+        "ws": DmWebSocketProtocol,  # "websockets-sansio", bounding the pongs a peer leaves unread
         "ws_per_message_deflate": False,
         # The DM frame limit (api.dm_limits): a larger frame is refused with 1009 before it is buffered.
         "ws_max_size": settings.dm_max_frame_bytes,

@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     #: Sockets one user may hold (per replica, and across replicas while the broker is up); a new one
     #: closes the oldest (close code 4409).
     dm_max_sockets_per_user: int = Field(default=5, ge=1)
+    #: Sockets one user may open on a replica: a burst, then this many a minute; a handshake beyond
+    #: them is closed at once (1013, "try again later") before anything is read or written for it.
+    dm_connect_burst: int = Field(default=10, ge=1)
+    dm_connects_per_minute: float = Field(default=30.0, gt=0)
     #: Frames a socket may send per second after a burst; excess frames get an error frame, and a socket
     #: with more than ``dm_frame_strikes`` refused frames (one forgiven per second) is closed (4429).
     dm_frame_rate_per_second: float = Field(default=20.0, gt=0)

@@ -3,17 +3,23 @@
 
 Nicknames are looked up once per request (one query for the caller and both names), never per message:
 a page holds messages of two users only, and the room list joins the nicknames in its own query.
+
+A user who asked to resign is gone for everyone from that request on (README "Resign"), though their
+row waits for ``ResignWorkflow``: their nickname names nobody here (``active_nicknames``), so their
+rooms leave the room list and their conversations read as empty.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, or_, select
 
 from dm import rooms
 from dm.messages import MessageDto, MessageStore
 from storage import users
+from storage.models import User
 
 
 class NoNickname(Exception):
@@ -34,10 +40,20 @@ class Room:
     nicknames: dict[int, str]
 
 
+def active_nicknames(
+    conn: Connection, *, ids: Iterable[int] = (), nicknames: Iterable[str] = ()
+) -> dict[int, str | None]:
+    """``storage.users.current_nicknames`` without the accounts that asked to resign: ``user id ->
+    current nickname`` of the others holding any of ``ids`` or ``nicknames``, in one query."""
+    wanted = or_(User.id.in_(set(ids)), User.nickname.in_(set(nicknames)))
+    rows = conn.execute(select(User.id, User.nickname).where(wanted, users.not_resigning()))
+    return {int(uid): name for uid, name in rows}
+
+
 def room_of(conn: Connection, caller_id: int, sender: str, receiver: str) -> Room:
     """The room of ``sender`` and ``receiver`` (canonical nicknames, resolved to the users holding them
     now) for ``caller_id``, who must hold one of them: ``NoNickname`` / ``NotAParticipant`` otherwise."""
-    found = users.current_nicknames(conn, ids=[caller_id], nicknames=[sender, receiver])
+    found = active_nicknames(conn, ids=[caller_id], nicknames=[sender, receiver])
     own = found.get(caller_id)
     if own is None:
         raise NoNickname
@@ -71,9 +87,9 @@ def page(messages: MessageStore, room: Room, before: int, limit: int) -> list[Me
 
 
 def room_list(conn: Connection, caller_id: int, sender: str) -> list[MessageDto]:
-    """The latest message of each of the caller's rooms, newest first; ``sender`` must be the caller's
-    current nickname (``NoNickname`` / ``NotAParticipant`` otherwise)."""
-    own = users.nickname_of(conn, caller_id)
+    """The latest message of each of the caller's rooms with a user not resigning, newest first;
+    ``sender`` must be the caller's current nickname (``NoNickname`` / ``NotAParticipant`` otherwise)."""
+    own = users.active_nickname(conn, caller_id)
     if own is None:
         raise NoNickname
     if own != sender:

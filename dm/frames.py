@@ -4,6 +4,7 @@ in, the stored ``MessageDto`` out, and an error frame for a refused one (the soc
 from __future__ import annotations
 
 import json
+import unicodedata
 
 from pydantic import BaseModel, Field
 
@@ -12,6 +13,20 @@ from freetext import refused_character
 from kst.dates import InvalidDate, check_date, now_kst
 
 MAX_TEXT = 2000
+#: Characters that show nothing on their own, besides whitespace and the invisible format characters
+#: free text keeps (zero-width space and joiners, word joiner, direction marks: category Cf): the
+#: Hangul fillers, the blank braille pattern, the combining grapheme joiner and the variation selectors.
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f") | frozenset(map(chr, range(0xFE00, 0xFE10)))
+
+
+def _blank(char: str) -> bool:
+    """Whether ``char`` shows nothing on its own."""
+    return (
+        char.isspace()
+        or char in _BLANK
+        or unicodedata.category(char) == "Cf"
+        or 0xE0100 <= ord(char) <= 0xE01EF
+    )
 
 
 class FrameRefused(Exception):
@@ -44,8 +59,10 @@ def parse_frame(raw: str, sender: str) -> tuple[str, int, str]:
         raise FrameRefused(exc.for_field("receiver"), "receiver") from None
     if receiver == sender:
         raise FrameRefused("you cannot message yourself", "receiver")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not text:
         raise FrameRefused("text must be a non-empty string", "text")
+    if all(map(_blank, text)):  # a message the receiver would see as empty
+        raise FrameRefused("text must show something: not only blank or invisible characters", "text")
     if len(text) > MAX_TEXT:
         raise FrameRefused(f"text must be at most {MAX_TEXT} characters", "text")
     refused = refused_character(text)  # e.g. a lone surrogate ("\ud800"): valid JSON, no UTF-8 to store
@@ -77,7 +94,9 @@ class SendFrame(BaseModel):
     date: int | None = Field(
         None, description="16-digit KST timestamp yyyyMMddHHmmssSS; absent: now", examples=[2024012017042712]
     )
-    text: str = Field(min_length=1, max_length=MAX_TEXT, description="not only whitespace")
+    text: str = Field(
+        min_length=1, max_length=MAX_TEXT, description="not only whitespace or invisible characters"
+    )
 
 
 class ErrorFrame(BaseModel):

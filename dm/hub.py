@@ -39,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 
 from config import Settings
 from dm import presence
+from dm.conversations import active_nicknames
 from dm.directory import Directory
 from dm.frames import FrameRefused, error_frame, parse_frame
 from dm.limits import REPLACED, Refusal, SocketCap, SocketStamp
@@ -341,10 +342,17 @@ class DirectMessageHub:
                 await sock.finish()
 
     async def handle(self, sender_id: int, sender: str, raw: str) -> None:
-        """Check, store and deliver one frame from user ``sender_id`` (connected as ``sender``);
+        """Check, store and deliver one frame from user ``sender_id`` (connected as ``sender``; the
+        frame may name its sender so or by the user's nickname now, after a rename on any device);
         ``FrameRefused`` if it cannot be sent. The receiver is the user holding the frame's nickname
         now; the message is stored under both ids and delivered with both current nicknames."""
-        receiver, date, text = parse_frame(raw, sender)
+        try:
+            receiver, date, text = parse_frame(raw, sender)
+        except FrameRefused as refused:
+            current = await self._renamed(sender_id, sender) if refused.code == "sender" else None
+            if current is None:
+                raise
+            receiver, date, text = parse_frame(raw, current)
         date = near_now(date, now_kst(), self._settings.dm_date_tolerance_seconds)
         draft = Draft(str(ObjectId()), date, text)
         stored, own = await self._store(sender_id, receiver, draft)
@@ -359,6 +367,22 @@ class DirectMessageHub:
         if elsewhere and not await self._publish(stored, receiver_id, frame):
             if receiver_id not in self._sockets:  # nobody got it live: notify instead
                 self._push(sender_id, receiver_id, stored)
+
+    async def _renamed(self, sender_id: int, connected_as: str) -> str | None:
+        """The nickname of ``sender_id`` now, when it is not ``connected_as``: the replica's hint if it
+        has moved on (``record_checked`` checks it, as every hint), else read (and learnt)."""
+        hint = self.directory.nickname(sender_id)
+        if hint is not None and hint != connected_as:
+            return hint
+
+        def read() -> str | None:
+            with self._engine.connect() as conn:
+                return users.active_nickname(conn, sender_id)
+
+        current = await run_in_threadpool(read)
+        if current is not None:
+            self.directory.learn(sender_id, current)
+        return current if current != connected_as else None
 
     async def _store(self, sender_id: int, receiver: str, draft: Draft) -> tuple[StoredMessage, str]:
         """Store ``draft`` from ``sender_id`` to the user holding ``receiver``: named by the hints and
@@ -382,7 +406,7 @@ class DirectMessageHub:
     def _accept(self, sender_id: int, receiver: str, conn: Any) -> tuple[tuple[Party, Party], str]:
         """The sender and the user holding ``receiver`` now, read in the message's transaction;
         ``FrameRefused`` when the frame cannot be sent to them."""
-        found = users.current_nicknames(conn, ids=[sender_id], nicknames=[receiver])
+        found = active_nicknames(conn, ids=[sender_id], nicknames=[receiver])  # one resigning names nobody
         own = found.get(sender_id)
         if own is None:
             raise FrameRefused("your account has no nickname any more", "sender")

@@ -33,6 +33,10 @@ SOCKET_TIMEOUT_SECONDS = 60
 #: Messages one delete of a resign removes (``delete_user``, ``delete_legacy``): each batch is quick, so
 #: the resign step heartbeats often.
 DELETE_BATCH = 500
+#: Messages of one date a history page holds beyond its count, so that the next page (before that
+#: date) misses none (``MessageStore.room_page``). Dates are the clients' within the date tolerance,
+#: so only a sender who gives one date to many messages makes more share it; those are cut here.
+PAGE_TIES = 100
 #: A legacy document: stored by nickname only and not yet converted (nor found unresolvable).
 LEGACY = {"roomKey": {"$exists": False}, "unresolved": {"$exists": False}}
 
@@ -222,14 +226,28 @@ class MessageStore:
             with self._owed_lock:
                 self._owed.difference_update(owed)
 
-    def room_page(self, a_id: int, b_id: int, before: int, limit: int) -> list[StoredMessage]:
-        """Up to ``limit`` messages between users ``a_id`` and ``b_id`` dated before ``before``, oldest first."""
-        cursor = (
-            self._messages.find({"roomKey": dm_room_key(a_id, b_id), "date": {"$lt": before}})
-            .sort([("date", DESCENDING), ("_id", DESCENDING)])
-            .limit(limit)
+    def room_page(
+        self, a_id: int, b_id: int, before: int, limit: int, *, ties: int = PAGE_TIES
+    ) -> list[StoredMessage]:
+        """The newest ``limit`` messages between users ``a_id`` and ``b_id`` dated before ``before``,
+        oldest first, preceded by up to ``ties`` older ones dated as the oldest of them: the client
+        pages back with that date as the next (exclusive) ``before``, so a page that ended inside a
+        date would hide that date's remaining messages for good. A second read only when the page
+        ends inside a date."""
+        room = dm_room_key(a_id, b_id)
+        newest_first = [("date", DESCENDING), ("_id", DESCENDING)]
+        docs = list(
+            self._messages.find({"roomKey": room, "date": {"$lt": before}})
+            .sort(newest_first)
+            .limit(limit + 1)
         )
-        return [_from_doc(d) for d in cursor][::-1]
+        if len(docs) > limit and docs[limit]["date"] == docs[limit - 1]["date"]:
+            last = docs[limit - 1]
+            same_date = {"roomKey": room, "date": last["date"], "_id": {"$lt": last["_id"]}}
+            docs[limit:] = self._messages.find(same_date).sort(newest_first).limit(ties)
+        else:
+            del docs[limit:]
+        return [_from_doc(d) for d in docs][::-1]
 
     def delete_user(
         self, user_id: int, *, batch: int = DELETE_BATCH, after_batch: Callable[[], object] | None = None

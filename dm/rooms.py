@@ -7,12 +7,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, exists, func, or_, select
+from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import aliased
 
 from dm.messages import MessageDto, Party, StoredMessage
 from storage.models import Block, DmRoom, User
+from storage.users import not_resigning
 
 ROOM_LIST_MAX = 100  # rooms in one room list
 
@@ -25,7 +26,7 @@ def record_message(conn: Connection, sender_id: int, receiver_id: int, message: 
 
 def record_checked(conn: Connection, sender: Party, receiver: Party, message: StoredMessage) -> bool:
     """``record_message`` only when, as the statement runs, ``sender`` and ``receiver`` hold those
-    nicknames, are two users, and the receiver has not blocked the sender; False (nothing written)
+    nicknames, are two users, neither asked to resign, and the receiver has not blocked the sender; False (nothing written)
     otherwise. One statement (an ``INSERT … SELECT`` upsert), so the checks and the room row are one
     round trip and a replica's cached nicknames can never store a message under a stale one."""
     params = _room_values(sender.id, receiver.id, message)
@@ -54,7 +55,10 @@ def _statement(dialect: str, checked: bool) -> Any:
             to.c.id == receiver_id,
             to.c.nickname == bindparam("receiver_nickname"),
             to.c.id != sender_id,
-            exists().where(by.c.id == sender_id, by.c.nickname == bindparam("sender_nickname")),
+            not_resigning(to.c),
+            exists().where(
+                by.c.id == sender_id, by.c.nickname == bindparam("sender_nickname"), not_resigning(by.c)
+            ),
             ~exists().where(blocks.c.blocker_id == receiver_id, blocks.c.blocked_id == sender_id),
         )
     )
@@ -114,12 +118,13 @@ def latest_date(conn: Connection, user_a: int, user_b: int) -> int | None:
 
 def latest_rooms(conn: Connection, user_id: int, limit: int = ROOM_LIST_MAX) -> list[MessageDto]:
     """The latest message of each of the user's rooms, newest first (ties: the later stored), with both
-    users' current nicknames (joined in the same query)."""
+    users' current nicknames (joined in the same query); a room with a user who asked to resign is
+    left out (that account is gone for everyone)."""
     sender, receiver = aliased(User), aliased(User)
     rows = conn.execute(
         select(DmRoom.last_message_id, sender.nickname, receiver.nickname, DmRoom.last_date, DmRoom.last_text)
-        .join(sender, sender.id == DmRoom.last_sender_id)
-        .join(receiver, receiver.id == DmRoom.last_receiver_id)
+        .join(sender, and_(sender.id == DmRoom.last_sender_id, not_resigning(sender)))
+        .join(receiver, and_(receiver.id == DmRoom.last_receiver_id, not_resigning(receiver)))
         .where(or_(DmRoom.user_low == user_id, DmRoom.user_high == user_id))
         .order_by(DmRoom.last_date.desc(), DmRoom.last_message_id.desc())
         .limit(limit)

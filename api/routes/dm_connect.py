@@ -30,7 +30,8 @@ TRY_AGAIN_LATER = 1013
 async def connect_dm(websocket: WebSocket) -> None:
     """Open the caller's DM socket (``nickname``, URL-decoded, must name the caller when given: read as
     its canonical nickname) and relay its frames until it closes; a refused handshake is answered 403
-    before the upgrade; one that got no request thread in time is closed with 1013 once opened."""
+    before the upgrade; one that got no request thread in time, or of a user opening sockets too often
+    (``api.dm_limits.ConnectGate``), is closed with 1013 once opened."""
     res: Resources = websocket.app.state.resources
     hub: DirectMessageHub = websocket.app.state.dm_hub
     try:
@@ -44,12 +45,13 @@ async def connect_dm(websocket: WebSocket) -> None:
         wanted = websocket.query_params.get("nickname")
         if nickname is None or (wanted is not None and nickname_key(wanted) != nickname):
             raise Forbidden("nickname must be the caller's own nickname")
+        # Counted once the socket would open (a refused handshake costs one read, no presence).
+        too_often = websocket.app.state.dm_connects.refusal(user.id)
+        if too_often is not None:
+            await _try_again_later(websocket, too_often)
+            return
     except Overloaded as busy:
-        # No request thread within the wait (api.shedding): 1013 "Try Again Later", WebSocket's own
-        # word for it. Accepted first: a denial response (503) would do as well, but uvicorn's
-        # websockets-sansio logs an ERROR for every one (Kludex/uvicorn#3138).
-        await websocket.accept()
-        await websocket.close(code=TRY_AGAIN_LATER, reason=busy.message)
+        await _try_again_later(websocket, busy.message)  # no request thread within the wait
         return
     except (Forbidden, ServiceUnavailable) as exc:
         log.info("DM handshake refused: %s", exc)
@@ -59,3 +61,11 @@ async def connect_dm(websocket: WebSocket) -> None:
     sock = Socket(websocket, send_timeout=res.settings.dm_send_timeout_seconds, login=user)
     gate = FrameGate(res.settings, websocket.app.state.clock)
     await hub.relay(user.id, nickname, sock, gate)
+
+
+async def _try_again_later(websocket: WebSocket, reason: str) -> None:
+    """Close a handshake the server cannot serve now with 1013 "Try Again Later", WebSocket's own word
+    for it. Accepted first: a denial response (503, 429) would do as well, but uvicorn's
+    websockets-sansio logs an ERROR for every one (Kludex/uvicorn#3138)."""
+    await websocket.accept()
+    await websocket.close(code=TRY_AGAIN_LATER, reason=reason)

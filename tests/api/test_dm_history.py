@@ -100,6 +100,25 @@ def test_history_pages_backwards_oldest_first(http: httpx.Client, activity_deps:
     assert resp.status_code == 200 and resp.json() == first
 
 
+def test_messages_sharing_a_date_are_never_split_across_pages(
+    http: httpx.Client, activity_deps: ActivityDeps
+) -> None:
+    """Paging back with the oldest date returned as the next ``timeBoundary`` (the client's way) reaches
+    every message once, even where several share a date (one client clock tick, or server-set dates
+    within one centisecond under a burst)."""
+    hub, alice, bob = Hub(activity_deps), _member(http), _member(http)
+    texts = ["older", *(f"tied {i}" for i in range(5)), "newest"]
+    dates = [BASE - 1, *([BASE] * 5), BASE + 1]
+    for text, date in zip(texts, dates, strict=True):
+        hub.insert(alice.nickname, bob.nickname, date, text)
+    seen: list[str] = []
+    boundary = BASE + 2
+    while page := _history(alice, alice.nickname, bob.nickname, boundary, count=2):
+        seen[:0] = [m["text"] for m in page]
+        boundary = page[0]["date"]
+    assert seen == texts
+
+
 def test_message_count_defaults_to_20_and_allows_1_to_100(
     http: httpx.Client, activity_deps: ActivityDeps
 ) -> None:

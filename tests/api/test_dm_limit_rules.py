@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from api.dm_limits import FrameGate
+from api.dm_limits import ConnectGate, FrameGate
 from api.serve import uvicorn_options
 from config import Settings
 from dm.limits import FLOODING, REPLACED, SEND_QUEUE_CHARS, SLOW, TOO_BIG, SocketCap, SocketStamp
@@ -164,3 +164,15 @@ async def test_a_server_side_close_sends_what_is_queued_then_the_close_frame() -
 def test_the_api_process_refuses_oversized_frames_in_uvicorn_too() -> None:
     settings = Settings(env="test", dm_max_frame_bytes=4096)
     assert uvicorn_options(settings)["ws_max_size"] == 4096  # so nothing larger is even buffered
+
+
+def test_a_user_opening_sockets_too_often_is_refused_until_the_bucket_refills() -> None:
+    clock = FakeClock()
+    gate = ConnectGate(Settings(env="test", dm_connect_burst=3, dm_connects_per_minute=6), clock)
+    assert [gate.refusal(7) for _ in range(3)] == [None, None, None]
+    refused = gate.refusal(7)
+    assert refused is not None and "retry in 10 s" in refused
+    assert gate.refusal(8) is None  # per user
+    clock.now += 10  # one socket's worth
+    assert gate.refusal(7) is None
+    assert gate.refusal(7) is not None

@@ -117,3 +117,23 @@ def test_legacy_documents_are_read_by_nobody_and_pinned_only_while_legacy(
     assert messages.delete_legacy("ann") == 0
     assert messages.room_page(ANN.id, BOB.id, before=10, limit=10)[0].text == "new"
     assert messages.delete_user(ANN.id) == 2  # resign still reaches it by the id it has
+
+
+def test_a_page_never_ends_inside_a_date(store: tuple[MessageStore, MongoClient, str]) -> None:
+    """The client pages back with the oldest date it got as the next exclusive bound, so a page that
+    ended inside a date would hide that date's other messages for good: the page takes them along
+    (up to ``ties`` of them), and the next page starts before that date."""
+    messages, _, _ = store
+    date = 2024012010000000
+    messages.insert(ANN, BOB, date - 1, "older")
+    for text in ("a", "b", "c", "d"):
+        messages.insert(ANN, BOB, date, text)
+    messages.insert(BOB, ANN, date + 1, "newest")
+
+    first = messages.room_page(ANN.id, BOB.id, before=date + 2, limit=2)
+    assert [m.text for m in first] == ["a", "b", "c", "d", "newest"]  # oldest first, as stored
+    assert [m.text for m in messages.room_page(ANN.id, BOB.id, before=first[0].date, limit=2)] == ["older"]
+    # A page that ends at a date's last message reads nothing more; one ending inside it is capped.
+    assert [m.text for m in messages.room_page(ANN.id, BOB.id, before=date + 2, limit=1)] == ["newest"]
+    capped = messages.room_page(ANN.id, BOB.id, before=date + 2, limit=2, ties=1)
+    assert [m.text for m in capped] == ["c", "d", "newest"]

@@ -3,12 +3,13 @@ whatever order messages are recorded in."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, update
 
 from dm import rooms as dm_rooms
 from dm.messages import Party, StoredMessage
 from storage.logins import utcnow
-from storage.models import Block
+from storage.models import Block, User
+from storage.users import RESIGNING_PREFIX
 from tests.storage.helpers import make_user
 
 
@@ -62,3 +63,25 @@ def test_a_checked_message_is_recorded_only_while_its_names_and_no_block_hold(en
             ("b to a", 100),
             ("c to a", 70),
         ]
+
+
+def test_a_user_who_asked_to_resign_takes_no_message_and_leaves_the_room_list(engine: Engine) -> None:
+    """From the resign request on the account is gone for everyone, though its row waits for the
+    workflow: ``record_checked`` writes no room row to or from it, and rooms with it leave the list."""
+    (ann, ann_n), (bob, bob_n), (cat, cat_n) = (make_user(engine) for _ in range(3))
+
+    def record(sender: tuple[int, str], receiver: tuple[int, str], msg_id: str) -> bool:
+        message = StoredMessage(msg_id, sender[0], receiver[0], 100, "hi")
+        with engine.begin() as conn:
+            return dm_rooms.record_checked(conn, Party(*sender), Party(*receiver), message)
+
+    assert record((ann, ann_n), (bob, bob_n), "a" * 24)
+    assert record((cat, cat_n), (ann, ann_n), "b" * 24)
+    with engine.begin() as conn:
+        conn.execute(update(User).where(User.id == bob).values(account_email=f"{RESIGNING_PREFIX}{bob}"))
+    assert not record((ann, ann_n), (bob, bob_n), "c" * 24)
+    assert not record((bob, bob_n), (ann, ann_n), "d" * 24)
+    with engine.connect() as conn:
+        assert [m.text for m in dm_rooms.latest_rooms(conn, ann)] == ["hi"]  # cat's room only
+        assert [m.sender for m in dm_rooms.latest_rooms(conn, ann)] == [cat_n]
+        assert dm_rooms.latest_rooms(conn, bob) == []
