@@ -280,11 +280,13 @@ async def test_signing_up_again_while_the_resign_runs_opens_a_new_account_the_re
     assert again.get_query("/auth-service/checkDuplicateNickname", {"nickname": nick}).status_code == 200
 
 
-async def test_a_message_sent_to_the_user_while_the_resign_runs_is_deleted_and_none_after_it(
+async def test_no_message_to_a_resigning_user_is_stored_and_one_that_raced_the_resign_is_deleted(
     http: httpx.Client, activity_deps: ActivityDeps, temporal_client: Client
 ) -> None:
-    """A message stored after the resign's message step, while the account row still stands, is
-    deleted by the step after the account's; once the row is gone no message to the user is stored."""
+    """No message to a user who asked to resign is stored (the room statement checks it); one whose
+    transaction checked the receiver just before the resign committed, and so is stored after the
+    resign's message step while the account row still stands, is deleted by the step after the
+    account's; once the row is gone no message to the user is stored."""
     app, nick = _member(http)
     _friend, friend_nick = _member(http)
     me, friend = (
@@ -301,7 +303,8 @@ async def test_a_message_sent_to_the_user_while_the_resign_runs_is_deleted_and_n
     with _devices_held(activity_deps, me.id):
         assert app.post_multipart("/auth-service/resign", [("email", app.email)]).status_code == 200
         await eventually(lambda: _removal_waiting(activity_deps), "the resign waiting at remove_devices")
-        assert isinstance(send("late"), StoredMessage)  # the row still stands: the room row is written
+        assert isinstance(send("late"), Stale)  # the receiver asked to resign
+        activity_deps.messages.insert(friend, me, 2024012010000000, "raced the resign's commit")
         assert coll.count_documents({"receiverId": me.id}) == 1
     result = await temporal_client.get_workflow_handle(f"resign:{me.id}", result_type=ResignResult).result()
     assert result.messages_deleted == 1
