@@ -211,13 +211,7 @@ async def push_later(res: Resources, push: QueuedPush, failure: BaseException | 
     except Exception:
         log.exception("push %s could not be queued either: dropped", push.workflow_id)
         return False
-    QUEUED.labels(row.kind).inc()
-    log.warning(
-        "push start left to the outbox drainer: %s",
-        why,
-        extra={"outbox_id": row.id, "kind": row.kind, "workflow_id": push.workflow_id},
-    )
-    res.wake_outbox()
+    _left_to_drainer(res, row, why, "push start")
     return True
 
 
@@ -263,14 +257,20 @@ async def start_now(res: Resources, queued: QueuedStart) -> bool:
     if why is None:
         STARTED.labels(queued.kind, "request").inc()
         return True
-    QUEUED.labels(queued.kind).inc()
+    _left_to_drainer(res, queued, why, "workflow start")
+    return False
+
+
+def _left_to_drainer(res: Resources, row: QueuedStart, why: str, what: str) -> None:
+    """Count, log (ids only) and wake the drainer for a queued start the request could not make."""
+    QUEUED.labels(row.kind).inc()
     log.warning(
-        "workflow start left to the outbox drainer: %s",
+        "%s left to the outbox drainer: %s",
+        what,
         why,
-        extra={"outbox_id": queued.id, "kind": queued.kind, "workflow_id": queued.workflow_id},
+        extra={"outbox_id": row.id, "kind": row.kind, "workflow_id": row.workflow_id},
     )
     res.wake_outbox()
-    return False
 
 
 async def _attempt(

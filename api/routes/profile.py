@@ -25,6 +25,7 @@ from api.resources import Resources
 from api.security import AuthenticatedUser, CurrentUser
 from storage import users
 from storage.db import retry_deadlocks
+from storage.models import User
 
 router = APIRouter(
     prefix="/auth-service", tags=["auth"], route_class=ClientRoute, responses=error_responses(400, 403, 503)
@@ -90,13 +91,20 @@ async def set_profile(
     return AccountResult(email=user.account_email, success=True)
 
 
+def _shown_user(session: Session, nickname: str) -> User | None:
+    """The user whose profile others see under ``nickname``: ``None`` when none, or one who asked to
+    resign (that account is gone for everyone)."""
+    owner = users.by_nickname(session, nickname)
+    return None if owner is None or users.is_resigning(owner) else owner
+
+
 @router.post("/findProfileImg")
 def find_profile_img(
     form: Annotated[NicknameForm, Multipart], _user: CurrentUser, session: SessionDep
 ) -> ProfileImageBody:
     """A user's profile picture as base64 (``""`` when none, or an unknown or resigning user)."""
-    owner = users.by_nickname(session, form.nickname)
-    if owner is None or users.is_resigning(owner):
+    owner = _shown_user(session, form.nickname)
+    if owner is None:
         return ProfileImageBody(nickname="", profile_img="")
     image = owner.profile_image or b""
     return ProfileImageBody(nickname=form.nickname, profile_img=base64.b64encode(image).decode())
@@ -107,8 +115,8 @@ def find_introduction(
     form: Annotated[NicknameForm, Multipart], _user: CurrentUser, session: SessionDep
 ) -> IntroductionBody:
     """A user's introduction (``""`` when none, or an unknown or resigning user)."""
-    owner = users.by_nickname(session, form.nickname)
-    if owner is None or users.is_resigning(owner):
+    owner = _shown_user(session, form.nickname)
+    if owner is None:
         return IntroductionBody(introduction="")
     return IntroductionBody(introduction=owner.introduction)
 
