@@ -4,7 +4,10 @@ group), starts and stops within bounded time, and creates its topics on a fresh 
 A replica reads all its broadcast topics (revocations, direct messages) through **one** consumer
 (``ReplicaFeed``): one connection and one fetch per wait instead of one per topic. On Tansu a fetch is
 answered only when its wait expires, so an idle consumer costs a fetch every
-``kafka_fetch_max_wait_ms`` whatever it reads; two consumers per replica cost twice that."""
+``kafka_fetch_max_wait_ms`` whatever it reads; two consumers per replica cost twice that.
+
+A ``TopicBroadcast`` (the DM topic) seals every value it publishes and opens every value it reads
+(``api.relay_seal``); a record it cannot open is dropped, counted and logged without its content."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import Counter, Gauge
 
+from api.relay_seal import REASONS, RecordSeal, UnreadableRecord
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,12 @@ OFFSET_GAPS = Counter(
     "sosohappy_kafka_offset_gaps_total",
     "Records a fetch skipped over: read again (reread) or, after REREADS tries, given up on (skipped)",
     ["topic", "outcome"],
+)
+UNREADABLE_RECORDS = Counter(
+    "sosohappy_kafka_records_unreadable_total",
+    "Records of a sealed broadcast dropped unopened: malformed, under a key id this replica lacks "
+    "(unknown_key), or altered, forged or moved (not_authentic)",
+    ["topic", "reason"],
 )
 METADATA_MAX_AGE_MS = 3000
 WATCH_SECONDS = 1.0  # how often a follower compares its positions with the topic's partitions and ends
@@ -248,27 +258,35 @@ async def _create_topic(consumer: AIOKafkaConsumer, topic: str, partitions: int)
 class TopicBroadcast:
     """One broadcast topic between API replicas (``dm.hub.ReplicaBroadcast``): publish through the
     process's producer with a bounded wait (a record's key picks its partition, so one key's records
-    keep their order); the replica's ``ReplicaFeed`` follows it (``followed``)."""
+    keep their order); the replica's ``ReplicaFeed`` follows it (``followed``). Every value is sealed
+    by ``seal`` before it leaves the process and opened after it is read (``api.relay_seal``)."""
 
     def __init__(
-        self, topic: str, producer: Callable[[], AIOKafkaProducer | None], partitions: int = 1
+        self,
+        topic: str,
+        producer: Callable[[], AIOKafkaProducer | None],
+        seal: RecordSeal,
+        partitions: int = 1,
     ) -> None:
-        self._topic, self._producer = topic, producer
+        self._topic, self._producer, self._seal = topic, producer, seal
         self._partitions = partitions  # created with, on a broker that does not know the topic
 
     async def publish(self, key: bytes, value: bytes) -> bool:
-        """Publish one record within two seconds; False while no producer is connected."""
+        """Publish one record (``value`` sealed for ``key``) within two seconds; False while no
+        producer is connected."""
         producer = self._producer()
         if producer is None:
             return False
+        sealed = self._seal.seal(self._topic, key, value)
         async with asyncio.timeout(2):  # no task per record, unlike wait_for
-            await producer.send_and_wait(self._topic, value, key=key)
+            await producer.send_and_wait(self._topic, sealed, key=key)
         return True
 
     def followed(self, handle: Callable[[bytes], Awaitable[None]]) -> FollowedTopic:
         """This topic as one of a ``ReplicaFeed``'s: every record published from now on is handed to
-        ``handle``, at least once (``handle`` drops repeats, see ``dm.hub.RecentIds``)."""
-        return _HandledTopic(self._topic, self._partitions, handle)
+        ``handle``, opened, at least once (``handle`` drops repeats, see ``dm.hub.RecentIds``); one
+        that cannot be opened is dropped, counted and logged without its content."""
+        return _HandledTopic(self._topic, self._partitions, handle, self._seal)
 
 
 class FollowedTopic(ABC):
@@ -306,11 +324,15 @@ class FollowedTopic(ABC):
 
 
 class _HandledTopic(FollowedTopic):
-    """A broadcast followed from its end (from its beginning once re-created), each record's value to
-    ``handle``."""
+    """A sealed broadcast followed from its end (from its beginning once re-created), each record's
+    opened value to ``handle``."""
 
-    def __init__(self, topic: str, create_with: int, handle: Callable[[bytes], Awaitable[None]]) -> None:
-        self.topic, self.create_with, self._handle = topic, create_with, handle
+    def __init__(
+        self, topic: str, create_with: int, handle: Callable[[bytes], Awaitable[None]], seal: RecordSeal
+    ) -> None:
+        self.topic, self.create_with, self._handle, self._seal = topic, create_with, handle, seal
+        for reason in REASONS:  # every series at 0 from the start, for rates and alerts
+            UNREADABLE_RECORDS.labels(topic, reason)
 
     async def assigned(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition], recreated: bool
@@ -322,7 +344,19 @@ class _HandledTopic(FollowedTopic):
 
     async def received(self, records: list[ConsumerRecord]) -> None:
         for record in records:
-            await self._handle(record.value or b"{}")
+            try:
+                value = self._seal.open(self.topic, record.key, record.value)
+            except UnreadableRecord as exc:  # never the feed's problem: the next record is read
+                UNREADABLE_RECORDS.labels(self.topic, exc.reason).inc()
+                log.warning(
+                    "%s[%d] offset %d: record dropped unopened (%s)",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
+                )
+                continue
+            await self._handle(value)
 
 
 class ReplicaFeed:

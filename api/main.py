@@ -21,6 +21,7 @@ from api.metrics import MetricsMiddleware
 from api.outbox import OutboxDrainer
 from api.push import dm_push_in_background
 from api.rate_limits import sign_in_limiter_from
+from api.relay_seal import relay_seal
 from api.request_context import RequestContextFilter
 from api.resources import Resources, close_resources, open_resources
 from api.revocations import start_revocation_view
@@ -122,10 +123,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
 
 def _direct_message_hub(res: Resources) -> DirectMessageHub:
-    """The replica's DM hub over this process's clients: Kafka for the other replicas, DmPushWorkflow
-    for receivers connected nowhere, and the revocation view closing the sockets of ended logins."""
+    """The replica's DM hub over this process's clients: Kafka for the other replicas (every record
+    sealed with the relay keys, ``api.relay_seal``), DmPushWorkflow for receivers connected nowhere,
+    and the revocation view closing the sockets of ended logins."""
     settings = res.settings
-    broadcast = TopicBroadcast(settings.kafka_dm_topic, lambda: res.producer, settings.kafka_dm_partitions)
+    broadcast = TopicBroadcast(
+        settings.kafka_dm_topic, lambda: res.producer, relay_seal(settings), settings.kafka_dm_partitions
+    )
 
     def start_push(sender_id: int, receiver_id: int, message_id: str) -> None:
         dm_push_in_background(res, sender_id, receiver_id, message_id)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.signin import say, throwaway_mysql
 from devstack.processes import ManagedProcess, broker_argv, free_port, local_mongo_url
+from temporal.codec import generate_key_entry
 
 #: What the API reports on its metrics port once its revocation view has caught up with the broker.
 READY = "sosohappy_revocation_view_ready 1.0"
@@ -72,6 +73,7 @@ class Run:
             "SOSOHAPPY_WORKER_METRICS_PORT": "0",
             "SOSOHAPPY_API_PORT": str(ports["api"]),
             "SOSOHAPPY_API_METRICS_PORT": str(ports["api-metrics"]),
+            "SOSOHAPPY_RELAY_KEYS": generate_key_entry("bench-relay"),
             **(env or {}),
         }
         specs = [

@@ -53,6 +53,7 @@ from bench.signin import say
 from config import Settings
 from devstack.processes import ManagedProcess, broker_argv, free_port, local_mongo_url, mongo_argv
 from storage.db import migrate
+from temporal.codec import generate_key_entry
 
 REPLICAS = ("api-a", "api-b")
 RELAYS = ("relay-1", "relay-2")
@@ -102,6 +103,8 @@ def start(work: Path, db_url: str, args: argparse.Namespace, procs: dict[str, Ma
         "SOSOHAPPY_KAFKA_FETCH_MAX_WAIT_MS": str(args.fetch_wait_ms),
         "SOSOHAPPY_DM_FRAME_RATE_PER_SECOND": "100000",  # the limiter is not what is measured
         "SOSOHAPPY_DM_FRAME_BURST": "100000",
+        # One relay key for both replicas, as in production (each relayed record is sealed and opened).
+        "SOSOHAPPY_RELAY_KEYS": generate_key_entry("bench-relay"),
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "bench.api_process:app", "--factory", "--http", "h11"]
     uvicorn += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log"]

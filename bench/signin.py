@@ -90,6 +90,7 @@ async def run() -> None:
         "SOSOHAPPY_SIGN_IN_RATE_LIMIT_PER_MINUTE": "0",
         # One payload key for every process of the run (each would otherwise generate its own).
         "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": generate_key_entry("bench"),
+        "SOSOHAPPY_RELAY_KEYS": generate_key_entry("bench-relay"),
     }
     py = sys.executable
     # Keep-alive longer than any pause of a loaded run: a connection uvicorn closes while the client

@@ -30,8 +30,8 @@ LOCAL_FCM_PROJECT = str(Settings.model_fields["fcm_project_id"].default)
 class Process(StrEnum):
     """The processes that build settings; each entry point's ``PROCESS``."""
 
-    #: ``python -m api.serve`` (and the ``api.main:app`` factory): tokens, MySQL, MongoDB, Kafka,
-    #: Temporal, and Sign in with Apple for its own sign-in worker (``SOSOHAPPY_API_SIGN_IN_WORKER``).
+    #: ``python -m api.serve`` (and the ``api.main:app`` factory): tokens, MySQL, MongoDB, Kafka and its
+    #: relay keys, Temporal, and Sign in with Apple for its own sign-in worker (``SOSOHAPPY_API_SIGN_IN_WORKER``).
     API = "api"
     #: ``python -m workers.main``: MySQL, MongoDB, Temporal, Sign in with Apple, FCM.
     WORKER = "worker"
@@ -88,6 +88,15 @@ def _payload_keys(s: Settings) -> str | None:
         return (
             "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS is not set (Temporal payloads are encrypted; a key is "
             "generated only in env local or test)"
+        )
+    return None  # its format is Settings' own check
+
+
+def _relay_keys(s: Settings) -> str | None:
+    if s.relay_keys is None:
+        return (
+            "SOSOHAPPY_RELAY_KEYS is not set (the DM records relayed between replicas are encrypted; a "
+            "key is generated only in env local or test)"
         )
     return None  # its format is Settings' own check
 
@@ -172,7 +181,7 @@ def _api_apple(s: Settings) -> list[str]:
 
 #: Per process, what it checks outside env local/test.
 NEEDS: dict[Process, tuple[Check, ...]] = {
-    Process.API: (_jwt_secret, _mysql, _MONGO, _KAFKA, _TEMPORAL, _payload_keys, _api_apple),
+    Process.API: (_jwt_secret, _mysql, _MONGO, _KAFKA, _relay_keys, _TEMPORAL, _payload_keys, _api_apple),
     Process.WORKER: (_mysql, _MONGO, _TEMPORAL, _payload_keys, _apple, _fcm),
     Process.MIGRATE: (_mysql, _MONGO),
     Process.CODEC_SERVER: (_payload_keys,),

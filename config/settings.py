@@ -23,12 +23,15 @@ DEFAULT_JWT_SECRET = "sosohappy-local-development-only-secret-never-use-in-produ
 
 #: AES-256-GCM keys are 32 bytes.
 PAYLOAD_KEY_BYTES = 32
+#: Every relayed record carries its key's id (api/relay_seal.py): ids stay short.
+MAX_RELAY_KEY_ID_BYTES = 64
 
 
-def parse_payload_keys(text: str) -> list[tuple[str, bytes]]:
-    """``id:base64key,...`` as (key id, 32-byte key) pairs, the current (encrypting) key first.
+def parse_keyring(text: str, variable: str) -> list[tuple[str, bytes]]:
+    """``id:base64key,...`` (the setting ``variable``) as (key id, 32-byte key) pairs, the current
+    (encrypting) key first.
 
-    Raises ``ValueError`` naming the entry that is malformed (never the key material itself).
+    Raises ``ValueError`` naming the variable and the entry that is malformed (never the key material).
     """
     keys: list[tuple[str, bytes]] = []
     for position, entry in enumerate(e.strip() for e in text.split(",")):
@@ -36,20 +39,34 @@ def parse_payload_keys(text: str) -> list[tuple[str, bytes]]:
         key_id = key_id.strip()
         if not sep or not key_id or not key_id.replace("-", "").replace("_", "").isalnum():
             raise ValueError(
-                f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS entry {position + 1} is not `id:base64key` "
-                "(ids: letters, digits, - and _)"
+                f"{variable} entry {position + 1} is not `id:base64key` (ids: letters, digits, - and _)"
             )
         try:
             key = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError(f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS key {key_id!r} is not base64") from None
+            raise ValueError(f"{variable} key {key_id!r} is not base64") from None
         if len(key) != PAYLOAD_KEY_BYTES:
-            raise ValueError(
-                f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS key {key_id!r} has {len(key)} bytes, not {PAYLOAD_KEY_BYTES}"
-            )
+            raise ValueError(f"{variable} key {key_id!r} has {len(key)} bytes, not {PAYLOAD_KEY_BYTES}")
         if key_id in (k for k, _ in keys):
-            raise ValueError(f"SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS names key {key_id!r} twice")
+            raise ValueError(f"{variable} names key {key_id!r} twice")
         keys.append((key_id, key))
+    return keys
+
+
+def parse_payload_keys(text: str) -> list[tuple[str, bytes]]:
+    """The keyring of ``SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS`` (``parse_keyring``)."""
+    return parse_keyring(text, "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS")
+
+
+def parse_relay_keys(text: str) -> list[tuple[str, bytes]]:
+    """The keyring of ``SOSOHAPPY_RELAY_KEYS`` (``parse_keyring``), ids of at most
+    ``MAX_RELAY_KEY_ID_BYTES``: each sealed record carries its key's id."""
+    keys = parse_keyring(text, "SOSOHAPPY_RELAY_KEYS")
+    for key_id, _ in keys:
+        if len(key_id.encode()) > MAX_RELAY_KEY_ID_BYTES:
+            raise ValueError(
+                f"SOSOHAPPY_RELAY_KEYS key id {key_id[:8]!r}... is over {MAX_RELAY_KEY_ID_BYTES} bytes"
+            )
     return keys
 
 
@@ -130,6 +147,13 @@ class Settings(BaseSettings):
     #: At least 1 (0 would poll the broker in a loop), below the consumers' 5 s request timeout
     #: (``api.kafka.broadcast_consumer``), which a fetch waiting longer would run into.
     kafka_fetch_max_wait_ms: int = Field(default=20, ge=1, le=4000)
+    #: Every record of the DM topic (the messages relayed between API replicas, with their text and
+    #: nicknames, and the replicas' socket and presence announcements) is AES-256-GCM sealed
+    #: (api/relay_seal.py) with the first of these keys (``id:base64 32-byte key,...``); all of them
+    #: open. Apart from the Temporal payload keys: only the API holds these, and they rotate on the
+    #: topic's retention (an hour), not on the histories'. Required outside local/test by the API; in
+    #: local/test, unset means a key generated once into ``data_dir``.
+    relay_keys: SecretStr | None = None
     #: A replica refreshes its DM presence rows this often; rows older than the window count as gone, so
     #: the heartbeat must be shorter than the window (checked below).
     dm_heartbeat_seconds: float = Field(default=5.0, ge=0.1)
@@ -331,6 +355,8 @@ class Settings(BaseSettings):
             raise ValueError("SOSOHAPPY_JWT_SECRET must be at least 32 bytes")
         if self.temporal_payload_keys is not None:
             parse_payload_keys(self.temporal_payload_keys.get_secret_value())
+        if self.relay_keys is not None:
+            parse_relay_keys(self.relay_keys.get_secret_value())
         if not self.temporal_payload_encryption and not self.is_local:
             raise ValueError(f"SOSOHAPPY_TEMPORAL_PAYLOAD_ENCRYPTION cannot be off in env {self.env!r}")
         if self.dm_heartbeat_seconds >= self.dm_presence_fresh_seconds:

@@ -24,6 +24,7 @@ import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from activities.apple import apple_public_key_pem, generate_apple_private_key
+from api.relay_seal import LOCAL_KEY_FILE as RELAY_KEY_FILE
 from config import Settings
 from devstack.processes import (
     ManagedProcess,
@@ -336,6 +337,8 @@ def run() -> int:
             "SOSOHAPPY_APPLE_BASE_URL": f"http://127.0.0.1:{ports.apple_emulator_port}",
             "SOSOHAPPY_APPLE_PRIVATE_KEY": apple_key,
             "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": payload_keys,
+            # Generated once like the payload keys; only the API reads them (its DM relay records).
+            "SOSOHAPPY_RELAY_KEYS": local_key_file(data_dir, RELAY_KEY_FILE).read_text().strip(),
             "SOSOHAPPY_WORKER_METRICS_PORT": str(ports.worker_metrics_port),
             "SOSOHAPPY_WORKER_TEMPORAL_METRICS_PORT": str(ports.worker_temporal_metrics_port),
             "SOSOHAPPY_API_HOST": settings.api_host,

@@ -3,8 +3,8 @@
 Each replica keeps its own users' sockets (a user may hold several: phone and tablet). A message is
 stored first (its room row and its MongoDB document, both or neither: ``dm.writes``, in batches under
 load); then the receiver's sockets on this replica get the frame at once, the replicas that hold other
-sockets of the receiver get it through the Kafka topic every replica reads
-(``dm.presence.RemotePresence`` says which do), and a receiver with no socket anywhere gets a DM push.
+sockets of the receiver get it through the Kafka topic every replica reads, each record sealed by the
+topic (``api.relay_seal``) (``dm.presence.RemotePresence`` says which replicas do), and a receiver with no socket anywhere gets a DM push.
 
 An accepted message costs one SQL statement: the nicknames come from this replica's hints
 (``dm.directory``), checked together with the block and written with the room row by that statement

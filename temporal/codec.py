@@ -112,12 +112,13 @@ def generate_key_entry(key_id: str) -> str:
     return f"{key_id}:{base64.b64encode(os.urandom(PAYLOAD_KEY_BYTES)).decode()}"
 
 
-def local_key_file(data_dir: Path) -> Path:
-    """The generated keyring of env local/test: created once (mode 0600), then reused across restarts."""
-    path = data_dir / LOCAL_KEY_FILE
+def local_key_file(data_dir: Path, name: str = LOCAL_KEY_FILE) -> Path:
+    """A generated keyring of env local/test (``name`` in ``data_dir``; by default the payload keys'):
+    created once (mode 0600), then reused across restarts and by every process of that data folder."""
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        draft = data_dir / f".{LOCAL_KEY_FILE}.{os.getpid()}"
+        draft = data_dir / f".{name}.{os.getpid()}"
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(generate_key_entry("local-1") + "\n")

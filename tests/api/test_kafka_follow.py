@@ -25,12 +25,16 @@ from api.kafka import (
     broadcast_consumer,
     broadcast_producer,
 )
+from api.relay_seal import RecordSeal
 from config import Settings
+from config.settings import parse_relay_keys
 from devstack.processes import ManagedProcess, broker_argv, free_port
 from dm.hub import RecentIds
+from temporal.codec import generate_key_entry
 from tests.fixtures.waiting import eventually
 
 DEADLINE = 120  # seconds a condition may take on a loaded machine
+SEAL = RecordSeal(parse_relay_keys(generate_key_entry("follow-test")))  # the broadcasts are sealed
 
 
 @pytest.fixture
@@ -118,7 +122,7 @@ def test_one_feed_follows_two_topics_through_a_broker_that_restarts_empty(
         recorders = {topic: _recorder() for topic in topics}
         received = {topic: values for topic, (values, _) in recorders.items()}
         broadcasts = {
-            topic: TopicBroadcast(topic, lambda: producer, partitions=1 + 3 * i)
+            topic: TopicBroadcast(topic, lambda: producer, SEAL, partitions=1 + 3 * i)
             for i, topic in enumerate(topics)
         }
         feed = ReplicaFeed(local, "feed-test", [broadcasts[t].followed(recorders[t][1]) for t in topics])
@@ -180,7 +184,7 @@ def test_a_partitioned_broadcast_keeps_each_keys_records_in_order(
         observer = AIOKafkaConsumer(bootstrap_servers=local.kafka_bootstrap, group_id=None)
         await observer.start()
         received, handle = _recorder()
-        broadcast = TopicBroadcast(topic, lambda: producer, partitions=4)
+        broadcast = TopicBroadcast(topic, lambda: producer, SEAL, partitions=4)
         follower = _follow(local, broadcast, handle)
         try:
             # Listing topics creates none: the follower is the one that creates it.
@@ -303,7 +307,7 @@ def test_records_reach_a_topic_re_created_with_fewer_partitions(
         producer = broadcast_producer(local)
         await producer.start()
         received, handle = _recorder()
-        broadcast = TopicBroadcast(topic, lambda: producer, partitions=8)
+        broadcast = TopicBroadcast(topic, lambda: producer, SEAL, partitions=8)
         follower = _follow(local, broadcast, handle)
         try:
             await _publish_until(broadcast, b"probe", _seen(received, b"probe"))

@@ -34,6 +34,7 @@ REQUIRED: dict[Process, set[str]] = {
         "SOSOHAPPY_DATABASE_URL",
         "SOSOHAPPY_MONGO_URL",
         "SOSOHAPPY_KAFKA_BOOTSTRAP",
+        "SOSOHAPPY_RELAY_KEYS",
         "SOSOHAPPY_TEMPORAL_ADDRESS",
         "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS",
         # its own sign-in worker exchanges Apple codes (SOSOHAPPY_API_SIGN_IN_WORKER, on by default)
@@ -87,6 +88,7 @@ def complete(tmp_path: Path) -> dict[str, str]:
         "SOSOHAPPY_KAFKA_BOOTSTRAP": "sosohappy-kafka-bootstrap:9092",
         "SOSOHAPPY_TEMPORAL_ADDRESS": "temporal-frontend.temporal:7233",
         "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": generate_key_entry("k1"),
+        "SOSOHAPPY_RELAY_KEYS": generate_key_entry("r1"),
         "SOSOHAPPY_CODEC_SERVER_TOKEN": "t" * 48,
         "SOSOHAPPY_APPLE_PRIVATE_KEY": generate_apple_private_key(),
         "SOSOHAPPY_APPLE_TEAM_ID": "TEAM123456",

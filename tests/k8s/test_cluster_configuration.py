@@ -78,6 +78,7 @@ def test_every_setting_is_configured_or_deliberately_local(
     filled = {key: value or "x" for key, value in secrets.items()} | {
         "SOSOHAPPY_JWT_SECRET": "s" * 48,
         "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": f"{generate_key_entry('k2')},{generate_key_entry('k1')}",
+        "SOSOHAPPY_RELAY_KEYS": f"{generate_key_entry('r2')},{generate_key_entry('r1')}",
         "SOSOHAPPY_CODEC_SERVER_TOKEN": "t" * 48,
     }
     for key, value in {**config, **filled, **{k: v for k, v in explicit.items() if v}}.items():

@@ -44,6 +44,7 @@ DUMMY_SECRET_VALUES = {
     "SOSOHAPPY_APPLE_KEY_ID": "KEY1234567",
     "SOSOHAPPY_APPLE_PRIVATE_KEY": generate_apple_private_key(),
     "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS": f"{generate_key_entry('k2')},{generate_key_entry('k1')}",
+    "SOSOHAPPY_RELAY_KEYS": f"{generate_key_entry('r2')},{generate_key_entry('r1')}",
     "SOSOHAPPY_CODEC_SERVER_TOKEN": "c" * 48,
     "SOSOHAPPY_FCM_PROJECT_ID": "sosohappy-prod",
     "SOSOHAPPY_MONITORING_DATABASE_PASSWORD": "m" * 24,
