@@ -3,8 +3,9 @@
 Each replica keeps its own users' sockets (a user may hold several: phone and tablet). A message is
 stored first (its room row and its MongoDB document, both or neither: ``dm.writes``, in batches under
 load); then the receiver's sockets on this replica get the frame at once, the replicas that hold other
-sockets of the receiver get it through the Kafka topic every replica reads, each record sealed by the
-topic (``api.relay_seal``) (``dm.presence.RemotePresence`` says which replicas do), and a receiver with no socket anywhere gets a DM push.
+sockets of the receiver (``dm.presence.RemotePresence`` says which) get it through the Kafka topic every
+replica reads (each record sealed: ``api.relay_seal``), and a receiver with no socket anywhere gets a DM
+push. This replica's own presence rows are ``dm.presence_rows``.
 
 An accepted message costs one SQL statement: the nicknames come from this replica's hints
 (``dm.directory``), checked together with the block and written with the room row by that statement
@@ -44,6 +45,7 @@ from dm.directory import Directory
 from dm.frames import FrameRefused, error_frame, parse_frame
 from dm.limits import REPLACED, Refusal, SocketCap, SocketStamp
 from dm.messages import MessageStore, Party, StoredMessage
+from dm.presence_rows import PresenceRows, in_transaction
 from dm.sockets import Socket
 from dm.writes import Draft, MessageWriter, Stale, store_message
 from kst.dates import near_now, now_kst
@@ -145,12 +147,7 @@ class DirectMessageHub:
         self.directory = Directory()
         self._relayed = RecentIds()
         self._writer = MessageWriter(engine, messages)
-        #: Users whose presence row may not say this replica's count: written by one task per user;
-        #: those whose last write failed are written again on the next heartbeat.
-        self._presence_stale: set[int] = set()
-        self._presence_failed: set[int] = set()
-        self._presence_writers: dict[int, asyncio.Future[None]] = {}
-        self._closing = False
+        self.presence_rows = PresenceRows(engine, self.replica_id, lambda u: len(self._sockets.get(u, ())))
 
     async def attach(self, user_id: int, sock: Socket, nickname: str | None = None) -> None:
         """Register a newly accepted socket of ``user_id``. Beyond ``dm_max_sockets_per_user`` the user's
@@ -162,12 +159,12 @@ class DirectMessageHub:
             self.directory.learn(user_id, nickname)
         self.cap.forget(user_id)  # a fresh round: the replicas holding this user's sockets answer it
         self._trim(user_id)
-        await self._record_presence(user_id)
+        await self.presence_rows.record(user_id)
         self._announce_presence(user_id)
         fresh = self._settings.dm_presence_fresh_seconds
         try:
-            elsewhere = await self._in_transaction(
-                lambda conn: presence.connected_elsewhere(conn, user_id, self.replica_id, fresh)
+            elsewhere = await in_transaction(
+                self._engine, lambda conn: presence.connected_elsewhere(conn, user_id, self.replica_id, fresh)
             )
         except Exception:
             log.warning("DM presence of user %s not read", user_id, exc_info=True)
@@ -184,7 +181,7 @@ class DirectMessageHub:
             OPEN_WEBSOCKETS.dec()
         if not mine:
             self._sockets.pop(user_id, None)
-        await self._record_presence(user_id)
+        await self.presence_rows.record(user_id)
         self._announce_presence(user_id)
         if self.cap.knows(user_id):  # other replicas hold sockets of theirs: tell them what is left
             self._announce(user_id, ask=False)
@@ -239,49 +236,6 @@ class DirectMessageHub:
         self._trim(user_id)
         if record.get("ask"):
             self._announce(user_id, ask=False)
-
-    async def _record_presence(self, user_id: int) -> None:
-        """Write this replica's socket count of ``user_id`` to ``dm_presence`` and return once a write
-        that began after this call has ended. The writes of one user never overlap (one task writes
-        them, reading the count as it starts each), so two sockets closing together cannot leave the
-        count of the first behind the second's. A write that fails is logged and tried again on the
-        next heartbeat; it never fails the socket."""
-        if self._closing:  # close() forgets this replica's rows: nothing is written after it
-            return
-        self._presence_stale.add(user_id)
-        writer = self._presence_writers.get(user_id)
-        if writer is None or writer.done():  # a finished writer's entry is dropped by its callback
-            writer = asyncio.ensure_future(self._write_presence(user_id))
-            self._presence_writers[user_id] = writer
-            writer.add_done_callback(lambda done: self._forget_writer(user_id, done))
-        await asyncio.shield(writer)
-
-    def _forget_writer(self, user_id: int, writer: asyncio.Future[None]) -> None:
-        if self._presence_writers.get(user_id) is writer:
-            del self._presence_writers[user_id]
-
-    async def _write_presence(self, user_id: int) -> None:
-        while user_id in self._presence_stale:
-            self._presence_stale.discard(user_id)
-            count = len(self._sockets.get(user_id, ()))
-
-            def write(conn: Any, count: int = count) -> None:
-                presence.set_sockets(conn, self.replica_id, user_id, count)
-
-            try:
-                await self._in_transaction(write)
-            except Exception:
-                log.warning("DM presence of user %s not written; next heartbeat", user_id, exc_info=True)
-                self._presence_failed.add(user_id)
-                return
-            self._presence_failed.discard(user_id)
-
-    async def _in_transaction(self, work: Callable[[Any], Any]) -> Any:
-        def run() -> Any:
-            with self._engine.begin() as conn:
-                return work(conn)
-
-        return await run_in_threadpool(run)
 
     async def deliver_local(self, user_id: int, frame: str) -> int:
         """Send ``frame`` to every socket ``user_id`` has on this replica; how many got it."""
@@ -471,11 +425,10 @@ class DirectMessageHub:
                 return presence.others(conn, self.replica_id, fresh)
 
             try:
-                self.remote.load(await self._in_transaction(work), started)
+                self.remote.load(await in_transaction(self._engine, work), started)
             except Exception:
                 log.warning("DM presence heartbeat failed", exc_info=True)
-            # At once, not one after another: a slow store must not stretch the beat past freshness.
-            await asyncio.gather(*(self._record_presence(u) for u in list(self._presence_failed)))
+            await self.presence_rows.rewrite_failed()
             await asyncio.sleep(self._settings.dm_heartbeat_seconds)
             beat = True
 
@@ -484,11 +437,5 @@ class DirectMessageHub:
         close with the process)."""
         for task in list(self._announcing):
             task.cancel()
-        self._closing = True
         await self._writer.close()
-        writers = [asyncio.shield(w) for w in self._presence_writers.values()]
-        await asyncio.gather(*writers, return_exceptions=True)
-        try:
-            await self._in_transaction(lambda conn: presence.forget_replica(conn, self.replica_id))
-        except Exception:
-            log.warning("could not clear DM presence of %s", self.replica_id, exc_info=True)
+        await self.presence_rows.close()

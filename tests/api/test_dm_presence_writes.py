@@ -118,7 +118,7 @@ def test_two_sockets_closing_together_leave_the_count_after_both(
         deadline_seconds=DEADLINE,
     )
     assert writes.most == 1  # never two writes of one user at once
-    wait_until(lambda: alice_id not in hub._presence_writers, "the writer done", deadline_seconds=DEADLINE)
+    wait_until(lambda: not hub.presence_rows.writing(alice_id), "the writer done", deadline_seconds=DEADLINE)
     assert _row(activity_deps, hub.replica_id, alice_id) is None
 
 
