@@ -2,7 +2,8 @@
 ``SOSOHAPPY_REQUEST_THREAD_WAIT_SECONDS`` is answered 503 with ``Retry-After`` (counted by route), a DM
 handshake is refused the same way, nothing the shed requests would have written is written, health and
 readiness still answer, and once the threads are free the same requests are served. The threads are
-held first by requests the test releases (counted events), then by a MariaDB that stops answering."""
+held first by requests the test releases (counted events), then by a MariaDB that stops answering until
+the test, having seen the burst shed, lets it answer (a proxy holds every byte; none of the API's database waits ends it)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,12 @@ from tests.fixtures.waiting import wait_until
 
 #: Generous: every wait below is for a condition, and this is only how long it may take to come true.
 PATIENCE = 55.0
+#: Longer than the test ever holds the database (it lets it answer once it saw what it waits for): a
+#: bound on a test that went wrong, never a time anything here waits for.
+HELD_AT_MOST = 4 * PATIENCE
 THREADS = 2
 WAIT = 0.5
+NO_ANSWER = "no answer within the test's patience"
 BUSY = f"the server is busy (no request thread free within {WAIT:g} s), try again"
 ROUTERS = (auth, dm, dm_connect, feed, health, images, profile)
 SHED_ROUTES = (
@@ -63,7 +68,14 @@ def replica(settings: Settings) -> Iterator[Replica]:
     assert settings.database_url
     target = make_url(settings.database_url)
     with stalling_proxy(target.host or "127.0.0.1", target.port or 3306) as proxy:
-        url = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        # A request the test holds at the database waits there until the test lets the server answer,
+        # not for the API's own database waits (storage.db.REQUEST_WAITS, tried in test_database_stalls).
+        waits = dict.fromkeys(("connect_timeout", "read_timeout", "write_timeout"), f"{HELD_AT_MOST:g}")
+        url = (
+            target.set(host="127.0.0.1", port=proxy.port)
+            .update_query_dict(waits)
+            .render_as_string(hide_password=False)
+        )
         update = {"database_url": url, "database_pool_size": THREADS, "request_thread_wait_seconds": WAIT}
         app = create_app(settings.model_copy(update=update))
         with serve_in_thread(app, http="h11", ws="websockets-sansio") as base:
@@ -134,23 +146,37 @@ class _Writes:
         }
 
 
-def _send_all(writes: _Writes, base: str) -> dict[str, Any]:
-    """Every write and a DM handshake at once; each one's status, reason and Retry-After."""
+def _status(resp: httpx.Response) -> tuple[int, str, str | None]:
+    """A response's status, reason and Retry-After."""
+    return resp.status_code, resp.json().get("message", ""), resp.headers.get("Retry-After")
 
-    def answer(request: Callable[[], httpx.Response]) -> tuple[int, str, str | None]:
-        resp = request()
-        return resp.status_code, resp.json().get("message", ""), resp.headers.get("Retry-After")
+
+def _send_all(writes: _Writes, base: str) -> dict[str, Any]:
+    """Every write and a DM handshake at once; each one's status, reason and Retry-After (the
+    handshake's: 101 or its close code), or ``NO_ANSWER``."""
+
+    def answer(request: Callable[[], httpx.Response]) -> tuple[int, str, str | None] | str:
+        try:
+            return _status(request())
+        except httpx.TimeoutException:
+            return NO_ANSWER
+
+    def handshake() -> int | str:
+        try:
+            return _dm_handshake(writes.fan, base)
+        except TimeoutError:
+            return NO_ANSWER
 
     with ThreadPoolExecutor(4) as pool:
         futures = {name: pool.submit(answer, request) for name, request in writes.requests().items()}
-        socket = pool.submit(_dm_handshake, writes.fan, base)
+        socket = pool.submit(handshake)
         return {name: future.result() for name, future in futures.items()} | {"connect-dm": socket.result()}
 
 
 def _assert_served(writes: _Writes, base: str) -> None:
     """The same writes and handshake, with a thread free: each served, and each write made."""
     served = _send_all(writes, base)
-    assert {name: got if isinstance(got, int) else got[0] for name, got in served.items()} == {
+    assert {name: got[0] if isinstance(got, tuple) else got for name, got in served.items()} == {
         "saveFeed": 200,
         "updateLike": 200,
         "block": 200,
@@ -207,25 +233,40 @@ def test_requests_that_get_no_thread_in_time_are_shed_untouched_then_served(
 def test_a_burst_during_a_mysql_stall_is_shed_instead_of_queued_then_served_after_it(
     http: httpx.Client, replica: Replica, activity_deps: ActivityDeps
 ) -> None:
-    """MariaDB stops answering and its requests take every thread: the burst behind them is shed, not
-    queued, and writes nothing; once the server answers, the same requests are served."""
+    """MariaDB stops answering and the requests waiting for it take every thread: the burst behind them
+    is shed, not queued, and writes nothing; once the server answers, the held requests are answered
+    and the same burst is served. The test holds the server until it has seen the burst shed."""
     writes = _Writes(http, replica, activity_deps)
-    replica.proxy.stall()
+    before = _shed_counts()
+    replica.proxy.hold()
     with ThreadPoolExecutor(THREADS) as pool:
-        # Requests stuck on the silent server: each holds its thread for the database's waits.
-        stuck = [
-            pool.submit(writes.fan.post_multipart, "/auth-service/findIntroduction", [("nickname", "x")])
-            for _ in range(THREADS)
-        ]
-        wait_until(
-            lambda: replica.threads.borrowed_tokens == THREADS,
-            "every request thread busy",
-            deadline_seconds=PATIENCE,
-        )
-        assert _send_all(writes, replica.base) == ALL_SHED
-        replica.proxy.resume()
-        for request in stuck:
-            request.result()  # answered (503 or, after the resume, 200): never queued for good
+        try:
+            # Requests stuck on the silent server: each holds its thread until the test releases it.
+            stuck = [
+                pool.submit(
+                    writes.fan.post_multipart,
+                    "/auth-service/findIntroduction",
+                    [("nickname", writes.author.nickname)],
+                )
+                for _ in range(THREADS)
+            ]
+            # Whatever takes a request thread now waits for the held server (a stuck request, or the
+            # replica's outbox drainer or presence heartbeat): once all are taken, they stay so.
+            wait_until(
+                lambda: replica.threads.borrowed_tokens == THREADS,
+                "every request thread busy",
+                deadline_seconds=PATIENCE,
+            )
+            assert _send_all(writes, replica.base) == ALL_SHED
+            assert replica.threads.borrowed_tokens == THREADS  # shed while the stall still held them
+        finally:
+            replica.proxy.release()
+        # Held, not failed: each answered once the server answered (or shed, when a background task of
+        # the replica, the outbox drainer or the presence heartbeat, took its thread first).
+        assert {_status(request.result()) for request in stuck} <= {(200, "", None), SHED}
+
+    after = _shed_counts()
+    assert {route: after[route] - before[route] for route in SHED_ROUTES} == dict.fromkeys(SHED_ROUTES, 1.0)
     assert writes.written() == {"saveFeed": False, "updateLike": False, "block": False}
     _assert_served(writes, replica.base)
 
