@@ -14,7 +14,16 @@ from fastapi import UploadFile
 from pydantic import AfterValidator, Field
 
 from accounts.emails import MAX_EMAIL_LENGTH, InvalidEmail, validated_email
-from api.params import ClientForm, CommaList, FreeText, KstDate, Nickname, OptionalKstDate, refuse
+from api.params import (
+    ClientForm,
+    CommaList,
+    FreeText,
+    Integer,
+    KstDate,
+    Nickname,
+    OptionalKstDate,
+    refuse,
+)
 from feeds.entries import (
     CATEGORIES,
     MAX_CATEGORIES,
@@ -65,7 +74,7 @@ def _entry_rule(check: Callable[[T], T]) -> Callable[[T], T]:
 
 #: An account e-mail as the client holds it (``<email>+<provider>``; not an RFC address).
 AccountEmail = Annotated[str, Field(max_length=MAX_ACCOUNT_EMAIL, examples=["jin.so@gmail.com+kakao"])]
-Page = Annotated[int, Field(ge=0, le=MAX_PAGE, description="0-based page")]
+Page = Annotated[Integer, Field(ge=0, le=MAX_PAGE, description="0-based page")]
 
 
 class AuthorizeCodeForm(ClientForm):
@@ -158,7 +167,7 @@ class SaveFeedForm(ClientForm):
     weather: Annotated[str, Field(max_length=32), AfterValidator(_entry_rule(check_weather))] = Field(
         json_schema_extra={"enum": list(sorted(WEATHERS))}
     )
-    happiness: int = Field(ge=MIN_HAPPINESS, le=MAX_HAPPINESS)
+    happiness: Integer = Field(ge=MIN_HAPPINESS, le=MAX_HAPPINESS)
     nickname: Nickname = Field(description="the caller's own nickname")
 
 
@@ -198,7 +207,7 @@ class OtherFeedQuery(ClientForm):
 
     nickname: Nickname = Field(description="the caller's own nickname")
     page: Page = 0
-    size: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=OTHER_FEED_MAX_SIZE)
+    size: Integer = Field(DEFAULT_PAGE_SIZE, ge=1, le=OTHER_FEED_MAX_SIZE)
     date: OptionalKstDate = None
 
 
@@ -207,14 +216,14 @@ class UserFeedQuery(ClientForm):
 
     dst_nickname: Nickname = Field(description="the author")
     page: Page = 0
-    size: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=USER_FEED_MAX_SIZE)
+    size: Integer = Field(DEFAULT_PAGE_SIZE, ge=1, le=USER_FEED_MAX_SIZE)
     src_nickname: Nickname = Field(description="the caller's own nickname")
 
 
 class FeedImageForm(ClientForm):
     """findFeedImage (§3.20)."""
 
-    image_id: int = Field(ge=1, lt=INT64_END)
+    image_id: Integer = Field(ge=1, lt=INT64_END)
 
 
 class DirectMessageForm(ClientForm):
@@ -222,10 +231,10 @@ class DirectMessageForm(ClientForm):
 
     sender: Nickname
     receiver: Nickname
-    time_boundary: int = Field(
+    time_boundary: Integer = Field(
         ge=1, lt=INT64_END, description="exclusive upper bound of `date` (a 16-digit KST date)"
     )
-    message_cnt: int = Field(DEFAULT_MESSAGE_COUNT, ge=1, le=MAX_MESSAGE_COUNT)
+    message_cnt: Integer = Field(DEFAULT_MESSAGE_COUNT, ge=1, le=MAX_MESSAGE_COUNT)
 
 
 class RoomListForm(ClientForm):

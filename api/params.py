@@ -64,6 +64,22 @@ def _nickname(value: str) -> str:
         raise refuse_field(exc.reason) from None
 
 
+#: A whole number as a client writes one: decimal digits, maybe signed and padded (as Spring's
+#: ``NumberUtils`` read them). Pydantic alone would also take ``3.0`` and ``1_000`` (and so a JSON
+#: float, which past 2**53 rounds a 16-digit date to another value).
+_WHOLE_NUMBER = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, str) and not _WHOLE_NUMBER.fullmatch(value):
+        raise refuse_field(f"must be an integer, got {value[:40]!r}")
+    return value
+
+
+#: An integer parameter: decimal digits only (``refuse_field`` otherwise).
+Integer = Annotated[int, BeforeValidator(_whole_number)]
+
+
 def _date(value: int | None) -> int | None:
     if value is None:
         return None
@@ -95,7 +111,7 @@ Nickname = Annotated[
 ]
 #: The client's 16-digit KST timestamp ``yyyyMMddHHmmssSS`` of a real calendar moment.
 KstDate = Annotated[
-    int,
+    Integer,
     AfterValidator(_date),
     Field(
         description="16-digit KST timestamp yyyyMMddHHmmssSS",
@@ -108,7 +124,7 @@ KstDate = Annotated[
 ]
 #: ``date`` of findOtherFeed: a KST timestamp, or absent / ``-1`` for every day.
 OptionalKstDate = Annotated[
-    int | None,
+    Integer | None,
     BeforeValidator(lambda v: None if v in ("-1", -1) else v),
     AfterValidator(_date),
     Field(description="16-digit KST timestamp yyyyMMddHHmmssSS; absent or -1: every day"),

@@ -43,6 +43,10 @@ def _save(app: IOSClient, when: int, changes: dict[str, str | None] | None = Non
         ({"happiness": "0"}, "happiness"),
         ({"happiness": "6"}, "happiness"),
         ({"happiness": "four"}, "happiness"),
+        ({"happiness": "3.0"}, "happiness"),  # a whole number in decimal digits only, as the app sends
+        ({"happiness": "3_"}, "happiness"),
+        ({"date": "2024012017042712.0"}, "date"),
+        ({"date": "2024_0120_1704_2712"}, "date"),
         ({"weather": None}, "weather"),
         ({"weather": "windy"}, "weather"),
         ({"categoryList": None}, "categoryList"),
@@ -138,7 +142,10 @@ def test_duplicate_categories_are_stored_once_in_order(me: IOSClient) -> None:
         ({"page": 10**20}, "page"),
         ({"size": 0}, "size"),
         ({"size": 36}, "size"),
+        ({"size": "21.0"}, "size"),
+        ({"page": "0_1"}, "page"),
         ({"date": "2024"}, "date"),
+        ({"date": "2024012017042712.0"}, "date"),
         ({"nickname": None}, "nickname"),
     ],
 )
@@ -171,7 +178,7 @@ def test_missing_or_malformed_dates_are_400_on_every_nickname_and_date_endpoint(
 def test_malformed_like_detail_and_image_requests_are_400(me: IOSClient) -> None:
     assert me.post_multipart("/feed-service/updateLike", [("nickname", "x")]).status_code == 400
     assert me.post_query("/feed-service/findDetailFeed", {"dstNickname": "x"}).status_code == 400
-    for bad in ("abc", "0", str(2**64)):
+    for bad in ("abc", "0", str(2**64), "1.0", "1_0"):
         resp = me.post_multipart("/feed-service/findFeedImage", [("imageId", bad)])
         assert resp.status_code == 400 and "imageId" in resp.json()["message"], bad
         resp = me.http.get(f"/feed-service/image/{bad}")
@@ -197,3 +204,16 @@ def test_a_flood_of_unknown_categories_is_a_short_400(me: IOSClient, activity_de
     assert "made-up-0-" in message and "and 1995 more" in message and "made-up-5-" not in message
     assert len(resp.content) < 2048
     assert feed_count(activity_deps, me.nickname) == 0
+
+
+def test_a_json_date_that_is_not_a_whole_number_is_400_and_changes_nothing(me: IOSClient) -> None:
+    """A JSON number with a fraction or an exponent is not the app's date (past 2**53 a float cannot
+    even hold every 16-digit date): refused, not rounded into some entry's day."""
+    date = kst(unique_year(), 8, 8)
+    assert _save(me, date).status_code == 200
+    headers = {"Authorization": me.access, "email": me.email, "Content-Type": "application/json"}
+    for raw in (f"{date}.0", f"{date / 1e15}e15"):
+        body = f'{{"date": {raw}, "nickname": "{me.nickname}", "isPublic": false}}'
+        resp = me.http.post("/feed-service/updatePublicStatus", content=body.encode(), headers=headers)
+        assert resp.status_code == 400 and "date" in resp.json()["message"], (raw, resp.text)
+    assert day_feed(me, me.nickname, date).json()["isPublic"] is True
