@@ -69,7 +69,8 @@ class FailureRule(BaseModel):
     token: str
     error: str
     times: int | None = None
-    retry_after: int | None = None
+    #: The ``Retry-After`` header: seconds, or an HTTP date.
+    retry_after: int | str | None = None
     field: str = "message.token"
 
 
