@@ -6,11 +6,18 @@ business-key ids with duplicates rejected, rather than as child workflows: a chi
 run two events and a workflow task of its own per user, which made the fan-out the bottleneck (0.37x
 the no-op ceiling); here a batch of a hundred users is one activity in the run's history. Idempotent:
 a retry lists the page again, as it is then, and a push started by the failed attempt is found started
-(counted as already sent), never started twice."""
+(counted as already sent), never started twice.
+
+A batch starts a push only while the batch's deadline (the next quiet start; a reminder's midnight) is
+not over: an attempt a worker takes up after it (workers down since the run scheduled it) starts none,
+and a batch slowed past it stops there. Its cursor then ends at the last user it handled, so the run,
+which stops in quiet hours or past the period and otherwise lists the page again with a new deadline,
+never skips anyone."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
@@ -40,6 +47,8 @@ from temporal.push import PUSH_WORKFLOW, PushRequest, nudge_push
 PUSHES_IN_FLIGHT = 32
 #: How long a batch waits for one push before moving on (a push retrying a down FCM goes on by itself).
 PACE_SECONDS = 30.0
+#: The clock a batch measures its own time by (a test replaces it).
+_clock = time.monotonic
 
 
 class NudgeActivities:
@@ -62,28 +71,48 @@ class NudgeActivities:
 
     @activity.defn(name="nudge_push_batch")
     async def push_batch(self, batch: PushBatch) -> BatchSent:
-        """List one page of due users and start each one's push on this worker's task queue."""
+        """List one page of due users and start each one's push on this worker's task queue, each with
+        what is left of the batch's deadline; none once it is over (``late``, the cursor not past them)."""
         page = batch.page
+        info = activity.info()
+        # Server times: how long after the run scheduled the batch this attempt was taken up.
+        waited = (info.started_time - info.scheduled_time).total_seconds()
+        began = _clock()
+
+        def deadline_left() -> int:
+            return int(batch.deadline_seconds - waited - (_clock() - began))
+
+        if deadline_left() <= 0:
+            return BatchSent(users=0, last_user_id=None, done=False, started=0, already_sent=0)
         listed = await asyncio.to_thread(self.recipients, page)
         gate = asyncio.Semaphore(PUSHES_IN_FLIGHT)
-        queue = activity.info().task_queue
+        queue = info.task_queue
+        over = False
 
-        async def start(user_id: int) -> bool:
+        async def start(user_id: int) -> bool | None:
+            nonlocal over
             async with gate:
-                req = nudge_push(page.kind, user_id, page.period, batch.deadline_seconds)
+                left = deadline_left()
+                if over or left <= 0:  # the batch's time is over: this user and the next are left
+                    over = True
+                    return None
+                req = nudge_push(page.kind, user_id, page.period, left)
                 started = await _start_push(page.kind, req, queue)
                 if started:
                     await _pace(req.workflow_id)
                 activity.heartbeat()
                 return started
 
-        started = await asyncio.gather(*(start(u) for u in listed.user_ids))
+        results = await asyncio.gather(*(start(u) for u in listed.user_ids))
+        # The users handled before the first one left: the semaphore takes them in order.
+        handled = results.index(None) if None in results else len(results)
         return BatchSent(
-            users=len(listed.user_ids),
-            last_user_id=listed.user_ids[-1] if listed.user_ids else None,
-            done=listed.done,
-            started=sum(started),
-            already_sent=len(started) - sum(started),
+            users=handled,
+            last_user_id=listed.user_ids[handled - 1] if handled else None,
+            done=listed.done and handled == len(results),
+            started=sum(1 for r in results[:handled] if r),
+            already_sent=sum(1 for r in results[:handled] if r is False),
+            late=len(results) - handled,
         )
 
 

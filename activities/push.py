@@ -15,7 +15,9 @@ is an activity input or result, and failure messages name only FCM's error code.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import math
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import NoReturn
 
 from firebase_admin import exceptions, messaging
@@ -166,11 +168,18 @@ QUOTA_BACKOFF_MAX = timedelta(minutes=10)
 
 
 def _retry_after(exc: Exception) -> timedelta | None:
+    """FCM's ``Retry-After``: seconds, or an HTTP date (RFC 9110 allows both); ``None`` without one, or
+    for a date already past."""
     response = getattr(exc, "http_response", None)
-    value = response.headers.get("Retry-After") if response is not None else None
-    if value and value.strip().isdigit():
-        return timedelta(seconds=int(value.strip()))
-    return None
+    value = (response.headers.get("Retry-After") or "").strip() if response is not None else ""
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    wait = when.replace(tzinfo=when.tzinfo or UTC) - datetime.now(UTC)
+    return timedelta(seconds=math.ceil(wait.total_seconds())) if wait > timedelta(0) else None
 
 
 def retry_delay(reason: str, exc: Exception, attempt: int) -> timedelta | None:

@@ -29,7 +29,7 @@ class FcmEmulator:
         token: str,
         error: str,
         times: int | None = None,
-        retry_after: int | None = None,
+        retry_after: int | str | None = None,
         field: str = "message.token",
     ) -> None:
         """Answer sends to ``token`` with ``error`` for the next ``times`` calls (``None``: always); an

@@ -10,6 +10,12 @@ Like FCM it refuses a message whose payload is over 4,096 bytes (``payload_bytes
 ``FcmError`` with errorCode ``INVALID_ARGUMENT``. An injected ``INVALID_ARGUMENT`` is by default an
 invalid registration token, whose answer names ``message.token``; with ``field`` it is an invalid value
 of that field (FCM's documented BadRequest example, no ``FcmError``), which says nothing of the token.
+
+Like FCM it refuses a target that cannot be a registration token (``is_token_shaped``: empty, or with a
+character outside the URL-safe base64 alphabet and ``:``, such as a space, a control character or
+non-ASCII) with 400 ``INVALID_ARGUMENT`` as FCM answers it (firebase/firebase-admin-java#1064): the
+message "The registration token is not a valid FCM registration token" and an ``FcmError`` detail,
+without a field violation.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -62,7 +69,8 @@ class FailureRule(BaseModel):
     token: str
     error: str
     times: int | None = None
-    retry_after: int | None = None
+    #: The ``Retry-After`` header: seconds, or an HTTP date.
+    retry_after: int | str | None = None
     field: str = "message.token"
 
 
@@ -84,6 +92,26 @@ class FcmState:
     failures: FailureBook[FailureRule] = field(default_factory=FailureBook)
     delays: FailureBook[DelayRule] = field(default_factory=FailureBook)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+#: What a registration token is made of: FCM's tokens are an instance id, ``:`` and URL-safe base64.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_:.\-]+")
+
+
+def is_token_shaped(token: object) -> bool:
+    """True when ``token`` could be a registration token (FCM refuses any other target as invalid)."""
+    return isinstance(token, str) and TOKEN_SHAPE.fullmatch(token) is not None
+
+
+def _not_a_token_body() -> dict[str, Any]:
+    return {
+        "error": {
+            "code": 400,
+            "message": MESSAGES["INVALID_ARGUMENT"],
+            "status": "INVALID_ARGUMENT",
+            "details": [{"@type": FCM_ERROR, "errorCode": "INVALID_ARGUMENT"}],
+        }
+    }
 
 
 def _now() -> str:
@@ -150,6 +178,12 @@ def create_app() -> FastAPI:
         except (ValueError, KeyError, TypeError, AttributeError):
             status, err = _error_body("INVALID_ARGUMENT", field="message")
             return JSONResponse(err, status_code=status)
+        if not is_token_shaped(token):
+            with state.lock:
+                state.attempts.append(
+                    {"token": token, "outcome": "INVALID_ARGUMENT", "reason": "not a token", "at": _now()}
+                )
+            return JSONResponse(_not_a_token_body(), status_code=400)
         with state.lock:
             delay = state.delays.take(token)
         if delay is not None:

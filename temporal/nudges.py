@@ -74,6 +74,9 @@ class NudgeTally(BaseModel):
     started: int = 0
     #: Users whose push of this period had been started before (a re-run, an overlap): not sent again.
     already_sent: int = 0
+    #: Users listed once the batch's deadline was over (workers down or slow): not sent then, left for
+    #: a later batch of the run while the nudge is still due and not quiet.
+    late: int = 0
     batches: int = 0
     runs: int = 1
 
@@ -146,6 +149,8 @@ class BatchSent(BaseModel):
     done: bool
     started: int
     already_sent: int
+    #: Users listed but left because the batch's deadline was over (the cursor stops before them).
+    late: int = 0
 
 
 def plan_of(settings: Settings, kind: str) -> NudgePlan:

@@ -86,6 +86,7 @@ async def fan_out(kind: nudges.NudgeKind, run: NudgeRun) -> NudgeResult:
         tally.users += sent.users
         tally.started += sent.started
         tally.already_sent += sent.already_sent
+        tally.late += sent.late
         tally.batches += 1
         batches += 1
         if sent.last_user_id is not None:

@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -52,6 +52,13 @@ LOCAL_FIRST = "push-local-first"
 #: ``workflow.patched`` id of retrying a push's own steps (``Steps``) within its deadline, a token that
 #: could not be removed not failing the push; runs without it try each step 5 times and then fail.
 STEPS_IN_DEADLINE = "push-steps-in-deadline"
+#: ``workflow.patched`` id of counting a nudge's deadline from the push's start rather than from its
+#: first workflow task: a reminder or story whose push a worker takes up only after its deadline (workers
+#: down from the fan-out into the night) is not sent at that hour, or on the next day; it is given up on
+#: (``LATE``). Runs without it count from their first task.
+NUDGE_DEADLINE_FROM_START = "push-nudge-deadline-from-start"
+#: The failure of a device whose push was taken up after its deadline (recorded ``deadline:LATE``).
+LATE = "LATE"
 LOCAL = timedelta(seconds=10)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
 #: A step's retries wait on workflow timers, from 1 s doubling up to a minute.
@@ -280,12 +287,21 @@ class PushDeliveryWorkflow:
     def __init__(self) -> None:
         self._local_first = False
         self._steps = Steps()
+        self._deadline_seconds = 0
 
     @workflow.run
     async def run(self, req: PushRequest) -> PushOutcome:
         """Return which devices got it, which were removed and which stayed undelivered (by id)."""
         by_id = workflow.patched(BY_DEVICE_ID)
-        self._steps = Steps.within(req.deadline_seconds) if workflow.patched(STEPS_IN_DEADLINE) else Steps()
+        self._deadline_seconds = req.deadline_seconds
+        if req.nudge is not None and workflow.patched(NUDGE_DEADLINE_FROM_START):
+            # A nudge's deadline ends at the next quiet start (a reminder's at midnight too): it counts
+            # from the start its fan-out made, however late a worker takes the push up.
+            waited = workflow.now() - workflow.info().workflow_start_time
+            self._deadline_seconds = req.deadline_seconds - int(waited.total_seconds())
+        self._steps = (
+            Steps.within(max(self._deadline_seconds, 0)) if workflow.patched(STEPS_IN_DEADLINE) else Steps()
+        )
         device_list = await devices_of(req.receiver_user_id, by_id, self._steps)
         self._local_first = workflow.patched(LOCAL_FIRST)
         results = await asyncio.gather(*(self._deliver(req, device) for device in device_list))
@@ -310,8 +326,17 @@ class PushDeliveryWorkflow:
             send_req = DeviceSend(kind=req.kind, token=device, title=req.title, body=req.body, data=req.data)
 
         def send() -> Awaitable[Any]:
+            if self._deadline_seconds <= 0:
+                return _taken_up_late(self._deadline_seconds)
             return send_attempts(
-                PushActivities.send_to_device, send_req, req.deadline_seconds, self._local_first
+                PushActivities.send_to_device, send_req, self._deadline_seconds, self._local_first
             )
 
         return await deliver_to_device(req.kind, req.workflow_id, device, send, self._steps)
+
+
+async def _taken_up_late(deadline_seconds: int) -> NoReturn:
+    """The send of a nudge taken up after its deadline: nothing is sent, the device is given up on."""
+    raise ApplicationError(
+        f"taken up {-deadline_seconds}s after the push's deadline: not sent", type=LATE, non_retryable=True
+    )

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 from prometheus_client import REGISTRY
@@ -66,6 +67,30 @@ def test_retry_after_is_honoured_as_given(
     fcm_emulator.fail(token, error, times=1, retry_after=7)
     err = _failed_send(activity_deps, token, attempt=3)
     assert (err.type, err.next_retry_delay) == (error, timedelta(seconds=7))
+
+
+@pytest.mark.parametrize("error", ["QUOTA_EXCEEDED", "UNAVAILABLE"])
+def test_retry_after_as_an_http_date_is_honoured(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator, error: str
+) -> None:
+    token = f"after-date-{uuid.uuid4().hex[:8]}"
+    at = datetime.now(UTC) + timedelta(minutes=30)
+    fcm_emulator.fail(token, error, times=1, retry_after=format_datetime(at, usegmt=True))
+    err = _failed_send(activity_deps, token, attempt=3)
+    assert err.type == error
+    # Until that moment (seconds dropped by the date's format, however long the send took).
+    assert err.next_retry_delay is not None
+    assert timedelta(minutes=25) <= err.next_retry_delay <= timedelta(minutes=30)
+
+
+def test_retry_after_as_a_date_already_past_leaves_the_usual_backoff(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    token = f"after-past-{uuid.uuid4().hex[:8]}"
+    past = format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
+    fcm_emulator.fail(token, "QUOTA_EXCEEDED", times=1, retry_after=past)
+    err = _failed_send(activity_deps, token, attempt=1)
+    assert err.next_retry_delay == timedelta(minutes=1)  # QUOTA_EXCEEDED's own rule
 
 
 def test_other_transient_errors_leave_the_backoff_to_the_retry_policy(

@@ -144,6 +144,36 @@ def test_an_invalid_token_is_named_in_the_answer(settings: Settings, fcm_emulato
     assert fcm_reason(info.value) == ("INVALID_ARGUMENT", True)  # the token is bad: it will be removed
 
 
+@pytest.mark.parametrize("odd", ["two words", "토큰", "tab\there", "nul\x00", "é"])
+def test_a_target_that_cannot_be_a_token_is_refused_as_fcm_does(
+    settings: Settings, fcm_emulator: FcmEmulator, odd: str
+) -> None:
+    with pytest.raises(exceptions.InvalidArgumentError) as info:
+        messaging.send(_message(odd), app=firebase_app(settings))
+    assert info.value.http_response.json() == {
+        "error": {
+            "code": 400,
+            "message": "The registration token is not a valid FCM registration token",
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                    "errorCode": "INVALID_ARGUMENT",
+                }
+            ],
+        }
+    }
+    assert fcm_reason(info.value) == ("INVALID_ARGUMENT", True)  # the token is bad: it will be removed
+    assert fcm_emulator.messages(odd) == []
+    assert [a["outcome"] for a in fcm_emulator.attempts(odd)] == ["INVALID_ARGUMENT"]
+
+
+def test_tokens_of_fcms_alphabet_are_taken(settings: Settings, fcm_emulator: FcmEmulator) -> None:
+    token = "fMEQd1x2Tk-9tq3Yb0bR5c:APA91bH_Zx-0.9"
+    messaging.send(_message(token), app=firebase_app(settings))
+    assert len(fcm_emulator.messages(token)) == 1
+
+
 def test_an_invalid_field_other_than_the_token_keeps_the_token(
     settings: Settings, fcm_emulator: FcmEmulator
 ) -> None:

@@ -6,20 +6,24 @@ before its retry, or whose author blocked the liker meanwhile, is not sent."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Literal
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
 from activities.push import PushActivities
 from emulators.control import FcmEmulator
 from storage import feeds, users
-from temporal.push import like_push
+from temporal.push import PushOutcome, like_push, nudge_push
 from tests.fixtures.waiting import eventually
 from tests.workflows.push_helpers import (
     device_ids_by_token,
@@ -30,6 +34,7 @@ from tests.workflows.push_helpers import (
     user_with_devices,
 )
 from tests.workflows.recording import record_if_asked
+from tests.workflows.time_skipping import time_skipping_env
 from workflows.push import PushDeliveryWorkflow
 
 
@@ -145,3 +150,86 @@ async def test_a_like_no_longer_true_before_the_retry_is_not_sent_and_the_push_c
     assert tokens_of(activity_deps, owner) == [token]  # the device is kept
     attrs = {p.key.name: p.value for p in desc.typed_search_attributes}
     assert attrs["SosoOutcome"] == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("kind", "period", "taken_up_after", "history"),
+    [
+        ("reminder", 20261203, timedelta(hours=2), "push_delivery_nudge_taken_up_late"),
+        ("monthly", 202611, timedelta(hours=10), None),
+    ],
+    ids=["reminder-two-hours-late", "story-overnight"],
+)
+async def test_a_nudge_taken_up_after_its_deadline_is_not_sent(
+    activity_deps: ActivityDeps,
+    fcm_emulator: FcmEmulator,
+    kind: Literal["reminder", "monthly"],
+    period: int,
+    taken_up_after: timedelta,
+    history: str | None,
+) -> None:
+    """Workers down from the fan-out on: the nudge's push, started (its deadline, an hour here, ends at
+    the quiet start) but not yet taken up, is given up on when a worker takes it up after that, rather
+    than telling the user at night, or on the next day, to write the day's entry."""
+    user, [token] = user_with_devices(activity_deps, 1)
+    req = nudge_push(kind, user, period, deadline_seconds=3600)
+    activities = PushActivities(activity_deps)
+    queue = f"push-{uuid.uuid4()}"
+    async with time_skipping_env() as env:
+        # Its first workflow task only after ``taken_up_after``, as when no worker is there to take it.
+        handle = await env.client.start_workflow(
+            PushDeliveryWorkflow.run, req, id=req.workflow_id, task_queue=queue, start_delay=taken_up_after
+        )
+        with ThreadPoolExecutor(4) as executor:
+            async with Worker(
+                env.client,
+                task_queue=queue,
+                workflows=[PushDeliveryWorkflow],
+                activity_executor=executor,
+                activities=[
+                    activities.device_ids,
+                    activities.send_to_device,
+                    activities.remove_device,
+                    activities.record_push_failure,
+                ],
+            ):
+                with pytest.raises(WorkflowFailureError) as info:
+                    await handle.result()
+                if history is not None:
+                    await record_if_asked(handle, history)
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "PushUndelivered"
+    assert cause.details == (
+        PushOutcome(undelivered=[device_ids_by_token(activity_deps, user)[token]]).model_dump(),
+    )
+    assert fcm_emulator.attempts(token) == []  # not sent, not even tried
+    assert tokens_of(activity_deps, user) == [token]  # the device stays for the next nudge
+
+
+async def test_a_nudge_taken_up_late_within_its_deadline_is_sent(
+    activity_deps: ActivityDeps, fcm_emulator: FcmEmulator
+) -> None:
+    user, [token] = user_with_devices(activity_deps, 1)
+    req = nudge_push("reminder", user, 20261203, deadline_seconds=3600)
+    activities = PushActivities(activity_deps)
+    queue = f"push-{uuid.uuid4()}"
+    async with time_skipping_env() as env:
+        handle = await env.client.start_workflow(
+            PushDeliveryWorkflow.run,
+            req,
+            id=req.workflow_id,
+            task_queue=queue,
+            start_delay=timedelta(minutes=50),
+        )
+        with ThreadPoolExecutor(4) as executor:
+            async with Worker(
+                env.client,
+                task_queue=queue,
+                workflows=[PushDeliveryWorkflow],
+                activity_executor=executor,
+                activities=[activities.device_ids, activities.send_to_device],
+            ):
+                outcome = await handle.result()
+    assert outcome.label == "sent"
+    [message] = fcm_emulator.messages(token)
+    assert message["message"]["data"] == {"kind": "reminder", "day": "20261203"}
