@@ -55,6 +55,9 @@ SkeletonText = String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bi
 # Account ids are stored in their canonical form (accounts.emails) and compare exactly, as Python does:
 # a case- or accent-insensitive collation would find an account for a string the code calls different.
 AccountText = String(320).with_variant(mysql.VARCHAR(320, collation="utf8mb4_bin"), "mysql")
+# FCM registration tokens are case-sensitive and compare exactly (migration 0016): under the table's
+# case- and accent-insensitive collation a sign-in with a variant of another device's token took its row.
+TokenText = String(512).with_variant(mysql.VARCHAR(512, collation="utf8mb4_bin"), "mysql")
 
 
 class Base(DeclarativeBase):
@@ -149,7 +152,7 @@ class DeviceRegistration(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     session_id: Mapped[str | None] = mapped_column(String(36))
-    token: Mapped[str] = mapped_column(String(512), unique=True)
+    token: Mapped[str] = mapped_column(TokenText, unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 

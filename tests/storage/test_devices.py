@@ -1,6 +1,6 @@
 """Device registrations are addressed only while the login that registered them is live, a login revoked for
-refresh-token reuse forgets its devices in the revoking transaction, and housekeeping deletes the rows of
-logins that are over; on MySQL and SQLite."""
+refresh-token reuse forgets its devices in the revoking transaction, housekeeping deletes the rows of
+logins that are over, and tokens compare exactly (FCM tokens are case-sensitive); on MySQL and SQLite."""
 
 from __future__ import annotations
 
@@ -134,6 +134,33 @@ def test_a_login_revoked_for_reuse_forgets_its_devices_in_the_same_transaction(e
         )
         assert stolen_token not in set(tokens)
         assert devices.ids_for(session, user_id) == [kept_id]  # the other login's device stays
+
+
+def test_tokens_differing_only_in_case_or_ignorable_characters_are_different_devices(engine: Engine) -> None:
+    """A sign-in with a case variant of another account's token (or one with a character the table's
+    collation ignores) registers a device of its own: it never takes the other account's row, and FCM
+    calling one of them dead removes that one alone."""
+    core = uuid.uuid4().hex
+    tokens = [f"AbC{core}x", f"abc{core}X", f"AbC\x01{core}x"]
+    owners = [make_user(engine)[0] for _ in tokens]
+    sessions = session_factory(engine)
+    for owner, token in zip(owners, tokens, strict=True):
+        login = _login(engine, owner)
+        with sessions.begin() as session:
+            assert devices.register_device(session, owner, token, login)
+
+    def registered() -> dict[str, int]:
+        with sessions() as session:
+            rows = session.execute(select(DeviceRegistration.token, DeviceRegistration.user_id))
+            return {token: user_id for token, user_id in rows if token in tokens}
+
+    assert registered() == dict(zip(tokens, owners, strict=True))
+    with sessions() as session:
+        for owner, token in zip(owners, tokens, strict=True):
+            assert devices.tokens_for(session, owner) == [token]
+    with sessions.begin() as session:
+        assert devices.remove_token(session, tokens[1]) == 1
+    assert registered() == {tokens[0]: owners[0], tokens[2]: owners[2]}
 
 
 def test_housekeeping_deletes_the_devices_of_logins_that_are_over_in_batches(tmp_path: Path) -> None:
