@@ -6,9 +6,7 @@ before its retry, or whose author blocked the liker meanwhile, is not sent."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Literal
@@ -17,7 +15,6 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
 from activities.push import PushActivities
@@ -34,7 +31,6 @@ from tests.workflows.push_helpers import (
     user_with_devices,
 )
 from tests.workflows.recording import record_if_asked
-from tests.workflows.time_skipping import time_skipping_env
 from workflows.push import PushDeliveryWorkflow
 
 
@@ -174,29 +170,21 @@ async def test_a_nudge_taken_up_after_its_deadline_is_not_sent(
     user, [token] = user_with_devices(activity_deps, 1)
     req = nudge_push(kind, user, period, deadline_seconds=3600)
     activities = PushActivities(activity_deps)
-    queue = f"push-{uuid.uuid4()}"
-    async with time_skipping_env() as env:
+    served = [
+        activities.device_ids,
+        activities.send_to_device,
+        activities.remove_device,
+        activities.record_push_failure,
+    ]
+    async with time_skipping_push_worker(served) as (client, queue):
         # Its first workflow task only after ``taken_up_after``, as when no worker is there to take it.
-        handle = await env.client.start_workflow(
+        handle = await client.start_workflow(
             PushDeliveryWorkflow.run, req, id=req.workflow_id, task_queue=queue, start_delay=taken_up_after
         )
-        with ThreadPoolExecutor(4) as executor:
-            async with Worker(
-                env.client,
-                task_queue=queue,
-                workflows=[PushDeliveryWorkflow],
-                activity_executor=executor,
-                activities=[
-                    activities.device_ids,
-                    activities.send_to_device,
-                    activities.remove_device,
-                    activities.record_push_failure,
-                ],
-            ):
-                with pytest.raises(WorkflowFailureError) as info:
-                    await handle.result()
-                if history is not None:
-                    await record_if_asked(handle, history)
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        if history is not None:
+            await record_if_asked(handle, history)
     cause = info.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "PushUndelivered"
     assert cause.details == (
@@ -212,24 +200,18 @@ async def test_a_nudge_taken_up_late_within_its_deadline_is_sent(
     user, [token] = user_with_devices(activity_deps, 1)
     req = nudge_push("reminder", user, 20261203, deadline_seconds=3600)
     activities = PushActivities(activity_deps)
-    queue = f"push-{uuid.uuid4()}"
-    async with time_skipping_env() as env:
-        handle = await env.client.start_workflow(
+    async with time_skipping_push_worker([activities.device_ids, activities.send_to_device]) as (
+        client,
+        queue,
+    ):
+        handle = await client.start_workflow(
             PushDeliveryWorkflow.run,
             req,
             id=req.workflow_id,
             task_queue=queue,
             start_delay=timedelta(minutes=50),
         )
-        with ThreadPoolExecutor(4) as executor:
-            async with Worker(
-                env.client,
-                task_queue=queue,
-                workflows=[PushDeliveryWorkflow],
-                activity_executor=executor,
-                activities=[activities.device_ids, activities.send_to_device],
-            ):
-                outcome = await handle.result()
+        outcome = await handle.result()
     assert outcome.label == "sent"
     [message] = fcm_emulator.messages(token)
     assert message["message"]["data"] == {"kind": "reminder", "day": "20261203"}
