@@ -144,25 +144,31 @@ def test_an_invalid_token_is_named_in_the_answer(settings: Settings, fcm_emulato
     assert fcm_reason(info.value) == ("INVALID_ARGUMENT", True)  # the token is bad: it will be removed
 
 
+#: FCM's documented answer to a target that is not a registration token
+#: (firebase.google.com/docs/cloud-messaging/error-codes): no field violation, the message names the
+#: registration token.
+INVALID_TOKEN_ANSWER = {
+    "error": {
+        "code": 400,
+        "message": "The registration token is not a valid FCM registration token",
+        "status": "INVALID_ARGUMENT",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                "errorCode": "INVALID_ARGUMENT",
+            }
+        ],
+    }
+}
+
+
 @pytest.mark.parametrize("odd", ["two words", "토큰", "tab\there", "nul\x00", "é"])
 def test_a_target_that_cannot_be_a_token_is_refused_as_fcm_does(
     settings: Settings, fcm_emulator: FcmEmulator, odd: str
 ) -> None:
     with pytest.raises(exceptions.InvalidArgumentError) as info:
         messaging.send(_message(odd), app=firebase_app(settings))
-    assert info.value.http_response.json() == {
-        "error": {
-            "code": 400,
-            "message": "The registration token is not a valid FCM registration token",
-            "status": "INVALID_ARGUMENT",
-            "details": [
-                {
-                    "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
-                    "errorCode": "INVALID_ARGUMENT",
-                }
-            ],
-        }
-    }
+    assert info.value.http_response.json() == INVALID_TOKEN_ANSWER
     assert fcm_reason(info.value) == ("INVALID_ARGUMENT", True)  # the token is bad: it will be removed
     assert fcm_emulator.messages(odd) == []
     assert [a["outcome"] for a in fcm_emulator.attempts(odd)] == ["INVALID_ARGUMENT"]
@@ -200,22 +206,7 @@ def _invalid_argument(body: dict[str, Any]) -> exceptions.InvalidArgumentError:
 
 
 def test_fcms_documented_invalid_token_answer_names_the_token() -> None:
-    # FCM's documented example (firebase.google.com/docs/cloud-messaging/error-codes): no field violation,
-    # the message names the registration token.
-    documented = {
-        "error": {
-            "code": 400,
-            "message": "The registration token is not a valid FCM registration token",
-            "status": "INVALID_ARGUMENT",
-            "details": [
-                {
-                    "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
-                    "errorCode": "INVALID_ARGUMENT",
-                }
-            ],
-        }
-    }
-    assert fcm_reason(_invalid_argument(documented)) == ("INVALID_ARGUMENT", True)
+    assert fcm_reason(_invalid_argument(INVALID_TOKEN_ANSWER)) == ("INVALID_ARGUMENT", True)
     assert fcm_reason(exceptions.InvalidArgumentError("no response")) == ("INVALID_MESSAGE", True)
 
 
