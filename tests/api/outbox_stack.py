@@ -86,6 +86,18 @@ class Stack:
             self.worker.stop()
             self.worker = None
 
+    @contextmanager
+    def temporal_away(self, *, fresh: bool = False) -> Iterator[None]:
+        """The worker and the Temporal server stopped for the block, then started again (``fresh``: the
+        server without its earlier state) and the worker with it, whatever the block did."""
+        self.stop_worker()
+        self.temporal.stop()
+        try:
+            yield
+        finally:
+            self.temporal.start(fresh=fresh)
+            self.start_worker()
+
     def client(self, app: IOSClient | None = None) -> IOSClient:
         http = httpx.Client(base_url=self.url, timeout=60)
         return IOSClient(http) if app is None else IOSClient(http, access=app.access, email=app.email)

@@ -72,9 +72,7 @@ async def test_a_resign_and_a_pre_upgrade_rename_queued_while_temporal_is_down_a
         k: metric("sosohappy_workflow_starts_queued_total", kind=k) for k in ("rename", "resign")
     }
 
-    stack.stop_worker()
-    stack.temporal.stop()
-    try:
+    with stack.temporal_away(fresh=fresh):
         # A rename committed before the upgrade, its start still in the outbox (as setProfile queued it).
         with stack.deps.sessions.begin() as s:
             user = s.get(User, renamed_id)
@@ -117,9 +115,6 @@ async def test_a_resign_and_a_pre_upgrade_rename_queued_while_temporal_is_down_a
         ready = httpx.get(f"{stack.url}/readyz", timeout=60)
         assert ready.status_code == 200 and ready.json() == {"status": "degraded"}
         assert metric("sosohappy_dependency_up", dependency="temporal") == 0.0
-    finally:
-        stack.temporal.start(fresh=fresh)
-        stack.start_worker()
 
     wait_for(lambda: stack.outbox_rows() == [], "outbox drained")
     # The pre-upgrade rename pinned the legacy messages to the renamed user; then they were converted.
@@ -167,9 +162,7 @@ async def test_a_like_whose_push_cannot_be_started_is_queued_and_pushed_once_tem
     queued_before = metric("sosohappy_push_requests_total", kind="like", result="queued")
     outbox_before = metric("sosohappy_workflow_starts_queued_total", kind="push")
 
-    stack.stop_worker()
-    stack.temporal.stop()
-    try:
+    with stack.temporal_away():
         resp = like(fan, author_nick, date)
         assert resp.status_code == 200 and resp.json() == {"like": True}  # answered as ever
         # The start fails in the background: the push is queued for the author, not dropped.
@@ -196,9 +189,6 @@ async def test_a_like_whose_push_cannot_be_started_is_queued_and_pushed_once_tem
         )
         assert metric("sosohappy_workflow_starts_queued_total", kind="push") == outbox_before + 1
         assert fcm_emulator.messages(author.device_token) == []
-    finally:
-        stack.temporal.start()
-        stack.start_worker()
 
     wait_for(lambda: stack.outbox_rows() == [], "outbox drained")
     wait_for(lambda: fcm_emulator.messages(author.device_token) != [], "like pushed")
@@ -233,9 +223,7 @@ async def test_a_dm_whose_push_cannot_be_started_is_queued_and_pushed_once_tempo
         "drained": metric("sosohappy_workflow_starts_total", kind="dm-push", path="drainer"),
     }
 
-    stack.stop_worker()
-    stack.temporal.stop()
-    try:
+    with stack.temporal_away():
         # The receiver is connected nowhere: each stored message's push start fails and is queued.
         _send_dms(stack, sender, receiver, "오늘 저녁 같이 먹어요", rows=1)
         _send_dms(stack, blocked, receiver, "차단될 메시지", rows=2)
@@ -270,9 +258,6 @@ async def test_a_dm_whose_push_cannot_be_started_is_queued_and_pushed_once_tempo
         with stack.deps.sessions.begin() as s:
             users.block(s, receiver_id, blocked_id)
         assert fcm_emulator.messages(receiver.device_token) == []
-    finally:
-        stack.temporal.start()
-        stack.start_worker()
 
     wait_for(lambda: stack.outbox_rows() == [], "outbox drained")
     client = await connect(stack.settings)
