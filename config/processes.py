@@ -83,22 +83,22 @@ def _explicit(field: str, what: str) -> Callable[[Settings], str | None]:
     return check
 
 
-def _payload_keys(s: Settings) -> str | None:
-    if s.temporal_payload_keys is None:
-        return (
-            "SOSOHAPPY_TEMPORAL_PAYLOAD_KEYS is not set (Temporal payloads are encrypted; a key is "
-            "generated only in env local or test)"
-        )
-    return None  # its format is Settings' own check
+def _keyring(field: str, what: str) -> Callable[[Settings], str | None]:
+    """The AES keyring setting ``field`` must be given: ``what`` it encrypts are unreadable without it."""
+
+    def check(s: Settings) -> str | None:
+        if getattr(s, field) is None:
+            return (
+                f"SOSOHAPPY_{field.upper()} is not set ({what} are encrypted; a key is generated only in "
+                "env local or test)"
+            )
+        return None  # its format is Settings' own check
+
+    return check
 
 
-def _relay_keys(s: Settings) -> str | None:
-    if s.relay_keys is None:
-        return (
-            "SOSOHAPPY_RELAY_KEYS is not set (the DM records relayed between replicas are encrypted; a "
-            "key is generated only in env local or test)"
-        )
-    return None  # its format is Settings' own check
+_payload_keys = _keyring("temporal_payload_keys", "Temporal payloads")
+_relay_keys = _keyring("relay_keys", "the DM records relayed between replicas")
 
 
 def _codec_token(s: Settings) -> str | None:
