@@ -103,17 +103,6 @@ def is_token_shaped(token: object) -> bool:
     return isinstance(token, str) and TOKEN_SHAPE.fullmatch(token) is not None
 
 
-def _not_a_token_body() -> dict[str, Any]:
-    return {
-        "error": {
-            "code": 400,
-            "message": MESSAGES["INVALID_ARGUMENT"],
-            "status": "INVALID_ARGUMENT",
-            "details": [{"@type": FCM_ERROR, "errorCode": "INVALID_ARGUMENT"}],
-        }
-    }
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -137,14 +126,16 @@ def payload_bytes(message: dict[str, Any]) -> int:
     return size
 
 
-def _error_body(code: str, field: str = "message.token") -> tuple[int, dict[str, Any]]:
+def _error_body(code: str, field: str | None = "message.token") -> tuple[int, dict[str, Any]]:
+    """FCM's answer to ``code``; an ``INVALID_ARGUMENT`` names ``field`` in a violation (``None``: none,
+    as FCM answers a target that is not a token at all)."""
     status, canonical = ERRORS[code]
     details: list[dict[str, Any]] = [{"@type": FCM_ERROR, "errorCode": code}]
     message = MESSAGES[code]
     if code == "INVALID_ARGUMENT" and field == "message.token":
         violation = {"field": field, "description": "Invalid registration token"}
         details.append({"@type": BAD_REQUEST, "fieldViolations": [violation]})
-    elif code == "INVALID_ARGUMENT":
+    elif code == "INVALID_ARGUMENT" and field is not None:
         message = f"Invalid value at '{field}'"
         details = [{"@type": BAD_REQUEST, "fieldViolations": [{"field": field, "description": message}]}]
     return status, {"error": {"code": status, "message": message, "status": canonical, "details": details}}
@@ -183,7 +174,8 @@ def create_app() -> FastAPI:
                 state.attempts.append(
                     {"token": token, "outcome": "INVALID_ARGUMENT", "reason": "not a token", "at": _now()}
                 )
-            return JSONResponse(_not_a_token_body(), status_code=400)
+            status, err = _error_body("INVALID_ARGUMENT", field=None)
+            return JSONResponse(err, status_code=status)
         with state.lock:
             delay = state.delays.take(token)
         if delay is not None:
