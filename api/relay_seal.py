@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from config import Settings
-from config.settings import MAX_RELAY_KEY_ID_BYTES, parse_relay_keys
+from config.settings import MAX_RELAY_KEY_ID_BYTES, is_key_id, parse_relay_keys
 from temporal.codec import local_key_file
 
 FORMAT = 1
@@ -72,8 +72,10 @@ class RecordSeal:
         key_id = value[2:end]
         cipher = self._ciphers.get(key_id)
         if cipher is None:
+            # Logged as it is only when it looks like an id (it names, never holds, a key); a byte
+            # outside ASCII decodes to U+FFFD, which no id has.
             shown = key_id.decode("ascii", errors="replace")
-            raise UnreadableRecord("unknown_key", shown if _plain_id(shown) else None)
+            raise UnreadableRecord("unknown_key", shown if is_key_id(shown) else None)
         nonce = value[end : end + NONCE_BYTES]
         try:
             return cipher.decrypt(nonce, value[end + NONCE_BYTES :], _bound(value[:end], topic, key or b""))
@@ -85,11 +87,6 @@ def _bound(head: bytes, topic: str, key: bytes) -> bytes:
     """The associated data: the value's head, then the topic (length-prefixed), then the record key."""
     name = topic.encode()
     return head + len(name).to_bytes(2, "big") + name + key
-
-
-def _plain_id(key_id: str) -> bool:
-    """Whether an unknown key id can be logged as it is: an id's characters (it names, never holds, a key)."""
-    return bool(key_id) and key_id.replace("-", "").replace("_", "").isalnum() and key_id.isascii()
 
 
 def relay_keys(settings: Settings) -> list[tuple[str, bytes]]:

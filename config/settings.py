@@ -27,6 +27,11 @@ PAYLOAD_KEY_BYTES = 32
 MAX_RELAY_KEY_ID_BYTES = 64
 
 
+def is_key_id(text: str) -> bool:
+    """Whether ``text`` is a key id as keyrings write them: letters, digits, ``-`` and ``_``."""
+    return bool(text) and text.replace("-", "").replace("_", "").isalnum()
+
+
 def parse_keyring(text: str, variable: str) -> list[tuple[str, bytes]]:
     """``id:base64key,...`` (the setting ``variable``) as (key id, 32-byte key) pairs, the current
     (encrypting) key first.
@@ -37,7 +42,7 @@ def parse_keyring(text: str, variable: str) -> list[tuple[str, bytes]]:
     for position, entry in enumerate(e.strip() for e in text.split(",")):
         key_id, sep, encoded = entry.partition(":")
         key_id = key_id.strip()
-        if not sep or not key_id or not key_id.replace("-", "").replace("_", "").isalnum():
+        if not sep or not is_key_id(key_id):
             raise ValueError(
                 f"{variable} entry {position + 1} is not `id:base64key` (ids: letters, digits, - and _)"
             )
